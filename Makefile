@@ -1,0 +1,37 @@
+# Every target bootstraps .venv first: a fresh machine needs only Python 3.11, make and a JDK.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast bench dev stack clean
+
+install: $(STAMP)
+
+# Reinstall only when the lock file or the package metadata changed.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# The main job on the embedded local AWS stack with synthetic data.
+run: install
+	$(BIN)/fraud-assets run --days 7 --summary-json .fraud_assets/summary.json
+
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+# Dagster UI against the embedded stack (started by `make stack` in another shell, or any AWS).
+dev: install
+	$(BIN)/dagster dev -w workspace.yaml
+
+stack: install
+	$(BIN)/fraud-assets local-stack --state-dir .fraud_assets/state
+
+clean:
+	rm -rf $(VENV) .fraud_assets

@@ -1,0 +1,73 @@
+"""Names of the platform's AWS resources (the seeds' names), overridable from the environment.
+
+The same names serve the embedded local stack and a real AWS account; only where boto3 points
+changes (AWS_ENDPOINT_URL and friends), never the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+FEATURE_COLUMNS: tuple[str, ...] = ("Time", *(f"V{i}" for i in range(1, 29)), "Amount")
+LABEL_COLUMN = "Class"
+RAW_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, LABEL_COLUMN)
+TRANSACTION_ID = "transactionId"
+
+HIGH_RISK_THRESHOLD = 0.8
+MEDIUM_RISK_THRESHOLD = 0.5
+
+DEFAULT_REGION = "us-east-1"
+HYPERPARAMETER_PATH = "/fraud-detection/hyperparameters"
+RAW_DATA_KEY = "raw/creditcard.csv"
+DAILY_BATCH_PREFIX = "daily-batches"
+ENDPOINT_METADATA_KEY = "endpoint/current.json"
+ENDPOINT_HISTORY_PREFIX = "endpoint/history"
+PRODUCTION_MODEL_CONFIG_KEY = "production-model-config.yaml"
+
+
+def daily_batch_key(date: str) -> str:
+    return f"{DAILY_BATCH_PREFIX}/{date}.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlatformNames:
+    data_bucket: str = "fraud-detection-data"
+    workflow_bucket: str = "fraud-detection-workflow-local"
+    models_bucket: str = "fraud-detection-models"
+    config_bucket: str = "fraud-detection-config"
+    metrics_bucket: str = "fraud-detection-metrics-local"
+    scores_table: str = "FraudScores"
+    scores_gsi: str = "BatchDateIndex"
+    alerts_topic: str = "fraud-detection-alerts"
+    monitoring_topic: str = "fraud-detection-monitoring"
+    failures_topic: str = "fraud-detection-failures"
+    endpoint_name: str = "fraud-detection-prod"
+    # SageMaker needs a role and an image to create a model; the local stack accepts any.
+    sagemaker_role_arn: str = "arn:aws:iam::123456789012:role/fraud-detection-sagemaker"
+    xgboost_image_uri: str = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+    endpoint_instance_type: str = "ml.m5.large"
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return (self.data_bucket, self.workflow_bucket, self.models_bucket, self.config_bucket, self.metrics_bucket)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self.alerts_topic, self.monitoring_topic, self.failures_topic)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "PlatformNames":
+        """FRAUD_<FIELD> overrides a name, e.g. FRAUD_WORKFLOW_BUCKET; FRAUD_BUCKET_SUFFIX names
+        the workflow and metrics buckets the way the seeds do (`...-{suffix}`)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        suffix = env.get("FRAUD_BUCKET_SUFFIX")
+        if suffix:
+            values["workflow_bucket"] = f"fraud-detection-workflow-{suffix}"
+            values["metrics_bucket"] = f"fraud-detection-metrics-{suffix}"
+        for field in dataclasses.fields(cls):
+            override = env.get(f"FRAUD_{field.name.upper()}")
+            if override:
+                values[field.name] = override
+        return cls(**values)

@@ -1,0 +1,135 @@
+"""The S3 side of the platform: the executions/<id>/<stage> layout, validated keys, encrypted puts,
+and the byte formats (parquet for tables, JSON for summaries). No pickle anywhere: an object read
+back from a bucket is only ever parsed, never executed."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import re
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SSE = "AES256"
+SUMMARY_FILE = "output.json"
+
+# Run ids, stage names, partition keys and file names become S3 keys: allow a conservative
+# alphabet only, so nothing a user types can climb out of its prefix or smuggle in a separator.
+_KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class InvalidKeyError(ValueError):
+    pass
+
+
+def validate_key_part(value: str, what: str = "key part") -> str:
+    if not isinstance(value, str) or not _KEY_PART.match(value) or ".." in value:
+        raise InvalidKeyError(f"invalid {what} {value!r}: use letters, digits and . _ = + - (no '..', no '/')")
+    return value
+
+
+def validate_bucket(bucket: str) -> str:
+    if not _BUCKET.match(bucket or ""):
+        raise InvalidKeyError(f"invalid bucket name {bucket!r}")
+    return bucket
+
+
+def execution_prefix(run_id: str, stage: str, partition: str | None = None) -> str:
+    """`executions/<run id>/<stage>/` (and `<partition>/` below it for a partitioned asset)."""
+    parts = ["executions", validate_key_part(run_id, "run id"), validate_key_part(stage, "stage")]
+    if partition is not None:
+        parts.append(validate_key_part(partition, "partition key"))
+    return "/".join(parts) + "/"
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Uri:
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @classmethod
+    def parse(cls, uri: str) -> "S3Uri":
+        if not isinstance(uri, str) or not uri.startswith("s3://"):
+            raise InvalidKeyError(f"not an s3:// URI: {uri!r}")
+        bucket, _, key = uri[len("s3://") :].partition("/")
+        validate_bucket(bucket)
+        if not key or ".." in key.split("/") or key.startswith("/"):
+            raise InvalidKeyError(f"invalid object key in {uri!r}")
+        return cls(bucket, key)
+
+
+def put_bytes(s3, bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> S3Uri:
+    """Every put in the project goes through here, so every object is encrypted at rest."""
+    s3.put_object(Bucket=validate_bucket(bucket), Key=key, Body=body, ContentType=content_type, ServerSideEncryption=SSE)
+    return S3Uri(bucket, key)
+
+
+def get_bytes(s3, uri: S3Uri | str) -> bytes:
+    uri = S3Uri.parse(uri) if isinstance(uri, str) else uri
+    return s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+
+
+def put_json(s3, bucket: str, key: str, value: Any) -> S3Uri:
+    return put_bytes(s3, bucket, key, to_json_bytes(value), "application/json")
+
+
+def get_json(s3, uri: S3Uri | str) -> Any:
+    return json.loads(get_bytes(s3, uri))
+
+
+def object_exists(s3, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except s3.exceptions.ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def to_json_bytes(value: Any) -> bytes:
+    return json.dumps(value, indent=2, sort_keys=True, default=_json_default).encode()
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and timestamps show up in summaries; everything else is a bug worth raising.
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def table_to_parquet(df: pd.DataFrame) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, compression="zstd")
+    return sink.getvalue()
+
+
+def parquet_to_table(data: bytes) -> pd.DataFrame:
+    return pq.read_table(pa.BufferReader(data)).to_pandas()
+
+
+@dataclasses.dataclass
+class StageResult:
+    """What an asset hands to the IO manager: the stage summary (`output.json`), tables (written
+    as `<name>.parquet`) and opaque files (e.g. `model.tar.gz`)."""
+
+    summary: dict[str, Any]
+    tables: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
+    files: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The one table of a single-table stage."""
+        if len(self.tables) != 1:
+            raise ValueError(f"stage has {len(self.tables)} tables, not one: {sorted(self.tables)}")
+        return next(iter(self.tables.values()))
