@@ -1,0 +1,73 @@
+"""The data-prep transformation: stable transaction ids and a deterministic 70/15/15 split.
+
+The split is a hash of the row key, not a random generator, so every engine (pandas here, PySpark
+in glue_scripts/fraud_data_prep.py) puts the same transaction in the same split: bucket =
+pmod(xxhash64("<seed>:<transactionId>", seed 42), 10000), which is exactly Spark's
+`pmod(xxhash64(concat(...)), 10000)` (Spark's xxhash64 always uses seed 42).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xxhash
+
+from fraud_assets.lib.config import LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+DEFAULT_RATIOS: tuple[float, float, float] = (0.70, 0.15, 0.15)
+HASH_BUCKETS = 10_000
+XXHASH_SEED = 42  # Spark's xxhash64 seed; must not change or the engines disagree
+ID_PREFIX = "txn-"
+
+
+def transaction_ids(n_rows: int, offset: int = 0) -> np.ndarray:
+    """Stable id of a raw row: its 0-based position in the file (the Kaggle data has no id column
+    and holds duplicate rows, so a content hash would not be unique)."""
+    return np.char.add(ID_PREFIX, np.char.zfill(np.arange(offset, offset + n_rows).astype(str), 9))
+
+
+def split_buckets(ids: np.ndarray, seed: int) -> np.ndarray:
+    """pmod(signed xxhash64, 10000) of "<seed>:<id>" per id: 0..9999."""
+    prefix = f"{seed}:"
+    digest = xxhash.xxh64_intdigest
+    unsigned = np.fromiter((digest((prefix + i).encode(), XXHASH_SEED) for i in ids.tolist()), dtype=np.uint64, count=len(ids))
+    # Python's % and Spark's pmod agree for a positive divisor; go through int64 to mirror Spark's signed long.
+    return np.mod(unsigned.view(np.int64), HASH_BUCKETS)
+
+
+def assign_splits(ids: np.ndarray, seed: int, ratios: tuple[float, float, float] = DEFAULT_RATIOS) -> np.ndarray:
+    """Index into SPLITS for every id."""
+    validate_ratios(ratios)
+    cut_train = round(ratios[0] * HASH_BUCKETS)
+    cut_validation = round((ratios[0] + ratios[1]) * HASH_BUCKETS)
+    buckets = split_buckets(ids, seed)
+    return np.where(buckets < cut_train, 0, np.where(buckets < cut_validation, 1, 2)).astype(np.int8)
+
+
+def validate_ratios(ratios: tuple[float, float, float]) -> None:
+    if len(ratios) != 3 or any(r <= 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-9:
+        raise ValueError(f"split ratios must be three positive fractions summing to 1, got {ratios}")
+
+
+def prepare_splits(raw: pd.DataFrame, seed: int, ratios: tuple[float, float, float] = DEFAULT_RATIOS) -> dict[str, pd.DataFrame]:
+    """Raw Kaggle-schema rows -> {"train", "validation", "test"} frames with transactionId first."""
+    ids = transaction_ids(len(raw))
+    codes = assign_splits(ids, seed, ratios)
+    frame = raw.loc[:, list(RAW_COLUMNS)].copy()
+    frame.insert(0, TRANSACTION_ID, ids)
+    return {name: frame[codes == i].reset_index(drop=True) for i, name in enumerate(SPLITS)}
+
+
+def split_summary(received: int, splits: dict[str, pd.DataFrame]) -> dict:
+    """The data-prep stage's output.json, shaped like the seeds' DataPrep output."""
+    summary: dict = {"recordCount": received, "splits": {}}
+    for name, df in splits.items():
+        fraud = int(df[LABEL_COLUMN].sum())
+        summary["splits"][name] = {
+            "rows": len(df),
+            "fraudCount": fraud,
+            "fraudRate": fraud / len(df) if len(df) else 0.0,
+            "fraction": len(df) / received if received else 0.0,
+        }
+    return summary

@@ -1,0 +1,139 @@
+"""XGBoost training and the SageMaker model artifact.
+
+`model.tar.gz` holds `xgboost-model` in XGBoost's JSON format: the SageMaker built-in XGBoost
+container loads it as is, the local model server loads it the same way, and no pickle is involved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import tarfile
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN
+
+MODEL_FILE = "xgboost-model"
+METADATA_FILE = "fraud-model-metadata.json"
+
+# The seeds' hyperparameters (TrainHandler); SSM values override them.
+DEFAULT_HYPERPARAMETERS: dict[str, Any] = {"max_depth": 5, "eta": 0.1, "objective": "binary:logistic"}
+# Not xgboost booster parameters: they steer the boosting loop (as in the SageMaker container).
+LOOP_PARAMETERS = ("num_round", "early_stopping_rounds")
+DEFAULT_NUM_ROUND = 200
+DEFAULT_EARLY_STOPPING_ROUNDS = 20
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    booster: xgb.Booster
+    feature_names: list[str]
+    best_iteration: int
+    best_validation_score: float
+    eval_metric: str
+    num_round: int
+
+    def predict(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        return predict(self.booster, features, self.feature_names)
+
+
+def booster_params(hyperparameters: dict[str, Any], nthread: int | None = None) -> dict[str, Any]:
+    params = {k: v for k, v in {**DEFAULT_HYPERPARAMETERS, **hyperparameters}.items() if k not in LOOP_PARAMETERS}
+    # Area under the PR curve is the stopping metric that means something at 0.17% fraud.
+    params.setdefault("eval_metric", "aucpr")
+    if nthread:
+        params["nthread"] = nthread
+    return params
+
+
+def train_model(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    hyperparameters: dict[str, Any],
+    feature_names: Sequence[str] = FEATURE_COLUMNS,
+    nthread: int | None = None,
+) -> TrainedModel:
+    """xgboost.train with early stopping on the validation split; the returned booster is cut at
+    the best iteration so every consumer (evaluation, endpoint, container) predicts alike."""
+    feature_names = list(feature_names)
+    params = booster_params(hyperparameters, nthread)
+    num_round = int(hyperparameters.get("num_round", DEFAULT_NUM_ROUND))
+    early_stopping = int(hyperparameters.get("early_stopping_rounds", DEFAULT_EARLY_STOPPING_ROUNDS))
+    dtrain = _dmatrix(train, feature_names)
+    dvalid = _dmatrix(validation, feature_names)
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=num_round,
+        evals=[(dvalid, "validation")],
+        early_stopping_rounds=early_stopping,
+        verbose_eval=False,
+    )
+    best = int(booster.best_iteration)
+    best_score = float(booster.best_score)
+    return TrainedModel(
+        booster=booster[: best + 1],
+        feature_names=feature_names,
+        best_iteration=best,
+        best_validation_score=best_score,
+        eval_metric=str(params["eval_metric"]),
+        num_round=num_round,
+    )
+
+
+def _dmatrix(frame: pd.DataFrame, feature_names: list[str]) -> xgb.DMatrix:
+    missing = [c for c in [*feature_names, LABEL_COLUMN] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"training frame lacks columns {missing}")
+    return xgb.DMatrix(
+        frame[feature_names].to_numpy(dtype=np.float32),
+        label=frame[LABEL_COLUMN].to_numpy(),
+        feature_names=feature_names,
+        nthread=-1,
+    )
+
+
+def predict(booster: xgb.Booster, features: pd.DataFrame | np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
+    if isinstance(features, pd.DataFrame):
+        features = features[list(feature_names)].to_numpy(dtype=np.float32)
+    return booster.inplace_predict(np.asarray(features, dtype=np.float32), validate_features=False)
+
+
+def package_model(booster: xgb.Booster, metadata: dict[str, Any]) -> bytes:
+    """model.tar.gz: `xgboost-model` (JSON) plus our metadata (feature names, version, stats)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        _add(tar, MODEL_FILE, bytes(booster.save_raw("json")))
+        _add(tar, METADATA_FILE, json.dumps(metadata, sort_keys=True, default=str).encode())
+    return buffer.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def load_model_package(data: bytes) -> tuple[xgb.Booster, dict[str, Any]]:
+    """Reads only the two known members by name: nothing in the archive is extracted to disk."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        names = tar.getnames()
+        if MODEL_FILE not in names:
+            raise ValueError(f"model archive has no {MODEL_FILE!r} (members: {names})")
+        booster = xgb.Booster()
+        booster.load_model(bytearray(tar.extractfile(MODEL_FILE).read()))
+        metadata = json.loads(tar.extractfile(METADATA_FILE).read()) if METADATA_FILE in names else {}
+    if not metadata.get("feature_names") and booster.feature_names:
+        metadata["feature_names"] = list(booster.feature_names)
+    return booster, metadata
+
+
+def feature_importance(booster: xgb.Booster, top: int = 10) -> list[tuple[str, float]]:
+    gains = booster.get_score(importance_type="gain")
+    return sorted(gains.items(), key=lambda kv: kv[1], reverse=True)[:top]
