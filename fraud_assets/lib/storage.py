@@ -126,6 +126,8 @@ class StageResult:
     summary: dict[str, Any]
     tables: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
     files: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    # Filled when loaded back: where each table and file lives (name -> s3:// URI).
+    uris: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def table(self) -> pd.DataFrame:

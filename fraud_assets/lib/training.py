@@ -137,3 +137,21 @@ def load_model_package(data: bytes) -> tuple[xgb.Booster, dict[str, Any]]:
 def feature_importance(booster: xgb.Booster, top: int = 10) -> list[tuple[str, float]]:
     gains = booster.get_score(importance_type="gain")
     return sorted(gains.items(), key=lambda kv: kv[1], reverse=True)[:top]
+
+
+REFERENCE_SAMPLE = 5_000
+
+
+def drift_reference(trained: TrainedModel, validation: pd.DataFrame, train: pd.DataFrame, top_features: Sequence[str]) -> dict:
+    """What drift monitoring compares a day against, saved inside the model package so it always
+    matches the model that scored the day: a sample of validation scores and of the top features'
+    training values (evenly spaced rows, so the sample is deterministic)."""
+
+    def sample(values: np.ndarray) -> list[float]:
+        step = max(1, len(values) // REFERENCE_SAMPLE)
+        return [round(float(v), 6) for v in values[::step][:REFERENCE_SAMPLE]]
+
+    return {
+        "validation_scores": sample(trained.predict(validation)),
+        "features": {name: sample(train[name].to_numpy()) for name in top_features},
+    }

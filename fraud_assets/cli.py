@@ -1,0 +1,198 @@
+"""The `fraud-assets` command: the embedded AWS stack, seeding, the main job, experiments."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+STATE_ROOT = Path(".fraud_assets")
+
+
+def _aws_is_configured() -> bool:
+    """The environment already points boto3 somewhere: a local endpoint or real credentials."""
+    return bool(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
+
+
+@contextlib.contextmanager
+def aws_target(state_dir: Path, announce=print):
+    """Use the AWS the environment points at, or start the embedded stack when none is set."""
+    if _aws_is_configured():
+        announce(f"Using the AWS the environment points at ({os.environ.get('AWS_ENDPOINT_URL') or 'AWS account'}).")
+        yield None
+        return
+    from fraud_assets.local.stack import LocalStack
+
+    with LocalStack(state_dir=state_dir) as stack:
+        os.environ.update(stack.env())
+        announce(f"Started the embedded AWS stack at {stack.env()['AWS_ENDPOINT_URL']} (state in {state_dir}).")
+        yield stack
+
+
+def _dagster_home() -> None:
+    """Runs go to a persistent instance so `dagster dev` shows them afterwards."""
+    if not os.environ.get("DAGSTER_HOME"):
+        home = (STATE_ROOT / "dagster_home").resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["DAGSTER_HOME"] = str(home)
+
+
+def cmd_local_stack(args) -> int:
+    from fraud_assets.local.stack import run_local_stack_cli
+
+    return run_local_stack_cli(args.state_dir, args.moto_port, args.model_port)
+
+
+def cmd_seed(args) -> int:
+    import boto3
+
+    from fraud_assets.lib.config import PlatformNames
+    from fraud_assets.lib.seed import seed_platform
+
+    with aws_target(Path(args.state_dir)):
+        summary = seed_platform(
+            boto3.client("s3"), PlatformNames.from_env(), csv_path=args.csv, days=args.days, start_date=args.start_date,
+            drift_from=args.drift_from, transactions_per_day=args.transactions_per_day,
+        )
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_run(args) -> int:
+    import boto3
+
+    from fraud_assets.lib.config import PlatformNames
+    from fraud_assets.lib.seed import seed_platform
+    from fraud_assets.main_job import run_main_job
+
+    _dagster_home()
+    if args.engine:
+        os.environ["FRAUD_DATA_PREP_ENGINE"] = args.engine
+    with aws_target(Path(args.state_dir)):
+        names = PlatformNames.from_env()
+        seeded = seed_platform(
+            boto3.client("s3"), names, csv_path=args.csv, days=args.days, start_date=args.start_date,
+            drift_from=args.drift_from, transactions_per_day=args.transactions_per_day,
+        )
+        print(f"Seeded s3://{names.data_bucket}: {seeded.get('rows')} training rows, {len(seeded.get('dates', []))} daily batches.")
+        summary = run_main_job(seeded.get("dates", []), print)
+    if args.summary_json:
+        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=_json_safe))
+        print(f"Summary written to {args.summary_json}")
+    return 0 if summary["training"]["succeeded"] else 1
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
+
+
+def cmd_experiments(args) -> int:
+    import boto3
+
+    from fraud_assets.lib.config import PlatformNames
+    from fraud_assets.lib.experiments import format_experiment_detail, format_experiment_table, list_experiments, load_experiment
+
+    names = PlatformNames.from_env()
+    with aws_target(Path(args.state_dir), announce=lambda *_: None):
+        s3 = boto3.client("s3")
+        if args.action == "list":
+            print(format_experiment_table(list_experiments(s3, names.workflow_bucket)))
+        else:
+            print(format_experiment_detail(load_experiment(s3, names.workflow_bucket, args.experiment_id)))
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from fraud_assets.main_job import promote_and_maybe_retrain
+
+    _dagster_home()
+    with aws_target(Path(args.state_dir)):
+        result = promote_and_maybe_retrain(args.experiment_id, retrain=args.retrain, announce=print)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    import boto3
+
+    from fraud_assets.lib.config import PlatformNames
+    from fraud_assets.lib.promotion import rollback_hyperparameters
+
+    with aws_target(Path(args.state_dir)):
+        result = rollback_hyperparameters(args.backup, s3=boto3.client("s3"), ssm=boto3.client("ssm"), names=PlatformNames.from_env())
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fraud-assets", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", default=str(STATE_ROOT / "state"), help="where the embedded AWS stack keeps its state")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add = functools.partial(sub.add_parser, parents=[common])
+
+    stack = add("local-stack", help="run the embedded AWS stack (moto + model server) until Ctrl-C")
+    stack.add_argument("--moto-port", type=int, default=0)
+    stack.add_argument("--model-port", type=int, default=0)
+    stack.set_defaults(func=cmd_local_stack)
+
+    def data_options(p):
+        p.add_argument("--csv", help="a Kaggle-schema CSV (Time, V1..V28, Amount, Class); synthetic data when omitted")
+        p.add_argument("--days", type=int, default=7, help="daily batches to make (and, for run, to score)")
+        p.add_argument("--start-date", help="first daily batch, YYYY-MM-DD (default: the days ending yesterday)")
+        p.add_argument("--drift-from", help="inject drift into the daily batches from this date (YYYY-MM-DD)")
+        p.add_argument("--transactions-per-day", type=int, default=10_000)
+
+    seed = add("seed", help="upload the raw training CSV and daily batches")
+    data_options(seed)
+    seed.set_defaults(func=cmd_seed)
+
+    run = add("run", help="the main job: seed, train and deploy, then score the daily partitions")
+    data_options(run)
+    run.add_argument("--summary-json", help="write the run summary as JSON here")
+    run.add_argument("--engine", choices=["pandas", "spark", "glue"], help="data-prep engine (default pandas)")
+    run.set_defaults(func=cmd_run)
+
+    experiments = add("experiments", help="hyperparameter experiments recorded in S3")
+    exp_sub = experiments.add_subparsers(dest="action", required=True)
+    exp_sub.add_parser("list")
+    show = exp_sub.add_parser("show")
+    show.add_argument("experiment_id")
+    experiments.set_defaults(func=cmd_experiments)
+
+    promote = add("promote", help="promote an experiment's best hyperparameters to production")
+    promote.add_argument("experiment_id")
+    promote.add_argument("--retrain", action="store_true", help="launch training_job afterwards")
+    promote.set_defaults(func=cmd_promote)
+
+    rollback = add("rollback-hyperparameters", help="restore Parameter Store from a backup")
+    rollback.add_argument("backup", nargs="?", help="backup key (default: the latest)")
+    rollback.set_defaults(func=cmd_rollback)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # one readable line for expected failures; tracebacks stay in Dagster's logs
+        from fraud_assets.lib.errors import USER_ERRORS
+
+        if isinstance(err, USER_ERRORS):
+            print(f"fraud-assets: error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

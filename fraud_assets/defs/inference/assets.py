@@ -1,0 +1,230 @@
+"""Inference group, one partition per UTC day: parse -> score -> store / alert / monitor drift."""
+
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, AssetSpec, Config, Failure, MetadataValue, asset
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
+
+from fraud_assets.defs.common import INFERENCE, OWNERS, daily_partitions, markdown_table
+from fraud_assets.defs.resources import AwsClients, FraudPlatform, s3_client
+from fraud_assets.lib import alerts as alerts_lib
+from fraud_assets.lib import drift as drift_lib
+from fraud_assets.lib import endpoint as endpoint_lib
+from fraud_assets.lib import scoring, score_store
+from fraud_assets.lib.config import TRANSACTION_ID, daily_batch_key
+from fraud_assets.lib.daily import MissingBatchError, parse_daily_batch
+from fraud_assets.lib.storage import S3Uri, StageResult, get_bytes, object_exists, put_json
+from fraud_assets.lib.training import load_model_package
+
+daily_batches = AssetSpec(
+    "daily_batches",
+    group_name=INFERENCE,
+    partitions_def=daily_partitions,
+    description="The day's card transactions, a JSON array at s3://<data bucket>/daily-batches/{date}.json "
+    "(id, timestamp, amount, category, customerId, merchant, features). Arrives from outside Dagster.",
+    kinds={"s3", "json"},
+    owners=OWNERS,
+)
+
+_COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWNERS)
+
+
+@asset(
+    **_COMMON,
+    deps=[daily_batches],
+    kinds={"pandas", "s3", "parquet"},
+    description="The day's batch parsed and validated (the seeds' ETL stage). Rows with problems go to a "
+    "quarantine table with the reason per row; received = accepted + quarantined, always.",
+)
+def daily_transactions(context: AssetExecutionContext, s3: S3Resource, platform: FraudPlatform) -> StageResult:
+    date = context.partition_key
+    client = s3_client(s3)
+    key = daily_batch_key(date)
+    source = str(S3Uri(platform.data_bucket, key))
+    if not object_exists(client, platform.data_bucket, key):
+        raise Failure(str(MissingBatchError(platform.data_bucket, key, date)))
+    batch = parse_daily_batch(get_bytes(client, source), source)
+    counts = {"received": batch.received, "accepted": len(batch.accepted), "quarantined": len(batch.quarantined)}
+    reasons = batch.quarantined["reason"].head(10).tolist() if len(batch.quarantined) else []
+    context.add_output_metadata(
+        {**counts, "source": MetadataValue.path(source), "quarantine_sample": MetadataValue.md(
+            markdown_table(["reason"], [(r,) for r in reasons]) if reasons else "nothing quarantined")}
+    )
+    return StageResult(
+        summary={"date": date, "source": source, **counts},
+        tables={"transactions": batch.accepted, "quarantine": batch.quarantined},
+    )
+
+
+@asset(
+    **_COMMON,
+    kinds={"sagemaker", "s3", "parquet"},
+    description="Every accepted transaction scored through the deployed endpoint (boto3 sagemaker-runtime, "
+    "byte-sized CSV batches): fraudScore, riskLevel (HIGH >= 0.8, MEDIUM >= 0.5, LOW), modelVersion.",
+)
+def daily_scores(
+    context: AssetExecutionContext, daily_transactions: StageResult, s3: S3Resource, aws: AwsClients, platform: FraudPlatform
+) -> StageResult:
+    client = s3_client(s3)
+    current = endpoint_lib.current_endpoint(client, platform.names)
+    if current is None:
+        raise Failure("no deployed endpoint: materialise the training group (deployed_endpoint) first")
+    transactions = daily_transactions.tables["transactions"]
+    feature_names = current["feature_names"]
+    features = transactions[feature_names].to_numpy(dtype=np.float32)
+    scores = scoring.score_through_endpoint(aws.client("sagemaker-runtime"), current["endpoint_name"], features)
+    scored = pd.DataFrame(
+        {
+            TRANSACTION_ID: transactions[TRANSACTION_ID].to_numpy(),
+            "timestamp": transactions["timestamp"].to_numpy(),
+            "fraudScore": scores.astype(float),
+            "riskLevel": scoring.risk_levels(scores),
+            "scoringTimestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "modelVersion": current["model_version"],
+            "endpointName": current["endpoint_name"],
+        }
+    )
+    summary = scoring.score_summary(scores)
+    context.add_output_metadata(
+        {
+            "scored": len(scored),
+            "high_risk": summary["highRiskCount"],
+            "medium_risk": summary["mediumRiskCount"],
+            "low_risk": summary["lowRiskCount"],
+            "avg_score": summary["averageScore"],
+            "high_risk_rate": summary["highRiskCount"] / len(scored) if len(scored) else 0.0,
+            "model_version": current["model_version"],
+            "endpoint_name": current["endpoint_name"],
+        }
+    )
+    return StageResult(
+        summary={"date": context.partition_key, "modelVersion": current["model_version"], "modelUri": current["model_uri"],
+                 "endpointName": current["endpoint_name"], **summary},
+        tables={"scores": scored},
+    )
+
+
+@asset(
+    **_COMMON,
+    kinds={"dynamodb"},
+    description="The day's scores in DynamoDB FraudScores (PK transactionId, SK timestamp; GSI BatchDateIndex), "
+    "25-item batch writes retried until no item is unprocessed. Idempotent: a rerun overwrites the same items.",
+)
+def stored_scores(context: AssetExecutionContext, daily_scores: StageResult, aws: AwsClients, platform: FraudPlatform) -> StageResult:
+    dynamodb = aws.client("dynamodb")
+    items = score_store.to_items(daily_scores.tables["scores"], context.partition_key)
+    result = score_store.write_scores(dynamodb, platform.scores_table, items)
+    stored = score_store.count_items_for_date(dynamodb, platform.scores_table, platform.scores_gsi, context.partition_key)
+    context.add_output_metadata({"written": result.written, "batches": result.batches, "retries": result.retries, "stored_for_date": stored})
+    return StageResult(
+        summary={"date": context.partition_key, "table": platform.scores_table, "written": result.written,
+                 "batches": result.batches, "retries": result.retries, "storedForDate": stored,
+                 "riskDistribution": {k: daily_scores.summary[k] for k in ("highRiskCount", "mediumRiskCount", "lowRiskCount")}}
+    )
+
+
+class FraudAlertsConfig(Config):
+    resend: bool = Field(default=False, description="Publish every alert message again, even those already sent for this day.")
+    urgent_threshold: float = Field(default=0.95, description="fraudScore above which an alert is URGENT.")
+
+
+@asset(
+    **_COMMON,
+    kinds={"sns"},
+    description="High-risk transactions (fraudScore >= 0.8) ranked by score with priority and details, published to "
+    "SNS fraud-detection-alerts at most 100 per message, once per day: a ledger in S3 records what was sent.",
+)
+def fraud_alerts(
+    context: AssetExecutionContext, config: FraudAlertsConfig, daily_scores: StageResult, daily_transactions: StageResult,
+    s3: S3Resource, aws: AwsClients, platform: FraudPlatform,
+) -> StageResult:
+    date = context.partition_key
+    alerts = alerts_lib.high_risk_alerts(
+        daily_scores.tables["scores"], daily_transactions.tables["transactions"], urgent_threshold=config.urgent_threshold
+    )
+    messages = alerts_lib.alert_messages(alerts, date)
+    sns = aws.client("sns")
+    published = alerts_lib.publish_alerts(
+        sns, s3_client(s3), topic_arn=_topic_arn(sns, platform.alerts_topic), ledger_bucket=platform.workflow_bucket,
+        ledger_prefix=f"alert-ledger/{date}", messages=messages, resend=config.resend,
+    )
+    context.add_output_metadata(
+        {
+            "high_risk": len(alerts),
+            "urgent": sum(1 for a in alerts if a["alertPriority"] == "URGENT"),
+            "messages": len(messages),
+            "messages_sent": len(published.sent),
+            "messages_skipped": len(published.skipped),
+            "top_alerts": MetadataValue.md(markdown_table(
+                ["transactionId", "fraudScore", "priority", "amount", "merchant"],
+                [(a["transactionId"], a["fraudScore"], a["alertPriority"], a["amount"], a["merchant"]) for a in alerts[:10]],
+            )),
+        }
+    )
+    return StageResult(
+        summary={"date": date, "highRiskCount": len(alerts), "alertsSent": len(published.sent), "batchCount": len(messages),
+                 "sentMessageKeys": published.sent, "skippedMessageKeys": published.skipped},
+        tables={"alerts": pd.DataFrame(alerts)} if alerts else {},
+    )
+
+
+def _topic_arn(sns, name: str) -> str:
+    # CreateTopic is idempotent and returns the ARN without needing the account id.
+    return sns.create_topic(Name=name)["TopicArn"]
+
+
+@asset(
+    **_COMMON,
+    kinds={"s3", "sns"},
+    description="The day's average score and risk shares against the rolling 30-day baseline (drift when the "
+    "average moves > 0.1 or the high-risk share > 0.05; needs 7 days of history), PSI of the scores and top "
+    "features against training. Writes metrics/{date}.json; notifies fraud-detection-monitoring on drift.",
+)
+def drift_metrics(
+    context: AssetExecutionContext, daily_scores: StageResult, daily_transactions: StageResult,
+    s3: S3Resource, aws: AwsClients, platform: FraudPlatform,
+) -> StageResult:
+    date = context.partition_key
+    client = s3_client(s3)
+    scores = daily_scores.tables["scores"]["fraudScore"].to_numpy()
+    current = drift_lib.daily_metrics(scores, date)
+    history = drift_lib.load_history(client, platform.metrics_bucket, date)
+    drift = drift_lib.detect_drift(current, history)
+    _, model_meta = load_model_package(get_bytes(client, daily_scores.summary["modelUri"]))
+    reference = model_meta.get("reference", {})
+    score_psi = (
+        drift_lib.population_stability_index(np.asarray(reference["validation_scores"]), scores)
+        if reference.get("validation_scores") else None
+    )
+    feature_psi = (
+        drift_lib.feature_psi(pd.DataFrame(reference["features"]), daily_transactions.tables["transactions"], list(reference["features"]))
+        if reference.get("features") else {}
+    )
+    record = {**current, **drift, "scorePsi": score_psi, "featurePsi": feature_psi, "modelVersion": daily_scores.summary["modelVersion"]}
+    put_json(client, platform.metrics_bucket, f"metrics/{date}.json", record)
+    if drift["driftDetected"]:
+        sns = aws.client("sns")
+        alerts_lib.publish_alerts(
+            sns, client, topic_arn=_topic_arn(sns, platform.monitoring_topic), ledger_bucket=platform.workflow_bucket,
+            ledger_prefix=f"monitoring-ledger/{date}",
+            messages=[{"messageKey": f"drift-{date}", "subject": f"Fraud score drift on {date}", "batchDate": date, "drift": record}],
+        )
+    context.add_output_metadata(
+        {
+            "avg_score": current["avgScore"],
+            "high_risk_pct": current["highRiskPct"],
+            "avg_score_drift": drift.get("avgScoreDrift") if drift.get("avgScoreDrift") is not None else float("nan"),
+            "high_risk_drift": drift.get("highRiskDrift") if drift.get("highRiskDrift") is not None else float("nan"),
+            "history_days": len(history),
+            "drift_detected": bool(drift["driftDetected"]),
+            "score_psi": score_psi if score_psi is not None else float("nan"),
+            "reason": drift.get("reason", ""),
+            "feature_psi": MetadataValue.md(markdown_table(["feature", "PSI"], sorted(feature_psi.items(), key=lambda kv: -kv[1]))
+                                            if feature_psi else "no feature reference in the model"),
+        }
+    )
+    return StageResult(summary=record)

@@ -1,0 +1,82 @@
+"""The executions/<run id>/<stage>/ IO manager.
+
+Each asset output is written to `s3://<workflow bucket>/executions/<run id>/<asset>/[<partition>/]`
+as its data files (`<table>.parquet`, `model.tar.gz`, ...) and then `output.json` (the stage
+summary plus the URIs of its files) — output.json last, so its presence means the stage finished.
+The URI of output.json goes into the materialization's metadata, and a downstream loads its input
+through the URI recorded on the upstream materialization it depends on (for a partition, that
+partition's), never by looking for the newest file: replay, single-asset debugging and backfills
+all read exactly what Dagster says was materialised.
+"""
+
+
+from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext, ResourceDependency
+from dagster._core.event_api import AssetRecordsFilter
+from dagster_aws.s3 import S3Resource
+
+from fraud_assets.defs.resources import s3_client
+from fraud_assets.lib.storage import (
+    SUMMARY_FILE,
+    StageResult,
+    execution_prefix,
+    get_bytes,
+    get_json,
+    parquet_to_table,
+    put_bytes,
+    put_json,
+    table_to_parquet,
+    validate_key_part,
+)
+
+OUTPUT_URI = "output_uri"
+
+
+class ExecutionsIOManager(ConfigurableIOManager):
+    s3: ResourceDependency[S3Resource]
+    bucket: str
+
+    def handle_output(self, context: OutputContext, obj: StageResult) -> None:
+        if not isinstance(obj, StageResult):
+            raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; assets on this IO manager return StageResult")
+        client = s3_client(self.s3)
+        partition = context.partition_key if context.has_partition_key else None
+        prefix = execution_prefix(context.run_id, context.asset_key.path[-1], partition)
+        tables, files, metadata = {}, {}, {}
+        for name, frame in obj.tables.items():
+            uri = put_bytes(client, self.bucket, prefix + validate_key_part(name, "table name") + ".parquet", table_to_parquet(frame))
+            tables[name] = {"uri": str(uri), "rows": len(frame)}
+            metadata[f"{name}_uri"] = MetadataValue.path(str(uri))
+        for name, data in obj.files.items():
+            uri = put_bytes(client, self.bucket, prefix + validate_key_part(name, "file name"), data)
+            files[name] = {"uri": str(uri), "bytes": len(data)}
+            metadata[f"{name.replace('.', '_')}_uri"] = MetadataValue.path(str(uri))
+        document = {**obj.summary, "artifacts": {"tables": tables, "files": files}}
+        summary_uri = put_json(client, self.bucket, prefix + SUMMARY_FILE, document)
+        context.add_output_metadata({OUTPUT_URI: MetadataValue.path(str(summary_uri)), **metadata})
+
+    def load_input(self, context: InputContext) -> StageResult:
+        uri = self._recorded_uri(context)
+        client = s3_client(self.s3)
+        document = get_json(client, uri)
+        artifacts = document.pop("artifacts", {"tables": {}, "files": {}})
+        return StageResult(
+            summary=document,
+            tables={name: parquet_to_table(get_bytes(client, t["uri"])) for name, t in artifacts["tables"].items()},
+            files={name: get_bytes(client, f["uri"]) for name, f in artifacts["files"].items()},
+            uris={name: a["uri"] for kind in ("tables", "files") for name, a in artifacts[kind].items()},
+        )
+
+    def _recorded_uri(self, context: InputContext) -> str:
+        asset_key = context.asset_key
+        partitions = [context.asset_partition_key] if context.has_asset_partitions else None
+        records = context.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key, asset_partitions=partitions), limit=1
+        ).records
+        where = asset_key.to_user_string() + (f" partition {partitions[0]}" if partitions else "")
+        if not records:
+            raise FileNotFoundError(f"no materialization of {where} is recorded: materialise it first")
+        materialization = records[0].asset_materialization
+        entry = materialization.metadata.get(OUTPUT_URI) if materialization else None
+        if entry is None:
+            raise FileNotFoundError(f"the latest materialization of {where} records no {OUTPUT_URI}")
+        return entry.value

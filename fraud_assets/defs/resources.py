@@ -1,0 +1,89 @@
+"""Resources: where the AWS clients point and what the platform's resources are called.
+
+boto3 clients are built with default configuration, so AWS_ENDPOINT_URL (set by the embedded
+local stack) or nothing (a real AWS account) decides where they go; the code is the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import boto3
+from botocore.config import Config as BotoConfig
+from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
+from dagster_aws.ssm import SSMResource
+from dagster_aws.utils import ResourceWithBoto3Configuration
+from pydantic import Field
+
+from fraud_assets.lib.config import DEFAULT_REGION, PlatformNames
+
+_NAME_DEFAULTS = PlatformNames.from_env()
+
+
+class FraudPlatform(ConfigurableResource):
+    """The seeds' resource names (buckets, table, topics, endpoint); FRAUD_* variables override."""
+
+    data_bucket: str = _NAME_DEFAULTS.data_bucket
+    workflow_bucket: str = _NAME_DEFAULTS.workflow_bucket
+    models_bucket: str = _NAME_DEFAULTS.models_bucket
+    config_bucket: str = _NAME_DEFAULTS.config_bucket
+    metrics_bucket: str = _NAME_DEFAULTS.metrics_bucket
+    scores_table: str = _NAME_DEFAULTS.scores_table
+    scores_gsi: str = _NAME_DEFAULTS.scores_gsi
+    alerts_topic: str = _NAME_DEFAULTS.alerts_topic
+    monitoring_topic: str = _NAME_DEFAULTS.monitoring_topic
+    failures_topic: str = _NAME_DEFAULTS.failures_topic
+    endpoint_name: str = _NAME_DEFAULTS.endpoint_name
+    sagemaker_role_arn: str = _NAME_DEFAULTS.sagemaker_role_arn
+    xgboost_image_uri: str = _NAME_DEFAULTS.xgboost_image_uri
+    endpoint_instance_type: str = _NAME_DEFAULTS.endpoint_instance_type
+
+    @property
+    def names(self) -> PlatformNames:
+        return PlatformNames(**{f.name: getattr(self, f.name) for f in dataclasses.fields(PlatformNames)})
+
+
+class AwsClients(ResourceWithBoto3Configuration):
+    """boto3 clients for the services dagster-aws has no resource for (SageMaker, SageMaker
+    Runtime, DynamoDB, SNS, SQS). Cached per process: building a client costs ~50 ms."""
+
+    def client(self, service: str):
+        return _client(service, self.region_name or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION, self.endpoint_url, self.max_attempts)
+
+
+@functools.cache
+def _client(service: str, region: str, endpoint_url: str | None, max_attempts: int):
+    # Standard retry mode backs off on throttling; our own loops add what boto3 does not retry.
+    config = BotoConfig(retries={"mode": "standard", "max_attempts": max_attempts}, max_pool_connections=16)
+    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+class QualityGates(ConfigurableResource):
+    """Floors of the blocking model gates. FRAUD_GATE_<NAME> overrides, e.g. FRAUD_GATE_PR_AUC_FLOOR=1.0
+    to see a failing model held back."""
+
+    accuracy_floor: float = Field(default=0.90, description="The seeds' gate: accuracy >= 0.90.")
+    pr_auc_floor: float = Field(default=0.60, description="Area under the precision-recall curve on the test split.")
+    high_risk_precision_floor: float = Field(default=0.60, description="Precision of the score >= 0.8 bucket the alerts act on.")
+    regression_tolerance: float = Field(default=0.02, description="How far PR-AUC may fall below the production model's.")
+    split_ratio_tolerance: float = Field(default=0.01, description="Allowed deviation of each split's share from 70/15/15.")
+
+
+def quality_gates_from_env() -> QualityGates:
+    values = {}
+    for name in QualityGates.model_fields:
+        raw = os.environ.get(f"FRAUD_GATE_{name.upper()}")
+        if raw:
+            values[name] = float(raw)
+    return QualityGates(**values)
+
+
+def s3_client(s3: S3Resource):
+    return _client("s3", s3.region_name or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION, s3.endpoint_url, s3.max_attempts)
+
+
+def ssm_client(ssm: SSMResource):
+    return _client("ssm", ssm.region_name or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION, ssm.endpoint_url, ssm.max_attempts)
