@@ -29,6 +29,8 @@ def _failures(result) -> list[str]:
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             error = event.step_failure_data.error
+            while error is not None and error.cause is not None:  # the user's exception, not Dagster's wrapper
+                error = error.cause
             lines.append(f"{event.step_key}: {error.message.strip() if error else 'failed'}")
     return lines
 

@@ -1,0 +1,9 @@
+"""The errors a user causes (bad input, bad names) and gets as one readable line from the CLI,
+rather than a traceback."""
+
+from fraud_assets.lib.daily import BatchError, MissingBatchError
+from fraud_assets.lib.hyperparameters import HyperparameterError
+from fraud_assets.lib.raw_data import RawDataError
+from fraud_assets.lib.storage import InvalidKeyError
+
+USER_ERRORS: tuple[type[Exception], ...] = (RawDataError, BatchError, MissingBatchError, HyperparameterError, InvalidKeyError, FileNotFoundError)
