@@ -1,0 +1,207 @@
+"""Where data preparation runs, chosen by configuration: pandas in-process (default), Spark local
+mode (dagster-pyspark), or an AWS Glue job launched through Dagster Pipes (dagster-aws
+PipesGlueClient running glue_scripts/fraud_data_prep.py). One transformation, the same frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import string
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, Optional
+
+import boto3
+import pandas as pd
+from dagster import ConfigurableResource, MetadataValue
+from dagster_aws.pipes import PipesCloudWatchMessageReader, PipesGlueClient, PipesS3ContextInjector
+from dagster_pyspark import LazyPySparkResource
+from pydantic import Field
+
+from fraud_assets.lib import prep_engines
+from fraud_assets.lib.config import PlatformNames
+from fraud_assets.lib.splits import DEFAULT_RATIOS
+from fraud_assets.lib.storage import S3Uri, get_bytes, put_bytes, to_json_bytes, validate_key_part
+
+_NAMES = PlatformNames.from_env()
+GLUE_SUMMARY_MESSAGE = "fraud_data_prep_summary"
+
+# Spark local mode sized for a shared laptop; the UI is off (no port to collide on) and timestamps
+# are UTC so feature engineering never depends on the machine's zone.
+DEFAULT_SPARK_CONFIG: dict[str, str] = {
+    "spark.master": "local[2]",
+    "spark.app.name": "fraud-data-prep",
+    "spark.ui.enabled": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.driver.memory": "2g",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+@dataclasses.dataclass
+class PreparedSplits:
+    frames: dict[str, pd.DataFrame]
+    metadata: dict[str, Any]
+
+
+class SseS3ContextInjector(PipesS3ContextInjector):
+    """dagster-aws's S3 context injector, but the context object is written with server-side
+    encryption (the project's rule for every put) under a validated per-run prefix."""
+
+    @contextmanager
+    def inject_context(self, context) -> Iterator[dict[str, str]]:
+        token = "".join(random.choices(string.ascii_letters, k=30))
+        key = f"{self.key_prefix or ''}{token}/context.json"
+        put_bytes(self.client, self.bucket, key, to_json_bytes(context), "application/json")
+        try:
+            yield {"bucket": self.bucket, "key": key}
+        finally:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+class DataPrepEngine(ConfigurableResource):
+    """Runs the data-prep transformation on the configured engine and returns the splits as pandas
+    frames (train, validation, test; transactionId first, then the raw columns, in file order)."""
+
+    engine: Literal["pandas", "spark", "glue"] = Field(default="pandas", description="Where data preparation runs.")
+    spark_config: dict[str, str] = Field(
+        default=DEFAULT_SPARK_CONFIG, description="Spark session settings for engine=spark (dagster-pyspark)."
+    )
+    workdir: Optional[str] = Field(default=None, description="Local directory Spark stages the CSV in (default: the system temp dir).")
+    glue_job_name: str = Field(default="fraud-data-prep", description="The Glue job; created when missing, kept in sync otherwise.")
+    glue_script_uri: str = Field(
+        default=f"s3://{_NAMES.data_bucket}/glue-scripts/fraud_data_prep.py",
+        description="Where glue_scripts/fraud_data_prep.py is uploaded (SSE) for the job to run.",
+    )
+    glue_role_arn: str = Field(default="arn:aws:iam::123456789012:role/fraud-detection-glue", description="The job's IAM role.")
+    glue_version: str = "5.0"
+    glue_worker_type: str = "G.1X"
+    glue_number_of_workers: int = Field(default=5, description="G.1X workers: 5 = the seeds' 5 DPUs.")
+    glue_timeout_minutes: int = 60
+    glue_max_concurrent_runs: int = Field(default=4, description="Room for backfills and retries to overlap.")
+    glue_python_modules: str = Field(default="dagster-pipes==1.13.27", description="--additional-python-modules for the job.")
+    glue_bucket: Optional[str] = Field(
+        default=None, description="Bucket for the job's output and the Pipes context (default: the workflow bucket)."
+    )
+
+    # ------------------------------------------------------------------ public interface
+
+    def prepare(self, context, s3_client, raw_uri: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS) -> dict[str, pd.DataFrame]:
+        return self.prepare_detailed(context, s3_client, raw_uri, seed, ratios).frames
+
+    def prepare_detailed(
+        self,
+        context,
+        s3_client,
+        raw_uri: str,
+        seed: int,
+        ratios: Sequence[float] = DEFAULT_RATIOS,
+        *,
+        glue_client=None,
+        logs_client=None,
+    ) -> PreparedSplits:
+        """`prepare` plus what the engine knows about the run (engine, seconds, Glue job run id and
+        the job's own counts), for the caller's materialization metadata."""
+        ratios = tuple(float(r) for r in ratios)
+        uri = S3Uri.parse(raw_uri)
+        started = time.perf_counter()
+        if self.engine == "pandas":
+            frames = prep_engines.prepare_with_pandas(get_bytes(s3_client, uri), str(uri), seed, ratios)
+            metadata: dict[str, Any] = {}
+        elif self.engine == "spark":
+            frames = prep_engines.prepare_with_spark(
+                self.spark_session(), get_bytes(s3_client, uri), str(uri), seed, ratios, self.workdir
+            )
+            metadata = {"spark_master": self.spark_config.get("spark.master", "")}
+        elif self.engine == "glue":
+            frames, metadata = self._prepare_with_glue(context, s3_client, uri, seed, ratios, glue_client, logs_client)
+        else:  # pydantic already rejects it; kept for callers that bypass validation
+            raise ValueError(f"unknown data-prep engine {self.engine!r}")
+        metadata = {"engine": self.engine, "engine_seconds": round(time.perf_counter() - started, 3), **metadata}
+        return PreparedSplits(frames, metadata)
+
+    def spark_session(self):
+        """The process's Spark session, created on first use through dagster-pyspark's lazy resource
+        (an existing session is reused, as SparkSession.builder.getOrCreate does)."""
+        return LazyPySparkResource(spark_config={**DEFAULT_SPARK_CONFIG, **self.spark_config}).spark_session
+
+    # ------------------------------------------------------------------ AWS Glue
+
+    @property
+    def bucket(self) -> str:
+        return self.glue_bucket or PlatformNames.from_env().workflow_bucket
+
+    def glue_job_definition(self) -> dict[str, Any]:
+        """The job as create_job/update_job take it (without the name)."""
+        script = S3Uri.parse(self.glue_script_uri)
+        if not script.key.endswith(".py"):
+            raise ValueError(f"glue_script_uri must name a .py object, got {self.glue_script_uri!r}")
+        return {
+            "Description": "fraud_assets data preparation (glue_scripts/fraud_data_prep.py), launched by Dagster Pipes",
+            "Role": self.glue_role_arn,
+            "Command": {"Name": "glueetl", "ScriptLocation": str(script), "PythonVersion": "3"},
+            "DefaultArguments": {
+                "--job-language": "python",
+                # The script reports back through dagster-pipes, which Glue does not ship.
+                "--additional-python-modules": self.glue_python_modules,
+            },
+            "ExecutionProperty": {"MaxConcurrentRuns": self.glue_max_concurrent_runs},
+            "MaxRetries": 0,  # Dagster owns retries; a silent Glue retry would hide a failure
+            "Timeout": self.glue_timeout_minutes,
+            "GlueVersion": self.glue_version,
+            "WorkerType": self.glue_worker_type,
+            "NumberOfWorkers": self.glue_number_of_workers,
+        }
+
+    def upload_script(self, s3_client) -> S3Uri:
+        uri = S3Uri.parse(self.glue_script_uri)
+        return put_bytes(s3_client, uri.bucket, uri.key, prep_engines.DATA_PREP_SCRIPT.read_bytes(), "text/x-python")
+
+    def ensure_glue_job(self, glue_client) -> str:
+        """Create the job when missing; update it when its definition drifted from this config.
+        Returns "created", "updated" or "unchanged"."""
+        wanted = self.glue_job_definition()
+        try:
+            current = glue_client.get_job(JobName=self.glue_job_name)["Job"]
+        except glue_client.exceptions.EntityNotFoundException:
+            glue_client.create_job(Name=self.glue_job_name, **wanted)
+            return "created"
+        if any(current.get(k) != v for k, v in wanted.items() if k != "Description"):
+            glue_client.update_job(JobName=self.glue_job_name, JobUpdate=wanted)
+            return "updated"
+        return "unchanged"
+
+    def _prepare_with_glue(self, context, s3_client, raw_uri: S3Uri, seed, ratios, glue_client, logs_client):
+        glue_client = glue_client or boto3.client("glue")
+        logs_client = logs_client or boto3.client("logs")
+        run_id = validate_key_part(context.run_id, "run id")
+        output_uri = prep_engines.glue_output_uri(self.bucket, run_id)
+        script_uri = self.upload_script(s3_client)
+        job_state = self.ensure_glue_job(glue_client)
+        context.log.info(f"Glue job {self.glue_job_name} {job_state}; script {script_uri}; output {output_uri}")
+        pipes = PipesGlueClient(
+            client=glue_client,
+            context_injector=SseS3ContextInjector(bucket=self.bucket, client=s3_client, key_prefix=f"pipes/{run_id}/"),
+            message_reader=PipesCloudWatchMessageReader(client=logs_client),
+        )
+        arguments = prep_engines.glue_job_arguments(str(raw_uri), output_uri, seed, ratios)
+        invocation = pipes.run(context=context, start_job_run_params={"JobName": self.glue_job_name, "Arguments": arguments})
+        summaries = [
+            m["summary"] for m in invocation.get_custom_messages() if isinstance(m, dict) and m.get("kind") == GLUE_SUMMARY_MESSAGE
+        ]
+        frames = prep_engines.read_splits_from_s3(s3_client, output_uri)
+        metadata: dict[str, Any] = {str(k): v for k, v in invocation.metadata.items()}
+        metadata["glue_output"] = MetadataValue.path(output_uri)
+        if summaries:
+            prep_engines.check_against_summary(frames, summaries[-1])
+            metadata["glue_reported_counts"] = MetadataValue.json(
+                {name: s["rows"] for name, s in summaries[-1]["splits"].items()}
+            )
+        else:
+            # Counts travel over CloudWatch; without them the parquet is still read and checked
+            # downstream by the split asset checks.
+            context.log.warning("the Glue job reported no split summary over Pipes; counts not cross-checked")
+        return frames, metadata

@@ -1,0 +1,171 @@
+"""The data-prep engines behind the `DataPrepEngine` resource, without Dagster: pandas in-process,
+Spark local mode, and the helpers of the AWS Glue path. Every engine returns the same frames
+(`splits.prepare_splits`'s: transactionId first, then RAW_COLUMNS, in file order, index 0..n-1).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import re
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
+from fraud_assets.lib.splits import DEFAULT_RATIOS, SPLITS, prepare_splits, validate_ratios
+from fraud_assets.lib.storage import S3Uri, validate_key_part
+
+GLUE_SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "glue_scripts"
+DATA_PREP_SCRIPT = GLUE_SCRIPTS_DIR / "fraud_data_prep.py"
+FEATURE_ENG_SCRIPT = GLUE_SCRIPTS_DIR / "fraud_feature_eng.py"
+
+_SOURCE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def load_glue_script(path: Path | str = DATA_PREP_SCRIPT) -> ModuleType:
+    """A glue_scripts/ file as a module. glue_scripts is not a package (Glue uploads single files),
+    so it is loaded by path; cached so every caller shares one module object."""
+    return _load_script(str(Path(path).resolve()))
+
+
+@functools.cache
+def _load_script(path: str) -> ModuleType:
+    name = "glue_scripts_" + Path(path).stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load Glue script {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------- pandas
+
+
+def prepare_with_pandas(
+    csv_bytes: bytes, source: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS
+) -> dict[str, pd.DataFrame]:
+    from fraud_assets.lib.raw_data import read_raw_csv
+
+    ratios = tuple(ratios)
+    validate_ratios(ratios)
+    return prepare_splits(read_raw_csv(csv_bytes, source), seed, ratios)
+
+
+# --------------------------------------------------------------------------- Spark local mode
+
+
+def prepare_with_spark(
+    spark,
+    csv_bytes: bytes,
+    source: str,
+    seed: int,
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    workdir: str | Path | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The Glue script's transformation on a local Spark session. The CSV is staged to a local file
+    first: pyspark ships no s3a connector jars, so Spark cannot read the bucket itself. Validation
+    errors come back as the script's DataValidationError (a ValueError)."""
+    ratios = tuple(ratios)
+    validate_ratios(ratios)
+    script = load_glue_script(DATA_PREP_SCRIPT)
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fraud-data-prep-", dir=workdir) as tmp:
+        # The file name shows up in error messages; keep it recognisable but never a path.
+        input_path = Path(tmp) / (_SOURCE_NAME.sub("_", Path(str(source)).name)[:100] or "input.csv")
+        input_path.write_bytes(csv_bytes)
+        output_dir = Path(tmp) / "splits"
+        script.prepare_splits_spark(spark, str(input_path), str(output_dir), int(seed), ratios)
+        return {name: read_split_parquet_dir(output_dir / name) for name in SPLITS}
+
+
+def read_split_parquet_dir(path: Path) -> pd.DataFrame:
+    """A split written by Spark (a directory of part files) as the pandas engine's frame."""
+    files = sorted(p for p in Path(path).glob("*.parquet") if not p.name.startswith(("_", ".")))
+    return split_frame_from_tables([pq.read_table(p) for p in files])
+
+
+def split_frame_from_tables(tables: Sequence[pa.Table]) -> pd.DataFrame:
+    """Part tables -> one frame with the pandas engine's columns, dtypes and row order. Ordered by
+    transactionId, which is the file position zero-padded, so it is file order."""
+    columns = [TRANSACTION_ID, *RAW_COLUMNS]
+    if tables:
+        frame = pa.concat_tables([t.select(columns) for t in tables]).to_pandas()
+    else:
+        frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+    frame = frame.sort_values(TRANSACTION_ID, kind="stable").reset_index(drop=True)
+    frame[TRANSACTION_ID] = frame[TRANSACTION_ID].astype(str)
+    frame[list(FEATURE_COLUMNS)] = frame[list(FEATURE_COLUMNS)].astype("float64")
+    frame[LABEL_COLUMN] = frame[LABEL_COLUMN].astype("int64")
+    return frame
+
+
+# --------------------------------------------------------------------------- AWS Glue
+
+
+def glue_job_arguments(
+    input_uri: str, output_uri: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS, expected_records: int | None = None
+) -> dict[str, str]:
+    """StartJobRun `Arguments` for glue_scripts/fraud_data_prep.py. Both locations are validated
+    s3:// URIs: they become paths that the job writes under."""
+    ratios = tuple(float(r) for r in ratios)
+    validate_ratios(ratios)
+    arguments = {
+        "--input": str(S3Uri.parse(input_uri)),
+        "--output": str(S3Uri.parse(output_uri)).rstrip("/"),
+        "--seed": str(int(seed)),
+        "--ratios": ",".join(repr(r) for r in ratios),
+    }
+    if expected_records is not None:
+        arguments["--expected-records"] = str(int(expected_records))
+    return arguments
+
+
+def glue_output_uri(bucket: str, run_id: str, stage: str = "glue_data_prep") -> str:
+    """Where a run's Glue job writes: executions/<run id>/<stage>/ in the workflow bucket, beside
+    the run's other stage outputs."""
+    return str(S3Uri(bucket, f"executions/{validate_key_part(run_id, 'run id')}/{validate_key_part(stage, 'stage')}"))
+
+
+def read_splits_from_s3(s3, output_uri: str) -> dict[str, pd.DataFrame]:
+    """The Glue job's `<output>/<split>/part-*.parquet` objects as the pandas engine's frames."""
+    base = S3Uri.parse(output_uri.rstrip("/"))
+    frames = {}
+    for name in SPLITS:
+        prefix = f"{base.key}/{name}/"
+        tables = []
+        for key in _list_keys(s3, base.bucket, prefix):
+            leaf = key[len(prefix) :]
+            if "/" in leaf or not leaf.endswith(".parquet") or leaf.startswith(("_", ".")):
+                continue
+            body = s3.get_object(Bucket=base.bucket, Key=key)["Body"].read()
+            tables.append(pq.read_table(pa.BufferReader(body)))
+        if not tables:
+            raise FileNotFoundError(f"no parquet under {S3Uri(base.bucket, prefix)}: the Glue job wrote no {name} split")
+        frames[name] = split_frame_from_tables(tables)
+    return frames
+
+
+def _list_keys(s3, bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    return sorted(keys)
+
+
+def check_against_summary(frames: dict[str, pd.DataFrame], summary: dict[str, Any]) -> None:
+    """The rows read back must be the rows the job says it wrote (a partial or stale output prefix
+    would otherwise pass silently)."""
+    for name in SPLITS:
+        expected = summary["splits"][name]["rows"]
+        if len(frames[name]) != expected:
+            raise RuntimeError(f"{name} split: read {len(frames[name])} rows back, the job reported {expected}")
+    if sum(len(f) for f in frames.values()) != summary["recordCount"]:
+        raise RuntimeError(f"splits hold {sum(len(f) for f in frames.values())} rows, the job read {summary['recordCount']}")
