@@ -1,0 +1,503 @@
+"""A SageMaker-Runtime-compatible model server for the local stack.
+
+`POST /endpoints/<name>/invocations` is what boto3's `sagemaker-runtime` client calls when
+AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME points here; `GET /ping` is the container health check.
+The request/response contract is the SageMaker built-in XGBoost container's: `text/csv` rows
+without a header, features in model order; scores back as `text/csv` (one per line),
+`application/json` (`{"predictions": [{"score": ...}]}`) or `application/jsonlines`.
+
+What an endpoint serves comes from the control plane (moto), exactly as on AWS:
+DescribeEndpoint -> endpoint config -> ProductionVariants[0].ModelName -> DescribeModel ->
+ModelDataUrl -> model.tar.gz holding `xgboost-model` (an xgboost JSON/UBJSON model, loaded with
+`Booster.load_model`; pickled models are refused, since loading a pickle runs code).
+DescribeEndpoint is asked on every request (one cheap local call) so an UpdateEndpoint or
+DeleteEndpoint shows at once; the rest of the chain and the artifact's ETag are re-checked at
+most every `--resolve-interval` seconds. Boosters are cached by (ModelDataUrl, ETag).
+
+Errors are shaped for botocore's rest-json parser (`x-amzn-ErrorType` header plus a JSON body),
+so callers get a readable ClientError: `ValidationError` for what SageMaker Runtime itself
+rejects (unknown endpoint 400, body over 6 MiB 413) and `ModelError` for what the container
+rejects (415 unsupported content type, 406 unsupported Accept, 400 malformed rows), with the
+container's status kept as the HTTP status and in `OriginalStatusCode`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import io
+import json
+import logging
+import os
+import re
+import sys
+import tarfile
+import threading
+import time
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request
+
+log = logging.getLogger("fraud_assets.model_server")
+
+MAX_BODY = 6 * 1024 * 1024  # SageMaker Runtime's InvokeEndpoint payload limit
+MODEL_FILE = "xgboost-model"
+MAX_MODEL_BYTES = 512 * 1024 * 1024  # refuse tar bombs: no real model of ours is near this
+MODEL_CACHE_SIZE = 8
+ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+ACCOUNT_ID = "123456789012"  # moto's default account, used in AWS-shaped messages only
+CSV_TYPES = ("text/csv",)
+ACCEPT_TYPES = ("text/csv", "application/json", "application/jsonlines")
+
+
+class InvocationError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"__type": self.code, "message": self.message, "Message": self.message}
+        if self.code == "ModelError":
+            body.update(OriginalStatusCode=self.status, OriginalMessage=self.message)
+        return body
+
+
+def _model_error(status: int, message: str) -> InvocationError:
+    return InvocationError(status, "ModelError", message)
+
+
+def _validation_error(message: str, status: int = 400) -> InvocationError:
+    return InvocationError(status, "ValidationError", message)
+
+
+# --------------------------------------------------------------------------------------------
+# Resolving an endpoint to a loaded booster
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    booster: Any  # xgboost.Booster
+    num_features: int
+    model_data_url: str
+    etag: str
+    column_names: list[str] = dataclasses.field(default_factory=list)
+    convert_options: Any = None
+
+
+@dataclasses.dataclass
+class EndpointState:
+    key: tuple[str, str]  # (EndpointConfigName, LastModifiedTime) as DescribeEndpoint reports them
+    model_name: str
+    variant_name: str
+    model: LoadedModel
+    validated_at: float
+
+
+class EndpointResolver:
+    def __init__(self, clients: "_LazyClients", resolve_interval: float = 1.0):
+        self._clients = clients
+        self._interval = resolve_interval
+        self._endpoints: dict[str, EndpointState] = {}
+        self._models: collections.OrderedDict[tuple[str, str], LoadedModel] = collections.OrderedDict()
+        self._lock = threading.Lock()  # slow path only: one resolve/download at a time
+
+    @property
+    def _sm(self) -> Any:
+        return self._clients.get("sagemaker")
+
+    @property
+    def _s3(self) -> Any:
+        return self._clients.get("s3")
+
+    def clear(self) -> None:
+        with self._lock:
+            self._endpoints.clear()
+            self._models.clear()
+
+    def resolve(self, name: str) -> EndpointState:
+        desc = self._describe_endpoint(name)
+        key = (desc["EndpointConfigName"], str(desc.get("LastModifiedTime")))
+        state = self._endpoints.get(name)
+        if state is not None and state.key == key and time.monotonic() - state.validated_at < self._interval:
+            return state
+        with self._lock:
+            state = self._endpoints.get(name)
+            if state is not None and state.key == key and time.monotonic() - state.validated_at < self._interval:
+                return state
+            state = self._resolve_slow(name, key)
+            self._endpoints[name] = state
+            return state
+
+    def _describe_endpoint(self, name: str) -> dict[str, Any]:
+        try:
+            desc = self._sm.describe_endpoint(EndpointName=name)
+        except self._sm.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("ValidationException", "ValidationError"):
+                self._endpoints.pop(name, None)
+                raise _validation_error(f"Endpoint {name} of account {ACCOUNT_ID} not found.") from None
+            raise
+        status = desc.get("EndpointStatus")
+        if status not in ("InService", "Updating", "SystemUpdating"):  # AWS serves while updating
+            raise _validation_error(f"Endpoint {name} of account {ACCOUNT_ID} is not in service (status {status}).")
+        return desc
+
+    def _resolve_slow(self, name: str, key: tuple[str, str]) -> EndpointState:
+        config = self._sm.describe_endpoint_config(EndpointConfigName=key[0])
+        variants = config.get("ProductionVariants") or []
+        if not variants:
+            raise _validation_error(f"Endpoint {name}: endpoint config {key[0]} has no production variant.")
+        variant = variants[0]
+        model = self._sm.describe_model(ModelName=variant["ModelName"])
+        container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+        url = container.get("ModelDataUrl")
+        if not url:
+            raise _model_error(500, f"Model {variant['ModelName']} has no ModelDataUrl; nothing to serve.")
+        return EndpointState(
+            key=key,
+            model_name=variant["ModelName"],
+            variant_name=variant.get("VariantName", "AllTraffic"),
+            model=self._model_for(url),
+            validated_at=time.monotonic(),
+        )
+
+    def _model_for(self, url: str) -> LoadedModel:
+        from fraud_assets.lib.storage import InvalidKeyError, S3Uri
+
+        try:
+            uri = S3Uri.parse(url)
+        except InvalidKeyError as err:
+            raise _model_error(500, f"ModelDataUrl {url!r} is not usable: {err}") from None
+        try:
+            etag = self._s3.head_object(Bucket=uri.bucket, Key=uri.key)["ETag"]
+        except self._s3.exceptions.ClientError as err:
+            raise _model_error(500, f"Could not read the model artifact {url}: {err}") from None
+        cached = self._models.get((url, etag))
+        if cached is not None:
+            self._models.move_to_end((url, etag))
+            return cached
+        obj = self._s3.get_object(Bucket=uri.bucket, Key=uri.key)
+        loaded = load_model_archive(obj["Body"].read(), url, obj["ETag"])
+        self._models[(url, obj["ETag"])] = loaded
+        while len(self._models) > MODEL_CACHE_SIZE:
+            self._models.popitem(last=False)
+        return loaded
+
+
+def load_model_archive(data: bytes, url: str = "", etag: str = "") -> LoadedModel:
+    """`model.tar.gz` -> booster, reading `xgboost-model` from the archive in memory (nothing is
+    extracted to disk, so member names cannot write anywhere)."""
+    import xgboost as xgb
+
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            members = [m for m in tar.getmembers() if m.isfile() and m.name.rsplit("/", 1)[-1] == MODEL_FILE]
+            if not members:
+                raise _model_error(500, f"{url}: the archive has no {MODEL_FILE!r} file")
+            if members[0].size > MAX_MODEL_BYTES:
+                raise _model_error(500, f"{url}: {MODEL_FILE} is {members[0].size} bytes, over the limit")
+            raw = tar.extractfile(members[0]).read()  # type: ignore[union-attr]
+    except tarfile.TarError as err:
+        raise _model_error(500, f"{url}: not a readable model.tar.gz: {err}") from None
+    if raw[:1] not in (b"{", b"["):
+        # JSON starts with '{', UBJSON with '{' too; anything else (a pickle, say) is refused.
+        raise _model_error(500, f"{url}: {MODEL_FILE} is not an xgboost JSON/UBJSON model (pickles are refused)")
+    booster = xgb.Booster()
+    try:
+        booster.load_model(bytearray(raw))
+    except xgb.core.XGBoostError as err:
+        raise _model_error(500, f"{url}: xgboost could not load {MODEL_FILE}: {err}") from None
+    n = booster.num_features()
+    names = [f"f{i}" for i in range(n)]
+    convert = pacsv.ConvertOptions(column_types={c: pa.float32() for c in names})
+    return LoadedModel(booster, n, url, etag, names, convert)
+
+
+# --------------------------------------------------------------------------------------------
+# CSV in, scores out
+
+
+def parse_csv(body: bytes, model: LoadedModel) -> np.ndarray:
+    """Rows of floats (no header) -> float32 matrix; 400 naming the first bad row otherwise."""
+    bad_rows: list[Any] = []
+
+    def on_invalid_row(row: Any) -> str:
+        bad_rows.append(row)
+        return "skip"  # keep parsing; we report the first bad row after
+
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(body),
+            read_options=pacsv.ReadOptions(column_names=model.column_names),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+            convert_options=model.convert_options,
+        )
+    except pa.ArrowInvalid as err:
+        raise _model_error(400, _describe_bad_value(body, model.num_features) or f"Loading csv data failed: {err}") from None
+    if bad_rows:
+        first = min(bad_rows, key=lambda r: _row_number(body, r.text))
+        raise _model_error(
+            400,
+            f"Loading csv data failed: row {_row_number(body, first.text)} has {first.actual_columns} "
+            f"columns, expected {model.num_features} (the model's features, no header, no label).",
+        )
+    if table.num_rows == 0:
+        raise _model_error(400, "Loading csv data failed: the request has no rows.")
+    matrix = np.empty((table.num_rows, model.num_features), dtype=np.float32, order="F")
+    for j, column in enumerate(table.columns):
+        matrix[:, j] = column.to_numpy()  # nulls (empty fields) become NaN: xgboost's missing value
+    return matrix
+
+
+def _row_number(body: bytes, text: str) -> int:
+    """1-based line number of a row pyarrow rejected (it does not report one itself)."""
+    needle = text.encode()
+    start = 0
+    while True:
+        at = body.find(needle, start)
+        if at < 0:
+            return 0
+        end = at + len(needle)
+        if (at == 0 or body[at - 1 : at] == b"\n") and (end == len(body) or body[end : end + 1] in (b"\n", b"\r")):
+            return body.count(b"\n", 0, at) + 1
+        start = at + 1
+
+
+def _describe_bad_value(body: bytes, expected: int) -> str | None:
+    # Error path only: find the first field that is not a number, as pyarrow does not say where.
+    for number, line in enumerate(body.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        for col, value in enumerate(fields, start=1):
+            if value.strip() == "":
+                continue
+            try:
+                float(value.strip().strip('"'))
+            except ValueError:
+                return (
+                    f"Loading csv data failed: row {number}, column {col}: {value[:40]!r} is not a number "
+                    f"(send {expected} numeric features per row, no header)."
+                )
+    return None
+
+
+def format_scores(scores: np.ndarray, accept: str) -> bytes:
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.ndim == 1 and np.isfinite(scores).all():
+        # pyarrow prints float32 with the shortest text that round-trips (<= 9 digits), fast.
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(pa.table({"s": scores}), sink, pacsv.WriteOptions(include_header=False))
+        lines = sink.getvalue().to_pybytes().rstrip(b"\n")
+        if accept == "text/csv":
+            return lines + b"\n"
+        if accept == "application/jsonlines":
+            return b'{"score":' + lines.replace(b"\n", b'}\n{"score":') + b"}\n"
+        return b'{"predictions":[{"score":' + lines.replace(b"\n", b'},{"score":') + b"}]}"
+    return _format_generic(scores, accept)
+
+
+def _format_generic(scores: np.ndarray, accept: str) -> bytes:
+    # Multi-output models (one row of scores per record) and non-finite scores: rare, so plain Python.
+    rows = [_json_value(v) for v in scores.tolist()]
+    if accept == "text/csv":
+        return "".join(",".join(_csv_value(x) for x in (r if isinstance(r, list) else [r])) + "\n" for r in rows).encode()
+    if accept == "application/jsonlines":
+        return "".join(json.dumps({"score": r}) + "\n" for r in rows).encode()
+    return json.dumps({"predictions": [{"score": r} for r in rows]}).encode()
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_json_value(x) for x in v]
+    return float(np.float32(v)) if np.isfinite(v) else None
+
+
+def _csv_value(v: Any) -> str:
+    return "nan" if v is None else repr(float(np.float32(v)))
+
+
+def _media_type(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def _choose_accept(header: str | None) -> str:
+    if not header:
+        return "text/csv"  # the container's default for CSV input
+    for part in header.split(","):
+        media = _media_type(part)
+        if media in ACCEPT_TYPES:
+            return media
+        if media in ("*/*", "text/*"):
+            return "text/csv"
+        if media == "application/*":
+            return "application/json"
+    raise _model_error(406, f"Accept {header!r} is not supported; use one of {', '.join(ACCEPT_TYPES)}.")
+
+
+# --------------------------------------------------------------------------------------------
+# The WSGI app
+
+
+class ModelServerApp:
+    def __init__(self, resolver: EndpointResolver):
+        self.resolver = resolver
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        try:
+            status, headers, body = self._route(request)
+        except InvocationError as err:
+            status, body = err.status, json.dumps(err.body()).encode()
+            headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", err.code)]
+        except Exception as err:  # a bug or moto down: say so, keep serving
+            log.exception("invocation failed")
+            error = InvocationError(500, "InternalFailure", f"internal error in the local model server: {err}")
+            status, body = 500, json.dumps(error.body()).encode()
+            headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", error.code)]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
+        return [body]
+
+    def _route(self, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
+        path = request.path
+        if path == "/ping" and request.method == "GET":
+            return 200, [("Content-Type", "text/plain")], b""
+        if path == "/_local/reset" and request.method == "POST":
+            self.resolver.clear()
+            return 200, [("Content-Type", "application/json")], b'{"status":"ok"}'
+        parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "invocations":
+            if request.method != "POST":
+                raise _validation_error("InvokeEndpoint takes POST.", status=405)
+            return self._invoke(request, parts[1])
+        raise _validation_error(f"Unknown path {path!r}; this server implements InvokeEndpoint only.", status=404)
+
+    def _invoke(self, request: Request, endpoint: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        body = _read_body(request)
+        if not ENDPOINT_NAME.match(endpoint):
+            raise _validation_error(f"Invalid endpoint name {endpoint!r}.")
+        content_type = _media_type(request.headers.get("Content-Type"))
+        if content_type not in CSV_TYPES:
+            raise _model_error(
+                415,
+                f"Content type {request.headers.get('Content-Type')!r} is not supported by this XGBoost "
+                f"endpoint; send text/csv rows (no header).",
+            )
+        accept = _choose_accept(request.headers.get("Accept"))
+        state = self.resolver.resolve(endpoint)
+        target = request.headers.get("X-Amzn-SageMaker-Target-Variant")
+        if target and target != state.variant_name:
+            raise _validation_error(f"Variant {target} not found for endpoint {endpoint}.")
+        matrix = parse_csv(body, state.model)
+        scores = state.model.booster.inplace_predict(matrix, validate_features=False)
+        payload = format_scores(scores, accept)
+        return 200, [("Content-Type", accept), ("x-Amzn-Invoked-Production-Variant", state.variant_name)], payload
+
+
+def _read_body(request: Request) -> bytes:
+    length = request.content_length
+    stream = request.stream
+    if length is not None and length > MAX_BODY:
+        # Read (and drop) the body before answering, or the client sees a reset connection instead
+        # of our 413 while it is still sending.
+        while stream.read(1024 * 1024):
+            pass
+        raise _validation_error(
+            f"Request body is {length} bytes; InvokeEndpoint accepts at most {MAX_BODY} bytes (6 MiB). "
+            f"Split the rows over several requests.",
+            status=413,
+        )
+    body = stream.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        while stream.read(1024 * 1024):
+            pass
+        raise _validation_error(f"Request body exceeds {MAX_BODY} bytes (6 MiB).", status=413)
+    return body
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+            413: "Payload Too Large", 415: "Unsupported Media Type", 424: "Failed Dependency",
+            500: "Internal Server Error"}
+
+
+def make_app(aws_endpoint: str | None, region: str, resolve_interval: float = 1.0,
+             aws_endpoint_port_file: str | None = None) -> ModelServerApp:
+    return ModelServerApp(EndpointResolver(_LazyClients(aws_endpoint, region, aws_endpoint_port_file), resolve_interval))
+
+
+class _LazyClients:
+    """boto3 clients built on first use. With a port file, the control plane's port is read from it
+    then: the stack starts us alongside moto, before moto has picked its port."""
+
+    def __init__(self, endpoint: str | None, region: str, port_file: str | None, wait: float = 90.0):
+        self._endpoint, self._region, self._port_file, self._wait = endpoint, region, port_file, wait
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, service: str) -> Any:
+        client = self._clients.get(service)
+        if client is None:
+            with self._lock:
+                if service not in self._clients:
+                    self._clients[service] = self._make(service)
+                client = self._clients[service]
+        return client
+
+    def _make(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        if self._endpoint is None and self._port_file:
+            deadline = time.monotonic() + self._wait
+            while not os.path.exists(self._port_file):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the control plane never wrote its port to {self._port_file}")
+                time.sleep(0.05)
+            with open(self._port_file) as f:
+                self._endpoint = f"http://127.0.0.1:{int(f.read().strip())}"
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
+        return boto3.session.Session(region_name=self._region).client(service, endpoint_url=self._endpoint, config=config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fraud_assets.local.model_server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--aws-endpoint", default=None, help="the control plane and S3 (moto); default: boto3's")
+    parser.add_argument("--aws-endpoint-port-file", default=None, help=argparse.SUPPRESS)  # used by LocalStack
+    parser.add_argument("--region", default=None)
+    parser.add_argument("--resolve-interval", type=float, default=1.0)
+    parser.add_argument("--port-file", help="write the bound port here once listening")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is no longer our parent")
+    args = parser.parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost"):
+        parser.error("the model server binds 127.0.0.1 only")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    from fraud_assets.lib.config import DEFAULT_REGION
+    from fraud_assets.local.stack import serve_as_child
+
+    app = make_app(args.aws_endpoint, args.region or DEFAULT_REGION, args.resolve_interval, args.aws_endpoint_port_file)
+    # xgboost (and through it sklearn/pandas) takes seconds to import: do it behind /ping so the
+    # server is up at once and warm by the first invocation.
+    threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
+    server = make_server("127.0.0.1", args.port, app, threaded=True)
+    serve_as_child(server, args.port_file, args.parent_pid)
+    return 0
+
+
+def _warm_imports() -> None:
+    import xgboost  # noqa: F401
+
+    import fraud_assets.lib.storage  # noqa: F401
+
+
+if __name__ == "__main__":
+    sys.exit(main())

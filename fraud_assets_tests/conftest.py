@@ -1,0 +1,45 @@
+"""Shared fixtures: one embedded local AWS stack per test session (per xdist worker), reset
+between tests that ask for `aws`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from fraud_assets.local.stack import LocalStack, scrubbed_aws_environ
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before any test runs: no credentials, profile or endpoint from this machine may reach a
+    # test, so nothing can ever touch a real AWS account (the scrub also hides ~/.aws/*).
+    scrubbed = scrubbed_aws_environ()
+    os.environ.clear()
+    os.environ.update(scrubbed)
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[LocalStack]:
+    """A running LocalStack for the session, its env() in os.environ so plain boto3 uses it."""
+    import boto3
+
+    saved = dict(os.environ)
+    stack = LocalStack().start()
+    try:
+        os.environ.update(stack.env())
+        boto3.DEFAULT_SESSION = None  # a session made before now must not keep other settings
+        yield stack
+    finally:
+        stack.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        boto3.DEFAULT_SESSION = None
+
+
+@pytest.fixture
+def aws(local_stack: LocalStack) -> LocalStack:
+    """The session's stack, wiped and bootstrapped again: each test starts from the platform's
+    empty buckets, table and topics."""
+    local_stack.reset()
+    return local_stack

@@ -1,0 +1,147 @@
+"""The SageMaker-Runtime-compatible model server, driven through boto3 over real HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+from botocore.exceptions import ClientError
+
+from fraud_assets.lib.config import FEATURE_COLUMNS, PlatformNames
+from fraud_assets.lib.storage import put_bytes
+from fraud_assets.local.stack import LocalStack
+
+NAMES = PlatformNames()
+ENDPOINT = "fraud-test-endpoint"
+
+
+def _train(seed: int) -> xgb.Booster:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(300, len(FEATURE_COLUMNS))).astype(np.float32), columns=list(FEATURE_COLUMNS))
+    y = (X["V1"] + (0.5 if seed else -0.5) * X["V2"] + rng.normal(scale=0.5, size=300) > 0.8).astype(int)
+    return xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, xgb.DMatrix(X, label=y), 10)
+
+
+def _archive(booster: xgb.Booster) -> bytes:
+    raw = bytes(booster.save_raw("json"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("xgboost-model")
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def boosters() -> list[xgb.Booster]:
+    return [_train(0), _train(1)]
+
+
+@pytest.fixture(scope="module")
+def rows() -> np.ndarray:
+    return np.random.default_rng(7).normal(size=(50, len(FEATURE_COLUMNS))).astype(np.float32)
+
+
+def _deploy(booster: xgb.Booster, tag: str) -> str:
+    """Upload the artifact and create model + endpoint config; returns the config name."""
+    key = f"models/{tag}/model.tar.gz"
+    put_bytes(boto3.client("s3"), NAMES.models_bucket, key, _archive(booster), "application/gzip")
+    sm = boto3.client("sagemaker")
+    sm.create_model(
+        ModelName=f"fraud-model-{tag}",
+        ExecutionRoleArn=NAMES.sagemaker_role_arn,
+        PrimaryContainer={"Image": NAMES.xgboost_image_uri, "ModelDataUrl": f"s3://{NAMES.models_bucket}/{key}"},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=f"fraud-config-{tag}",
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": f"fraud-model-{tag}",
+                             "InitialInstanceCount": 1, "InstanceType": NAMES.endpoint_instance_type}],
+    )
+    return f"fraud-config-{tag}"
+
+
+@pytest.fixture
+def endpoint(aws: LocalStack, boosters: list[xgb.Booster]) -> str:
+    config = _deploy(boosters[0], "a")
+    sm = boto3.client("sagemaker")
+    sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=config)
+    assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService"
+    return ENDPOINT
+
+
+def _csv(rows: np.ndarray) -> bytes:
+    return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in rows).encode()
+
+
+def _invoke(body: bytes, content_type: str = "text/csv", accept: str = "text/csv", endpoint: str = ENDPOINT) -> dict:
+    return boto3.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=endpoint, Body=body, ContentType=content_type, Accept=accept
+    )
+
+
+def _scores(body: bytes) -> np.ndarray:
+    return np.array([float(line) for line in body.decode().splitlines()])
+
+
+def test_csv_in_csv_out_matches_inplace_predict(endpoint: str, boosters: list[xgb.Booster], rows: np.ndarray) -> None:
+    res = _invoke(_csv(rows), content_type="text/csv; charset=utf-8")
+    assert res["ContentType"] == "text/csv"
+    assert res["InvokedProductionVariant"] == "AllTraffic"
+    got = _scores(res["Body"].read())
+    np.testing.assert_allclose(got, boosters[0].inplace_predict(rows), atol=1e-6, rtol=0)
+
+
+def test_json_out(endpoint: str, boosters: list[xgb.Booster], rows: np.ndarray) -> None:
+    res = _invoke(_csv(rows[:5]), accept="application/json")
+    assert res["ContentType"] == "application/json"
+    doc = json.loads(res["Body"].read())
+    assert list(doc) == ["predictions"] and all(list(p) == ["score"] for p in doc["predictions"])
+    got = [p["score"] for p in doc["predictions"]]
+    np.testing.assert_allclose(got, boosters[0].inplace_predict(rows[:5]), atol=1e-6, rtol=0)
+
+
+def _error(body: bytes, **kwargs) -> ClientError:
+    with pytest.raises(ClientError) as info:
+        _invoke(body, **kwargs)
+    return info.value
+
+
+def test_contract_errors(endpoint: str, rows: np.ndarray) -> None:
+    err = _error(b"\x00\x01", content_type="application/x-recordio-protobuf")
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 415
+    assert err.response["Error"]["Code"] == "ModelError" and "text/csv" in err.response["Error"]["Message"]
+
+    err = _error(b"0," * (3 * 1024 * 1024) + b"0\n")  # 6 MiB + 2 bytes
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert "6 MiB" in err.response["Error"]["Message"]
+
+    short = _csv(rows[:3]) + ",".join(["1"] * 29).encode() + b"\n"
+    err = _error(short)
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "row 4" in err.response["Error"]["Message"] and "expected 30" in err.response["Error"]["Message"]
+
+    err = _error(b",".join([b"Time", *[b"1"] * 29]) + b"\n")
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "row 1, column 1" in err.response["Error"]["Message"]
+
+    err = _error(_csv(rows[:1]), endpoint="no-such-endpoint")
+    assert err.response["Error"]["Code"] == "ValidationError"
+    assert "no-such-endpoint" in err.response["Error"]["Message"]
+
+
+def test_update_endpoint_changes_served_model(endpoint: str, boosters: list[xgb.Booster], rows: np.ndarray) -> None:
+    before = _scores(_invoke(_csv(rows))["Body"].read())
+    config_b = _deploy(boosters[1], "b")
+    sm = boto3.client("sagemaker")
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config_b)
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig={"Delay": 1})
+    assert sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == config_b
+    after = _scores(_invoke(_csv(rows))["Body"].read())
+    np.testing.assert_allclose(after, boosters[1].inplace_predict(rows), atol=1e-6, rtol=0)
+    assert np.abs(after - before).max() > 1e-3
