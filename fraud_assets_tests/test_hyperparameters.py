@@ -38,7 +38,7 @@ def _valid_number(name: str) -> st.SearchStrategy:
     high = rule.high if rule.high is not None else 1e6
     if rule.kind is int:
         return st.integers(int(low), int(high))
-    return st.floats(low, high, exclude_min=rule.low_open, allow_nan=False, allow_infinity=False)
+    return st.floats(low, high, exclude_min=rule.low_open, exclude_max=rule.high_open, allow_nan=False, allow_infinity=False)
 
 
 @st.composite
@@ -94,7 +94,8 @@ def out_of_range(draw):
         below = st.floats(max_value=rule.low, exclude_max=not rule.low_open, allow_nan=False, allow_infinity=False, min_value=-1e9)
         sides.append(below.map(lambda v: math.floor(v) if rule.kind is int and v < rule.low else v))
     if rule.high is not None:
-        sides.append(st.floats(min_value=rule.high, exclude_min=True, max_value=rule.high * 10 + 10, allow_nan=False).map(lambda v: math.ceil(v) if rule.kind is int else v))
+        above = st.floats(min_value=rule.high, exclude_min=not rule.high_open, max_value=rule.high * 10 + 10, allow_nan=False)
+        sides.append(above.map(lambda v: math.ceil(v) if rule.kind is int else v))
     value = draw(st.one_of(*sides))
     if rule.kind is int and isinstance(value, float) and value.is_integer():
         value = int(value)

@@ -46,6 +46,7 @@ class ParameterRule:
     low: float | None = None
     high: float | None = None
     low_open: bool = False  # True: value must be > low (not >=)
+    high_open: bool = False  # True: value must be < high (not <=)
     choices: frozenset[str] | None = None
     doc: str = ""
 
@@ -53,7 +54,7 @@ class ParameterRule:
         if self.choices is not None:
             return f"one of {sorted(self.choices)}"
         lo = "" if self.low is None else f"{self.low:g} {'<' if self.low_open else '<='} "
-        hi = "" if self.high is None else f" <= {self.high:g}"
+        hi = "" if self.high is None else f" {'<' if self.high_open else '<='} {self.high:g}"
         return f"{'an integer' if self.kind is int else 'a number'} with {lo}value{hi}"
 
 
@@ -86,7 +87,7 @@ RULES: dict[str, ParameterRule] = {
     "max_bin": ParameterRule(int, 2, 4096, doc="histogram bins per feature (hist/approx)"),
     "max_leaves": ParameterRule(int, 0, 65536, doc="maximum leaves per tree (0: no limit)"),
     "num_parallel_tree": ParameterRule(int, 1, 100, doc="trees per round (boosted random forest)"),
-    "base_score": ParameterRule(float, 0.0, 1.0, low_open=True, doc="initial prediction (a probability)"),
+    "base_score": ParameterRule(float, 0.0, 1.0, low_open=True, high_open=True, doc="initial prediction (a probability)"),
     "seed": ParameterRule(int, 0, 2**31 - 1, doc="random seed"),
     "objective": ParameterRule(str, choices=frozenset({"binary:logistic", "reg:logistic"}), doc="learning objective"),
     "eval_metric": ParameterRule(str, choices=frozenset({"aucpr", "auc", "logloss", "error", "map"}), doc="early-stopping metric"),
@@ -129,7 +130,7 @@ def normalise_value(name: str, value: Any) -> int | float | str:
     number = _parse_number(name, value, rule)
     if rule.low is not None and (number < rule.low or (rule.low_open and number == rule.low)):
         raise HyperparameterError(name, value, f"must be {rule.describe()}")
-    if rule.high is not None and number > rule.high:
+    if rule.high is not None and (number > rule.high or (rule.high_open and number == rule.high)):
         raise HyperparameterError(name, value, f"must be {rule.describe()}")
     return number
 
