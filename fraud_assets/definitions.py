@@ -39,11 +39,16 @@ def build_resources() -> dict:
     }
 
 
-defs = Definitions(
-    assets=[*training_assets, *inference_assets],
-    asset_checks=[*training_checks, *inference_checks],
-    jobs=[training_job, inference_job],
-    schedules=[weekly_training_schedule, daily_inference_schedule],
-    sensors=inference_sensors(training_job),
-    resources=build_resources(),
-)
+def build_definitions(**resource_overrides) -> Definitions:
+    """The code location's definitions; tests override resources by name (e.g. quality_gates)."""
+    return Definitions(
+        assets=[*training_assets, *inference_assets],
+        asset_checks=[*training_checks, *inference_checks],
+        jobs=[training_job, inference_job],
+        schedules=[weekly_training_schedule, daily_inference_schedule],
+        sensors=inference_sensors(training_job),
+        resources={**build_resources(), **resource_overrides},
+    )
+
+
+defs = build_definitions()

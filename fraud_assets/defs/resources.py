@@ -54,8 +54,15 @@ class AwsClients(ResourceWithBoto3Configuration):
         return _client(service, self.region_name or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION, self.endpoint_url, self.max_attempts)
 
 
-@functools.cache
 def _client(service: str, region: str, endpoint_url: str | None, max_attempts: int):
+    # The environment's endpoints are part of the key: a client made before a stack (re)started
+    # must not be handed out afterwards.
+    env_endpoints = (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"))
+    return _cached_client(service, region, endpoint_url, max_attempts, env_endpoints)
+
+
+@functools.cache
+def _cached_client(service: str, region: str, endpoint_url: str | None, max_attempts: int, _env_endpoints: tuple):
     # Standard retry mode backs off on throttling; our own loops add what boto3 does not retry.
     config = BotoConfig(retries={"mode": "standard", "max_attempts": max_attempts}, max_pool_connections=16)
     return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)

@@ -24,7 +24,7 @@ ID_PREFIX = "txn-"
 def transaction_ids(n_rows: int, offset: int = 0) -> np.ndarray:
     """Stable id of a raw row: its 0-based position in the file (the Kaggle data has no id column
     and holds duplicate rows, so a content hash would not be unique)."""
-    return np.char.add(ID_PREFIX, np.char.zfill(np.arange(offset, offset + n_rows).astype(str), 9))
+    return np.array([f"{ID_PREFIX}{i:09d}" for i in range(offset, offset + n_rows)], dtype=object)
 
 
 def split_buckets(ids: np.ndarray, seed: int) -> np.ndarray:
