@@ -1,0 +1,369 @@
+"""Scoring through the deployed SageMaker endpoint (boto3 `sagemaker-runtime` InvokeEndpoint).
+
+The seeds invoke the endpoint once per transaction (~50 ms each: 8 minutes for 10,000). Here the
+rows travel as `text/csv` request bodies sized by bytes (each under the 6 MB InvokeEndpoint limit),
+a few requests in flight at once, each retried on throttling and server errors. The built-in
+XGBoost container answers with one score per row, in row order.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+
+from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD
+
+CSV = "text/csv"
+# InvokeEndpoint takes at most 6 MB per request; 5 MiB leaves room for headers and estimates.
+DEFAULT_MAX_BYTES = 5 * 1024 * 1024
+# Rows formatted per step: bounds memory and lets the first request leave while later rows are
+# still being formatted.
+DEFAULT_BLOCK_ROWS = 16_384
+
+HIGH, MEDIUM, LOW = "HIGH", "MEDIUM", "LOW"
+
+# Error codes worth another try: throttling and the service's own transient failures.
+_RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ModelNotReadyException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalServerError",
+        "InternalServerException",
+        "InternalDependencyException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+MAX_BACKOFF_SECONDS = 20.0
+
+
+class EndpointError(RuntimeError):
+    """The endpoint refused rows (4xx), or kept failing after every retry."""
+
+    def __init__(self, message: str, *, endpoint_name: str, rows: tuple[int, int], code: str | None = None,
+                 status: int | None = None, attempts: int = 1):
+        super().__init__(message)
+        self.endpoint_name, self.rows, self.code, self.status, self.attempts = endpoint_name, rows, code, status, attempts
+
+
+# -- request bodies -----------------------------------------------------------------------------
+
+
+def csv_batches(
+    features: np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES, *, block_rows: int = DEFAULT_BLOCK_ROWS
+) -> Iterator[tuple[int, int, bytes]]:
+    """Yield `(start, stop, body)`: rows `start:stop` as headerless `text/csv`, one line per row,
+    each ending in a newline, `len(body) <= max_bytes`, each body as full as the limit allows.
+    Together the bodies cover every row exactly once, in order.
+
+    Values go out as float32 in their shortest round-trip form: XGBoost computes in float32, so
+    the scores equal those of the float64 values while the text is about half as long.
+    """
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be positive, not {block_rows}")
+    matrix = _float32_matrix(features)
+    n = len(matrix)
+    carry, carry_ends, carry_row = b"", np.empty(0, dtype=np.int64), 0
+    for block_start in range(0, n, block_rows):
+        block_stop = min(n, block_start + block_rows)
+        text = _format_csv(matrix[block_start:block_stop])
+        buf = carry + text
+        # ends[i]: offset just past row i's newline within buf.
+        ends = np.concatenate([carry_ends, _line_ends(text) + len(carry)])
+        more_to_come = block_stop < n
+        pos, row = 0, 0
+        while row < len(ends):
+            # Rows row..k fit when their lines end within max_bytes of pos.
+            k = int(np.searchsorted(ends, pos + max_bytes, side="right")) - 1
+            if k < row:
+                raise ValueError(
+                    f"row {carry_row + row} alone is {int(ends[row]) - pos} bytes of CSV, "
+                    f"more than max_bytes={max_bytes}"
+                )
+            if k == len(ends) - 1 and more_to_come:
+                break  # the next block's rows may still fit in this body
+            yield carry_row + row, carry_row + k + 1, buf[pos : int(ends[k])]
+            pos, row = int(ends[k]), k + 1
+        carry, carry_ends, carry_row = buf[pos:], ends[row:] - pos, carry_row + row
+
+
+def _float32_matrix(features: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(features)
+    if matrix.ndim != 2:
+        raise ValueError(f"features must be a 2-D array (rows x features), not {matrix.ndim}-D")
+    if matrix.shape[1] == 0 and len(matrix):
+        raise ValueError("features has no columns")
+    matrix = matrix.astype(np.float32, copy=False)
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        # The container reads an empty or 'nan' field as missing: a silent change of meaning.
+        raise ValueError(f"row {row}, column {col} is {matrix[row, col]}, not a finite number (as float32)")
+    # Column-major: each column handed to arrow is contiguous, so no copy per block.
+    return np.asfortranarray(matrix)
+
+
+def _format_csv(block: np.ndarray) -> bytes:
+    table = pa.Table.from_arrays([pa.array(block[:, j]) for j in range(block.shape[1])],
+                                 names=[f"f{j}" for j in range(block.shape[1])])
+    sink = io.BytesIO()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    return sink.getvalue()
+
+
+def _line_ends(text: bytes) -> np.ndarray:
+    return np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == ord("\n")).astype(np.int64) + 1
+
+
+# -- responses ----------------------------------------------------------------------------------
+
+
+def parse_scores(body: bytes, content_type: str, expected: int) -> np.ndarray:
+    """Scores from an XGBoost container response: `text/csv` with one score per line or all on one
+    line joined by commas, or JSON `{"predictions": [{"score": s}, ...]}` (a bare list of numbers
+    too). Raises ValueError unless there is exactly one score in [0, 1] per row sent."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media in (CSV, "text/plain"):
+        tokens = body.replace(b",", b"\n").split()
+        try:
+            scores = np.array(tokens, dtype=np.float64) if tokens else np.empty(0)
+        except ValueError:
+            bad = next(i for i, t in enumerate(tokens) if not _is_float(t))
+            raise ValueError(f"score #{bad + 1} of the response is {tokens[bad][:40]!r}, not a number") from None
+    elif media == "application/json" or media.endswith("+json"):
+        scores = _json_scores(body)
+    else:
+        raise ValueError(f"unsupported response content type {content_type!r} (expected text/csv or application/json)")
+    if len(scores) != expected:
+        raise ValueError(
+            f"the response holds {len(scores)} scores for {expected} rows "
+            "(one probability per row expected: is the model's objective binary:logistic?)"
+        )
+    bad = ~((scores >= 0.0) & (scores <= 1.0))  # also catches NaN
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"score #{i + 1} is {scores[i]}, not a probability in [0, 1] (is the objective binary:logistic?)")
+    return scores
+
+
+def _json_scores(body: bytes) -> np.ndarray:
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"malformed JSON response: {err}") from err
+    predictions = doc.get("predictions") if isinstance(doc, dict) else doc
+    if not isinstance(predictions, list):
+        raise ValueError('JSON response is not {"predictions": [...]} or a list of scores')
+    out = np.empty(len(predictions), dtype=np.float64)
+    for i, p in enumerate(predictions):
+        value = p.get("score") if isinstance(p, dict) else p
+        if type(value) not in (int, float):
+            raise ValueError(f"prediction #{i + 1} of the response has score {value!r}, not a number")
+        out[i] = value
+    return out
+
+
+def _is_float(token: bytes) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
+
+
+# -- invoking the endpoint ----------------------------------------------------------------------
+
+
+def score_through_endpoint(
+    runtime,
+    endpoint_name: str,
+    features: np.ndarray,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_workers: int = 2,
+    max_attempts: int = 6,
+    base_delay: float = 0.2,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """One fraudScore per row of `features`, in row order.
+
+    `runtime` is a boto3 `sagemaker-runtime` client (thread-safe, shared by the workers). Bodies
+    come from `csv_batches`; up to `max_workers` requests are in flight. A request is retried up to
+    `max_attempts` times in all, with exponential backoff and jitter, on throttling (429,
+    ThrottlingException), server errors (5xx, ModelError whose container answered 5xx/429) and
+    connection failures. A 4xx is the caller's fault: raised at once with the endpoint's message.
+
+    boto3 retries too, inside each call (legacy mode: up to 5 attempts on throttling and 5xx), so
+    the worst case is the product of both. To leave retrying to this function, build the client
+    with `botocore.config.Config(retries={"total_max_attempts": 1})`; note that botocore's
+    `max_attempts` counts retries after the first call, so `{"max_attempts": 1}` still means two.
+    `on_retry` receives one line per retry (for the run's log).
+    """
+    matrix = _float32_matrix(features)
+    n = len(matrix)
+    scores = np.empty(n, dtype=np.float64)
+    if n == 0:
+        return scores
+    abort = threading.Event()  # once one request has failed for good, the others stop retrying
+
+    def score(start: int, stop: int, body: bytes) -> tuple[int, int, np.ndarray]:
+        response = _invoke(runtime, endpoint_name, body, (start, stop), max_attempts, base_delay, sleep, on_retry, abort)
+        try:
+            values = parse_scores(response["Body"].read(), response.get("ContentType", CSV), stop - start)
+        except ValueError as err:
+            raise EndpointError(f"endpoint {endpoint_name}, rows {start}-{stop - 1}: {err}",
+                                endpoint_name=endpoint_name, rows=(start, stop)) from err
+        return start, stop, values
+
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="score") as pool:
+        pending: set[Future] = set()
+        covered = 0
+        try:
+            for start, stop, body in csv_batches(matrix, max_bytes):
+                # Bounded look-ahead: formatting runs ahead of the requests by a few bodies only.
+                while len(pending) >= 2 * max_workers:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    covered += _collect(done, scores)
+                pending.add(pool.submit(score, start, stop, body))
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                covered += _collect(done, scores)
+        except BaseException:
+            abort.set()
+            for future in pending:
+                future.cancel()
+            raise
+    if covered != n:  # csv_batches guarantees this; a silent gap would be a wrong score
+        raise AssertionError(f"scored {covered} of {n} rows")
+    return scores
+
+
+def _collect(done: set[Future], scores: np.ndarray) -> int:
+    rows = 0
+    for future in done:
+        start, stop, values = future.result()
+        scores[start:stop] = values
+        rows += stop - start
+    return rows
+
+
+def _invoke(runtime, endpoint_name: str, body: bytes, rows: tuple[int, int], max_attempts: int, base_delay: float,
+            sleep: Callable[[float], None], on_retry: Callable[[str], None] | None,
+            abort: threading.Event | None = None) -> dict[str, Any]:
+    where = f"endpoint {endpoint_name}, rows {rows[0]}-{rows[1] - 1}"
+    for attempt in range(1, max_attempts + 1):
+        try:
+            return runtime.invoke_endpoint(EndpointName=endpoint_name, ContentType=CSV, Accept=CSV, Body=body)
+        except (ClientError, BotoConnectionError, HTTPClientError) as err:
+            code, status, message = _describe(err)
+            if not is_retryable(err):
+                raise EndpointError(f"{where}: {code} ({status}): {message}", endpoint_name=endpoint_name, rows=rows,
+                                    code=code, status=status, attempts=attempt) from err
+            if attempt == max_attempts or (abort is not None and abort.is_set()):
+                raise EndpointError(f"{where}: still failing after {attempt} attempts: {code} ({status}): {message}",
+                                    endpoint_name=endpoint_name, rows=rows, code=code, status=status,
+                                    attempts=attempt) from err
+            delay = backoff_delay(attempt, base_delay)
+            if on_retry is not None:
+                on_retry(f"{where}: {code} ({status}), attempt {attempt} of {max_attempts}; retrying in {delay:.2f} s")
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def is_retryable(err: BaseException) -> bool:
+    """Throttling, 5xx and dropped connections are worth another try; any other 4xx is not."""
+    if isinstance(err, (BotoConnectionError, HTTPClientError)):
+        return True
+    if not isinstance(err, ClientError):
+        return False
+    code = err.response.get("Error", {}).get("Code", "")
+    if code == "ModelError":
+        # The container's own status: its 5xx (e.g. a worker restarting) may pass; its 4xx won't.
+        original = err.response.get("OriginalStatusCode")
+        return isinstance(original, int) and (original == 429 or original >= 500)
+    if code in _RETRYABLE_CODES:
+        return True
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return status == 429 or status >= 500
+
+
+def _describe(err: BaseException) -> tuple[str, int | None, str]:
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return error.get("Code", "Unknown"), status, error.get("Message", str(err))
+    return type(err).__name__, None, str(err)
+
+
+def backoff_delay(attempt: int, base_delay: float, cap: float = MAX_BACKOFF_SECONDS) -> float:
+    """Exponential backoff with jitter after failed attempt `attempt` (1-based): half fixed, half
+    random, so parallel workers throttled together do not come back together."""
+    delay = min(cap, base_delay * 2 ** (attempt - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def score_one_at_a_time(runtime, endpoint_name: str, features: np.ndarray) -> np.ndarray:
+    """The seeds' original design: one InvokeEndpoint call per transaction. Kept only as the
+    baseline of the scoring benchmark; production code uses `score_through_endpoint`."""
+    matrix = _float32_matrix(features)
+    scores = np.empty(len(matrix), dtype=np.float64)
+    if not len(matrix):
+        return scores
+    lines = _format_csv(matrix).splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        response = _invoke(runtime, endpoint_name, line, (i, i + 1), 6, 0.2, time.sleep, None)
+        scores[i] = parse_scores(response["Body"].read(), response.get("ContentType", CSV), 1)[0]
+    return scores
+
+
+# -- risk levels --------------------------------------------------------------------------------
+
+
+def risk_levels(scores: np.ndarray) -> np.ndarray:
+    """HIGH when fraudScore >= 0.8, MEDIUM when >= 0.5, else LOW (the seeds' buckets)."""
+    scores = _checked_scores(scores)
+    return np.where(scores >= HIGH_RISK_THRESHOLD, HIGH, np.where(scores >= MEDIUM_RISK_THRESHOLD, MEDIUM, LOW))
+
+
+def score_summary(scores: np.ndarray) -> dict[str, Any]:
+    """The stage summary's risk distribution; averageScore is None for an empty day."""
+    scores = _checked_scores(scores)
+    high = int((scores >= HIGH_RISK_THRESHOLD).sum())
+    medium = int(((scores >= MEDIUM_RISK_THRESHOLD) & (scores < HIGH_RISK_THRESHOLD)).sum())
+    return {
+        "count": len(scores),
+        "highRiskCount": high,
+        "mediumRiskCount": medium,
+        "lowRiskCount": len(scores) - high - medium,
+        "averageScore": float(scores.mean()) if len(scores) else None,
+    }
+
+
+def _checked_scores(scores: np.ndarray) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1:
+        raise ValueError(f"scores must be 1-D, not {scores.ndim}-D")
+    if not np.isfinite(scores).all():
+        i = int(np.flatnonzero(~np.isfinite(scores))[0])
+        raise ValueError(f"score #{i} is {scores[i]}: a NaN would silently count as LOW risk")
+    return scores
