@@ -1,0 +1,62 @@
+"""The training graph end to end through Dagster against the local stack: layout, deployment, and a
+gate-failing model held back while the previous endpoint keeps serving."""
+
+import boto3
+import pytest
+from dagster import DagsterInstance
+
+from fraud_assets.definitions import build_definitions
+from fraud_assets.defs.resources import QualityGates
+from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames
+from fraud_assets.lib.endpoint import current_endpoint, invoke_one
+from fraud_assets.lib.storage import put_bytes
+from fraud_assets.lib.synthetic import generate_transactions, to_csv_bytes
+
+pytestmark = pytest.mark.e2e
+NAMES = PlatformNames()
+TRAINING_STAGES = ("train_split", "validation_split", "test_split", "model_hyperparameters", "fraud_model",
+                   "evaluation_metrics", "deployed_endpoint")
+# Floors low enough for a small data set; the gate mechanics are what this test is about.
+LENIENT = QualityGates(pr_auc_floor=0.3, high_risk_precision_floor=0.3)
+
+
+def run_training(instance, gates: QualityGates):
+    job = build_definitions(quality_gates=gates).resolve_job_def("training_job")
+    return job.execute_in_process(instance=instance, raise_on_error=False)
+
+
+def stage_keys(run_id: str) -> set[str]:
+    listing = boto3.client("s3").list_objects_v2(Bucket=NAMES.workflow_bucket, Prefix=f"executions/{run_id}/")
+    return {o["Key"] for o in listing.get("Contents", [])}
+
+
+def test_training_graph_deploys_and_a_failing_gate_keeps_the_previous_model(aws):
+    s3 = boto3.client("s3")
+    put_bytes(s3, NAMES.data_bucket, RAW_DATA_KEY, to_csv_bytes(generate_transactions(n_rows=100_000, seed=11)))
+    instance = DagsterInstance.ephemeral()
+
+    first = run_training(instance, LENIENT)
+    assert first.success
+    keys = stage_keys(first.run_id)
+    for stage in TRAINING_STAGES:
+        assert f"executions/{first.run_id}/{stage}/output.json" in keys
+    assert f"executions/{first.run_id}/fraud_model/model.tar.gz" in keys
+    deployed = current_endpoint(s3, NAMES)
+    assert deployed["run_id"] == first.run_id
+    assert deployed["model_uri"].startswith(f"s3://{NAMES.models_bucket}/models/")
+    runtime = boto3.client("sagemaker-runtime")
+    known = deployed["health_check"]["features"]
+    assert invoke_one(runtime, NAMES.endpoint_name, known) == pytest.approx(deployed["health_check"]["expected_score"], abs=1e-5)
+    checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
+    assert checks["accuracy_gate"] and checks["counts_add_up"] and checks["ids_disjoint"]
+
+    # A floor no model can reach: the gate fails, deployed_endpoint is not materialised, and the
+    # endpoint and its pointer still serve the first model.
+    second = run_training(instance, QualityGates(pr_auc_floor=1.0))
+    failed = {e.check_name for e in second.get_asset_check_evaluations() if not e.passed}
+    assert "pr_auc_gate" in failed
+    assert not any(e.asset_key.to_user_string() == "deployed_endpoint" for e in
+                   (ev.event_specific_data.materialization for ev in second.get_asset_materialization_events()))
+    assert f"executions/{second.run_id}/deployed_endpoint/output.json" not in stage_keys(second.run_id)
+    assert current_endpoint(s3, NAMES)["model_version"] == deployed["model_version"]
+    assert invoke_one(runtime, NAMES.endpoint_name, known) == pytest.approx(deployed["health_check"]["expected_score"], abs=1e-5)
