@@ -1,0 +1,402 @@
+"""Parse and validate a daily transaction batch (`s3://fraud-detection-data/daily-batches/{date}.json`).
+
+The batch is a JSON array of transactions::
+
+    {"id": "T-1", "timestamp": "2024-05-01T10:00:00Z", "amount": 12.5, "category": "grocery",
+     "customerId": "C-9", "merchant": "Corner Shop", "features": {"Time": 0, "V1": ..., "Amount": 12.5}}
+
+Problems with the whole file (not JSON, not an array, empty) raise `BatchError`. Problems with one
+record never stop the batch and never drop it silently: the record is quarantined with every
+reason found, so `received == len(accepted) + len(quarantined)` always holds and a daily check can
+assert it.
+
+Validation is column-wise: `json.loads` once, one cheap pass per field to pull a column out of the
+records, then numpy/pandas over whole columns. Messages are built only for the rows that fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import operator
+import re
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fraud_assets.lib.config import FEATURE_COLUMNS, TRANSACTION_ID
+
+# The metadata columns of an accepted transaction, in order; the features follow them.
+METADATA_COLUMNS: tuple[str, ...] = (TRANSACTION_ID, "timestamp", "amount", "category", "customerId", "merchant")
+QUARANTINE_COLUMNS: tuple[str, ...] = ("row", TRANSACTION_ID, "reason", "checks", "record")
+_TEXT_FIELDS: tuple[str, ...] = ("category", "customerId", "merchant")
+
+# transactionId is the DynamoDB partition key (at most 2048 bytes); 512 characters of up to
+# 4 UTF-8 bytes each always fit, and real ids are far shorter.
+MAX_ID_LENGTH = 512
+# The batch's `amount` is what alerts show; features.Amount is what the model scores. They are one
+# value written twice, so a difference beyond rounding to the cent means the record is corrupt.
+AMOUNT_TOLERANCE = 0.005
+
+# A UTC designator or numeric offset at the end: a time without one is ambiguous, not "UTC".
+_HAS_OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
+_MISSING = object()
+_NO_FIELDS: dict[str, Any] = {}
+
+
+class BatchError(ValueError):
+    """The whole batch is unusable (not JSON, not an array, empty): nothing in it can be trusted."""
+
+
+class MissingBatchError(FileNotFoundError):
+    """The day's batch object does not exist (yet): the export has not landed, nothing to score."""
+
+    def __init__(self, bucket: str, key: str, date: str | None = None):
+        self.bucket, self.key, self.date = bucket, key, date
+        day = f" for {date}" if date else ""
+        super().__init__(
+            f"no daily batch{day} at s3://{bucket}/{key}: the upstream export has not landed; "
+            "re-run this partition once the object exists"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class DailyBatch:
+    source: str
+    accepted: pd.DataFrame
+    quarantined: pd.DataFrame
+    received: int
+
+    def __post_init__(self) -> None:
+        # The one invariant everything downstream relies on; a violation is a bug here.
+        if self.received != len(self.accepted) + len(self.quarantined):
+            raise AssertionError(
+                f"{self.source}: received {self.received} != accepted {len(self.accepted)} "
+                f"+ quarantined {len(self.quarantined)}"
+            )
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for the stage's output.json and the asset's metadata."""
+        checks: Counter[str] = Counter()
+        for value in self.quarantined["checks"]:
+            checks.update(value.split(","))
+        return {
+            "source": self.source,
+            "received": self.received,
+            "accepted": len(self.accepted),
+            "quarantined": len(self.quarantined),
+            "quarantineChecks": dict(sorted(checks.items())),
+        }
+
+
+def parse_daily_batch(data: bytes, source: str, feature_names: Sequence[str] = FEATURE_COLUMNS) -> DailyBatch:
+    """Parse a daily batch; `source` (e.g. its s3:// URI) names the batch in every error.
+
+    Accepted: one row per valid transaction, columns `METADATA_COLUMNS` then `feature_names`
+    (float64); `timestamp` is datetime64[us, UTC]. Quarantined: `row` (1-based position in the
+    array), `transactionId` (when the record has a string id), `reason` ("row 17: feature 'V3' is
+    'abc', not a number; ..."), `checks` (comma-joined check names, for counting) and `record` (the
+    raw record as JSON text). A repeated id keeps its first valid occurrence.
+    """
+    feature_names = tuple(feature_names)
+    clash = set(feature_names) & set(METADATA_COLUMNS)
+    if clash or len(set(feature_names)) != len(feature_names) or not feature_names:
+        raise ValueError(f"feature names must be unique, non-empty and distinct from {METADATA_COLUMNS}: {feature_names}")
+
+    records = _load_array(data, source)
+    n = len(records)
+    problems = _Problems(n)
+
+    is_object = np.fromiter((type(r) is dict for r in records), dtype=bool, count=n)
+    for i in np.flatnonzero(~is_object):
+        problems.add(i, "not_object", f"record is {_json_type(records[i])}, not an object")
+    objects = [r if type(r) is dict else _NO_FIELDS for r in records]
+
+    ids = [o.get("id", _MISSING) for o in objects]
+    id_ok = np.fromiter(
+        (type(v) is str and 0 < len(v) <= MAX_ID_LENGTH and not v.isspace() for v in ids), dtype=bool, count=n
+    )
+    for i in np.flatnonzero(~id_ok & is_object):
+        v = ids[i]
+        if v is _MISSING:
+            problems.add(i, "missing_id", "missing id")
+        elif type(v) is str and len(v) > MAX_ID_LENGTH:
+            problems.add(i, "invalid_id", f"id is {len(v)} characters long, more than {MAX_ID_LENGTH}")
+        else:
+            problems.add(i, "invalid_id", f"id is {_show(v)}, not a non-empty string")
+
+    timestamps = _timestamps(objects, is_object, problems)
+    amount = _number_column([o.get("amount", _MISSING) for o in objects], "amount", "amount", is_object, problems)
+    negative = is_object & np.isfinite(amount) & (amount < 0)
+    for i in np.flatnonzero(negative):
+        problems.add(i, "negative_amount", f"amount is {_show(objects[i]['amount'])}, negative")
+
+    text = {}
+    for field in _TEXT_FIELDS:
+        values = [o.get(field, _MISSING) for o in objects]
+        ok = np.fromiter((type(v) is str for v in values), dtype=bool, count=n)
+        for i in np.flatnonzero(~ok & is_object):
+            v = values[i]
+            if v is _MISSING:
+                problems.add(i, f"missing_{field}", f"missing {field}")
+            else:
+                problems.add(i, f"invalid_{field}", f"{field} is {_show(v)}, not a string")
+        text[field] = values
+
+    features = _features(objects, is_object, feature_names, problems)
+    if "Amount" in features:
+        # Compare only where both are valid numbers; the invalid side already has its reason.
+        both = is_object & np.isfinite(amount) & np.isfinite(features["Amount"])
+        differs = both & ~np.isclose(amount, features["Amount"], rtol=0.0, atol=AMOUNT_TOLERANCE)
+        for i in np.flatnonzero(differs):
+            problems.add(
+                i,
+                "amount_mismatch",
+                f"amount {_show(objects[i]['amount'])} differs from features.Amount "
+                f"{_show(objects[i]['features']['Amount'])}",
+            )
+
+    _duplicates(ids, problems)
+
+    keep = np.flatnonzero(~problems.flagged)
+    accepted = pd.DataFrame(
+        {
+            TRANSACTION_ID: pd.array(_take(ids, keep), dtype="str"),
+            "timestamp": timestamps.array[keep],
+            "amount": amount[keep],
+            **{f: pd.array(_take(text[f], keep), dtype="str") for f in _TEXT_FIELDS},
+            **{name: features[name][keep] for name in feature_names},
+        }
+    )
+    return DailyBatch(source=source, accepted=accepted, quarantined=problems.frame(records, ids), received=n)
+
+
+def format_timestamps(values: pd.Series | Sequence[Any]) -> list[str]:
+    """ISO-8601 UTC text with a fixed width (`2024-05-01T10:00:00.000000Z`), so that text order is
+    time order: the form the DynamoDB sort key and alert messages use. Strings pass through."""
+    series = pd.Series(values)
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series.dtype):
+        if getattr(series.dt, "tz", None) is not None:
+            series = series.dt.tz_convert("UTC")
+        return series.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").tolist()
+    return [v.isoformat() if hasattr(v, "isoformat") else str(v) for v in series]
+
+
+# -- whole-batch parsing ------------------------------------------------------------------------
+
+
+def _load_array(data: bytes, source: str) -> list[Any]:
+    if not data or not data.strip():
+        raise BatchError(f"{source}: the batch is empty (0 bytes of JSON)")
+    try:
+        value = json.loads(data)
+    except json.JSONDecodeError as err:
+        raise BatchError(f"{source}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
+    except UnicodeDecodeError as err:
+        raise BatchError(f"{source}: not UTF-8 text (byte {err.start}): {err.reason}") from err
+    except RecursionError as err:
+        raise BatchError(f"{source}: JSON nested too deeply to parse") from err
+    if not isinstance(value, list):
+        raise BatchError(f"{source}: the top level is {_json_type(value)}, not an array of transactions")
+    return value
+
+
+# -- column checks ------------------------------------------------------------------------------
+
+
+def _timestamps(objects: list[dict], active: np.ndarray, problems: "_Problems") -> pd.Series:
+    values = [o.get("timestamp", _MISSING) for o in objects]
+    n = len(values)
+    is_text = np.fromiter((type(v) is str for v in values), dtype=bool, count=n)
+    for i in np.flatnonzero(~is_text & active):
+        v = values[i]
+        if v is _MISSING:
+            problems.add(i, "missing_timestamp", "missing timestamp")
+        else:
+            problems.add(i, "invalid_timestamp", f"timestamp is {_show(v)}, not an ISO-8601 string")
+    text = pd.Series([v if t else None for v, t in zip(values, is_text)], dtype=object)
+    has_offset = text.str.contains(_HAS_OFFSET, na=False).to_numpy(dtype=bool)
+    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    # One unit for every batch, whatever precision the strings carry (parquet, fixed-width keys).
+    parsed = parsed.dt.as_unit("us")
+    invalid = is_text & parsed.isna().to_numpy()
+    for i in np.flatnonzero(invalid):
+        problems.add(i, "invalid_timestamp", f"timestamp {_show(values[i])} is not a valid ISO-8601 time")
+    # pandas reads a time without offset as UTC; the batch promises UTC, so say which it was.
+    for i in np.flatnonzero(is_text & ~invalid & ~has_offset):
+        problems.add(i, "invalid_timestamp", f"timestamp {_show(values[i])} has no UTC designator (Z or +00:00)")
+    return parsed.where(pd.Series(has_offset)).reset_index(drop=True)
+
+
+def _features(
+    objects: list[dict], active: np.ndarray, names: tuple[str, ...], problems: "_Problems"
+) -> dict[str, np.ndarray]:
+    raw = [o.get("features", _MISSING) for o in objects]
+    n = len(raw)
+    is_object = np.fromiter((type(f) is dict for f in raw), dtype=bool, count=n)
+    for i in np.flatnonzero(~is_object & active):
+        v = raw[i]
+        if v is _MISSING:
+            problems.add(i, "missing_features", "missing features")
+        else:
+            problems.add(i, "invalid_features", f"features is {_json_type(v)}, not an object")
+    # Pull all features out with one C-level itemgetter per record, then transpose; only when a
+    # record lacks a feature fall back to a lookup per feature that can tell what is missing.
+    placeholder = dict.fromkeys(names, 0.0)
+    feats = [f if type(f) is dict else placeholder for f in raw]
+    active = active & is_object
+    getter = operator.itemgetter(*names) if len(names) > 1 else (lambda f, key=names[0]: (f[key],))
+    try:
+        rows = list(map(getter, feats))
+    except KeyError:
+        rows = None
+    matrix = _number_matrix(rows, len(names)) if rows is not None else None
+    if matrix is not None:
+        out = {name: matrix[:, j] for j, name in enumerate(names)}
+    else:
+        if rows is None:
+            columns = [[f.get(name, _MISSING) for f in feats] for name in names]
+        else:
+            columns = [list(c) for c in zip(*rows)] if rows else [[] for _ in names]
+        out = {
+            name: _number_column(column, f"feature {name!r}", "feature", active, problems)
+            for name, column in zip(names, columns)
+        }
+    for column in out.values():
+        column[~is_object] = np.nan  # the placeholder's values are no one's features
+    return out
+
+
+def _number_matrix(rows: list[tuple], width: int) -> np.ndarray | None:
+    """The common case in one step: every value a finite JSON number. None means "look closer"."""
+    if not set(map(type, itertools.chain.from_iterable(rows))) <= {float, int}:
+        return None
+    try:
+        matrix = np.array(rows, dtype=np.float64).reshape(len(rows), width)
+    except OverflowError:
+        return None
+    # Column-major, so each feature column handed on is contiguous.
+    return np.asfortranarray(matrix) if np.isfinite(matrix).all() else None
+
+
+def _number_column(values: list[Any], label: str, check: str, active: np.ndarray, problems: "_Problems") -> np.ndarray:
+    """float64 column of JSON numbers; NaN where a row has no valid number (with its reason)."""
+    n = len(values)
+    kinds = set(map(type, values))
+    out: np.ndarray | None = None
+    if kinds <= {float, int}:
+        try:
+            out = np.array(values, dtype=np.float64) if n else np.empty(0, dtype=np.float64)
+        except OverflowError:  # an integer beyond float range: sort it out row by row below
+            out = None
+    if out is None:
+        # bool is an int subclass in Python but not a number in JSON: compare exact types.
+        is_number = np.fromiter((type(v) is float or type(v) is int for v in values), dtype=bool, count=n)
+        out = np.full(n, np.nan)
+        for i in np.flatnonzero(is_number):
+            out[i] = _to_float(values[i])
+        for i in np.flatnonzero(~is_number & active):
+            v = values[i]
+            if v is _MISSING:
+                problems.add(i, f"missing_{check}", f"missing {label}")
+            else:
+                problems.add(i, f"{check}_not_number", f"{label} is {_show(v)}, not a number")
+        number_rows = is_number
+    else:
+        number_rows = np.ones(n, dtype=bool)
+    for i in np.flatnonzero(number_rows & active & ~np.isfinite(out)):
+        problems.add(i, f"{check}_not_finite", f"{label} is {_show(values[i])}, not a finite number")
+    return out
+
+
+def _duplicates(ids: list[Any], problems: "_Problems") -> None:
+    # Among rows that are otherwise valid: a corrupt first copy must not push out a good second one.
+    candidates = np.flatnonzero(~problems.flagged)
+    if not len(candidates):
+        return
+    series = pd.Series(candidates, index=pd.Index(_take(ids, candidates), dtype=object))
+    repeated = series.index.duplicated(keep="first")
+    if not repeated.any():
+        return
+    first = series[~repeated]
+    for row, tid in zip(series.to_numpy()[repeated], series.index[repeated]):
+        problems.add(row, "duplicate_id", f"duplicate id {_show(tid)}, first seen at row {first[tid] + 1}")
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+class _Problems:
+    """Reasons per row, collected only for the rows that fail."""
+
+    def __init__(self, n: int):
+        self.flagged = np.zeros(n, dtype=bool)
+        self._reasons: dict[int, list[tuple[str, str]]] = {}
+
+    def add(self, row: int, check: str, message: str) -> None:
+        row = int(row)
+        self.flagged[row] = True
+        self._reasons.setdefault(row, []).append((check, message))
+
+    def frame(self, records: list[Any], ids: list[Any]) -> pd.DataFrame:
+        rows = sorted(self._reasons)
+        return pd.DataFrame(
+            {
+                "row": pd.array([r + 1 for r in rows], dtype="int64"),
+                TRANSACTION_ID: pd.array([ids[r] if type(ids[r]) is str else None for r in rows], dtype="str"),
+                "reason": pd.array(
+                    [f"row {r + 1}: " + "; ".join(m for _, m in self._reasons[r]) for r in rows], dtype="str"
+                ),
+                "checks": pd.array([",".join(c for c, _ in self._reasons[r]) for r in rows], dtype="str"),
+                "record": pd.array([_record_text(records[r]) for r in rows], dtype="str"),
+            },
+            columns=list(QUARANTINE_COLUMNS),
+        )
+
+
+def _take(values: list[Any], rows: np.ndarray) -> list[Any]:
+    return [values[i] for i in rows]
+
+
+def _to_float(v: int | float) -> float:
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
+def _record_text(record: Any) -> str:
+    return json.dumps(record, ensure_ascii=False, allow_nan=True, default=str)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """The offending value as the message shows it, cut short so one huge value can't flood a log."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value, allow_nan=True, default=str)
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,245 @@
+"""Daily batch parsing: whole-batch errors raise, row problems are quarantined with a precise
+reason, and received == accepted + quarantined on any input."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fraud_assets.lib.config import FEATURE_COLUMNS, TRANSACTION_ID
+from fraud_assets.lib.daily import (
+    METADATA_COLUMNS,
+    BatchError,
+    MissingBatchError,
+    format_timestamps,
+    parse_daily_batch,
+)
+
+SOURCE = "s3://fraud-detection-data/daily-batches/2024-05-01.json"
+
+
+def transaction(i: int, **changes: Any) -> dict[str, Any]:
+    amount = round(10 + i * 1.25, 2)
+    record = {
+        "id": f"T-{i:05d}",
+        "timestamp": f"2024-05-01T{i % 24:02d}:{i % 60:02d}:00Z",
+        "amount": amount,
+        "category": "grocery",
+        "customerId": f"C-{i % 7}",
+        "merchant": "Corner Shop",
+        "features": {"Time": float(i), **{f"V{j}": (i * j % 13) / 7 - 1 for j in range(1, 29)}, "Amount": amount},
+    }
+    record.update(changes)
+    return record
+
+
+def parse(records: list[Any]):
+    return parse_daily_batch(json.dumps(records).encode(), SOURCE)
+
+
+def reasons(batch) -> list[str]:
+    return batch.quarantined["reason"].tolist()
+
+
+def test_a_clean_batch_is_accepted_whole_with_typed_columns_in_order():
+    batch = parse([transaction(i) for i in range(5)])
+    assert batch.received == 5 and len(batch.accepted) == 5 and batch.quarantined.empty
+    assert list(batch.accepted.columns) == [*METADATA_COLUMNS, *FEATURE_COLUMNS]
+    assert all(batch.accepted[f].dtype == np.float64 for f in FEATURE_COLUMNS)
+    assert str(batch.accepted["timestamp"].dtype) == "datetime64[us, UTC]"
+    assert batch.accepted[TRANSACTION_ID].tolist() == [f"T-{i:05d}" for i in range(5)]
+    assert batch.accepted["V3"].tolist() == [(i * 3 % 13) / 7 - 1 for i in range(5)]
+    assert batch.summary() == {"source": SOURCE, "received": 5, "accepted": 5, "quarantined": 0, "quarantineChecks": {}}
+
+
+def test_feature_order_follows_feature_names():
+    names = ("V2", "Amount", "V1")
+    batch = parse_daily_batch(json.dumps([transaction(1)]).encode(), SOURCE, names)
+    assert list(batch.accepted.columns) == [*METADATA_COLUMNS, *names]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "the batch is empty"),
+        (b"  \n ", "the batch is empty"),
+        (b'[{"id": "a",}]', r"malformed JSON at line 1, column 13"),
+        (b'[\n  {"id": "a"},\n  {"id": \n', r"malformed JSON at line 4, column 1"),
+        (b'{"transactions": []}', "the top level is an object, not an array"),
+        (b'"[]"', "the top level is a string, not an array"),
+    ],
+)
+def test_whole_batch_problems_raise_naming_the_source(data, message):
+    with pytest.raises(BatchError, match=message) as info:
+        parse_daily_batch(data, SOURCE)
+    assert str(info.value).startswith(SOURCE + ": ")
+
+
+def test_an_empty_array_is_a_valid_empty_day():
+    batch = parse([])
+    assert batch.received == 0 and batch.accepted.empty and batch.quarantined.empty
+    assert list(batch.accepted.columns) == [*METADATA_COLUMNS, *FEATURE_COLUMNS]
+
+
+def with_feature(i: int, name: str, value: Any) -> dict[str, Any]:
+    record = transaction(i)
+    if value is _DELETE:
+        del record["features"][name]
+    else:
+        record["features"][name] = value
+    return record
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    "bad, reason, check",
+    [
+        (with_feature(1, "V3", "abc"), "row 2: feature 'V3' is 'abc', not a number", "feature_not_number"),
+        (with_feature(1, "V3", True), "row 2: feature 'V3' is true, not a number", "feature_not_number"),
+        (with_feature(1, "V3", None), "row 2: feature 'V3' is null, not a number", "feature_not_number"),
+        (with_feature(1, "V5", _DELETE), "row 2: missing feature 'V5'", "missing_feature"),
+        (with_feature(1, "V7", float("nan")), "row 2: feature 'V7' is nan, not a finite number", "feature_not_finite"),
+        (with_feature(1, "V7", float("-inf")), "row 2: feature 'V7' is -inf, not a finite number", "feature_not_finite"),
+        (transaction(1, features=[1, 2]), "row 2: features is an array, not an object", "invalid_features"),
+        (transaction(1, amount=-4.5), "row 2: amount is -4.5, negative; amount -4.5 differs from features.Amount 11.25",
+         "negative_amount,amount_mismatch"),
+        (transaction(1, amount=12.0), "row 2: amount 12.0 differs from features.Amount 11.25", "amount_mismatch"),
+        (transaction(1, amount="11.25"), "row 2: amount is '11.25', not a number", "amount_not_number"),
+        (transaction(1, id=""), "row 2: id is '', not a non-empty string", "invalid_id"),
+        (transaction(1, id=17), "row 2: id is 17, not a non-empty string", "invalid_id"),
+        ({k: v for k, v in transaction(1).items() if k != "id"}, "row 2: missing id", "missing_id"),
+        (transaction(1, timestamp="2024-05-01T10:00:00"),
+         "row 2: timestamp '2024-05-01T10:00:00' has no UTC designator (Z or +00:00)", "invalid_timestamp"),
+        (transaction(1, timestamp="2024-02-30T10:00:00Z"),
+         "row 2: timestamp '2024-02-30T10:00:00Z' is not a valid ISO-8601 time", "invalid_timestamp"),
+        (transaction(1, timestamp=1714557600), "row 2: timestamp is 1714557600, not an ISO-8601 string", "invalid_timestamp"),
+        (transaction(1, merchant=None), "row 2: merchant is null, not a string", "invalid_merchant"),
+        ({k: v for k, v in transaction(1).items() if k != "customerId"}, "row 2: missing customerId", "missing_customerId"),
+        ("T-1", "row 2: record is a string, not an object", "not_object"),
+        (None, "row 2: record is null, not an object", "not_object"),
+    ],
+)
+def test_a_bad_row_is_quarantined_with_its_reason_and_the_rest_accepted(bad, reason, check):
+    batch = parse([transaction(0), bad, transaction(2)])
+    assert batch.accepted[TRANSACTION_ID].tolist() == ["T-00000", "T-00002"]
+    assert reasons(batch) == [reason]
+    row = batch.quarantined.iloc[0]
+    assert row["row"] == 2 and row["checks"] == check
+    assert json.loads(row["record"]) == (json.loads(json.dumps(bad)) if bad is not None else None)
+    expected_id = bad.get("id") if isinstance(bad, dict) else None
+    if isinstance(expected_id, str):
+        assert row[TRANSACTION_ID] == expected_id
+    else:
+        assert pd.isna(row[TRANSACTION_ID])
+
+
+def test_a_record_with_many_problems_names_them_all():
+    bad = transaction(3, timestamp="yesterday", category=5)
+    bad["features"]["V1"] = "x"
+    del bad["features"]["V2"]
+    batch = parse([bad])
+    assert reasons(batch) == [
+        "row 1: timestamp 'yesterday' is not a valid ISO-8601 time; category is 5, not a string; "
+        "feature 'V1' is 'x', not a number; missing feature 'V2'"
+    ]
+
+
+def test_offsets_are_converted_to_utc():
+    batch = parse([transaction(1, timestamp="2024-05-01T02:30:00+05:30")])
+    assert batch.accepted["timestamp"].iloc[0] == pd.Timestamp("2024-04-30T21:00:00Z")
+    assert format_timestamps(batch.accepted["timestamp"]) == ["2024-04-30T21:00:00.000000Z"]
+
+
+def test_a_repeated_id_keeps_the_first_and_names_it():
+    batch = parse([transaction(1), transaction(2), transaction(1, amount=99.0, features={**transaction(1)["features"], "Amount": 99.0})])
+    assert batch.accepted[TRANSACTION_ID].tolist() == ["T-00001", "T-00002"]
+    assert batch.accepted["amount"].tolist() == [11.25, 12.5]
+    assert reasons(batch) == ["row 3: duplicate id 'T-00001', first seen at row 1"]
+
+
+def test_a_corrupt_first_copy_does_not_push_out_a_good_second_one():
+    corrupt = with_feature(1, "V1", "oops")
+    batch = parse([corrupt, transaction(1)])
+    assert batch.accepted[TRANSACTION_ID].tolist() == ["T-00001"]
+    assert reasons(batch) == ["row 1: feature 'V1' is 'oops', not a number"]
+
+
+def test_the_missing_batch_error_names_where_it_looked():
+    err = MissingBatchError("fraud-detection-data", "daily-batches/2024-05-01.json", "2024-05-01")
+    assert isinstance(err, FileNotFoundError)
+    assert str(err).startswith("no daily batch for 2024-05-01 at s3://fraud-detection-data/daily-batches/2024-05-01.json")
+
+
+def test_format_timestamps_passes_strings_through_and_reads_naive_datetimes_as_utc():
+    assert format_timestamps(pd.Series(["2024-05-01T00:00:00Z"])) == ["2024-05-01T00:00:00Z"]
+    naive = pd.Series(pd.to_datetime(["2024-05-01T01:02:03.5"])).to_numpy()
+    assert format_timestamps(naive) == ["2024-05-01T01:02:03.500000Z"]
+
+
+# -- generated batches with random corruptions ---------------------------------------------------
+
+
+def corrupt(record: dict[str, Any], kind: str, draw_value: Any) -> Any:
+    record = copy.deepcopy(record)
+    if kind == "not_object":
+        return draw_value
+    if kind == "bad_feature":
+        record["features"]["V4"] = "n/a"
+    elif kind == "missing_feature":
+        del record["features"]["V9"]
+    elif kind == "nan_feature":
+        record["features"]["V1"] = float("nan")
+    elif kind == "negative_amount":
+        record["amount"] = record["features"]["Amount"] = -1.0
+    elif kind == "no_id":
+        del record["id"]
+    elif kind == "bad_timestamp":
+        record["timestamp"] = "31/12/2024"
+    elif kind == "features_array":
+        record["features"] = list(record["features"].values())
+    return record
+
+
+CORRUPTIONS = ["not_object", "bad_feature", "missing_feature", "nan_feature", "negative_amount", "no_id",
+               "bad_timestamp", "features_array"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 30),  # transaction number: repeats make duplicate ids
+            st.one_of(st.none(), st.sampled_from(CORRUPTIONS)),
+            st.one_of(st.none(), st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2)),
+        ),
+        max_size=40,
+    )
+)
+def test_every_record_is_accepted_or_quarantined_never_dropped(rows):
+    records = [transaction(i) if kind is None else corrupt(transaction(i), kind, value) for i, kind, value in rows]
+    batch = parse(records)
+    assert batch.received == len(records) == len(batch.accepted) + len(batch.quarantined)
+    # Every corrupted record is quarantined; every clean one whose id came first is accepted.
+    quarantined_rows = set(batch.quarantined["row"])
+    first_clean: dict[int, int] = {}
+    for position, (i, kind, _) in enumerate(rows, start=1):
+        if kind is not None:
+            assert position in quarantined_rows
+        elif i not in first_clean:
+            first_clean[i] = position
+            assert position not in quarantined_rows
+        else:
+            assert f"row {position}: duplicate id 'T-{i:05d}', first seen at row {first_clean[i]}" in reasons(batch)
+    assert batch.accepted[TRANSACTION_ID].is_unique
+    assert np.isfinite(batch.accepted[list(FEATURE_COLUMNS)].to_numpy()).all()
+    assert batch.quarantined["row"].is_monotonic_increasing
+    assert all(r.startswith(f"row {n}: ") for n, r in zip(batch.quarantined["row"], batch.quarantined["reason"]))
