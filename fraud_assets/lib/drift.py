@@ -1,0 +1,223 @@
+"""Drift monitoring (the seeds' Monitor stage): the day's score metrics against a rolling baseline
+of earlier days, plus population stability (PSI) of scores and features against training.
+
+The seeds' rule: drift when the average score moves more than 0.1, or the high-risk share more
+than 0.05, from the mean of the last 30 days. Fewer than 7 days of history never count as drift:
+a new deployment's first week has no baseline worth comparing to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD
+from fraud_assets.lib.storage import S3Uri, get_bytes, validate_bucket
+
+METRICS_PREFIX = "metrics"
+HISTORY_DAYS = 30
+# Fixed score bins (width 0.05, with 0.5 and 0.8 on edges): histograms of any two days compare
+# bin for bin, so a score PSI against the baseline needs no raw scores from earlier days.
+SCORE_BIN_EDGES: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 21), 2).tolist())
+# Floor for an empty bin's share: ln(a/e) is infinite at 0, and a floor keeps PSI finite and >= 0.
+PSI_EPSILON = 1e-4
+
+
+def daily_metrics(scores: np.ndarray, date: str) -> dict[str, Any]:
+    """The day's record for `metrics/{date}.json`: count, avgScore and risk shares as fractions in
+    0..1 (None on a day with no scores), and `scoreHistogram` on `SCORE_BIN_EDGES`."""
+    _check_date(date)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1 or not ((scores >= 0) & (scores <= 1)).all():
+        raise ValueError(f"scores for {date} must be a 1-D array of probabilities in [0, 1]")
+    n = len(scores)
+    counts, _ = np.histogram(scores, bins=np.asarray(SCORE_BIN_EDGES))
+    high = int((scores >= HIGH_RISK_THRESHOLD).sum())
+    medium = int(((scores >= MEDIUM_RISK_THRESHOLD) & (scores < HIGH_RISK_THRESHOLD)).sum())
+    return {
+        "date": date,
+        "count": n,
+        "avgScore": float(scores.mean()) if n else None,
+        "highRiskPct": high / n if n else None,
+        "mediumRiskPct": medium / n if n else None,
+        "lowRiskPct": (n - high - medium) / n if n else None,
+        "scoreHistogram": {"binEdges": list(SCORE_BIN_EDGES), "counts": counts.tolist()},
+    }
+
+
+def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
+    """PSI of `actual` against `expected`: bins at the deciles (for bins=10) of `expected`
+    (repeated edges merged, outer bins open-ended), shares floored at `PSI_EPSILON`,
+    Σ (a − e)·ln(a / e). Always >= 0, and 0 for identical samples.
+
+    The usual reading: < 0.1 stable, 0.1–0.25 a moderate shift worth a look, > 0.25 a significant
+    shift (retrain or investigate the data)."""
+    expected = _finite_sample(expected, "expected")
+    actual = _finite_sample(actual, "actual")
+    if bins < 2:
+        raise ValueError(f"bins must be >= 2, not {bins}")
+    edges = np.unique(np.quantile(expected, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    # Bin i holds values in (edges[i-1], edges[i]]; below the first edge and above the last are
+    # bins of their own, so values outside the expected range still count.
+    expected_counts = np.bincount(np.searchsorted(edges, expected, side="left"), minlength=len(edges) + 1)
+    actual_counts = np.bincount(np.searchsorted(edges, actual, side="left"), minlength=len(edges) + 1)
+    return histogram_psi(expected_counts, actual_counts)
+
+
+def histogram_psi(expected_counts: Sequence[float], actual_counts: Sequence[float]) -> float:
+    """PSI of two histograms on the same bins (e.g. two days' `scoreHistogram` counts)."""
+    e = np.asarray(expected_counts, dtype=np.float64)
+    a = np.asarray(actual_counts, dtype=np.float64)
+    if e.shape != a.shape or e.ndim != 1:
+        raise ValueError(f"histograms differ in shape: {e.shape} vs {a.shape}")
+    if e.sum() <= 0 or a.sum() <= 0 or (e < 0).any() or (a < 0).any():
+        raise ValueError("PSI needs two non-empty histograms of non-negative counts")
+    e = np.maximum(e / e.sum(), PSI_EPSILON)
+    a = np.maximum(a / a.sum(), PSI_EPSILON)
+    # Each term is >= 0: (a − e) and ln(a / e) always share a sign.
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def feature_psi(train: pd.DataFrame, today: pd.DataFrame, features: Sequence[str]) -> dict[str, float]:
+    """PSI per feature of today's transactions against the training reference."""
+    missing = [f for f in features if f not in train.columns or f not in today.columns]
+    if missing:
+        raise KeyError(f"features {missing} missing from the training reference or today's transactions")
+    return {f: population_stability_index(train[f].to_numpy(dtype=np.float64), today[f].to_numpy(dtype=np.float64))
+            for f in features}
+
+
+def baseline(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean avgScore and highRiskPct over the days of `history` that scored anything; None when
+    there are none. `days` says how many days the means cover."""
+    usable = _usable(history)
+    if not usable:
+        return None
+    dates = sorted(str(h.get("date")) for h in usable)
+    return {
+        "avgScore": float(np.mean([h["avgScore"] for h in usable])),
+        "highRiskPct": float(np.mean([h["highRiskPct"] for h in usable])),
+        "days": len(usable),
+        "firstDate": dates[0],
+        "lastDate": dates[-1],
+    }
+
+
+def detect_drift(
+    current: dict[str, Any],
+    history: list[dict[str, Any]],
+    *,
+    avg_score_threshold: float = 0.1,
+    high_risk_threshold: float = 0.05,
+    min_history_days: int = 7,
+) -> dict[str, Any]:
+    """Compare the day with the baseline of `history` (the caller's earlier days, up to 30).
+
+    Returns `baseline`, `avgScoreDrift` and `highRiskDrift` (absolute differences), `historyDays`,
+    `driftDetected` (a drift strictly above its threshold) and `reason`. With fewer than
+    `min_history_days` usable days there is no verdict: baseline and drifts are None, reason
+    "insufficient history: N of 7 days", never drift."""
+    date = current.get("date")
+    earlier = [h for h in history if h.get("date") != date]  # today must not be its own baseline
+    days = len(_usable(earlier))
+    result: dict[str, Any] = {
+        "baseline": None,
+        "historyDays": days,
+        "avgScoreDrift": None,
+        "highRiskDrift": None,
+        "driftDetected": False,
+    }
+    if not _usable([current]):
+        return {**result, "reason": f"no scores on {date}: nothing to compare"}
+    if days < min_history_days:
+        return {**result, "reason": f"insufficient history: {days} of {min_history_days} days"}
+    base = baseline(earlier)
+    assert base is not None
+    avg_drift = abs(float(current["avgScore"]) - base["avgScore"])
+    high_drift = abs(float(current["highRiskPct"]) - base["highRiskPct"])
+    reasons = []
+    if avg_drift > avg_score_threshold:
+        reasons.append(f"avgScore {current['avgScore']:.4f} vs baseline {base['avgScore']:.4f} "
+                       f"(drift {avg_drift:.4f} > {avg_score_threshold})")
+    if high_drift > high_risk_threshold:
+        reasons.append(f"highRiskPct {current['highRiskPct']:.4f} vs baseline {base['highRiskPct']:.4f} "
+                       f"(drift {high_drift:.4f} > {high_risk_threshold})")
+    return {
+        **result,
+        "baseline": base,
+        "avgScoreDrift": avg_drift,
+        "highRiskDrift": high_drift,
+        "driftDetected": bool(reasons),
+        "reason": "; ".join(reasons) if reasons else f"within thresholds over {days} days of history",
+    }
+
+
+def metrics_key(date: str) -> str:
+    _check_date(date)
+    return f"{METRICS_PREFIX}/{date}.json"
+
+
+def history_keys(date: str, days: int = HISTORY_DAYS) -> list[str]:
+    """`metrics/{d}.json` for each of the `days` dates before `date`, oldest first. Explicit keys,
+    never "the newest files in the folder": a backfill of an old date sees its own past."""
+    day = _check_date(date)
+    if days < 0:
+        raise ValueError(f"days must be >= 0, not {days}")
+    return [metrics_key((day - dt.timedelta(days=back)).isoformat()) for back in range(days, 0, -1)]
+
+
+def load_history(s3, bucket: str, date: str, days: int = HISTORY_DAYS) -> list[dict[str, Any]]:
+    """The metrics records that exist among `history_keys(date, days)`, oldest first. A missing
+    day is skipped; a present but unreadable one raises (a silent gap would shift the baseline)."""
+    validate_bucket(bucket)
+    history = []
+    for key in history_keys(date, days):
+        try:
+            data = get_bytes(s3, S3Uri(bucket, key))
+        except s3.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                continue
+            raise
+        try:
+            record = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"s3://{bucket}/{key}: unreadable metrics record: {err}") from err
+        if not isinstance(record, dict):
+            raise ValueError(f"s3://{bucket}/{key}: metrics record is not a JSON object")
+        history.append(record)
+    return history
+
+
+def _usable(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        h for h in history
+        if isinstance(h, dict) and (h.get("count") or 0) > 0
+        and _is_number(h.get("avgScore")) and _is_number(h.get("highRiskPct"))
+    ]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _finite_sample(values: np.ndarray, name: str) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if not len(values):
+        raise ValueError(f"PSI needs a non-empty {name} sample")
+    if not np.isfinite(values).all():
+        raise ValueError(f"the {name} sample holds non-finite values")
+    return values
+
+
+def _check_date(value: str) -> dt.date:
+    try:
+        day = dt.date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
+    except ValueError:
+        day = None
+    if day is None or day.isoformat() != value:
+        raise ValueError(f"date must be YYYY-MM-DD, not {value!r}")
+    return day
