@@ -180,10 +180,13 @@ def format_timestamps(values: pd.Series | Sequence[Any]) -> list[str]:
     time order: the form the DynamoDB sort key and alert messages use. Strings pass through."""
     series = pd.Series(values)
     if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series.dtype):
-        if getattr(series.dt, "tz", None) is not None:
-            series = series.dt.tz_convert("UTC")
-        return series.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").tolist()
-    return [v.isoformat() if hasattr(v, "isoformat") else str(v) for v in series]
+        if series.dt.tz is not None:
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        if series.isna().any():
+            raise ValueError(f"missing timestamp at position {int(np.flatnonzero(series.isna().to_numpy())[0])}")
+        text = np.datetime_as_string(series.to_numpy(dtype="datetime64[us]"), unit="us")
+        return [t + "Z" for t in text.tolist()]
+    return [v.isoformat() if hasattr(v, "isoformat") else str(v) for v in series.tolist()]
 
 
 # -- whole-batch parsing ------------------------------------------------------------------------
