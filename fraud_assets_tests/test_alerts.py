@@ -1,0 +1,168 @@
+"""High-risk alerts: ranking and details, messages of at most 100 alerts, and publishing each
+message once per day (S3 ledger) against moto's SNS with an SQS queue subscribed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fraud_assets.lib.alerts import alert_messages, high_risk_alerts, publish_alerts
+from fraud_assets.lib.storage import InvalidKeyError, get_json
+
+DATE = "2024-05-01"
+
+
+def day(scores: list[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ids = [f"T-{i:03d}" for i in range(len(scores))]
+    scored = pd.DataFrame({
+        "transactionId": ids, "timestamp": "ignored", "fraudScore": scores,
+        "riskLevel": ["HIGH" if s >= 0.8 else "MEDIUM" if s >= 0.5 else "LOW" for s in scores],
+    })
+    transactions = pd.DataFrame({
+        "transactionId": ids[::-1],  # another order: the join must not rely on position
+        "timestamp": pd.to_datetime([f"2024-05-01T10:{i % 60:02d}:00Z" for i in range(len(ids))][::-1], utc=True),
+        "amount": [100.0 + i for i in range(len(ids))][::-1],
+        "category": "online", "customerId": [f"C-{i}" for i in range(len(ids))][::-1], "merchant": "Suspicious Store",
+    })
+    return scored, transactions
+
+
+def test_high_risk_alerts_are_ranked_with_priority_and_details():
+    scored, transactions = day([0.2, 0.85, 0.97, 0.8, 0.97, 0.79999, 0.95])
+    alerts = high_risk_alerts(scored, transactions)
+    assert [a["transactionId"] for a in alerts] == ["T-002", "T-004", "T-006", "T-001", "T-003"]
+    assert [a["alertPriority"] for a in alerts] == ["URGENT", "URGENT", "HIGH", "HIGH", "HIGH"]  # 0.95 is not above
+    assert alerts[0] == {
+        "transactionId": "T-002", "fraudScore": 0.97, "riskLevel": "HIGH", "alertPriority": "URGENT", "amount": 102.0,
+        "merchant": "Suspicious Store", "customerId": "C-2", "category": "online", "timestamp": "2024-05-01T10:02:00.000000Z",
+    }
+    json.dumps(alerts)  # plain JSON types only
+    assert high_risk_alerts(*day([0.1, 0.5])) == []
+
+
+def test_a_scored_transaction_without_details_is_an_error():
+    scored, transactions = day([0.9, 0.95])
+    with pytest.raises(ValueError, match="1 scored transactions are not in the day's transactions, e.g. 'T-001'"):
+        high_risk_alerts(scored, transactions[transactions.transactionId != "T-001"])
+
+
+def fake_alerts(n: int, urgent_every: int = 7) -> list[dict]:
+    return [{"transactionId": f"T-{i:05d}", "fraudScore": 0.9, "alertPriority": "URGENT" if i % urgent_every == 0 else "HIGH"}
+            for i in range(n)]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 450), st.integers(1, 100))
+def test_messages_hold_at_most_100_alerts_and_every_alert_once(n, per_message):
+    alerts = fake_alerts(n)
+    messages = alert_messages(alerts, DATE, per_message)
+    assert all(1 <= m["alertCount"] == len(m["alerts"]) <= min(100, per_message) for m in messages)
+    assert [a for m in messages for a in m["alerts"]] == alerts
+    assert len({m["messageKey"] for m in messages}) == len(messages)
+    assert [m["part"] for m in messages] == list(range(1, len(messages) + 1))
+    assert all(len(m["subject"]) <= 100 for m in messages)
+    # Stable: the same alerts on the same day give the same keys; another day, other keys.
+    assert [m["messageKey"] for m in alert_messages(alerts, DATE, per_message)] == [m["messageKey"] for m in messages]
+    if messages:
+        assert alert_messages(alerts, "2024-05-02", per_message)[0]["messageKey"] != messages[0]["messageKey"]
+
+
+def test_message_priority_and_limits():
+    messages = alert_messages(fake_alerts(250, urgent_every=150), DATE)
+    assert [m["alertCount"] for m in messages] == [100, 100, 50]
+    assert [m["maxPriority"] for m in messages] == ["URGENT", "URGENT", "HIGH"]
+    with pytest.raises(ValueError, match="1..100"):
+        alert_messages(fake_alerts(3), DATE, 101)
+
+
+# -- publishing against moto --------------------------------------------------------------------
+
+
+@pytest.fixture
+def alerts_topic(aws):
+    """The alerts topic with an SQS queue subscribed: the queue shows what subscribers received."""
+    sns, sqs = aws.client("sns"), aws.client("sqs")
+    topic_arn = sns.create_topic(Name=aws.names.alerts_topic)["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="alert-subscriber")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+    def received() -> list[dict]:
+        bodies = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=600).get("Messages", [])
+            if not batch:
+                return bodies
+            bodies.extend(json.loads(m["Body"]) for m in batch)
+
+    return topic_arn, received
+
+
+def publish(aws, topic_arn, messages, resend=False, sns=None):
+    return publish_alerts(sns or aws.client("sns"), aws.client("s3"), topic_arn=topic_arn,
+                          ledger_bucket=aws.names.workflow_bucket, ledger_prefix=f"alert-ledger/{DATE}",
+                          messages=messages, resend=resend)
+
+
+def test_publishing_twice_sends_each_message_once_and_resend_sends_again(aws, alerts_topic):
+    topic_arn, received = alerts_topic
+    scored, transactions = day(list(np.linspace(0.81, 0.99, 230)))
+    messages = alert_messages(high_risk_alerts(scored, transactions), DATE)
+    keys = [m["messageKey"] for m in messages]
+
+    first = publish(aws, topic_arn, messages)
+    assert first.sent == keys and first.skipped == []
+    again = publish(aws, topic_arn, messages)
+    assert again.sent == [] and again.skipped == keys
+    delivered = received()
+    assert len(delivered) == 3
+    envelope = delivered[0]
+    body = json.loads(envelope["Message"])
+    assert envelope["Subject"] == f"Fraud alerts {DATE}: 100 high-risk transactions (1 of 3)"
+    assert body["messageKey"] == keys[0] and len(body["alerts"]) == 100 and body["alerts"][0]["fraudScore"] == 0.99
+    assert envelope["MessageAttributes"]["alertCount"] == {"Type": "Number", "Value": "100"}
+    assert envelope["MessageAttributes"]["maxPriority"]["Value"] == "URGENT"
+    ledger = get_json(aws.client("s3"), f"s3://{aws.names.workflow_bucket}/alert-ledger/{DATE}/{keys[0]}.json")
+    assert ledger["messageKey"] == keys[0] and ledger["messageId"] and ledger["alertCount"] == 100
+
+    resent = publish(aws, topic_arn, messages, resend=True)
+    assert resent.sent == keys
+    assert len(received()) == 3  # the queue holds 6 in all: every message twice
+
+
+class CrashingSNS:
+    """A real SNS client whose process 'dies' (raises) before the n-th Publish."""
+
+    def __init__(self, client, crash_before: int):
+        self.client, self.crash_before, self.calls = client, crash_before, 0
+
+    def publish(self, **kwargs):
+        self.calls += 1
+        if self.calls == self.crash_before:
+            raise KeyboardInterrupt("worker killed")
+        return self.client.publish(**kwargs)
+
+
+def test_a_retry_after_a_crash_sends_only_what_was_not_sent(aws, alerts_topic):
+    topic_arn, received = alerts_topic
+    messages = alert_messages(fake_alerts(420), DATE)
+    with pytest.raises(KeyboardInterrupt):
+        publish(aws, topic_arn, messages, sns=CrashingSNS(aws.client("sns"), crash_before=3))
+    retry = publish(aws, topic_arn, messages)
+    assert retry.skipped == [m["messageKey"] for m in messages[:2]]
+    assert retry.sent == [m["messageKey"] for m in messages[2:]]
+    assert sorted(json.loads(e["Message"])["part"] for e in received()) == [1, 2, 3, 4, 5]
+
+
+def test_ledger_prefix_and_message_keys_are_validated(aws, alerts_topic):
+    topic_arn, _ = alerts_topic
+    with pytest.raises(InvalidKeyError, match="ledger prefix part"):
+        publish_alerts(aws.client("sns"), aws.client("s3"), topic_arn=topic_arn, ledger_bucket=aws.names.workflow_bucket,
+                       ledger_prefix="alert-ledger/../other", messages=[])
+    with pytest.raises(InvalidKeyError, match="messageKey"):
+        publish(aws, topic_arn, [{"messageKey": "a/b"}])
