@@ -87,16 +87,6 @@ def test_reset_wipes_state(aws: LocalStack) -> None:
     assert s3.list_objects_v2(Bucket=NAMES.data_bucket).get("KeyCount") == 0
 
 
-def test_start_stop_leaves_no_process() -> None:
-    stack = LocalStack()
-    with stack:
-        pids = stack.pids
-        assert set(pids) == {"moto", "model-server"}
-        assert not any(_gone(p) for p in pids.values())
-    assert all(_gone(p) for p in pids.values())
-    stack.stop()  # idempotent
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_stops_cleanly_on_signal(sig: signal.Signals) -> None:
     code = "import sys; from fraud_assets.local.stack import run_local_stack_cli; sys.exit(run_local_stack_cli(None, 0, 0))"
@@ -126,3 +116,75 @@ def test_cli_stops_cleanly_on_signal(sig: signal.Signals) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_state_survives_a_restart(tmp_path) -> None:
+    state = tmp_path / "state"
+    odd_key = "../../escape/é x?#.txt"
+    with LocalStack(state_dir=state, snapshot_interval=0) as stack:
+        pids = stack.pids
+        s3 = stack.client("s3")
+        put_bytes(s3, NAMES.data_bucket, "raw/a.csv", b"x,y\n1,2\n", "text/csv")
+        s3.put_object(Bucket=NAMES.config_bucket, Key=odd_key, Body=b"odd", Metadata={"owner": "me"},
+                      ServerSideEncryption="AES256")
+        ddb = stack.client("dynamodb")
+        item = {"transactionId": {"S": "t1"}, "timestamp": {"S": "2024-01-01T00:00:00Z"},
+                "batchDate": {"S": "2024-01-01"}, "fraudScore": {"N": "0.93"}, "raw": {"B": b"\x00\xff"},
+                "tags": {"SS": ["a", "b"]}, "detail": {"M": {"n": {"L": [{"N": "1"}, {"NULL": True}]}}}}
+        ddb.put_item(TableName=NAMES.scores_table, Item=item)
+        ssm = stack.client("ssm")
+        ssm.put_parameter(Name="/fraud-detection/hyperparameters/max_depth", Value="5", Type="String")
+        ssm.put_parameter(Name="/fraud-detection/hyperparameters/max_depth", Value="6", Type="String", Overwrite=True)
+        sm = stack.client("sagemaker")
+        for tag in ("a", "b"):
+            sm.create_model(ModelName=f"m-{tag}", ExecutionRoleArn=NAMES.sagemaker_role_arn,
+                            PrimaryContainer={"Image": NAMES.xgboost_image_uri, "ModelDataUrl": f"s3://{NAMES.models_bucket}/{tag}/model.tar.gz"})
+            sm.create_endpoint_config(EndpointConfigName=f"c-{tag}", ProductionVariants=[
+                {"VariantName": "AllTraffic", "ModelName": f"m-{tag}", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+        sm.create_endpoint(EndpointName=NAMES.endpoint_name, EndpointConfigName="c-a")
+        sm.update_endpoint(EndpointName=NAMES.endpoint_name, EndpointConfigName="c-b")
+        queue_url = stack.client("sqs").create_queue(QueueName="alerts-inbox")["QueueUrl"]
+        queue_arn = stack.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns = stack.client("sns")
+        alerts_arn = sns.create_topic(Name=NAMES.alerts_topic)["TopicArn"]
+        sns.subscribe(TopicArn=alerts_arn, Protocol="sqs", Endpoint=queue_arn)
+
+        first = stack._store.snapshot(stack.client)  # type: ignore[union-attr]
+        object_files = {p: p.stat().st_mtime_ns for p in (state / "objects").iterdir()}
+        assert len(object_files) == 2
+        assert stack._store.snapshot(stack.client) == first  # type: ignore[union-attr]  # nothing changed
+        put_bytes(s3, NAMES.data_bucket, "raw/b.csv", b"new")
+        stack.snapshot()
+        # Unchanged objects are not written again; nothing lands outside state/objects.
+        assert all(p.stat().st_mtime_ns == m for p, m in object_files.items())
+        assert len(list((state / "objects").iterdir())) == 3
+        assert not (tmp_path / "escape").exists()
+    # stop() (by the with block) leaves no process behind, and is idempotent.
+    assert all(_gone(p) for p in pids.values())
+    stack.stop()
+
+    # A crash in the middle of a snapshot leaves debris like this; the last snapshot still counts.
+    (state / "generations" / ".tmp-g00000000000000000001-1").mkdir()
+    (state / "objects" / ("0" * 64)).write_bytes(b"orphan")
+
+    with LocalStack(state_dir=state, snapshot_interval=0) as stack:
+        s3 = stack.client("s3")
+        assert s3.get_object(Bucket=NAMES.data_bucket, Key="raw/a.csv")["Body"].read() == b"x,y\n1,2\n"
+        got = s3.get_object(Bucket=NAMES.config_bucket, Key=odd_key)
+        assert got["Body"].read() == b"odd" and got["Metadata"] == {"owner": "me"}
+        assert got["ServerSideEncryption"] == "AES256"
+        assert s3.get_object(Bucket=NAMES.data_bucket, Key="raw/b.csv")["ContentType"] == "application/octet-stream"
+        restored = stack.client("dynamodb").get_item(TableName=NAMES.scores_table,
+                                                      Key={"transactionId": {"S": "t1"}, "timestamp": {"S": "2024-01-01T00:00:00Z"}})["Item"]
+        assert restored == item
+        history = stack.client("ssm").get_parameter_history(Name="/fraud-detection/hyperparameters/max_depth")["Parameters"]
+        assert [(p["Version"], p["Value"]) for p in history] == [(1, "5"), (2, "6")]
+        sm = stack.client("sagemaker")
+        assert sm.describe_endpoint(EndpointName=NAMES.endpoint_name)["EndpointConfigName"] == "c-b"
+        model = sm.describe_model(ModelName="m-b")
+        assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{NAMES.models_bucket}/b/model.tar.gz"
+        subs = stack.client("sns").list_subscriptions_by_topic(TopicArn=alerts_arn)["Subscriptions"]
+        assert [(s["Protocol"], s["Endpoint"]) for s in subs] == [("sqs", queue_arn)]
+        stack.snapshot()
+    assert not (state / "objects" / ("0" * 64)).exists()
+    assert [p.name for p in (state / "generations").iterdir()] == [(state / "CURRENT").read_text().strip()]

@@ -236,13 +236,13 @@ class LocalStack:
             self._runtime_dir = Path(tempfile.mkdtemp(prefix="fraud-assets-stack-"))
             atexit.register(self._atexit_stop)
             try:
-                self._start_processes()
                 if self.state_dir is not None:
                     from fraud_assets.local.state import StateStore
 
-                    self._store = StateStore(self.state_dir, self.region)
-                    if self._store.has_snapshot():
-                        self._store.restore(self.client)
+                    self._store = StateStore(self.state_dir, self.region)  # fails fast if in use
+                self._start_processes()
+                if self._store is not None and self._store.has_snapshot():
+                    self._store.restore(self.client)
                 self._bootstrap()
             except BaseException:
                 self._stop_processes()
@@ -318,6 +318,9 @@ class LocalStack:
         if self._runtime_dir is not None:
             shutil.rmtree(self._runtime_dir, ignore_errors=True)
             self._runtime_dir = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         atexit.unregister(self._atexit_stop)
 
     def _atexit_stop(self) -> None:
@@ -387,15 +390,24 @@ class LocalStack:
         _bootstrap_with(self.client, self.names, self.region)
 
 
+_session_lock = threading.Lock()
+_session: Any = None
+
+
 def _stack_client(service: str, region: str, endpoint_url: str | None):
+    # One shared session: botocore caches the parsed service models per session, and loading
+    # them again for every stack costs seconds. Session methods are not thread-safe, hence the lock.
+    global _session
     import boto3
     from botocore.config import Config
 
-    session = boto3.session.Session(
-        aws_access_key_id=DUMMY_CREDENTIAL, aws_secret_access_key=DUMMY_CREDENTIAL, region_name=region
-    )
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=120)
-    return session.client(service, endpoint_url=endpoint_url, config=config)
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session(
+                aws_access_key_id=DUMMY_CREDENTIAL, aws_secret_access_key=DUMMY_CREDENTIAL, region_name=region
+            )
+        return _session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 def _post(url: str) -> None:
@@ -562,6 +574,20 @@ def _install_moto_update_endpoint() -> None:
     SageMakerResponse.update_endpoint = update_endpoint
 
 
+# The services the platform uses, bootstrap's first. moto imports a service's backend on its first
+# request, which takes up to seconds (SSM pulls in EC2); importing them while the server is already
+# answering hides most of that.
+_WARM_BACKENDS = ("s3", "dynamodb", "sns", "sagemaker", "ssm", "sqs", "cloudwatch")
+
+
+def _warm_moto_backends() -> None:
+    import importlib
+
+    for service in _WARM_BACKENDS:
+        with contextlib.suppress(Exception):
+            importlib.import_module(f"moto.{service}.responses")
+
+
 def _moto_server_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fraud_assets.local.stack _moto-server")
     parser.add_argument("--host", default=LOCAL_HOST)
@@ -582,6 +608,7 @@ def _moto_server_main(argv: list[str]) -> int:
     server = make_server(LOCAL_HOST, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     # moto builds some URLs (SQS queue URLs, ...) from MOTO_PORT.
     os.environ["MOTO_PORT"] = str(server.server_address[1])
+    threading.Thread(target=_warm_moto_backends, name="warm-backends", daemon=True).start()
     serve_as_child(server, args.port_file, args.parent_pid)
     return 0
 
