@@ -22,7 +22,7 @@ from fraud_assets.lib.promotion import (
     promote_to_production,
     rollback_hyperparameters,
 )
-from fraud_assets.lib.storage import put_bytes, put_json
+from fraud_assets.lib.storage import StageResult, put_bytes, put_json
 
 NAMES = PlatformNames()
 T0 = dt.datetime(2025, 3, 2, 10, 0, 0, tzinfo=dt.timezone.utc)
@@ -291,3 +291,75 @@ def test_a_write_failing_half_way_puts_the_old_parameters_back(recorded):
         promote_to_production(second, s3=s3, ssm=_FlakySSM(ssm, fail_on=2), names=NAMES, now=T0 + dt.timedelta(hours=1))
     assert {n: p.value for n, p in list_parameters(ssm).items()} == before
     assert read_hyperparameters(ssm).experiment_id == first
+
+
+# --- Dagster wiring: tuning_experiment asset -> promote_experiment job -> retraining sensor -------
+
+@pytest.mark.e2e
+def test_experiment_asset_then_promotion_job_then_retraining_request(aws):
+    from dagster import DagsterInstance, Definitions, RunRequest, SkipReason, asset, build_run_status_sensor_context, materialize
+
+    from fraud_assets.definitions import build_resources
+    from fraud_assets.defs.experimentation import experimentation_assets, experimentation_jobs, experimentation_sensors
+    from fraud_assets.defs.training import training_job
+    from fraud_assets.lib.experiments import list_experiments, load_experiment
+
+    # Stand-ins for the training group's split assets (same keys, same IO manager), so this test
+    # exercises the experimentation wiring and not data preparation.
+    @asset(name="train_split", group_name="training")
+    def train_split() -> StageResult:
+        return StageResult(summary={"split": "train"}, tables={"train": _split(2500, 21)})
+
+    @asset(name="validation_split", group_name="training")
+    def validation_split() -> StageResult:
+        return StageResult(summary={"split": "validation"}, tables={"validation": _split(800, 22)})
+
+    s3, ssm = _clients()
+    (sensor,) = experimentation_sensors(training_job)
+    resources = build_resources()
+    defs = Definitions(assets=[train_split, validation_split, *experimentation_assets], jobs=[training_job, *experimentation_jobs],
+                       sensors=[sensor], resources=resources)
+    instance = DagsterInstance.ephemeral()
+    assert materialize([train_split, validation_split], resources=resources, instance=instance).success
+
+    space = {"max_depth": {"type": "categorical", "choices": [3, 5, 50]}}
+    tuning = defs.resolve_job_def("tuning_experiment_job").execute_in_process(instance=instance, run_config={"ops": {"tuning_experiment": {
+        "config": {"strategy": "grid", "n_trials": 5, "search_space": space, "nthread": 1,
+                   "base_hyperparameters": {"num_round": 30, "early_stopping_rounds": 5}}}}})
+    assert tuning.success
+    (materialization,) = tuning.asset_materializations_for_node("tuning_experiment")
+    meta = materialization.metadata
+    experiment_id = meta["experiment_id"].value
+    assert experiment_id.endswith(tuning.run_id[:8])
+    assert meta["trials_run"].value == 3 and meta["trials_failed"].value == 1
+    assert 0 < meta["best_pr_auc"].value <= 1 and "| TRIAL |" in meta["top_trials"].value
+    assert meta["records"].value == f"s3://{NAMES.workflow_bucket}/experiments/{experiment_id}/"
+    assert meta["output_uri"].value == f"s3://{NAMES.workflow_bucket}/executions/{tuning.run_id}/tuning_experiment/output.json"
+    record = load_experiment(s3, NAMES.workflow_bucket, experiment_id)
+    assert record["config"]["splits"]["train"].startswith(f"s3://{NAMES.workflow_bucket}/executions/")
+    assert record["config"]["origin"] == {"dagster_run_id": tuning.run_id, "base": "production", "base_source": "defaults", "base_experiment_id": None}
+    assert [e["experiment_id"] for e in list_experiments(s3, NAMES.workflow_bucket)] == [experiment_id]
+
+    promote = defs.resolve_job_def("promote_experiment")
+    promotion = promote.execute_in_process(instance=instance, run_config={"ops": {"promote": {"config": {"experiment_id": experiment_id, "retrain": True}}}})
+    assert promotion.success
+    assert read_hyperparameters(ssm).experiment_id == experiment_id
+    assert read_hyperparameters(ssm).values == record["best"]["hyperparameters"]
+
+    def evaluate(result):
+        context = build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=result.get_run_success_event(),
+                                                  dagster_instance=instance, dagster_run=result.dagster_run)
+        return sensor(context)
+
+    request = evaluate(promotion)
+    assert isinstance(request, RunRequest) and request.run_key == f"promotion-{promotion.run_id}"
+    assert request.tags["fraud/experiment_id"] == experiment_id
+
+    # Without retrain the sensor skips; a refused promotion fails the run and changes nothing.
+    quiet = promote.execute_in_process(instance=instance, run_config={"ops": {"promote": {"config": {"experiment_id": experiment_id}}}})
+    assert quiet.success and isinstance(evaluate(quiet), SkipReason)
+    ssm_before, s3_before = _ssm_state(ssm), _s3_state(s3)
+    refused = promote.execute_in_process(instance=instance, raise_on_error=False,
+                                         run_config={"ops": {"promote": {"config": {"experiment_id": "20250101T000000Z-grid-absent", "retrain": True}}}})
+    assert not refused.success
+    assert _ssm_state(ssm) == ssm_before and _s3_state(s3) == s3_before

@@ -138,7 +138,8 @@ class ExperimentResult:
             "best_iteration": b["best_iteration"],
         }
 
-    def config_record(self, splits: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def config_record(self, splits: Mapping[str, str] | None = None, origin: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """`origin`: who ran it and from what (e.g. the Dagster run id, where the base came from)."""
         durations = [t["duration_seconds"] for t in self.trials]
         return {
             "experiment_id": self.experiment_id,
@@ -164,6 +165,7 @@ class ExperimentResult:
             "mean_trial_seconds": round(sum(durations) / len(durations), 3) if durations else None,
             "best": None if self.best is None else {"trial_number": self.best["number"], "value": self.best["value"]},
             "versions": {"optuna": optuna.__version__, "xgboost": xgboost.__version__},
+            "origin": dict(origin or {}),
         }
 
 
@@ -390,7 +392,9 @@ def experiment_prefix(experiment_id: str) -> str:
     return f"{EXPERIMENTS_PREFIX}/{validate_experiment_id(experiment_id)}/"
 
 
-def record_experiment(s3, bucket: str, result: ExperimentResult, splits: Mapping[str, str] | None = None) -> dict[str, str]:
+def record_experiment(
+    s3, bucket: str, result: ExperimentResult, splits: Mapping[str, str] | None = None, origin: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """Write trials.json, best.json (when a trial completed), then config.json. Refuses to
     overwrite an existing experiment: records are an audit trail."""
     validate_bucket(bucket)
@@ -401,7 +405,7 @@ def record_experiment(s3, bucket: str, result: ExperimentResult, splits: Mapping
     best = result.best_record()
     if best is not None:
         uris["best"] = str(put_json(s3, bucket, prefix + BEST_FILE, best))
-    uris["config"] = str(put_json(s3, bucket, prefix + CONFIG_FILE, result.config_record(splits)))
+    uris["config"] = str(put_json(s3, bucket, prefix + CONFIG_FILE, result.config_record(splits, origin)))
     uris["prefix"] = f"s3://{bucket}/{prefix}"
     return uris
 
