@@ -183,6 +183,8 @@ def test_format_timestamps_passes_strings_through_and_reads_naive_datetimes_as_u
     assert format_timestamps(pd.Series(["2024-05-01T00:00:00Z"])) == ["2024-05-01T00:00:00Z"]
     naive = pd.Series(pd.to_datetime(["2024-05-01T01:02:03.5"])).to_numpy()
     assert format_timestamps(naive) == ["2024-05-01T01:02:03.500000Z"]
+    aware = pd.Series(pd.to_datetime(["2024-05-01T03:02:03+02:00"], utc=False)).to_numpy()  # object Timestamps
+    assert format_timestamps(aware) == ["2024-05-01T01:02:03.000000Z"]
 
 
 # -- generated batches with random corruptions ---------------------------------------------------

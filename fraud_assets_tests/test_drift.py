@@ -110,6 +110,7 @@ def test_drift_is_the_absolute_difference_from_the_baseline_mean(past, avg, high
     assert result["avgScoreDrift"] >= 0 and result["highRiskDrift"] >= 0
 
 
+@settings(deadline=None)
 @given(st.integers(0, 6), unit, unit)
 def test_fewer_than_seven_days_never_drift(days, avg, high):
     history = [day(i, 0.0, 0.0) for i in range(days)]

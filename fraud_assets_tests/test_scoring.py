@@ -139,6 +139,7 @@ def test_parse_scores_refuses_what_is_not_one_probability_per_row(body, content_
 # -- risk levels --------------------------------------------------------------------------------
 
 
+@settings(deadline=None)
 @given(st.lists(st.floats(0, 1), min_size=2, max_size=50))
 def test_risk_levels_never_decrease_as_the_score_rises(scores):
     scores = np.sort(np.asarray(scores))

@@ -100,7 +100,8 @@ def parse_daily_batch(data: bytes, source: str, feature_names: Sequence[str] = F
     (float64); `timestamp` is datetime64[us, UTC]. Quarantined: `row` (1-based position in the
     array), `transactionId` (when the record has a string id), `reason` ("row 17: feature 'V3' is
     'abc', not a number; ..."), `checks` (comma-joined check names, for counting) and `record` (the
-    raw record as JSON text). A repeated id keeps its first valid occurrence.
+    raw record as JSON text). A repeated id keeps its first valid occurrence. Keys beyond
+    `feature_names` in a record's features are ignored: the model reads only its own features.
     """
     feature_names = tuple(feature_names)
     clash = set(feature_names) & set(METADATA_COLUMNS)
@@ -179,6 +180,8 @@ def format_timestamps(values: pd.Series | Sequence[Any]) -> list[str]:
     """ISO-8601 UTC text with a fixed width (`2024-05-01T10:00:00.000000Z`), so that text order is
     time order: the form the DynamoDB sort key and alert messages use. Strings pass through."""
     series = pd.Series(values)
+    if series.dtype == object and len(series) and not any(isinstance(v, str) for v in series.tolist()):
+        series = pd.to_datetime(series, utc=True)  # Timestamps/datetimes in an object column
     if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series.dtype):
         if series.dt.tz is not None:
             series = series.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -194,7 +197,7 @@ def format_timestamps(values: pd.Series | Sequence[Any]) -> list[str]:
 
 def _load_array(data: bytes, source: str) -> list[Any]:
     if not data or not data.strip():
-        raise BatchError(f"{source}: the batch is empty (0 bytes of JSON)")
+        raise BatchError(f"{source}: the batch is empty ({len(data or b'')} bytes, no JSON)")
     try:
         value = json.loads(data)
     except json.JSONDecodeError as err:
