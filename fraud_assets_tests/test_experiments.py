@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, PlatformNames
+from fraud_assets.lib.config import LABEL_COLUMN, PlatformNames
 from fraud_assets.lib.experiments import (
     DEFAULT_SEARCH_SPACE,
     ExperimentNotFound,
@@ -222,4 +222,3 @@ def test_trials_markdown_ranks_completed_trials_first(splits):
     lines = table.splitlines()
     assert lines[0].startswith("| TRIAL | STATE | PR_AUC")
     assert [line.split("|")[2].strip() for line in lines[2:]] == ["COMPLETE", "COMPLETE", "FAIL"]
-    assert len(FEATURE_COLUMNS) == 30  # the schema the synthetic splits follow

@@ -526,7 +526,7 @@ def format_experiment_detail(record: Mapping[str, Any], top: int | None = None) 
         f"   mean per trial {_fmt(config.get('mean_trial_seconds'), 2)} s",
     ]
     for name, uri in (config.get("splits") or {}).items():
-        lines.append(f"  {name + ' split':<10} {uri}  ({config.get('rows', {}).get(name, '?')} rows)")
+        lines.append(f"  {'split':<10} {name}: {uri}  ({config.get('rows', {}).get(name, '?')} rows)")
     lines.append(f"  space      " + ", ".join(f"{n}: {_describe_dimension(s)}" for n, s in config.get("search_space", {}).items()))
     if best is None:
         lines.append("\nNo trial completed: nothing to promote.")

@@ -29,6 +29,7 @@ import yaml
 from fraud_assets.lib.config import HYPERPARAMETER_PATH, PRODUCTION_MODEL_CONFIG_KEY, PlatformNames
 from fraud_assets.lib.experiments import ALGORITHM, ExperimentNotFound, load_experiment
 from fraud_assets.lib.hyperparameters import (
+    EXPERIMENT_ID_PARAMETER,
     HyperparameterError,
     StoredParameter,
     list_parameters,
@@ -37,7 +38,6 @@ from fraud_assets.lib.hyperparameters import (
     validate_experiment_id,
     validate_hyperparameters,
     write_hyperparameters,
-    EXPERIMENT_ID_PARAMETER,
 )
 from fraud_assets.lib.storage import S3Uri, get_bytes, get_json, object_exists, put_bytes, put_json, validate_key_part
 
