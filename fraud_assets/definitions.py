@@ -15,6 +15,7 @@ from dagster_aws.ssm import SSMResource
 from fraud_assets.defs.engines import DataPrepEngine
 from fraud_assets.defs.io_manager import ExecutionsIOManager
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, quality_gates_from_env
+from fraud_assets.defs.experimentation import experimentation_assets, experimentation_jobs, experimentation_sensors
 from fraud_assets.defs.inference import (
     daily_inference_schedule,
     inference_assets,
@@ -42,11 +43,11 @@ def build_resources() -> dict:
 def build_definitions(**resource_overrides) -> Definitions:
     """The code location's definitions; tests override resources by name (e.g. quality_gates)."""
     return Definitions(
-        assets=[*training_assets, *inference_assets],
+        assets=[*training_assets, *inference_assets, *experimentation_assets],
         asset_checks=[*training_checks, *inference_checks],
-        jobs=[training_job, inference_job],
+        jobs=[training_job, inference_job, *experimentation_jobs],
         schedules=[weekly_training_schedule, daily_inference_schedule],
-        sensors=inference_sensors(training_job),
+        sensors=[*inference_sensors(training_job), *experimentation_sensors(training_job)],
         resources={**build_resources(), **resource_overrides},
     )
 

@@ -12,15 +12,16 @@ from fraud_assets.defs.inference.assets import (
     stored_scores,
 )
 from fraud_assets.defs.inference.checks import (
-    daily_transactions_checks,
     drift_warnings,
     every_transaction_scored_once,
+    row_accounting,
+    schema_and_values,
     stored_count_matches_scored,
 )
 from fraud_assets.defs.inference.sensors import build_drift_retraining_sensor, pipeline_failure_sensor
 
 inference_assets = [daily_batches, daily_transactions, daily_scores, stored_scores, fraud_alerts, drift_metrics]
-inference_checks = [daily_transactions_checks, every_transaction_scored_once, stored_count_matches_scored, drift_warnings]
+inference_checks = [row_accounting, schema_and_values, every_transaction_scored_once, stored_count_matches_scored, *drift_warnings]
 
 inference_job = define_asset_job(
     "inference_job",

@@ -1,43 +1,43 @@
-"""Gates on the daily data: accounting and schema block scoring; scoring completeness blocks
-storing and alerting; drift is a warning the UI shows, never a stop."""
-
+"""Gates on the daily data, one evaluation per partition: accounting and schema block scoring;
+scoring completeness blocks storing and alerting; drift is a warning the UI shows, never a stop."""
 
 import numpy as np
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetIn, asset_check, multi_asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, asset_check
 
+from fraud_assets.defs.common import daily_partitions
 from fraud_assets.defs.resources import AwsClients, FraudPlatform
 from fraud_assets.lib import score_store
 from fraud_assets.lib.config import FEATURE_COLUMNS, TRANSACTION_ID
 from fraud_assets.lib.storage import StageResult
 
 
-@multi_asset_check(
-    specs=[
-        AssetCheckSpec("row_accounting", asset="daily_transactions", blocking=True,
-                       description="received = accepted + quarantined: no row is lost."),
-        AssetCheckSpec("schema_and_values", asset="daily_transactions", blocking=True,
-                       description="Accepted rows carry every model feature as a finite number and unique transaction ids."),
-    ],
-    ins={"daily_transactions": AssetIn("daily_transactions")},
-)
-def daily_transactions_checks(daily_transactions: StageResult):
+@asset_check(asset="daily_transactions", partitions_def=daily_partitions, blocking=True,
+             description="received = accepted + quarantined: no row is lost.")
+def row_accounting(daily_transactions: StageResult) -> AssetCheckResult:
     summary = daily_transactions.summary
     accepted, quarantined = daily_transactions.tables["transactions"], daily_transactions.tables["quarantine"]
-    accounted = len(accepted) + len(quarantined)
-    yield AssetCheckResult(
-        check_name="row_accounting", passed=summary["received"] == accounted == summary["accepted"] + summary["quarantined"],
+    return AssetCheckResult(
+        passed=summary["received"] == len(accepted) + len(quarantined) == summary["accepted"] + summary["quarantined"],
         metadata={"received": summary["received"], "accepted": len(accepted), "quarantined": len(quarantined)},
     )
+
+
+@asset_check(asset="daily_transactions", partitions_def=daily_partitions, blocking=True,
+             description="Accepted rows carry every model feature as a finite number, and unique transaction ids.")
+def schema_and_values(daily_transactions: StageResult) -> AssetCheckResult:
+    accepted = daily_transactions.tables["transactions"]
     missing = [c for c in FEATURE_COLUMNS if c not in accepted.columns]
-    non_finite = int((~np.isfinite(accepted[[c for c in FEATURE_COLUMNS if c in accepted.columns]].to_numpy(dtype=float))).sum())
+    present = [c for c in FEATURE_COLUMNS if c in accepted.columns]
+    non_finite = int((~np.isfinite(accepted[present].to_numpy(dtype=float))).sum())
     duplicates = int(accepted[TRANSACTION_ID].duplicated().sum())
-    yield AssetCheckResult(
-        check_name="schema_and_values", passed=not missing and non_finite == 0 and duplicates == 0,
+    return AssetCheckResult(
+        passed=not missing and non_finite == 0 and duplicates == 0,
         metadata={"missing_features": str(missing), "non_finite_values": non_finite, "duplicate_ids": duplicates},
     )
 
 
-@asset_check(asset="daily_scores", blocking=True, additional_ins={"daily_transactions": AssetIn("daily_transactions")},
+@asset_check(asset="daily_scores", partitions_def=daily_partitions, blocking=True,
+             additional_ins={"daily_transactions": AssetIn("daily_transactions")},
              description="Every accepted transaction scored exactly once, with a score in [0, 1].")
 def every_transaction_scored_once(daily_scores: StageResult, daily_transactions: StageResult) -> AssetCheckResult:
     scores = daily_scores.tables["scores"]
@@ -54,36 +54,32 @@ def every_transaction_scored_once(daily_scores: StageResult, daily_transactions:
     )
 
 
-@asset_check(asset="stored_scores", additional_ins={"daily_scores": AssetIn("daily_scores")},
+@asset_check(asset="stored_scores", partitions_def=daily_partitions, additional_ins={"daily_scores": AssetIn("daily_scores")},
              description="DynamoDB holds exactly one item per scored transaction of the day (counted through the GSI).")
-def stored_count_matches_scored(context, stored_scores: StageResult, daily_scores: StageResult, aws: AwsClients,
+def stored_count_matches_scored(stored_scores: StageResult, daily_scores: StageResult, aws: AwsClients,
                                 platform: FraudPlatform) -> AssetCheckResult:
-    date = stored_scores.summary["date"]
-    stored = score_store.count_items_for_date(aws.client("dynamodb"), platform.scores_table, platform.scores_gsi, date)
+    stored = score_store.count_items_for_date(aws.client("dynamodb"), platform.scores_table, platform.scores_gsi,
+                                              stored_scores.summary["date"])
     scored = len(daily_scores.tables["scores"])
     return AssetCheckResult(passed=stored == scored, metadata={"stored": stored, "scored": scored})
 
 
-@multi_asset_check(
-    specs=[
-        AssetCheckSpec("average_score_drift", asset="drift_metrics", description="Average fraudScore within 0.1 of the 30-day baseline."),
-        AssetCheckSpec("high_risk_share_drift", asset="drift_metrics", description="High-risk share within 0.05 of the 30-day baseline."),
-        AssetCheckSpec("score_distribution_psi", asset="drift_metrics", description="PSI of the day's scores against validation < 0.25."),
-    ],
-    ins={"drift_metrics": AssetIn("drift_metrics")},
-)
-def drift_warnings(drift_metrics: StageResult):
-    m = drift_metrics.summary
-    enough = m.get("baseline") is not None
-    for name, key, threshold in (("average_score_drift", "avgScoreDrift", 0.1), ("high_risk_share_drift", "highRiskDrift", 0.05)):
-        value = m.get(key)
-        yield AssetCheckResult(
-            check_name=name, severity=AssetCheckSeverity.WARN, passed=not enough or value is None or value <= threshold,
-            metadata={"drift": value if value is not None else float("nan"), "threshold": threshold},
-            description=None if enough else m.get("reason"),
+def _drift_warning(name: str, key: str, threshold: float, description: str):
+    @asset_check(asset="drift_metrics", name=name, partitions_def=daily_partitions, description=description)
+    def _check(drift_metrics: StageResult) -> AssetCheckResult:
+        value = drift_metrics.summary.get(key)
+        return AssetCheckResult(
+            severity=AssetCheckSeverity.WARN,
+            passed=value is None or value <= threshold,
+            metadata={"value": value if value is not None else float("nan"), "threshold": threshold},
+            description=drift_metrics.summary.get("reason") if value is None else None,
         )
-    psi = m.get("scorePsi")
-    yield AssetCheckResult(
-        check_name="score_distribution_psi", severity=AssetCheckSeverity.WARN, passed=psi is None or psi < 0.25,
-        metadata={"psi": psi if psi is not None else float("nan")},
-    )
+
+    return _check
+
+
+drift_warnings = [
+    _drift_warning("average_score_drift", "avgScoreDrift", 0.1, "Average fraudScore within 0.1 of the 30-day baseline."),
+    _drift_warning("high_risk_share_drift", "highRiskDrift", 0.05, "High-risk share within 0.05 of the 30-day baseline."),
+    _drift_warning("score_distribution_psi", "scorePsi", 0.25, "PSI of the day's scores against validation below 0.25."),
+]
