@@ -55,6 +55,14 @@ def test_the_kaggle_files_quoting_is_accepted():
     assert df["Amount"].tolist() == [149.62, 149.62]
 
 
+def test_windows_line_endings_and_byte_order_mark_are_accepted(lines):
+    df = generate_transactions(40, fraud_rate=0.1, seed=1)
+    data = "\ufeff" + "\r\n".join(lines) + "\r\n"
+    pd.testing.assert_frame_equal(read_raw_csv(data.encode(), SOURCE), df)
+    bad = with_cell(lines, 3, "V5", "?").decode().replace("\n", "\r\n")
+    assert (raises(bad.encode()).row, raises(bad.encode()).value) == (3, "?")
+
+
 def test_message_names_file_column_row_and_value(lines):
     error = raises(with_cell(lines, 17, "V3", "abc"))
     assert str(error) == f"{SOURCE}: column 'V3', row 17: non-numeric value 'abc'"

@@ -135,6 +135,24 @@ def test_daily_batch_format():
     assert json.loads(batch_to_json_bytes(batch)) == batch
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(0, 60),
+    seed=st.integers(0, 2**32 - 1),
+    drift=st.floats(0.0, 1.0),
+    day=st.dates(dt.date(2000, 1, 1), dt.date(2099, 12, 31)),
+)
+def test_any_small_daily_batch_is_well_formed(n, seed, drift, day):
+    batch = generate_daily_batch(day.isoformat(), n, seed=seed, drift=drift)
+    assert len(batch) == n and len({t["id"] for t in batch}) == n
+    for transaction in batch:
+        assert set(transaction) == TRANSACTION_FIELDS
+        assert transaction["timestamp"].startswith(day.isoformat()) and transaction["timestamp"].endswith("Z")
+        assert transaction["features"]["Amount"] == transaction["amount"] >= 0
+        assert 0 <= transaction["features"]["Time"] < SECONDS_PER_DAY
+    assert json.loads(batch_to_json_bytes(batch)) == batch
+
+
 def test_daily_batch_is_deterministic_and_differs_by_day():
     assert generate_daily_batch(DATE, 300, seed=2) == generate_daily_batch(DATE, 300, seed=2)
     other_day = generate_daily_batch("2024-05-02", 300, seed=2)

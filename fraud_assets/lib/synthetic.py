@@ -287,9 +287,10 @@ def daily_batches_from_frame(
 ) -> dict[str, list[dict[str, Any]]]:
     """Daily batches made from rows of a Kaggle-schema frame (e.g. the real data): rows sampled per
     day, Time mapped into the day (Time mod 86400, keeping the daily cycle), synthetic customers,
-    merchants and categories, label dropped. drift is one level for every date or a level per date;
-    drifting oversamples labelled fraud rows and shifts components and amounts as
-    generate_daily_batch does."""
+    merchants and categories, label dropped. Labelled fraud rows go to merchants by fraud propensity
+    and into bursts on compromised cards (their Time moves with the burst), as in
+    generate_daily_batch. drift is one level for every date or a level per date; drifting
+    oversamples labelled fraud rows and shifts components and amounts as generate_daily_batch does."""
     missing = [c for c in FEATURE_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"frame lacks feature columns {missing}")
