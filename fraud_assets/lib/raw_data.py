@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS
+from fraud_assets.lib.config import LABEL_COLUMN, RAW_COLUMNS
 
 AMOUNT_COLUMN = "Amount"
 _NON_BLANK = re.compile(rb"\S")
