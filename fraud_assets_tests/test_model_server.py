@@ -145,3 +145,20 @@ def test_update_endpoint_changes_served_model(endpoint: str, boosters: list[xgb.
     after = _scores(_invoke(_csv(rows))["Body"].read())
     np.testing.assert_allclose(after, boosters[1].inplace_predict(rows), atol=1e-6, rtol=0)
     assert np.abs(after - before).max() > 1e-3
+
+
+def test_archive_without_an_xgboost_json_model_is_refused() -> None:
+    from fraud_assets.local.model_server import InvocationError, load_model_archive
+
+    def tar_with(name: str, data: bytes) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    with pytest.raises(InvocationError, match="pickles are refused"):
+        load_model_archive(tar_with("xgboost-model", b"\x80\x04\x95 a pickle"))
+    with pytest.raises(InvocationError, match="no 'xgboost-model'"):
+        load_model_archive(tar_with("model.json", b"{}"))

@@ -19,8 +19,11 @@ file, so a crash during a snapshot leaves the previous one intact.
 versions, SQS messages, CloudWatch metrics, and resources in other regions.
 
 Moto gaps worked around here: moto 5.2 has no SageMaker UpdateEndpoint, so the moto child adds it
-(it repoints the endpoint at the new config, which is all our model server needs to serve the new
-model). Moto creates endpoints directly InService.
+(it repoints the endpoint at the new config and bumps LastModifiedTime, which is all our model
+server needs to serve the new model at once). Moto creates and updates endpoints directly
+InService, so `endpoint_in_service` waiters return at once; the model server loads an endpoint's
+artifact on its first invocation, so a broken artifact shows up there (a ModelError) rather than
+as a Failed endpoint the way AWS would report it.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ log = logging.getLogger(__name__)
 
 DUMMY_CREDENTIAL = "testing"
 LOCAL_HOST = "127.0.0.1"
-START_TIMEOUT = 90.0  # first start imports moto + xgboost on a busy 2-core box
+START_TIMEOUT = 90.0  # generous: a 2-core box shared by several test runs can be very slow
 STOP_TIMEOUT = 10.0
 
 # Variables that would make boto3 (in us or in a child) reach a real account or ignore our endpoints.
@@ -151,9 +154,11 @@ class _ManagedProcess:
         if popen is None:
             return
         pgid = popen.pid  # start_new_session: the child leads its own group
-        if popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGTERM)
+        if popen.poll() is not None:
+            # It exited and is reaped: its group id may already belong to someone else.
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
         # Wait for the leader to exit but do not reap it yet: while it is a zombie its pid (and so
         # the group id) cannot be reused, so the SIGKILL below can only hit our own stragglers.
         deadline = time.monotonic() + timeout
@@ -480,37 +485,42 @@ def scores_table_definition(names: PlatformNames) -> dict[str, Any]:
 
 
 def run_local_stack_cli(state_dir: str | None, moto_port: int, model_port: int) -> int:
-    """Start the stack, print `export` lines, serve until SIGINT/SIGTERM, stop cleanly."""
+    """Start the stack, print `export` lines, serve until SIGINT/SIGTERM, stop cleanly.
+    Exit code 0 after a clean stop; 1 if the stack could not start, a server died, or the final
+    snapshot failed."""
     stop_requested = threading.Event()
 
     def request_stop(signum: int, frame: Any) -> None:
         stop_requested.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: closing the terminal should also end in a clean stop and a final snapshot.
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     stack = LocalStack(state_dir=state_dir, moto_port=moto_port, model_port=model_port)
+    code = 0
     try:
-        try:
-            stack.start()
-        except LocalStackError as err:
-            print(f"fraud-assets local-stack: could not start: {err}", file=sys.stderr)
-            return 1
+        stack.start()
         for var, value in stack.env().items():
             print(f"export {var}={shlex.quote(value)}")
         where = f", state in {stack.state_dir}" if stack.state_dir else " (nothing persisted)"
         print(f"# local AWS stack running{where}; stop it with Ctrl-C or `kill {os.getpid()}`", flush=True)
         while not stop_requested.wait(0.5):
-            for proc in (stack._moto, stack._model):
-                if proc is not None and not proc.alive():
-                    print(f"fraud-assets local-stack: {proc.name} died:\n{proc.log_tail()}", file=sys.stderr)
-                    return 1
-        return 0
+            dead = [p for p in (stack._moto, stack._model) if p is not None and not p.alive()]
+            if dead:
+                print(f"fraud-assets local-stack: {dead[0].name} died:\n{dead[0].log_tail()}", file=sys.stderr)
+                code = 1
+                break
+    except Exception as err:  # start-up failed: say why, in one place
+        print(f"fraud-assets local-stack: could not start: {err}", file=sys.stderr)
+        code = 1
     finally:
         try:
             stack.stop()
-        except LocalStackError as err:
+        except Exception as err:
             print(f"fraud-assets local-stack: {err}", file=sys.stderr)
+            code = 1
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return code
 
 
 # --------------------------------------------------------------------------------------------
