@@ -16,9 +16,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# The main job on the embedded local AWS stack with synthetic data.
+# The main job on the embedded local AWS stack with synthetic data: a week of daily partitions
+# builds the drift baseline (7 days are needed), the eighth day drifts.
 run: install
-	$(BIN)/fraud-assets run --days 7 --summary-json .fraud_assets/summary.json
+	$(BIN)/fraud-assets run --days 8 --drift-last 1 --summary-json .fraud_assets/summary.json
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q

@@ -49,25 +49,30 @@ def cmd_local_stack(args) -> int:
 
 
 def cmd_seed(args) -> int:
-    import boto3
-
     from fraud_assets.lib.config import PlatformNames
-    from fraud_assets.lib.seed import seed_platform
 
     with aws_target(Path(args.state_dir)):
-        summary = seed_platform(
-            boto3.client("s3"), PlatformNames.from_env(), csv_path=args.csv, days=args.days, start_date=args.start_date,
-            drift_from=args.drift_from, transactions_per_day=args.transactions_per_day,
-        )
+        summary = _seed(args, PlatformNames.from_env())
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
-def cmd_run(args) -> int:
+def _seed(args, names) -> dict:
     import boto3
 
+    from fraud_assets.lib.seed import seed_dates, seed_platform
+
+    drift_from = args.drift_from
+    if args.drift_last:
+        drift_from = seed_dates(args.days, args.start_date)[-args.drift_last]
+    return seed_platform(
+        boto3.client("s3"), names, csv_path=args.csv, days=args.days, start_date=args.start_date,
+        drift_from=drift_from, transactions_per_day=args.transactions_per_day,
+    )
+
+
+def cmd_run(args) -> int:
     from fraud_assets.lib.config import PlatformNames
-    from fraud_assets.lib.seed import seed_platform
     from fraud_assets.main_job import run_main_job
 
     _dagster_home()
@@ -75,10 +80,7 @@ def cmd_run(args) -> int:
         os.environ["FRAUD_DATA_PREP_ENGINE"] = args.engine
     with aws_target(Path(args.state_dir)):
         names = PlatformNames.from_env()
-        seeded = seed_platform(
-            boto3.client("s3"), names, csv_path=args.csv, days=args.days, start_date=args.start_date,
-            drift_from=args.drift_from, transactions_per_day=args.transactions_per_day,
-        )
+        seeded = _seed(args, names)
         print(f"Seeded s3://{names.data_bucket}: {seeded.get('rows')} training rows, {len(seeded.get('dates', []))} daily batches.")
         summary = run_main_job(seeded.get("dates", []), print)
     if args.summary_json:
@@ -149,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--days", type=int, default=7, help="daily batches to make (and, for run, to score)")
         p.add_argument("--start-date", help="first daily batch, YYYY-MM-DD (default: the days ending yesterday)")
         p.add_argument("--drift-from", help="inject drift into the daily batches from this date (YYYY-MM-DD)")
+        p.add_argument("--drift-last", type=int, default=0, metavar="N", help="inject drift into the last N daily batches")
         p.add_argument("--transactions-per-day", type=int, default=10_000)
 
     seed = add("seed", help="upload the raw training CSV and daily batches")

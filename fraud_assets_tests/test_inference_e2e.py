@@ -10,7 +10,7 @@ import pytest
 from dagster import DagsterInstance, build_run_status_sensor_context, build_sensor_context, DagsterRunStatus
 
 from fraud_assets.definitions import build_definitions
-from fraud_assets.defs.resources import QualityGates
+from fraud_assets.defs.resources import AwsClients, FraudPlatform, QualityGates
 from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key
 from fraud_assets.lib.score_store import count_items_for_date
 from fraud_assets.lib.storage import put_bytes
@@ -102,7 +102,7 @@ def test_a_week_of_partitions_is_exact_idempotent_and_drift_triggers_retraining(
     failure_event = next(e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE")
     failure_context = build_run_status_sensor_context(
         sensor_name="pipeline_failure_sensor", dagster_instance=instance, dagster_run=run, dagster_event=failure_event,
-        resources=defs.resources,
+        resources={"aws": AwsClients(), "platform": FraudPlatform()},
     ).for_run_failure()
     failure_sensor(failure_context)
     [announced] = drain(failures_queue)

@@ -3,7 +3,8 @@ rather than a traceback."""
 
 from fraud_assets.lib.daily import BatchError, MissingBatchError
 from fraud_assets.lib.hyperparameters import HyperparameterError
+from fraud_assets.lib.promotion import ProductionChangeRefused
 from fraud_assets.lib.raw_data import RawDataError
 from fraud_assets.lib.storage import InvalidKeyError
 
-USER_ERRORS: tuple[type[Exception], ...] = (RawDataError, BatchError, MissingBatchError, HyperparameterError, InvalidKeyError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (RawDataError, BatchError, MissingBatchError, HyperparameterError, ProductionChangeRefused, InvalidKeyError, FileNotFoundError)
