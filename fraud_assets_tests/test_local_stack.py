@@ -36,6 +36,13 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+def _current_s3_manifest(state) -> bytes:
+    try:
+        return (state / "generations" / (state / "CURRENT").read_text().strip() / "s3.json").read_bytes()
+    except FileNotFoundError:  # between a new generation and the removal of the old one
+        return b""
+
+
 def test_env_points_plain_boto3_at_the_stack(aws: LocalStack) -> None:
     env = aws.env()
     assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
@@ -87,7 +94,9 @@ def test_reset_wipes_state(aws: LocalStack) -> None:
     assert s3.list_objects_v2(Bucket=NAMES.data_bucket).get("KeyCount") == 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM])  # SIGINT and SIGHUP take the same handler
+# SIGINT and SIGHUP take SIGTERM's handler. SIGKILL stands for a crashed owner: no cleanup runs,
+# and the servers must notice their parent is gone and exit by themselves.
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_cli_stops_cleanly_on_signal(sig: signal.Signals) -> None:
     code = "import sys; from fraud_assets.local.stack import run_local_stack_cli; sys.exit(run_local_stack_cli(None, 0, 0))"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -107,7 +116,8 @@ def test_cli_stops_cleanly_on_signal(sig: signal.Signals) -> None:
         kids = _children(proc.pid)
         assert len(kids) == 2
         proc.send_signal(sig)
-        assert proc.wait(timeout=30) == 0, proc.stderr.read()  # type: ignore[union-attr]
+        expected = -signal.SIGKILL if sig == signal.SIGKILL else 0
+        assert proc.wait(timeout=30) == expected, proc.stderr.read()  # type: ignore[union-attr]
         deadline = time.monotonic() + 5
         while not all(_gone(k) for k in kids) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -167,7 +177,7 @@ def test_state_survives_a_restart(tmp_path) -> None:
     (state / "generations" / ".tmp-g00000000000000000001-1").mkdir()
     (state / "objects" / ("0" * 64)).write_bytes(b"orphan")
 
-    with LocalStack(state_dir=state, snapshot_interval=0) as stack:
+    with LocalStack(state_dir=state, snapshot_interval=0.2) as stack:
         s3 = stack.client("s3")
         assert s3.get_object(Bucket=NAMES.data_bucket, Key="raw/a.csv")["Body"].read() == b"x,y\n1,2\n"
         got = s3.get_object(Bucket=NAMES.config_bucket, Key=odd_key)
@@ -185,6 +195,11 @@ def test_state_survives_a_restart(tmp_path) -> None:
         assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{NAMES.models_bucket}/b/model.tar.gz"
         subs = stack.client("sns").list_subscriptions_by_topic(TopicArn=alerts_arn)["Subscriptions"]
         assert [(s["Protocol"], s["Endpoint"]) for s in subs] == [("sqs", queue_arn)]
-        stack.snapshot()
+        # The background thread snapshots by itself.
+        put_bytes(s3, NAMES.data_bucket, "raw/c.csv", b"periodic")
+        deadline = time.monotonic() + 20
+        while b"raw/c.csv" not in _current_s3_manifest(state) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert b"raw/c.csv" in _current_s3_manifest(state)
     assert not (state / "objects" / ("0" * 64)).exists()
     assert [p.name for p in (state / "generations").iterdir()] == [(state / "CURRENT").read_text().strip()]

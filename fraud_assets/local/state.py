@@ -234,8 +234,22 @@ def _paginate(client: Any, operation: str, result_key: str, **kwargs: Any) -> It
         yield from page.get(result_key, [])
 
 
-def _error_code(err: Exception) -> str:
-    return getattr(err, "response", {}).get("Error", {}).get("Code", "")
+_NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "ResourceNotFoundException", "ParameterNotFound",
+              "ValidationException", "NotFound", "NotFoundException", "AWS.SimpleQueueService.NonExistentQueue",
+              "QueueDoesNotExist"}
+
+
+def _unless_gone(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a read; None if the resource vanished since it was listed. Snapshots run while the
+    pipelines work, so deletes in between are normal, not an error."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return call(*args, **kwargs)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code", "") in _NOT_FOUND:
+            return None
+        raise
 
 
 def _input_args(client: Any, operation: str, described: dict[str, Any]) -> dict[str, Any]:
@@ -269,16 +283,22 @@ def _snapshot_s3(s3: Any, objects_dir: Path, previous: dict[tuple[str, str, str]
     buckets = []
     for bucket in s3.list_buckets().get("Buckets", []):
         name = bucket["Name"]
-        location = s3.get_bucket_location(Bucket=name).get("LocationConstraint")
-        versioning = s3.get_bucket_versioning(Bucket=name).get("Status")
+        location = _unless_gone(s3.get_bucket_location, Bucket=name)
+        versioning = _unless_gone(s3.get_bucket_versioning, Bucket=name)
+        listing = _unless_gone(lambda: list(_paginate(s3, "list_objects_v2", "Contents", Bucket=name)))
+        if location is None or versioning is None or listing is None:
+            continue  # bucket deleted meanwhile
         entries = []
-        for obj in _paginate(s3, "list_objects_v2", "Contents", Bucket=name):
+        for obj in listing:
             known = previous.get((name, obj["Key"], obj["ETag"]))
             if known is not None and (objects_dir / known["file"]).is_file():
                 entries.append(known)  # same ETag as last time: bytes already on disk
             else:
-                entries.append(_download(s3, name, obj["Key"], objects_dir))
-        buckets.append({"name": name, "location": location, "versioning": versioning, "objects": entries})
+                entry = _unless_gone(_download, s3, name, obj["Key"], objects_dir)
+                if entry is not None:
+                    entries.append(entry)
+        buckets.append({"name": name, "location": location.get("LocationConstraint"),
+                        "versioning": versioning.get("Status"), "objects": entries})
     return {"buckets": buckets}
 
 
@@ -345,10 +365,14 @@ def _restore_s3(s3: Any, manifest: dict[str, Any], objects_dir: Path, region: st
 def _snapshot_dynamodb(ddb: Any, writer: _GenerationWriter) -> None:
     tables = []
     for n, name in enumerate(_paginate(ddb, "list_tables", "TableNames")):
-        desc = ddb.describe_table(TableName=name)["Table"]
-        ttl = ddb.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
+        described = _unless_gone(ddb.describe_table, TableName=name)
+        ttl_answer = _unless_gone(ddb.describe_time_to_live, TableName=name)
+        items = _unless_gone(lambda: [_encode_item(i) for i in _paginate(ddb, "scan", "Items", TableName=name)])
+        if described is None or ttl_answer is None or items is None:
+            continue  # table deleted meanwhile
+        desc, ttl = described["Table"], ttl_answer.get("TimeToLiveDescription", {})
         items_file = f"dynamodb-{n}.jsonl"
-        writer.lines(items_file, (_encode_item(i) for i in _paginate(ddb, "scan", "Items", TableName=name)))
+        writer.lines(items_file, items)
         tables.append({
             "definition": _table_definition(desc),
             "ttl_attribute": ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") else None,
@@ -459,7 +483,12 @@ def _snapshot_ssm(ssm: Any) -> dict[str, Any]:
     parameters = []
     for param in _paginate(ssm, "describe_parameters", "Parameters"):
         name = param["Name"]
-        history = _paginate(ssm, "get_parameter_history", "Parameters", Name=name, WithDecryption=True)
+        if name.lstrip("/").lower().startswith(("aws", "ssm")):
+            continue  # AWS's public parameters (moto loads them on demand); nobody may put these
+        history = _unless_gone(lambda: list(_paginate(ssm, "get_parameter_history", "Parameters",
+                                                      Name=name, WithDecryption=True)))
+        if history is None:
+            continue
         versions = sorted(({k: v[k] for k in _SSM_FIELDS if v.get(k) not in (None, "")} for v in history),
                           key=lambda v: v["Version"])
         parameters.append({"name": name, "versions": versions})
@@ -491,21 +520,24 @@ def _restore_ssm(ssm: Any, manifest: dict[str, Any]) -> None:
 
 def _snapshot_sagemaker(sm: Any) -> dict[str, Any]:
     def tags(arn: str) -> list[dict[str, str]]:
-        return sm.list_tags(ResourceArn=arn).get("Tags", [])
+        return (_unless_gone(sm.list_tags, ResourceArn=arn) or {}).get("Tags", [])
 
     models = []
     for summary in _paginate(sm, "list_models", "Models"):
-        desc = sm.describe_model(ModelName=summary["ModelName"])
-        models.append({**_input_args(sm, "CreateModel", desc), "Tags": tags(desc["ModelArn"])})
+        desc = _unless_gone(sm.describe_model, ModelName=summary["ModelName"])
+        if desc is not None:
+            models.append({**_input_args(sm, "CreateModel", desc), "Tags": tags(desc["ModelArn"])})
     configs = []
     for summary in _paginate(sm, "list_endpoint_configs", "EndpointConfigs"):
-        desc = sm.describe_endpoint_config(EndpointConfigName=summary["EndpointConfigName"])
-        configs.append({**_input_args(sm, "CreateEndpointConfig", desc), "Tags": tags(desc["EndpointConfigArn"])})
+        desc = _unless_gone(sm.describe_endpoint_config, EndpointConfigName=summary["EndpointConfigName"])
+        if desc is not None:
+            configs.append({**_input_args(sm, "CreateEndpointConfig", desc), "Tags": tags(desc["EndpointConfigArn"])})
     endpoints = []
     for summary in _paginate(sm, "list_endpoints", "Endpoints"):
-        desc = sm.describe_endpoint(EndpointName=summary["EndpointName"])
-        endpoints.append({"EndpointName": desc["EndpointName"], "EndpointConfigName": desc["EndpointConfigName"],
-                          "Tags": tags(desc["EndpointArn"])})
+        desc = _unless_gone(sm.describe_endpoint, EndpointName=summary["EndpointName"])
+        if desc is not None:
+            endpoints.append({"EndpointName": desc["EndpointName"], "EndpointConfigName": desc["EndpointConfigName"],
+                              "Tags": tags(desc["EndpointArn"])})
     return {"models": models, "endpoint_configs": configs, "endpoints": endpoints}
 
 
@@ -536,7 +568,10 @@ _SQS_ATTRIBUTES = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod
 def _snapshot_sqs(sqs: Any) -> dict[str, Any]:
     queues = []
     for url in _paginate(sqs, "list_queues", "QueueUrls"):
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]).get("Attributes", {})
+        answer = _unless_gone(sqs.get_queue_attributes, QueueUrl=url, AttributeNames=["All"])
+        if answer is None:
+            continue
+        attrs = answer.get("Attributes", {})
         queues.append({"name": url.rstrip("/").rsplit("/", 1)[-1],
                        "attributes": {k: v for k, v in attrs.items() if k in _SQS_ATTRIBUTES}})
     return {"queues": queues}
@@ -562,12 +597,16 @@ def _snapshot_sns(sns: Any) -> dict[str, Any]:
     topics = []
     for topic in _paginate(sns, "list_topics", "Topics"):
         arn = topic["TopicArn"]
-        attrs = sns.get_topic_attributes(TopicArn=arn).get("Attributes", {})
+        answer = _unless_gone(sns.get_topic_attributes, TopicArn=arn)
+        listed = _unless_gone(lambda: list(_paginate(sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=arn)))
+        if answer is None or listed is None:
+            continue
+        attrs = answer.get("Attributes", {})
         subscriptions = []
-        for sub in _paginate(sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=arn):
+        for sub in listed:
             sub_attrs: dict[str, str] = {}
             if sub.get("SubscriptionArn", "").startswith("arn:"):
-                got = sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"]).get("Attributes", {})
+                got = (_unless_gone(sns.get_subscription_attributes, SubscriptionArn=sub["SubscriptionArn"]) or {}).get("Attributes", {})
                 sub_attrs = {k: v for k, v in got.items() if k in _SNS_SUBSCRIPTION_ATTRIBUTES and v}
             subscriptions.append({"protocol": sub["Protocol"], "endpoint": sub["Endpoint"], "attributes": sub_attrs})
         topics.append({
