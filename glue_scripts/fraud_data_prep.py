@@ -10,8 +10,9 @@ raw CSV checks of `fraud_assets.lib.raw_data`), runnable two ways:
 Self-contained on purpose: Glue uploads only this file, so nothing here imports fraud_assets and the
 constants below are copies that the parity tests hold equal to the pandas side.
 
-Output: `<output>/<split>/part-*.parquet` for train, validation and test, columns transactionId then
-Time, V1..V28, Amount (double) and Class (bigint), each part file in file order.
+Output: `<output>/split=<name>/part-*.parquet` for train, validation and test (Spark's partitioned
+layout, written by one job; an empty split has no directory), columns transactionId then Time,
+V1..V28, Amount (double) and Class (bigint), each part file in file order.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import contextlib
 import csv
 import json
+import re
 import sys
 from typing import Any, Iterator, Sequence
 
@@ -32,11 +34,16 @@ DEFAULT_RATIOS: tuple[float, float, float] = (0.70, 0.15, 0.15)
 HASH_BUCKETS = 10_000
 ID_PREFIX = "txn-"
 
-# Finite decimal numbers only: no NaN/Infinity, no hex or Java's "1d"/"1f" suffixes, which Spark's
-# cast would accept and pandas would not. Surrounding blanks are allowed (both parsers skip them).
+# The decimal numbers pyarrow's CSV reader (the pandas engine) accepts: optional sign, digits with
+# an optional point, optional exponent, surrounding blanks. Spark's own cast would also take hex,
+# Java's "1d"/"1f" suffixes and NaN/Infinity words, so only text matching this is cast. Values
+# must then be finite; Class must be 0 or 1 and Amount >= 0, as raw_data.read_raw_csv requires.
 NUMBER_PATTERN = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
-LABEL_PATTERN = r"^\s*[+]?[01](\.0*)?\s*$"
+_NUMBER_RE = re.compile(NUMBER_PATTERN, re.ASCII)
+_NON_FINITE_RE = re.compile(r"^\s*[+-]?(nan|inf|infinity)\s*$", re.ASCII | re.IGNORECASE)
+AMOUNT_COLUMN = "Amount"
 
+SPLIT_COLUMN = "split"  # the Hive partition column of the output: <output>/split=<name>/
 _POS = "_pos"
 _SPLIT = "_split"
 _CORRUPT = "_corrupt_record"
@@ -46,7 +53,23 @@ _MONO = "_mono"
 
 
 class DataValidationError(ValueError):
-    """The input is not a usable raw transactions file; the message names file, row and column."""
+    """The input is not a usable raw transactions file. Same fields and message as
+    fraud_assets.lib.raw_data.RawDataError (which the Spark engine turns this into): `row` is the
+    1-based data row, `column` a name or a tuple of names, `value` the offending text."""
+
+    def __init__(self, source: str, problem: str, *, row: int | None = None, column: Any = None, value: str | None = None):
+        self.source, self.problem, self.row, self.column, self.value = source, problem, row, column, value
+        where = []
+        if isinstance(column, tuple):
+            where.append("columns " + ", ".join(repr(c) for c in column))
+        elif column is not None:
+            where.append(f"column {column!r}")
+        if row is not None:
+            where.append(f"row {row}")
+        message = f"{source}: " + (", ".join(where) + ": " if where else "") + problem
+        if value is not None:
+            message += f" {value!r}"
+        super().__init__(message)
 
 
 # --------------------------------------------------------------------------- split assignment
@@ -82,24 +105,33 @@ def split_code_column(transaction_id, seed: int, ratios: Sequence[float]):
     return F.when(bucket < cut_train, 0).when(bucket < cut_validation, 1).otherwise(2).cast("tinyint")
 
 
+def split_path(output_dir: str, name: str) -> str:
+    return f"{output_dir.rstrip('/')}/{SPLIT_COLUMN}={name}"
+
+
 # --------------------------------------------------------------------------- reading
 
 
 def read_header(spark, input_path: str) -> list[str]:
-    """The header line's column names (the first line of the file, parsed as CSV)."""
+    """The header line's column names (the first line of the file, parsed as CSV), checked like
+    raw_data.read_raw_csv: every required column present once; other columns are ignored."""
     first = spark.read.text(input_path).limit(1).collect()
-    if not first:
-        raise DataValidationError(f"{input_path}: the file is empty (no header line)")
-    line = first[0][0].lstrip("\ufeff")  # a UTF-8 byte-order mark is not part of the first name
-    names = next(csv.reader([line]), [])
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise DataValidationError(f"{input_path}: column {name!r} appears twice in the header")
-        seen.add(name)
-    missing = [c for c in RAW_COLUMNS if c not in seen]
+    line = first[0][0].lstrip("\ufeff") if first else ""  # a byte-order mark is not part of a name
+    if not first or not line.strip():
+        raise DataValidationError(input_path, "empty file" if not first else "missing required columns (is the header row missing?)",
+                                  column=None if not first else tuple(RAW_COLUMNS))
+    names = next(csv.reader([line.rstrip("\r")]), [])
+    missing = tuple(c for c in RAW_COLUMNS if c not in names)
     if missing:
-        raise DataValidationError(f"{input_path}: missing required column(s) {', '.join(map(repr, missing))}; header has {names}")
+        hint = " (is the header row missing?)" if len(missing) == len(RAW_COLUMNS) else ""
+        raise DataValidationError(
+            input_path,
+            ("missing required columns" if len(missing) > 1 else "missing required column") + hint,
+            column=missing if len(missing) > 1 else missing[0],
+        )
+    duplicated = tuple(c for c in RAW_COLUMNS if names.count(c) > 1)
+    if duplicated:
+        raise DataValidationError(input_path, "required column appears more than once", column=duplicated[0])
     return names
 
 
@@ -127,6 +159,7 @@ def read_positioned(spark, input_path: str, header: Sequence[str]):
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", _CORRUPT)
         .option("multiLine", False)
+        .option("escape", '"')  # RFC 4180 "" inside quotes, as pyarrow reads it (Spark's default is \\)
         .csv(input_path)
         .select(
             "*",
@@ -138,7 +171,7 @@ def read_positioned(spark, input_path: str, header: Sequence[str]):
     blocks = rows.groupBy(_FILE, _BLOCK).agg(F.count(F.lit(1)).alias("n"), F.min(_MONO).alias("first")).collect()
     files = {b[_FILE] for b in blocks}
     if len(files) > 1:
-        raise DataValidationError(f"{input_path}: expected one CSV file, found {len(files)}; row positions would be ambiguous")
+        raise DataValidationError(input_path, f"expected one CSV file, found {len(files)}: row positions would be ambiguous")
     offsets, total = [], 0
     for block in sorted(blocks, key=lambda b: b[_BLOCK]):
         offsets.append((block[_BLOCK], block["first"], total))
@@ -151,40 +184,61 @@ def read_positioned(spark, input_path: str, header: Sequence[str]):
 
 
 def typed_columns(header: Sequence[str]):
-    """Typed RAW_COLUMNS plus `_bad`: the name of the first invalid column of the row, else null."""
+    """Typed RAW_COLUMNS (null where invalid) and a boolean column: is every required value valid?"""
     from pyspark.sql import functions as F
 
     index = {name: i for i, name in enumerate(header)}
-    typed, checks = [], []
+    typed, all_ok = [], F.lit(True)
     for name in RAW_COLUMNS:
         raw = F.col(f"_c{index[name]}")
-        pattern = LABEL_PATTERN if name == LABEL_COLUMN else NUMBER_PATTERN
-        ok = raw.isNotNull() & raw.rlike(pattern)
         # try_cast: the pattern already guarantees a number; ANSI mode must not turn a bad row we
         # are about to report into an anonymous cast error.
         value = raw.try_cast("double")
+        ok = raw.isNotNull() & raw.rlike(NUMBER_PATTERN) & ~F.isnan(value) & (F.abs(value) != float("inf"))
         if name == LABEL_COLUMN:
+            ok = ok & value.isin(0.0, 1.0)
             value = value.cast("bigint")
-        else:
-            ok = ok & ~F.isnan(value) & (F.abs(value) != float("inf"))  # decimal overflow such as 1e999
+        elif name == AMOUNT_COLUMN:
+            ok = ok & (value >= 0.0)
         typed.append(F.when(ok, value).alias(name))
-        checks.append((name, ok))
-    first_bad = F.lit(None).cast("string")
-    for name, ok in reversed(checks):
-        first_bad = F.when(~ok, F.lit(name)).otherwise(first_bad)
-    return typed, first_bad
+        all_ok = all_ok & F.coalesce(ok, F.lit(False))
+    return typed, all_ok
 
 
-def _describe_bad_row(spark_row, header: Sequence[str], input_path: str) -> str:
-    position = spark_row[_POS]
-    where = f"{input_path}: data row {position + 1} (line {position + 2})"
+def value_problem(name: str, raw: str | None) -> tuple[str, str] | None:
+    """(problem, value) for one cell, worded as raw_data.read_raw_csv words it; None if valid. The
+    same rules as typed_columns, run in Python on the one bad row that gets reported."""
+    if raw is None or not raw.strip():
+        return "empty value", ""
+    if _NON_FINITE_RE.match(raw):
+        return "non-finite value", str(float(raw))
+    if not _NUMBER_RE.match(raw):
+        return "non-numeric value", raw
+    value = float(raw)
+    if value != value or value in (float("inf"), float("-inf")):
+        return "non-finite value", str(value)
+    text = str(int(value)) if value.is_integer() else repr(value)
+    if name == LABEL_COLUMN and value not in (0.0, 1.0):
+        return "class label must be 0 or 1, got", text
+    if name == AMOUNT_COLUMN and value < 0:
+        return "negative amount", text
+    return None
+
+
+def _bad_row_error(spark_row, header: Sequence[str], input_path: str) -> DataValidationError:
+    row = spark_row[_POS] + 1
     if spark_row[_CORRUPT] is not None:
-        n_fields = len(next(csv.reader([spark_row[_CORRUPT]]), []))
-        return f"{where}: has {n_fields} fields, the header has {len(header)}"
-    column = spark_row["_bad"]
-    value = spark_row[f"_c{list(header).index(column)}"]
-    expected = "0 or 1" if column == LABEL_COLUMN else "a finite number"
-    return f"{where}: column {column!r}: value {value!r} is not {expected}"
+        text = spark_row[_CORRUPT]
+        n_fields = len(next(csv.reader([text]), []))
+        shown = text if len(text) <= 200 else text[:200] + "..."
+        return DataValidationError(
+            input_path, f"malformed row: expected {len(header)} fields, got {n_fields}:", row=row, value=shown
+        )
+    for name in sorted(RAW_COLUMNS, key=list(header).index):  # the leftmost bad column, in file order
+        found = value_problem(name, spark_row[f"_c{list(header).index(name)}"])
+        if found is not None:
+            return DataValidationError(input_path, found[0], row=row, column=name, value=found[1])
+    return DataValidationError(input_path, "invalid row", row=row)  # unreachable while the rules agree
 
 
 # --------------------------------------------------------------------------- the job
@@ -199,10 +253,10 @@ def prepare_splits_spark(
     *,
     expected_records: int | None = None,
 ) -> dict[str, Any]:
-    """Read the raw CSV, validate it, assign transactionIds and splits, write one parquet dataset per
-    split under `output_dir/<split>/`. Returns the stage summary (the shape of
+    """Read the raw CSV, validate it, assign transactionIds and splits, write the parquet splits
+    under `output_dir/split=<name>/`. Returns the stage summary (the shape of
     `splits.split_summary`, plus each split's path). Raises DataValidationError naming the file,
-    row and column of the first bad record (in file order)."""
+    row, column and value of the first problem, as raw_data.read_raw_csv does."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -211,51 +265,54 @@ def prepare_splits_spark(
     header = read_header(spark, input_path)
     positioned, total = read_positioned(spark, input_path, header)
     if total == 0:
-        raise DataValidationError(f"{input_path}: no data rows below the header")
+        raise DataValidationError(input_path, "no data rows")
     if expected_records is not None and total != expected_records:
-        raise DataValidationError(f"{input_path}: {total} records, expected {expected_records}")
+        raise DataValidationError(input_path, f"record count {total} differs from the expected {expected_records}")
 
-    typed, first_bad = typed_columns(header)
+    typed, all_ok = typed_columns(header)
     prepared = positioned.select(
         _POS, *typed, split_code_column(transaction_id_column(F.col(_POS)), seed, ratios).alias(_SPLIT),
-        first_bad.alias("_bad"), *[f"_c{i}" for i in range(len(header))], _CORRUPT,
+        all_ok.alias("_ok"), *[f"_c{i}" for i in range(len(header))], _CORRUPT,
     )
-    invalid = F.col("_bad").isNotNull() | F.col(_CORRUPT).isNotNull()
-    # Cached so the CSV is parsed once more only: the aggregate below fills the cache, the three
-    # writes read it. The raw strings stay only for the error message of a bad row.
+    malformed = F.col(_CORRUPT).isNotNull()
+    # Cached so the CSV is parsed once more only: the aggregate below fills the cache, the write
+    # reads it. The raw strings stay only for the error message of a bad row.
     prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         stats = prepared.agg(
             F.count(F.lit(1)).alias("rows"),
-            F.min(F.when(invalid, F.col(_POS))).alias("first_invalid"),
+            F.min(F.when(malformed, F.col(_POS))).alias("first_malformed"),
+            F.min(F.when(~F.col("_ok"), F.col(_POS))).alias("first_invalid"),
             *[F.count(F.when(F.col(_SPLIT) == i, 1)).alias(f"rows_{i}") for i in range(3)],
-            *[F.sum(F.when((F.col(_SPLIT) == i) & ~invalid, F.col(LABEL_COLUMN))).alias(f"fraud_{i}") for i in range(3)],
+            *[F.sum(F.when(F.col(_SPLIT) == i, F.col(LABEL_COLUMN))).alias(f"fraud_{i}") for i in range(3)],
         ).first()
-        if stats["first_invalid"] is not None:
-            bad = prepared.where(F.col(_POS) == stats["first_invalid"]).first()
-            raise DataValidationError(_describe_bad_row(bad, header, input_path))
+        # Malformed rows first, then the first bad value: the order raw_data reports them in.
+        first_bad = stats["first_malformed"] if stats["first_malformed"] is not None else stats["first_invalid"]
+        if first_bad is not None:
+            raise _bad_row_error(prepared.where(F.col(_POS) == first_bad).first(), header, input_path)
         if stats["rows"] != total:  # the two passes over the file must agree
-            raise DataValidationError(f"{input_path}: counted {total} records, then {stats['rows']}")
+            raise DataValidationError(input_path, f"counted {total} records, then {stats['rows']}")
 
-        clean = prepared.select(_POS, *RAW_COLUMNS, _SPLIT)
         summary: dict[str, Any] = {"recordCount": total, "splits": {}, "seed": seed, "ratios": list(ratios), "engine": "spark"}
         base = output_dir.rstrip("/")
+        names = F.element_at(F.array(*[F.lit(n) for n in SPLITS]), F.col(_SPLIT).cast("int") + 1)
+        # One job writes all three splits (Hive layout split=<name>/), each part file in file order.
+        (
+            prepared.select(transaction_id_column(F.col(_POS)).alias(TRANSACTION_ID), *RAW_COLUMNS, names.alias(SPLIT_COLUMN), _POS)
+            .sortWithinPartitions(SPLIT_COLUMN, _POS)
+            .drop(_POS)
+            .write.mode("overwrite")
+            .partitionBy(SPLIT_COLUMN)
+            .parquet(base)
+        )
         for i, name in enumerate(SPLITS):
-            path = f"{base}/{name}"
-            (
-                clean.where(F.col(_SPLIT) == i)
-                .sortWithinPartitions(_POS)
-                .select(transaction_id_column(F.col(_POS)).alias(TRANSACTION_ID), *RAW_COLUMNS)
-                .write.mode("overwrite")
-                .parquet(path)
-            )
             rows, fraud = int(stats[f"rows_{i}"]), int(stats[f"fraud_{i}"] or 0)
             summary["splits"][name] = {
                 "rows": rows,
                 "fraudCount": fraud,
                 "fraudRate": fraud / rows if rows else 0.0,
                 "fraction": rows / total,
-                "path": path,
+                "path": split_path(base, name),  # absent when the split is empty
             }
         return summary
     finally:
@@ -271,7 +328,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     leave the rest, as awsglue.utils.getResolvedOptions would, without needing awsglue."""
     parser = argparse.ArgumentParser(prog="fraud_data_prep", allow_abbrev=False)
     parser.add_argument("--input", required=True, help="the raw CSV (s3:// on Glue, a local path in local mode)")
-    parser.add_argument("--output", required=True, help="prefix that receives <split>/part-*.parquet")
+    parser.add_argument("--output", required=True, help="prefix that receives split=<name>/part-*.parquet")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--ratios", default=",".join(str(r) for r in DEFAULT_RATIOS), help="train,validation,test")
     parser.add_argument("--expected-records", type=int, default=None)

@@ -62,6 +62,21 @@ class SseS3ContextInjector(PipesS3ContextInjector):
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
 
+def job_definition_drifted(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether get_job's answer differs from the definition we want. Glue returns extra fields
+    (and may add keys inside Command), so only what we set is compared."""
+    for key, value in wanted.items():
+        if key == "Description":
+            continue
+        have = current.get(key)
+        if isinstance(value, dict):
+            if not isinstance(have, dict) or any(have.get(k) != v for k, v in value.items()):
+                return True
+        elif have != value:
+            return True
+    return False
+
+
 class DataPrepEngine(ConfigurableResource):
     """Runs the data-prep transformation on the configured engine and returns the splits as pandas
     frames (train, validation, test; transactionId first, then the raw columns, in file order)."""
@@ -83,6 +98,10 @@ class DataPrepEngine(ConfigurableResource):
     glue_timeout_minutes: int = 60
     glue_max_concurrent_runs: int = Field(default=4, description="Room for backfills and retries to overlap.")
     glue_python_modules: str = Field(default="dagster-pipes==1.13.27", description="--additional-python-modules for the job.")
+    glue_security_configuration: str = Field(
+        default="fraud-detection-sse-s3",
+        description="Glue security configuration (created when missing) so the job's own S3 writes are SSE-S3 encrypted.",
+    )
     glue_bucket: Optional[str] = Field(
         default=None, description="Bucket for the job's output and the Pipes context (default: the workflow bucket)."
     )
@@ -151,6 +170,7 @@ class DataPrepEngine(ConfigurableResource):
             "ExecutionProperty": {"MaxConcurrentRuns": self.glue_max_concurrent_runs},
             "MaxRetries": 0,  # Dagster owns retries; a silent Glue retry would hide a failure
             "Timeout": self.glue_timeout_minutes,
+            "SecurityConfiguration": self.glue_security_configuration,
             "GlueVersion": self.glue_version,
             "WorkerType": self.glue_worker_type,
             "NumberOfWorkers": self.glue_number_of_workers,
@@ -160,16 +180,32 @@ class DataPrepEngine(ConfigurableResource):
         uri = S3Uri.parse(self.glue_script_uri)
         return put_bytes(s3_client, uri.bucket, uri.key, prep_engines.DATA_PREP_SCRIPT.read_bytes(), "text/x-python")
 
+    def ensure_security_configuration(self, glue_client) -> None:
+        """Spark on Glue writes through EMRFS, not put_bytes: SSE for those writes comes from the
+        job's security configuration."""
+        try:
+            glue_client.get_security_configuration(Name=self.glue_security_configuration)
+        except glue_client.exceptions.EntityNotFoundException:
+            glue_client.create_security_configuration(
+                Name=self.glue_security_configuration,
+                EncryptionConfiguration={
+                    "S3Encryption": [{"S3EncryptionMode": "SSE-S3"}],
+                    "CloudWatchEncryption": {"CloudWatchEncryptionMode": "DISABLED"},
+                    "JobBookmarksEncryption": {"JobBookmarksEncryptionMode": "DISABLED"},
+                },
+            )
+
     def ensure_glue_job(self, glue_client) -> str:
         """Create the job when missing; update it when its definition drifted from this config.
         Returns "created", "updated" or "unchanged"."""
+        self.ensure_security_configuration(glue_client)
         wanted = self.glue_job_definition()
         try:
             current = glue_client.get_job(JobName=self.glue_job_name)["Job"]
         except glue_client.exceptions.EntityNotFoundException:
             glue_client.create_job(Name=self.glue_job_name, **wanted)
             return "created"
-        if any(current.get(k) != v for k, v in wanted.items() if k != "Description"):
+        if job_definition_drifted(current, wanted):
             glue_client.update_job(JobName=self.glue_job_name, JobUpdate=wanted)
             return "updated"
         return "unchanged"

@@ -70,8 +70,10 @@ def prepare_with_spark(
     workdir: str | Path | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The Glue script's transformation on a local Spark session. The CSV is staged to a local file
-    first: pyspark ships no s3a connector jars, so Spark cannot read the bucket itself. Validation
-    errors come back as the script's DataValidationError (a ValueError)."""
+    first: pyspark ships no s3a connector jars, so Spark cannot read the bucket itself. A bad file
+    raises RawDataError naming `source` (not the staged copy), as the pandas engine does."""
+    from fraud_assets.lib.raw_data import RawDataError
+
     ratios = tuple(ratios)
     validate_ratios(ratios)
     script = load_glue_script(DATA_PREP_SCRIPT)
@@ -82,13 +84,17 @@ def prepare_with_spark(
         input_path = Path(tmp) / (_SOURCE_NAME.sub("_", Path(str(source)).name)[:100] or "input.csv")
         input_path.write_bytes(csv_bytes)
         output_dir = Path(tmp) / "splits"
-        script.prepare_splits_spark(spark, str(input_path), str(output_dir), int(seed), ratios)
-        return {name: read_split_parquet_dir(output_dir / name) for name in SPLITS}
+        try:
+            script.prepare_splits_spark(spark, str(input_path), str(output_dir), int(seed), ratios)
+        except script.DataValidationError as err:
+            raise RawDataError(str(source), err.problem, row=err.row, column=err.column, value=err.value) from None
+        return {name: read_split_parquet_dir(Path(script.split_path(str(output_dir), name))) for name in SPLITS}
 
 
 def read_split_parquet_dir(path: Path) -> pd.DataFrame:
-    """A split written by Spark (a directory of part files) as the pandas engine's frame."""
-    files = sorted(p for p in Path(path).glob("*.parquet") if not p.name.startswith(("_", ".")))
+    """A split written by Spark (a directory of part files; none for an empty split) as the pandas
+    engine's frame."""
+    files = sorted(p for p in Path(path).glob("*.parquet") if not p.name.startswith(("_", "."))) if Path(path).is_dir() else []
     return split_frame_from_tables([pq.read_table(p) for p in files])
 
 
@@ -135,11 +141,15 @@ def glue_output_uri(bucket: str, run_id: str, stage: str = "glue_data_prep") -> 
 
 
 def read_splits_from_s3(s3, output_uri: str) -> dict[str, pd.DataFrame]:
-    """The Glue job's `<output>/<split>/part-*.parquet` objects as the pandas engine's frames."""
+    """The Glue job's `<output>/split=<name>/part-*.parquet` objects as the pandas engine's frames.
+    The job leaves `_SUCCESS` at the top when its write committed; without it the output is partial."""
     base = S3Uri.parse(output_uri.rstrip("/"))
+    if not _list_keys(s3, base.bucket, f"{base.key}/_SUCCESS"):
+        raise FileNotFoundError(f"{base}/_SUCCESS is missing: the Glue job's output did not commit")
+    script = load_glue_script(DATA_PREP_SCRIPT)
     frames = {}
     for name in SPLITS:
-        prefix = f"{base.key}/{name}/"
+        prefix = S3Uri.parse(script.split_path(str(base), name)).key + "/"
         tables = []
         for key in _list_keys(s3, base.bucket, prefix):
             leaf = key[len(prefix) :]
@@ -147,8 +157,6 @@ def read_splits_from_s3(s3, output_uri: str) -> dict[str, pd.DataFrame]:
                 continue
             body = s3.get_object(Bucket=base.bucket, Key=key)["Body"].read()
             tables.append(pq.read_table(pa.BufferReader(body)))
-        if not tables:
-            raise FileNotFoundError(f"no parquet under {S3Uri(base.bucket, prefix)}: the Glue job wrote no {name} split")
         frames[name] = split_frame_from_tables(tables)
     return frames
 
