@@ -23,7 +23,9 @@ Errors are shaped for botocore's rest-json parser (`x-amzn-ErrorType` header plu
 so callers get a readable ClientError: `ValidationError` for what SageMaker Runtime itself
 rejects (unknown endpoint 400, body over 6 MiB 413) and `ModelError` for what the container
 rejects (415 unsupported content type, 406 unsupported Accept, 400 malformed rows), with the
-container's status kept as the HTTP status and in `OriginalStatusCode`.
+container's status kept as the HTTP status and in `OriginalStatusCode`. An endpoint whose model
+cannot be loaded (missing artifact, no `xgboost-model`, not xgboost JSON) answers ModelError 424,
+AWS's status for it, which botocore does not retry.
 """
 
 from __future__ import annotations
@@ -62,21 +64,28 @@ ACCEPT_TYPES = ("text/csv", "application/json", "application/jsonlines")
 
 
 class InvocationError(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, original_status: int | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.original_status = original_status or status
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"__type": self.code, "message": self.message, "Message": self.message}
         if self.code == "ModelError":
-            body.update(OriginalStatusCode=self.status, OriginalMessage=self.message)
+            body.update(OriginalStatusCode=self.original_status, OriginalMessage=self.message)
         return body
 
 
 def _model_error(status: int, message: str) -> InvocationError:
     return InvocationError(status, "ModelError", message)
+
+
+def _artifact_error(message: str) -> InvocationError:
+    # The endpoint's model cannot be loaded: AWS's ModelError status (424), which botocore does not
+    # retry, unlike a 500.
+    return InvocationError(424, "ModelError", message, original_status=500)
 
 
 def _validation_error(message: str, status: int = 400) -> InvocationError:
@@ -158,16 +167,21 @@ class EndpointResolver:
         return desc
 
     def _resolve_slow(self, name: str, key: tuple[str, str]) -> EndpointState:
-        config = self._sm.describe_endpoint_config(EndpointConfigName=key[0])
-        variants = config.get("ProductionVariants") or []
-        if not variants:
-            raise _validation_error(f"Endpoint {name}: endpoint config {key[0]} has no production variant.")
-        variant = variants[0]
-        model = self._sm.describe_model(ModelName=variant["ModelName"])
+        try:
+            # AWS lets a config or model be deleted while an endpoint still runs it; here that
+            # leaves nothing to serve, so say which link of the chain is missing.
+            config = self._sm.describe_endpoint_config(EndpointConfigName=key[0])
+            variants = config.get("ProductionVariants") or []
+            if not variants:
+                raise _validation_error(f"Endpoint {name}: endpoint config {key[0]} has no production variant.")
+            variant = variants[0]
+            model = self._sm.describe_model(ModelName=variant["ModelName"])
+        except self._sm.exceptions.ClientError as err:
+            raise _artifact_error(f"Endpoint {name}: cannot find what it runs: {err}") from None
         container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
         url = container.get("ModelDataUrl")
         if not url:
-            raise _model_error(500, f"Model {variant['ModelName']} has no ModelDataUrl; nothing to serve.")
+            raise _artifact_error(f"Model {variant['ModelName']} has no ModelDataUrl; nothing to serve.")
         return EndpointState(
             key=key,
             model_name=variant["ModelName"],
@@ -182,11 +196,11 @@ class EndpointResolver:
         try:
             uri = S3Uri.parse(url)
         except InvalidKeyError as err:
-            raise _model_error(500, f"ModelDataUrl {url!r} is not usable: {err}") from None
+            raise _artifact_error(f"ModelDataUrl {url!r} is not usable: {err}") from None
         try:
             etag = self._s3.head_object(Bucket=uri.bucket, Key=uri.key)["ETag"]
         except self._s3.exceptions.ClientError as err:
-            raise _model_error(500, f"Could not read the model artifact {url}: {err}") from None
+            raise _artifact_error(f"Could not read the model artifact {url}: {err}") from None
         cached = self._models.get((url, etag))
         if cached is not None:
             self._models.move_to_end((url, etag))
@@ -208,20 +222,20 @@ def load_model_archive(data: bytes, url: str = "", etag: str = "") -> LoadedMode
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
             members = [m for m in tar.getmembers() if m.isfile() and m.name.rsplit("/", 1)[-1] == MODEL_FILE]
             if not members:
-                raise _model_error(500, f"{url}: the archive has no {MODEL_FILE!r} file")
+                raise _artifact_error(f"{url}: the archive has no {MODEL_FILE!r} file")
             if members[0].size > MAX_MODEL_BYTES:
-                raise _model_error(500, f"{url}: {MODEL_FILE} is {members[0].size} bytes, over the limit")
+                raise _artifact_error(f"{url}: {MODEL_FILE} is {members[0].size} bytes, over the limit")
             raw = tar.extractfile(members[0]).read()  # type: ignore[union-attr]
     except tarfile.TarError as err:
-        raise _model_error(500, f"{url}: not a readable model.tar.gz: {err}") from None
+        raise _artifact_error(f"{url}: not a readable model.tar.gz: {err}") from None
     if raw[:1] not in (b"{", b"["):
         # JSON starts with '{', UBJSON with '{' too; anything else (a pickle, say) is refused.
-        raise _model_error(500, f"{url}: {MODEL_FILE} is not an xgboost JSON/UBJSON model (pickles are refused)")
+        raise _artifact_error(f"{url}: {MODEL_FILE} is not an xgboost JSON/UBJSON model (pickles are refused)")
     booster = xgb.Booster()
     try:
         booster.load_model(bytearray(raw))
     except xgb.core.XGBoostError as err:
-        raise _model_error(500, f"{url}: xgboost could not load {MODEL_FILE}: {err}") from None
+        raise _artifact_error(f"{url}: xgboost could not load {MODEL_FILE}: {err}") from None
     n = booster.num_features()
     names = [f"f{i}" for i in range(n)]
     convert = pacsv.ConvertOptions(column_types={c: pa.float32() for c in names})
