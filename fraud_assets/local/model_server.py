@@ -83,9 +83,9 @@ def _model_error(status: int, message: str) -> InvocationError:
 
 
 def _artifact_error(message: str) -> InvocationError:
-    # The endpoint's model cannot be loaded: AWS's ModelError status (424), which botocore does not
-    # retry, unlike a 500.
-    return InvocationError(424, "ModelError", message, original_status=500)
+    # The endpoint's model cannot be loaded: AWS's ModelError status (424), and 424 as the original
+    # status too, not a 5xx, so no client retries what no retry can fix.
+    return InvocationError(424, "ModelError", message)
 
 
 def _validation_error(message: str, status: int = 400) -> InvocationError:
