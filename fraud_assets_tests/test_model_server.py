@@ -162,3 +162,18 @@ def test_archive_without_an_xgboost_json_model_is_refused() -> None:
         load_model_archive(tar_with("xgboost-model", b"\x80\x04\x95 a pickle"))
     with pytest.raises(InvocationError, match="no 'xgboost-model'"):
         load_model_archive(tar_with("model.json", b"{}"))
+
+
+def test_missing_artifact_is_a_model_error_not_retried(aws: LocalStack) -> None:
+    sm = boto3.client("sagemaker")
+    sm.create_model(ModelName="m-missing", ExecutionRoleArn=NAMES.sagemaker_role_arn,
+                    PrimaryContainer={"Image": NAMES.xgboost_image_uri,
+                                      "ModelDataUrl": f"s3://{NAMES.models_bucket}/nothing/model.tar.gz"})
+    sm.create_endpoint_config(EndpointConfigName="c-missing", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "m-missing", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_endpoint(EndpointName="e-missing", EndpointConfigName="c-missing")
+    err = _error(b"1\n", endpoint="e-missing")
+    assert err.response["Error"]["Code"] == "ModelError"
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert err.response["ResponseMetadata"]["RetryAttempts"] == 0
+    assert "nothing/model.tar.gz" in err.response["Error"]["Message"]
