@@ -1,0 +1,251 @@
+"""The Glue engine against moto: script upload with SSE, job (and security configuration) created
+with the right definition, the run started through dagster-aws's PipesGlueClient with our
+arguments, the job's counts back over Pipes (CloudWatch), and the output parquet read back.
+
+moto's Glue records jobs and runs but executes nothing (a run is SUCCEEDED as soon as it is asked
+about; get_job_run says LogGroupName "test/log"). `FakeGlue` stands in for the service: hooked on
+the client's StartJobRun, it downloads the script the engine uploaded, runs its entry point
+in-process with the argv Glue would give it (default + run arguments + Glue's own), stages S3 in
+and out (local Spark has no s3 connector, on Glue EMRFS does this), and ships the script's stdout
+to the run's CloudWatch stream `<LogGroupName>/output/<run id>`, where Glue puts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from dagster import MaterializeResult, asset, materialize
+
+from fraud_assets.defs.engines import DataPrepEngine, job_definition_drifted
+from fraud_assets.lib import prep_engines
+from fraud_assets.lib.config import PlatformNames
+from fraud_assets.lib.splits import DEFAULT_RATIOS, SPLITS
+from fraud_assets.lib.storage import SSE, InvalidKeyError, S3Uri, put_bytes
+
+pytestmark = pytest.mark.xdist_group("spark")
+
+NAMES = PlatformNames.from_env()
+RAW_URI = f"s3://{NAMES.data_bucket}/raw/creditcard.csv"
+prep = prep_engines.load_glue_script(prep_engines.DATA_PREP_SCRIPT)
+
+
+# --------------------------------------------------------------------------- no Spark needed
+
+
+def test_glue_argv_is_parsed_past_glues_own_arguments():
+    argv = [
+        "--JOB_ID", "j_1", "--JOB_RUN_ID", "jr_1", "--JOB_NAME", "fraud-data-prep",
+        "--input", "s3://b/raw/creditcard.csv", "--output", "s3://w/executions/r/glue_data_prep",
+        "--seed", "-3", "--TempDir", "s3://t/tmp/", "--job-bookmark-option", "job-bookmark-disable",
+        "--dagster-pipes-context", "eJyrVg==", "--dagster-pipes-messages", "eJyrVg==",
+    ]  # fmt: skip
+    args = prep.parse_args(argv)
+    assert (args.input, args.output, args.seed, args.ratios) == ("s3://b/raw/creditcard.csv", "s3://w/executions/r/glue_data_prep", -3, DEFAULT_RATIOS)
+    assert prep._pipes_args(argv) == {"DAGSTER_PIPES_CONTEXT": "eJyrVg==", "DAGSTER_PIPES_MESSAGES": "eJyrVg=="}
+    assert prep._pipes_args(["--input", "x"]) == {}
+    with pytest.raises(ValueError, match="ratios"):
+        prep.parse_args([*argv, "--ratios", "0.5,0.5,0.5"])
+    # Launched without Pipes (a plain Glue run or locally), the script needs no dagster_pipes.
+    with prep.pipes_session(["--input", "x"]) as pipes:
+        assert pipes is None
+
+
+def test_job_arguments_and_output_location_are_validated():
+    args = prep_engines.glue_job_arguments(RAW_URI, "s3://bucket-x/executions/r1/glue_data_prep/", 7, (0.8, 0.1, 0.1))
+    assert args == {"--input": RAW_URI, "--output": "s3://bucket-x/executions/r1/glue_data_prep", "--seed": "7", "--ratios": "0.8,0.1,0.1"}
+    assert prep.parse_args([k_v for kv in args.items() for k_v in kv]).ratios == (0.8, 0.1, 0.1)
+    for bad in ("s3://bucket-x/../etc", "file:///etc/passwd", "s3://Bad_Bucket/k"):
+        with pytest.raises(InvalidKeyError):
+            prep_engines.glue_job_arguments(bad, "s3://bucket-x/out", 7)
+    with pytest.raises(ValueError, match="ratios"):
+        prep_engines.glue_job_arguments(RAW_URI, "s3://bucket-x/out", 7, (0.9, 0.2, 0.1))
+    assert prep_engines.glue_output_uri("wf-bucket", "abc-123") == "s3://wf-bucket/executions/abc-123/glue_data_prep"
+    for run_id in ("../x", "a/b", ""):
+        with pytest.raises(InvalidKeyError):
+            prep_engines.glue_output_uri("wf-bucket", run_id)
+
+
+def test_job_definition_drift_compares_only_what_we_set():
+    wanted = DataPrepEngine(engine="glue").glue_job_definition()
+    returned = {**wanted, "Name": "fraud-data-prep", "CreatedOn": 0, "Command": {**wanted["Command"], "Runtime": "x"}, "Description": "edited"}
+    assert not job_definition_drifted(returned, wanted)
+    assert job_definition_drifted({**returned, "NumberOfWorkers": 10}, wanted)
+    assert job_definition_drifted({**returned, "Command": {**wanted["Command"], "ScriptLocation": "s3://b/old.py"}}, wanted)
+    assert job_definition_drifted({k: v for k, v in returned.items() if k != "SecurityConfiguration"}, wanted)
+    with pytest.raises(ValueError, match=r"\.py"):
+        DataPrepEngine(engine="glue", glue_script_uri="s3://bucket-b/script.txt").glue_job_definition()
+
+
+def test_script_upload_is_encrypted_and_job_created_once(aws):
+    s3, glue = boto3.client("s3"), boto3.client("glue")
+    engine = DataPrepEngine(engine="glue", glue_number_of_workers=5)
+    uri = engine.upload_script(s3)
+    head = s3.head_object(Bucket=uri.bucket, Key=uri.key)
+    assert head["ServerSideEncryption"] == SSE
+    assert s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read() == prep_engines.DATA_PREP_SCRIPT.read_bytes()
+
+    assert engine.ensure_glue_job(glue) == "created"
+    job = glue.get_job(JobName="fraud-data-prep")["Job"]
+    assert job["Command"] == {"Name": "glueetl", "ScriptLocation": str(uri), "PythonVersion": "3"}
+    assert job["Role"] == engine.glue_role_arn
+    assert (job["GlueVersion"], job["WorkerType"], job["NumberOfWorkers"]) == ("5.0", "G.1X", 5)
+    assert job["DefaultArguments"]["--additional-python-modules"] == "dagster-pipes==1.13.27"
+    assert job["MaxRetries"] == 0 and job["ExecutionProperty"] == {"MaxConcurrentRuns": 4}
+    assert job["SecurityConfiguration"] == "fraud-detection-sse-s3"
+    security = glue.get_security_configuration(Name="fraud-detection-sse-s3")["SecurityConfiguration"]
+    assert security["EncryptionConfiguration"]["S3Encryption"] == [{"S3EncryptionMode": "SSE-S3"}]
+    assert engine.ensure_glue_job(glue) == "unchanged"
+
+
+# --------------------------------------------------------------------------- the whole Glue path
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("fraud-assets-glue-engine")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+class FakeGlue:
+    """AWS Glue's part of a job run, on top of moto's bookkeeping."""
+
+    def __init__(self, glue, s3, logs, spark):
+        self.glue, self.s3, self.logs, self.spark = glue, s3, logs, spark
+        self.runs: list[dict[str, Any]] = []
+        glue.meta.events.register("provide-client-params.glue.StartJobRun", self._remember)
+        glue.meta.events.register("after-call.glue.StartJobRun", self._run)
+        self._pending: dict[str, Any] = {}
+
+    def _remember(self, params, **_):
+        self._pending = dict(params)
+
+    def _run(self, parsed, **_):
+        run_id, job_name = parsed["JobRunId"], self._pending["JobName"]
+        job = self.glue.get_job(JobName=job_name)["Job"]
+        arguments = {**job.get("DefaultArguments", {}), **self._pending.get("Arguments", {})}
+        glue_own = {"--JOB_ID": "j_fake", "--JOB_RUN_ID": run_id, "--JOB_NAME": job_name, "--TempDir": "s3://aws-glue-temp/", "--job-bookmark-option": "job-bookmark-disable"}
+        script = S3Uri.parse(job["Command"]["ScriptLocation"])
+        with tempfile.TemporaryDirectory() as tmp:
+            # Run the object Glue would run: the uploaded bytes, loaded on their own.
+            script_path = Path(tmp) / "script.py"
+            script_path.write_bytes(self.s3.get_object(Bucket=script.bucket, Key=script.key)["Body"].read())
+            spec = importlib.util.spec_from_file_location(f"uploaded_{run_id[:12]}", script_path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            # EMRFS stand-in: the input comes down, the output goes up (encrypted, as the job's
+            # security configuration makes EMRFS do).
+            source, target = S3Uri.parse(arguments["--input"]), S3Uri.parse(arguments["--output"])
+            local_in, local_out = Path(tmp) / "input.csv", Path(tmp) / "output"
+            local_in.write_bytes(self.s3.get_object(Bucket=source.bucket, Key=source.key)["Body"].read())
+            local_args = {**glue_own, **arguments, "--input": str(local_in), "--output": str(local_out)}
+            argv = [token for pair in local_args.items() for token in pair]
+            stdout = io.StringIO()
+            with contextlib.redirect_stdout(stdout):
+                module.main(argv, spark=self.spark)
+            for path in sorted(local_out.rglob("*")):
+                if path.is_file() and not path.name.endswith(".crc"):
+                    key = f"{target.key}/{path.relative_to(local_out).as_posix()}"
+                    put_bytes(self.s3, target.bucket, key, path.read_bytes())
+        run = self.glue.get_job_run(JobName=job_name, RunId=run_id)["JobRun"]
+        group, stream = f"{run['LogGroupName']}/output", run_id
+        with contextlib.suppress(self.logs.exceptions.ResourceAlreadyExistsException):
+            self.logs.create_log_group(logGroupName=group)
+        self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        now = int(time.time() * 1000)
+        lines = [line for line in stdout.getvalue().splitlines() if line.strip()]
+        self.logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": now, "message": line} for line in lines])
+        self.runs.append({"run_id": run_id, "arguments": dict(self._pending.get("Arguments", {})), "stdout": lines})
+
+
+@pytest.mark.spark
+def test_glue_engine_end_to_end_through_pipes(aws, spark):
+    synthetic = pytest.importorskip("fraud_assets.lib.synthetic")
+    csv = synthetic.to_csv_bytes(synthetic.generate_transactions(3000, 0.02, seed=5))
+    s3, glue, logs = boto3.client("s3"), boto3.client("glue"), boto3.client("logs")
+    put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv, "text/csv")
+    fake = FakeGlue(glue, s3, logs, spark)
+    engine = DataPrepEngine(engine="glue")
+    captured: dict[str, Any] = {}
+
+    @asset
+    def glue_prepared(context, data_prep_engine: DataPrepEngine):
+        captured["run_id"] = context.run_id
+        captured["result"] = data_prep_engine.prepare_detailed(context, s3, RAW_URI, 42, DEFAULT_RATIOS, glue_client=glue, logs_client=logs)
+        # A step that opened a Pipes session must emit typed results (prepared_splits yields Outputs).
+        return MaterializeResult(metadata=captured["result"].metadata)
+
+    result = materialize([glue_prepared], resources={"data_prep_engine": engine})
+    assert result.success
+
+    # The run: one job run with our arguments plus the Pipes bootstrap.
+    assert len(fake.runs) == 1
+    run = fake.runs[0]
+    output_uri = f"s3://{NAMES.workflow_bucket}/executions/{captured['run_id']}/glue_data_prep"
+    assert {k: v for k, v in run["arguments"].items() if not k.startswith("--dagster-pipes")} == {
+        "--input": RAW_URI, "--output": output_uri, "--seed": "42", "--ratios": "0.7,0.15,0.15"
+    }  # fmt: skip
+    assert {"--dagster-pipes-context", "--dagster-pipes-messages"} <= set(run["arguments"])
+    assert any("__dagster_pipes_version" in line for line in run["stdout"])  # messages went to stdout
+
+    # What came back equals the pandas engine, and the job's own counts arrived over Pipes.
+    prepared = captured["result"]
+    expected = prep_engines.prepare_with_pandas(csv, RAW_URI, 42, DEFAULT_RATIOS)
+    for name in SPLITS:
+        import pandas as pd
+
+        pd.testing.assert_frame_equal(prepared.frames[name], expected[name], check_exact=True)
+    assert prepared.metadata["glue_reported_counts"].value == {name: len(expected[name]) for name in SPLITS}
+    assert prepared.metadata["AWS Glue Job Run ID"].value == run["run_id"]
+    assert prepared.metadata["engine"] == "glue"
+
+    # Every object the run left behind is encrypted; the Pipes context object is gone.
+    listed = s3.list_objects_v2(Bucket=NAMES.workflow_bucket).get("Contents", [])
+    assert not [o["Key"] for o in listed if o["Key"].startswith("pipes/")]
+    outputs = [o["Key"] for o in listed if o["Key"].startswith(f"executions/{captured['run_id']}/glue_data_prep/")]
+    assert any(k.endswith("/_SUCCESS") for k in outputs) and any("split=train/" in k for k in outputs)
+    for key in outputs:
+        assert s3.head_object(Bucket=NAMES.workflow_bucket, Key=key)["ServerSideEncryption"] == SSE
+    script = S3Uri.parse(engine.glue_script_uri)
+    assert s3.head_object(Bucket=script.bucket, Key=script.key)["ServerSideEncryption"] == SSE
+
+
+@pytest.mark.spark
+def test_reading_back_refuses_uncommitted_or_short_output(aws, spark, tmp_path):
+    s3 = boto3.client("s3")
+    out = f"s3://{NAMES.workflow_bucket}/executions/r1/glue_data_prep"
+    with pytest.raises(FileNotFoundError, match="_SUCCESS"):
+        prep_engines.read_splits_from_s3(s3, out)
+    csv = b"Time," + ",".join(f"V{i}" for i in range(1, 29)).encode() + b",Amount,Class\n"
+    csv += b"".join(f"{i},{','.join(['1'] * 28)},2.5,{i % 2}\n".encode() for i in range(30))
+    (tmp_path / "in.csv").write_bytes(csv)
+    summary = prep.prepare_splits_spark(spark, str(tmp_path / "in.csv"), str(tmp_path / "out"), 1)
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file() and not path.name.endswith(".crc"):
+            put_bytes(s3, NAMES.workflow_bucket, f"executions/r1/glue_data_prep/{path.relative_to(tmp_path / 'out').as_posix()}", path.read_bytes())
+    frames = prep_engines.read_splits_from_s3(s3, out)
+    prep_engines.check_against_summary(frames, summary)
+    assert sum(len(f) for f in frames.values()) == 30
+    short = {**summary, "splits": {**summary["splits"], "train": {**summary["splits"]["train"], "rows": summary["splits"]["train"]["rows"] + 1}}}
+    with pytest.raises(RuntimeError, match="train split"):
+        prep_engines.check_against_summary(frames, short)
