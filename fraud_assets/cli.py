@@ -39,6 +39,9 @@ def _dagster_home() -> None:
     if not os.environ.get("DAGSTER_HOME"):
         home = (STATE_ROOT / "dagster_home").resolve()
         home.mkdir(parents=True, exist_ok=True)
+        config = home / "dagster.yaml"
+        if not config.exists():  # an explicit (default) instance; no telemetry from a local run
+            config.write_text("telemetry:\n  enabled: false\n")
         os.environ["DAGSTER_HOME"] = str(home)
 
 

@@ -11,6 +11,8 @@ from dagster import DagsterInstance
 from fraud_assets.lib.metrics import HEADLINE_METRICS
 
 Announce = Callable[[str], None]
+# Dagster's console logger prints every event at DEBUG; the CLI prints its own summary instead.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _materializations(result) -> dict[str, dict]:
@@ -47,7 +49,7 @@ def run_training(instance: DagsterInstance, announce: Announce) -> dict:
     from fraud_assets.definitions import defs
 
     announce("Materialising the training graph (training_job) ...")
-    result = defs.resolve_job_def("training_job").execute_in_process(instance=instance, raise_on_error=False)
+    result = defs.resolve_job_def("training_job").execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
     mats = _materializations(result)
     passed, failed = _check_lines(result)
     evaluation = mats.get("evaluation_metrics", {})
@@ -97,7 +99,7 @@ def run_days(instance: DagsterInstance, dates: list[str], announce: Announce) ->
         return []
     days = []
     for date in dates:
-        result = job.execute_in_process(instance=instance, partition_key=date, raise_on_error=False)
+        result = job.execute_in_process(instance=instance, partition_key=date, run_config=QUIET, raise_on_error=False)
         mats = {k.split("[")[0]: v for k, v in _materializations(result).items()}
         tx, scores = mats.get("daily_transactions", {}), mats.get("daily_scores", {})
         alerts, drift = mats.get("fraud_alerts", {}), mats.get("drift_metrics", {})
