@@ -268,32 +268,31 @@ def parse_csv(body: bytes | bytearray, model: LoadedModel) -> np.ndarray:
     except pa.ArrowInvalid as err:
         raise _model_error(400, _describe_bad_value(body, model.num_features) or f"Loading csv data failed: {err}") from None
     if bad_rows:
-        first = min(bad_rows, key=lambda r: _row_number(body, r.text))
+        number, count = _first_bad_row(body, model.num_features) or (bad_rows[0].text[:60], bad_rows[0].actual_columns)
         raise _model_error(
             400,
-            f"Loading csv data failed: row {_row_number(body, first.text)} has {first.actual_columns} "
-            f"columns, expected {model.num_features} (the model's features, no header, no label).",
+            f"Loading csv data failed: row {number} has {count} columns, expected "
+            f"{model.num_features} (the model's features, no header, no label).",
         )
     if table.num_rows == 0:
         raise _model_error(400, "Loading csv data failed: the request has no rows.")
-    matrix = np.empty((table.num_rows, model.num_features), dtype=np.float32, order="F")
+    # Row-major: xgboost walks the trees a row at a time, and reads rows far faster this way.
+    matrix = np.empty((table.num_rows, model.num_features), dtype=np.float32, order="C")
     for j, column in enumerate(table.columns):
         matrix[:, j] = column.to_numpy()  # nulls (empty fields) become NaN: xgboost's missing value
     return matrix
 
 
-def _row_number(body: bytes | bytearray, text: str) -> int:
-    """1-based line number of a row pyarrow rejected (it does not report one itself)."""
-    needle = text.encode()
-    start = 0
-    while True:
-        at = body.find(needle, start)
-        if at < 0:
-            return 0
-        end = at + len(needle)
-        if (at == 0 or body[at - 1 : at] == b"\n") and (end == len(body) or body[end : end + 1] in (b"\n", b"\r")):
-            return body.count(b"\n", 0, at) + 1
-        start = at + 1
+def _first_bad_row(body: bytes | bytearray, expected: int) -> tuple[int, int] | None:
+    """(1-based line, column count) of the first row without `expected` columns. Error path only:
+    pyarrow reports bad rows without their line, and in no particular order when parsing in
+    parallel."""
+    for number, line in enumerate(bytes(body).split(b"\n"), start=1):
+        if line.strip():
+            count = line.count(b",") + 1
+            if count != expected:
+                return number, count
+    return None
 
 
 def _describe_bad_value(body: bytes | bytearray, expected: int) -> str | None:
