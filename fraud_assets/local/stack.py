@@ -499,6 +499,8 @@ def run_local_stack_cli(state_dir: str | None, moto_port: int, model_port: int) 
     code = 0
     try:
         stack.start()
+        # A shell that evals these lines must not mix a real session token or profile into them.
+        print("unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN")
         for var, value in stack.env().items():
             print(f"export {var}={shlex.quote(value)}")
         where = f", state in {stack.state_dir}" if stack.state_dir else " (nothing persisted)"
