@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import dagster_pipes
 import pytest
 from dagster import MaterializeResult, asset, materialize
 
@@ -130,11 +131,13 @@ def spark():
 class FakeGlue:
     """AWS Glue's part of a job run, on top of moto's bookkeeping."""
 
-    def __init__(self, glue, s3, logs, spark):
-        self.glue, self.s3, self.logs, self.spark = glue, s3, logs, spark
+    def __init__(self, events, spark):
+        """`events`: the emitter of the Glue client the engine will use (or of the boto3 session
+        it will create its client from)."""
+        self.glue, self.s3, self.logs, self.spark = boto3.client("glue"), boto3.client("s3"), boto3.client("logs"), spark
         self.runs: list[dict[str, Any]] = []
-        glue.meta.events.register("provide-client-params.glue.StartJobRun", self._remember)
-        glue.meta.events.register("after-call.glue.StartJobRun", self._run)
+        events.register("provide-client-params.glue.StartJobRun", self._remember)
+        events.register("after-call.glue.StartJobRun", self._run)
         self._pending: dict[str, Any] = {}
 
     def _remember(self, params, **_):
@@ -161,8 +164,13 @@ class FakeGlue:
             local_args = {**glue_own, **arguments, "--input": str(local_in), "--output": str(local_out)}
             argv = [token for pair in local_args.items() for token in pair]
             stdout = io.StringIO()
-            with contextlib.redirect_stdout(stdout):
-                module.main(argv, spark=self.spark)
+            # Each Glue run is a fresh Python process; dagster_pipes keeps one context per process.
+            dagster_pipes.PipesContext._instance = None
+            try:
+                with contextlib.redirect_stdout(stdout):
+                    module.main(argv, spark=self.spark)
+            finally:
+                dagster_pipes.PipesContext._instance = None
             for path in sorted(local_out.rglob("*")):
                 if path.is_file() and not path.name.endswith(".crc"):
                     key = f"{target.key}/{path.relative_to(local_out).as_posix()}"
@@ -184,7 +192,7 @@ def test_glue_engine_end_to_end_through_pipes(aws, spark):
     csv = synthetic.to_csv_bytes(synthetic.generate_transactions(3000, 0.02, seed=5))
     s3, glue, logs = boto3.client("s3"), boto3.client("glue"), boto3.client("logs")
     put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv, "text/csv")
-    fake = FakeGlue(glue, s3, logs, spark)
+    fake = FakeGlue(glue.meta.events, spark)
     engine = DataPrepEngine(engine="glue")
     captured: dict[str, Any] = {}
 
@@ -249,3 +257,66 @@ def test_reading_back_refuses_uncommitted_or_short_output(aws, spark, tmp_path):
     short = {**summary, "splits": {**summary["splits"], "train": {**summary["splits"]["train"], "rows": summary["splits"]["train"]["rows"] + 1}}}
     with pytest.raises(RuntimeError, match="train split"):
         prep_engines.check_against_summary(frames, short)
+
+
+@pytest.mark.spark
+def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypatch):
+    """The training group's own prepared_splits multi-asset, configured with engine=glue: the
+    engine builds its own boto3 clients (plain AWS code), so the stand-in hooks the default session."""
+    from fraud_assets.defs.io_manager import ExecutionsIOManager
+    from fraud_assets.defs.resources import FraudPlatform
+    from fraud_assets.defs.training.assets import prepared_splits
+    from dagster_aws.s3 import S3Resource
+    from fraud_assets.lib.storage import parquet_to_table, get_bytes
+
+    session = boto3.session.Session()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    fake = FakeGlue(session.events, spark)
+    synthetic = pytest.importorskip("fraud_assets.lib.synthetic")
+    csv = synthetic.to_csv_bytes(synthetic.generate_transactions(600, 0.05, seed=9))
+    s3 = boto3.client("s3")
+    put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv, "text/csv")
+    s3_resource = S3Resource()
+    result = materialize(
+        [prepared_splits],
+        resources={
+            "s3": s3_resource,
+            "platform": FraudPlatform(),
+            "io_manager": ExecutionsIOManager(s3=s3_resource, bucket=NAMES.workflow_bucket),
+            "data_prep_engine": DataPrepEngine(engine="glue"),
+        },
+    )
+    assert result.success and len(fake.runs) == 1
+    expected = prep_engines.prepare_with_pandas(csv, RAW_URI, 42, DEFAULT_RATIOS)
+    for name in SPLITS:
+        [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == f"{name}_split"]
+        metadata = event.materialization.metadata
+        assert metadata["rows"].value == len(expected[name])
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=NAMES.workflow_bucket, Prefix=f"executions/{result.run_id}/{name}_split/")["Contents"]]
+        [table_key] = [k for k in keys if k.endswith(".parquet")]
+        stored = parquet_to_table(get_bytes(s3, f"s3://{NAMES.workflow_bucket}/{table_key}"))
+        import pandas as pd
+
+        pd.testing.assert_frame_equal(stored, expected[name], check_exact=True)
+
+
+@pytest.mark.spark
+def test_pandas_and_spark_engines_agree_through_the_resource(aws, spark):
+    from fraud_assets.lib.raw_data import RawDataError
+
+    s3 = boto3.client("s3")
+    synthetic = pytest.importorskip("fraud_assets.lib.synthetic")
+    csv = synthetic.to_csv_bytes(synthetic.generate_transactions(500, 0.05, seed=3))
+    put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv, "text/csv")
+    engine = DataPrepEngine(engine="spark")
+    assert engine.spark_session() is spark  # dagster-pyspark's lazy session reuses the live one
+    by_spark = engine.prepare_detailed(None, s3, RAW_URI, 3, (0.6, 0.2, 0.2))
+    by_pandas = DataPrepEngine().prepare(None, s3, RAW_URI, 3, (0.6, 0.2, 0.2))
+    assert by_spark.metadata["engine"] == "spark"
+    for name in SPLITS:
+        import pandas as pd
+
+        pd.testing.assert_frame_equal(by_spark.frames[name], by_pandas[name], check_exact=True)
+    put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv.replace(b"\n", b"\nnot-a-number,", 1)[: len(csv)], "text/csv")
+    with pytest.raises(RawDataError, match=r"s3://fraud-detection-data/raw/creditcard.csv: "):
+        engine.prepare(None, s3, RAW_URI, 3)

@@ -233,9 +233,10 @@ class DataPrepEngine(ConfigurableResource):
         metadata["glue_output"] = MetadataValue.path(output_uri)
         if summaries:
             prep_engines.check_against_summary(frames, summaries[-1])
-            metadata["glue_reported_counts"] = MetadataValue.json(
-                {name: s["rows"] for name, s in summaries[-1]["splits"].items()}
-            )
+            counts = {name: s["rows"] for name, s in summaries[-1]["splits"].items()}
+            metadata["glue_reported_counts"] = MetadataValue.json(counts)
+            run = metadata.get("AWS Glue Job Run ID")
+            context.log.info(f"Glue run {getattr(run, 'value', run)}: {counts} rows, matching the parquet read back")
         else:
             # Counts travel over CloudWatch; without them the parquet is still read and checked
             # downstream by the split asset checks.
