@@ -203,3 +203,28 @@ def test_state_survives_a_restart(tmp_path) -> None:
         assert b"raw/c.csv" in _current_s3_manifest(state)
     assert not (state / "objects" / ("0" * 64)).exists()
     assert [p.name for p in (state / "generations").iterdir()] == [(state / "CURRENT").read_text().strip()]
+
+
+def test_a_failed_start_says_why_and_leaves_nothing() -> None:
+    import socket
+
+    from fraud_assets.local.stack import LocalStackError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        stack = LocalStack(moto_port=taken.getsockname()[1])
+        started: list[int] = []
+        original = stack._start_processes
+
+        def recording_start() -> None:
+            try:
+                original()
+            finally:
+                started.extend(stack.pids.values())
+
+        stack._start_processes = recording_start  # type: ignore[method-assign]
+        with pytest.raises(LocalStackError, match="(?s)moto exited.*in use"):
+            stack.start()
+    assert len(started) == 2 and all(_gone(p) for p in started)
+    assert not stack.running
