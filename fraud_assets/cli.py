@@ -81,6 +81,8 @@ def cmd_run(args) -> int:
     _dagster_home()
     if args.engine:
         os.environ["FRAUD_DATA_PREP_ENGINE"] = args.engine
+    if args.feature_engineering:
+        os.environ["FRAUD_FEATURE_ENGINEERING"] = "1"
     with aws_target(Path(args.state_dir)):
         names = PlatformNames.from_env()
         seeded = _seed(args, names)
@@ -165,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(run)
     run.add_argument("--summary-json", help="write the run summary as JSON here")
     run.add_argument("--engine", choices=["pandas", "spark", "glue"], help="data-prep engine (default pandas)")
+    run.add_argument("--feature-engineering", action="store_true", help="train and score on engineered features too")
     run.set_defaults(func=cmd_run)
 
     experiments = add("experiments", help="hyperparameter experiments recorded in S3")

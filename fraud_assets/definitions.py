@@ -14,7 +14,7 @@ from dagster_aws.ssm import SSMResource
 
 from fraud_assets.defs.engines import DataPrepEngine
 from fraud_assets.defs.io_manager import ExecutionsIOManager
-from fraud_assets.defs.resources import AwsClients, FraudPlatform, quality_gates_from_env
+from fraud_assets.defs.resources import AwsClients, FraudPlatform, feature_engineering_from_env, quality_gates_from_env
 from fraud_assets.defs.experimentation import experimentation_assets, experimentation_jobs, experimentation_sensors
 from fraud_assets.defs.inference import (
     daily_inference_schedule,
@@ -36,6 +36,7 @@ def build_resources() -> dict:
         "aws": AwsClients(),
         "platform": platform,
         "quality_gates": quality_gates_from_env(),
+        "feature_engineering": feature_engineering_from_env(),
         "data_prep_engine": DataPrepEngine(engine=os.environ.get("FRAUD_DATA_PREP_ENGINE", "pandas")),
     }
 

@@ -79,6 +79,16 @@ class QualityGates(ConfigurableResource):
     split_ratio_tolerance: float = Field(default=0.01, description="Allowed deviation of each split's share from 70/15/15.")
 
 
+class FeatureEngineering(ConfigurableResource):
+    """Whether the model trains on engineered features (FRAUD_FEATURE_ENGINEERING=1) or the raw ones."""
+
+    enabled: bool = Field(default=False, description="Train on time, amount (and customer) features as well.")
+
+
+def feature_engineering_from_env() -> FeatureEngineering:
+    return FeatureEngineering(enabled=os.environ.get("FRAUD_FEATURE_ENGINEERING", "0").lower() in ("1", "true", "yes"))
+
+
 def quality_gates_from_env() -> QualityGates:
     values = {}
     for name in QualityGates.model_fields:

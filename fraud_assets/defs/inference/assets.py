@@ -18,7 +18,7 @@ from fraud_assets.lib import scoring, score_store
 from fraud_assets.lib.config import TRANSACTION_ID, daily_batch_key
 from fraud_assets.lib.daily import MissingBatchError, parse_daily_batch
 from fraud_assets.lib.storage import S3Uri, StageResult, get_bytes, object_exists, put_json
-from fraud_assets.lib.training import load_model_package
+from fraud_assets.lib.training import load_model_package, model_inputs
 
 daily_batches = AssetSpec(
     "daily_batches",
@@ -74,8 +74,10 @@ def daily_scores(
     if current is None:
         raise Failure("no deployed endpoint: materialise the training group (deployed_endpoint) first")
     transactions = daily_transactions.tables["transactions"]
-    feature_names = current["feature_names"]
-    features = transactions[feature_names].to_numpy(dtype=np.float32)
+    # The package carries the training statistics the model's engineered features need.
+    _, model_meta = load_model_package(get_bytes(client, current["model_uri"]))
+    model_meta.setdefault("feature_names", current["feature_names"])
+    features = model_inputs(transactions, model_meta)
     scores = scoring.score_through_endpoint(aws.client("sagemaker-runtime"), current["endpoint_name"], features)
     scored = pd.DataFrame(
         {
@@ -196,15 +198,17 @@ def drift_metrics(
     drift = drift_lib.detect_drift(current, history)
     _, model_meta = load_model_package(get_bytes(client, daily_scores.summary["modelUri"]))
     reference = model_meta.get("reference", {})
+    today = pd.DataFrame(model_inputs(daily_transactions.tables["transactions"], model_meta), columns=model_meta["feature_names"])
     score_psi = (
         drift_lib.population_stability_index(np.asarray(reference["validation_scores"]), scores)
         if reference.get("validation_scores") else None
     )
     feature_psi = (
-        drift_lib.feature_psi(pd.DataFrame(reference["features"]), daily_transactions.tables["transactions"], list(reference["features"]))
+        drift_lib.feature_psi(pd.DataFrame(reference["features"]), today, list(reference["features"]))
         if reference.get("features") else {}
     )
-    record = {**current, **drift, "scorePsi": score_psi, "featurePsi": feature_psi, "modelVersion": daily_scores.summary["modelVersion"]}
+    record = {**current, **drift, "scorePsi": score_psi, "featurePsi": feature_psi,
+              "maxFeaturePsi": max(feature_psi.values()) if feature_psi else None, "modelVersion": daily_scores.summary["modelVersion"]}
     put_json(client, platform.metrics_bucket, f"metrics/{date}.json", record)
     if drift["driftDetected"]:
         sns = aws.client("sns")

@@ -82,4 +82,6 @@ drift_warnings = [
     _drift_warning("average_score_drift", "avgScoreDrift", 0.1, "Average fraudScore within 0.1 of the 30-day baseline."),
     _drift_warning("high_risk_share_drift", "highRiskDrift", 0.05, "High-risk share within 0.05 of the 30-day baseline."),
     _drift_warning("score_distribution_psi", "scorePsi", 0.25, "PSI of the day's scores against validation below 0.25."),
+    _drift_warning("train_serve_skew", "maxFeaturePsi", 0.25,
+                   "Train/serve skew: PSI of each top model feature, the day's batch against training, below 0.25."),
 ]

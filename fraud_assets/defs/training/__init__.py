@@ -4,6 +4,7 @@ from dagster import AssetSelection, ScheduleDefinition, define_asset_job
 
 from fraud_assets.defs.training.assets import (
     deployed_endpoint,
+    engineered_features,
     evaluation_metrics,
     fraud_model,
     model_hyperparameters,
@@ -12,7 +13,7 @@ from fraud_assets.defs.training.assets import (
 )
 from fraud_assets.defs.training.checks import endpoint_serves_deployed_model, model_quality_gates, split_quality_checks
 
-training_assets = [raw_transactions, prepared_splits, model_hyperparameters, fraud_model, evaluation_metrics, deployed_endpoint]
+training_assets = [raw_transactions, prepared_splits, engineered_features, model_hyperparameters, fraud_model, evaluation_metrics, deployed_endpoint]
 training_checks = [split_quality_checks, model_quality_gates, endpoint_serves_deployed_model]
 
 training_job = define_asset_job(

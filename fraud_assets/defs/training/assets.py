@@ -4,7 +4,6 @@
 import datetime as dt
 import time
 
-import numpy as np
 from dagster import (
     AssetExecutionContext,
     AssetOut,
@@ -21,15 +20,24 @@ from pydantic import Field
 
 from fraud_assets.defs.common import OWNERS, TRAINING, markdown_table
 from fraud_assets.defs.engines import DataPrepEngine
-from fraud_assets.defs.resources import AwsClients, FraudPlatform, QualityGates, s3_client, ssm_client
+from fraud_assets.defs.resources import AwsClients, FeatureEngineering, FraudPlatform, QualityGates, s3_client, ssm_client
 from fraud_assets.lib import endpoint as endpoint_lib
-from fraud_assets.lib.config import LABEL_COLUMN, RAW_DATA_KEY, TRANSACTION_ID
+from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_DATA_KEY, TRANSACTION_ID
+from fraud_assets.lib.features import add_features, engineered_feature_names, fit_feature_stats, has_customer_fields
 from fraud_assets.lib.gates import model_gates
 from fraud_assets.lib.hyperparameters import read_hyperparameters
 from fraud_assets.lib.metrics import HEADLINE_METRICS, compare_with_production, evaluate_scores
 from fraud_assets.lib.splits import SPLITS, split_summary
 from fraud_assets.lib.storage import S3Uri, SSE, StageResult, get_bytes
-from fraud_assets.lib.training import drift_reference, feature_importance, load_model_package, package_model, predict, train_model
+from fraud_assets.lib.training import (
+    drift_reference,
+    feature_importance,
+    load_model_package,
+    model_inputs,
+    package_model,
+    predict,
+    train_model,
+)
 
 raw_transactions = AssetSpec(
     "raw_transactions",
@@ -117,17 +125,42 @@ def model_hyperparameters(context: AssetExecutionContext, ssm: SSMResource) -> S
 
 @asset(
     group_name=TRAINING,
+    kinds={"pandas", "parquet", "s3"},
+    owners=OWNERS,
+    description="The seeds' Feature Engineering stage: hour of day, night flag, log amount and amount z-score "
+    "against the training split's statistics (plus velocity and merchant risk when the data carries customers "
+    "and merchants). Off by default (FRAUD_FEATURE_ENGINEERING=1 or the feature_engineering resource turns it "
+    "on); when off the splits pass through with the raw features.",
+)
+def engineered_features(
+    context: AssetExecutionContext, train_split: StageResult, validation_split: StageResult, test_split: StageResult,
+    feature_engineering: FeatureEngineering,
+) -> StageResult:
+    splits = {"train": train_split.table, "validation": validation_split.table, "test": test_split.table}
+    if feature_engineering.enabled:
+        stats = fit_feature_stats(splits["train"])
+        tables = {name: add_features(frame, stats) for name, frame in splits.items()}
+        names = engineered_feature_names(has_customer_fields(splits["train"]))
+    else:
+        stats, tables, names = None, splits, list(FEATURE_COLUMNS)
+    context.add_output_metadata(
+        {"enabled": feature_engineering.enabled, "feature_count": len(names), "feature_names": MetadataValue.json(names)}
+    )
+    return StageResult(summary={"enabled": feature_engineering.enabled, "featureNames": names, "featureStats": stats}, tables=tables)
+
+
+@asset(
+    group_name=TRAINING,
     kinds={"xgboost", "s3"},
     owners=OWNERS,
     description="XGBoost binary classifier trained in-process with early stopping on the validation split; "
     "model.tar.gz holding `xgboost-model` (JSON), loadable by the SageMaker built-in XGBoost container.",
 )
-def fraud_model(
-    context: AssetExecutionContext, train_split: StageResult, validation_split: StageResult, model_hyperparameters: StageResult
-) -> StageResult:
+def fraud_model(context: AssetExecutionContext, engineered_features: StageResult, model_hyperparameters: StageResult) -> StageResult:
     hyperparameters = model_hyperparameters.summary["hyperparameters"]
+    train, validation = engineered_features.tables["train"], engineered_features.tables["validation"]
     started = time.perf_counter()
-    trained = train_model(train_split.table, validation_split.table, hyperparameters)
+    trained = train_model(train, validation, hyperparameters, feature_names=engineered_features.summary["featureNames"])
     seconds = time.perf_counter() - started
     version = f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{context.run_id[:8]}"
     experiment_id = model_hyperparameters.summary.get("experimentId")
@@ -138,11 +171,12 @@ def fraud_model(
         "experiment_id": experiment_id,
         "best_iteration": trained.best_iteration,
         "validation_aucpr": trained.best_validation_score,
-        "train_rows": len(train_split.table),
+        "train_rows": len(train),
+        "feature_stats": engineered_features.summary["featureStats"],
         "training_seconds": seconds,
     }
     importance = feature_importance(trained.booster)
-    metadata["reference"] = drift_reference(trained, validation_split.table, train_split.table, [n for n, _ in importance[:5]])
+    metadata["reference"] = drift_reference(trained, validation, train, [n for n, _ in importance[:5]])
     context.add_output_metadata(
         {
             "model_version": version,
@@ -173,10 +207,9 @@ def _production_metrics(s3, platform: FraudPlatform, test_frame) -> tuple[dict |
     if current is None:
         return None, None
     booster, meta = load_model_package(get_bytes(s3, current["model_uri"]))
-    names = meta.get("feature_names") or current.get("feature_names")
-    if any(n not in test_frame.columns for n in names):
-        return None, current["model_version"]  # a model on other features cannot be compared on this split
-    return evaluate_scores(test_frame[LABEL_COLUMN].to_numpy(), predict(booster, test_frame, names)), current["model_version"]
+    meta.setdefault("feature_names", current.get("feature_names"))
+    scores = predict(booster, model_inputs(test_frame, meta), meta["feature_names"])
+    return evaluate_scores(test_frame[LABEL_COLUMN].to_numpy(), scores), current["model_version"]
 
 
 @asset(
@@ -192,7 +225,7 @@ def evaluation_metrics(
 ) -> StageResult:
     booster, meta = load_model_package(fraud_model.files["model.tar.gz"])
     test = test_split.table
-    metrics = evaluate_scores(test[LABEL_COLUMN].to_numpy(), predict(booster, test, meta["feature_names"]))
+    metrics = evaluate_scores(test[LABEL_COLUMN].to_numpy(), predict(booster, model_inputs(test, meta), meta["feature_names"]))
     champion, champion_version = _production_metrics(s3_client(s3), platform, test)
     comparison = compare_with_production(metrics, champion, quality_gates.regression_tolerance)
     comparison["production_model_version"] = champion_version
@@ -249,7 +282,7 @@ def deployed_endpoint(
     model_uri = str(S3Uri(names.models_bucket, model_key))
     test = test_split.table
     known = test[test[LABEL_COLUMN] == 1].head(1) if (test[LABEL_COLUMN] == 1).any() else test.head(1)
-    features = known[meta["feature_names"]].to_numpy(dtype=np.float32)[0]
+    features = model_inputs(known, meta)[0]
     expected = float(predict(booster, features.reshape(1, -1), meta["feature_names"])[0])
     deployed = endpoint_lib.deploy_model(
         sagemaker=aws.client("sagemaker"), runtime=aws.client("sagemaker-runtime"), s3=client, names=names,
