@@ -177,7 +177,7 @@ def test_state_survives_a_restart(tmp_path) -> None:
     (state / "generations" / ".tmp-g00000000000000000001-1").mkdir()
     (state / "objects" / ("0" * 64)).write_bytes(b"orphan")
 
-    with LocalStack(state_dir=state, snapshot_interval=0.2) as stack:
+    with LocalStack(state_dir=state, snapshot_interval=0.5) as stack:
         s3 = stack.client("s3")
         assert s3.get_object(Bucket=NAMES.data_bucket, Key="raw/a.csv")["Body"].read() == b"x,y\n1,2\n"
         got = s3.get_object(Bucket=NAMES.config_bucket, Key=odd_key)
