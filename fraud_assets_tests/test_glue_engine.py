@@ -189,7 +189,7 @@ class FakeGlue:
 @pytest.mark.spark
 def test_glue_engine_end_to_end_through_pipes(aws, spark):
     synthetic = pytest.importorskip("fraud_assets.lib.synthetic")
-    csv = synthetic.to_csv_bytes(synthetic.generate_transactions(3000, 0.02, seed=5))
+    csv = synthetic.to_csv_bytes(synthetic.generate_transactions(1000, 0.03, seed=5))
     s3, glue, logs = boto3.client("s3"), boto3.client("glue"), boto3.client("logs")
     put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv, "text/csv")
     fake = FakeGlue(glue.meta.events, spark)

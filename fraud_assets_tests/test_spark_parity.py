@@ -186,22 +186,22 @@ def test_generated_csvs_split_identically(spark, tmp_path_factory, csv, seed, ra
 @pytest.fixture(scope="module")
 def large_csv() -> bytes:
     synthetic = pytest.importorskip("fraud_assets.lib.synthetic")
-    return synthetic.to_csv_bytes(synthetic.generate_transactions(60_000, 0.01, seed=11))
+    return synthetic.to_csv_bytes(synthetic.generate_transactions(40_000, 0.01, seed=11))
 
 
 @pytest.fixture(scope="module")
 def large_splits(spark, large_csv, tmp_path_factory):
     expected = prepare_with_pandas(large_csv, "creditcard.csv", 42, splits.DEFAULT_RATIOS)
-    with scan_partition_bytes(spark, 4 << 20):
+    with scan_partition_bytes(spark, 3 << 20):
         got = prepare_with_spark(spark, large_csv, "creditcard.csv", 42, splits.DEFAULT_RATIOS, tmp_path_factory.mktemp("big"))
     return expected, got
 
 
 def test_large_synthetic_set_splits_identically(large_csv, large_splits):
     expected, got = large_splits
-    assert len(large_csv) > 3 * (4 << 20)  # several scan partitions
+    assert len(large_csv) > 3 * (3 << 20)  # several scan partitions
     assert_same_splits(expected, got)
-    summary = splits.split_summary(60_000, got)
+    summary = splits.split_summary(40_000, got)
     for name, share in zip(splits.SPLITS, splits.DEFAULT_RATIOS):
         assert summary["splits"][name]["fraction"] == pytest.approx(share, abs=0.01)
         assert summary["splits"][name]["fraudCount"] > 0
@@ -244,15 +244,12 @@ BAD_FILES = {
     "duplicated column": HEADER + ",V3\n" + "\n".join(r + ",1" for r in _good_rows()),
     "non-numeric": HEADER + "\n" + "\n".join(_replace_cell(_good_rows(), 20, "V1", "abc")),
     "label": HEADER + "\n" + "\n".join(_replace_cell(_good_rows(), 33, "Class", "2")),
-    "label 0.5": HEADER + "\n" + "\n".join(_replace_cell(_good_rows(), 3, "Class", " 0.5")),
     "negative amount": HEADER + "\n" + "\n".join(_replace_cell(_good_rows(), 12, "Amount", "-3.25")),
     "empty": HEADER + "\n" + "\n".join(_replace_cell(_good_rows(), 5, "V9", "")),
     "nan": HEADER + "\n" + "\n".join(_replace_cell(_good_rows(), 3, "V1", "NaN")),
-    "overflow": HEADER + "\n" + "\n".join(_replace_cell(_good_rows(), 2, "V2", "1e999")),
     "leftmost column wins": HEADER + "\n" + "\n".join(_replace_cell(_replace_cell(_good_rows(), 9, "V20", "x"), 9, "V4", "y")),
     "first row wins": HEADER + "\n" + "\n".join(_replace_cell(_replace_cell(_good_rows(), 30, "V1", "x"), 25, "V28", "y")),
     "extra field": HEADER + "\n" + "\n".join(_good_rows()[:7] + [_good_rows()[7] + ",9"] + _good_rows()[8:]),
-    "missing field": HEADER + "\n" + "\n".join(_good_rows()[:30] + [_good_rows()[30].rsplit(",", 1)[0]] + _good_rows()[31:]),
     "no rows": HEADER + "\n",
 }
 
