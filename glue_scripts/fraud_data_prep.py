@@ -272,11 +272,11 @@ def prepare_splits_spark(
     typed, all_ok = typed_columns(header)
     prepared = positioned.select(
         _POS, *typed, split_code_column(transaction_id_column(F.col(_POS)), seed, ratios).alias(_SPLIT),
-        all_ok.alias("_ok"), *[f"_c{i}" for i in range(len(header))], _CORRUPT,
+        all_ok.alias("_ok"), F.col(_CORRUPT).isNotNull().alias("_malformed"),
     )
-    malformed = F.col(_CORRUPT).isNotNull()
-    # Cached so the CSV is parsed once more only: the aggregate below fills the cache, the write
-    # reads it. The raw strings stay only for the error message of a bad row.
+    malformed = F.col("_malformed")
+    # Cached (typed values only) so the CSV is parsed once more only: the aggregate below fills the
+    # cache, the write reads it. A bad row's raw text is read again from the file, on failure only.
     prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         stats = prepared.agg(
@@ -289,7 +289,7 @@ def prepare_splits_spark(
         # Malformed rows first, then the first bad value: the order raw_data reports them in.
         first_bad = stats["first_malformed"] if stats["first_malformed"] is not None else stats["first_invalid"]
         if first_bad is not None:
-            raise _bad_row_error(prepared.where(F.col(_POS) == first_bad).first(), header, input_path)
+            raise _bad_row_error(positioned.where(F.col(_POS) == first_bad).first(), header, input_path)
         if stats["rows"] != total:  # the two passes over the file must agree
             raise DataValidationError(input_path, f"counted {total} records, then {stats['rows']}")
 
