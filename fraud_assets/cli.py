@@ -70,7 +70,7 @@ def _seed(args, names) -> dict:
         drift_from = seed_dates(args.days, args.start_date)[-args.drift_last]
     return seed_platform(
         boto3.client("s3"), names, csv_path=args.csv, days=args.days, start_date=args.start_date,
-        drift_from=drift_from, transactions_per_day=args.transactions_per_day,
+        drift_from=drift_from, transactions_per_day=args.transactions_per_day, rows=args.rows,
     )
 
 
@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--drift-from", help="inject drift into the daily batches from this date (YYYY-MM-DD)")
         p.add_argument("--drift-last", type=int, default=0, metavar="N", help="inject drift into the last N daily batches")
         p.add_argument("--transactions-per-day", type=int, default=10_000)
+        p.add_argument("--rows", type=int, default=284_807, help="rows of the synthetic training set (without --csv)")
 
     seed = add("seed", help="upload the raw training CSV and daily batches")
     data_options(seed)

@@ -1,0 +1,79 @@
+"""The fraud-assets command as a user runs it: a subprocess against the local stack."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames
+
+NAMES = PlatformNames()
+
+
+def fraud_assets(*args: str, tmp_path: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"), **(env or {})}
+    (tmp_path / "dagster_home").mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "fraud_assets.cli", *args], capture_output=True, text=True, env=environ,
+                          cwd=tmp_path, timeout=300)
+
+
+def raw_keys() -> list[str]:
+    listing = boto3.client("s3").list_objects_v2(Bucket=NAMES.data_bucket)
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("Time,V1,Amount\n0,1.0,2.0\n", "Class"),
+        ("", "empty file"),
+    ],
+)
+def test_bad_csv_exits_non_zero_naming_the_problem_and_uploads_nothing(aws, tmp_path, content, expected):
+    bad = tmp_path / "creditcard.csv"
+    bad.write_text(content)
+    result = fraud_assets("run", "--csv", str(bad), "--days", "1", tmp_path=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "creditcard.csv" in result.stderr and expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert raw_keys() == []
+    assert not (tmp_path / "dagster_home" / "history").exists() or not any((tmp_path / "dagster_home" / "history").rglob("*.db"))
+
+
+def test_non_numeric_value_is_named_by_row_and_column(aws, tmp_path):
+    from fraud_assets.lib.config import RAW_COLUMNS
+
+    header = ",".join(RAW_COLUMNS)
+    good = ",".join(["1"] * (len(RAW_COLUMNS) - 1) + ["0"])
+    bad = good.split(",")
+    bad[3] = "abc"  # V3
+    path = tmp_path / "creditcard.csv"
+    path.write_text("\n".join([header, good, ",".join(bad), good]) + "\n")
+    result = fraud_assets("seed", "--csv", str(path), "--days", "1", tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert "'V3'" in result.stderr and "row 2" in result.stderr and "abc" in result.stderr
+    assert raw_keys() == []
+
+
+def test_seed_uploads_raw_data_and_daily_batches(aws, tmp_path):
+    result = fraud_assets("seed", "--rows", "2000", "--days", "2", "--start-date", "2026-05-01",
+                          "--transactions-per-day", "50", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(raw_keys()) == ["daily-batches/2026-05-01.json", "daily-batches/2026-05-02.json", RAW_DATA_KEY]
+
+
+def test_experiments_list_is_readable_when_empty(aws, tmp_path):
+    result = fraud_assets("experiments", "list", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_code_location_loads_without_aws_or_environment(tmp_path):
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    root = Path(__file__).resolve().parents[1]
+    dagster = Path(sys.executable).with_name("dagster")
+    result = subprocess.run([str(dagster), "definitions", "validate", "-w", str(root / "workspace.yaml")], capture_output=True,
+                            text=True, env=env, cwd=root, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
