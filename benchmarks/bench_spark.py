@@ -1,0 +1,159 @@
+"""Data preparation on the pandas engine vs Spark local mode, on the default synthetic set (284,807
+rows, the Kaggle size) and a 10x set, in one run; plus what the Spark job would cost on AWS Glue.
+
+    python -m benchmarks.bench_spark [--scale 10] [--json .fraud_assets/bench_spark.json]
+
+Every engine answers the same question: CSV bytes in, the three split frames out. The Spark time
+is broken down into staging the bytes to disk, the Spark job itself (glue_scripts/fraud_data_prep.py,
+the part Glue would run), and reading its parquet back into pandas. The large set runs once per
+engine (the machine is shared); the default set takes the median of two.
+
+Glue cost assumption: the seeds' 5 DPUs at $0.44 per DPU-hour, billed per second with Glue's
+1-minute minimum, for the *measured local Spark job time*. Glue would run the job on 5 G.1X workers
+(20 vCPUs) rather than 2 local cores, but also adds its start-up (tens of seconds, not billed before
+the job starts on Glue 4/5), so this is an order-of-magnitude figure, not a quote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+GLUE_DPUS = 5
+GLUE_USD_PER_DPU_HOUR = 0.44
+GLUE_MINIMUM_BILLED_SECONDS = 60
+DEFAULT_ROWS = 284_807
+
+
+def glue_cost_usd(seconds: float) -> float:
+    return GLUE_DPUS * GLUE_USD_PER_DPU_HOUR * max(seconds, GLUE_MINIMUM_BILLED_SECONDS) / 3600.0
+
+
+def spark_session(driver_memory: str):
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("bench-spark")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.memory", driver_memory)  # the 10x cache must fit or spill
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def run_pandas(csv: bytes, repeat: int) -> tuple[float, dict]:
+    from fraud_assets.lib.prep_engines import prepare_with_pandas
+
+    times, result = [], {}
+    for _ in range(repeat):
+        result = {}
+        gc.collect()
+        started = time.perf_counter()
+        result = prepare_with_pandas(csv, "bench.csv", 42)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def run_spark(spark, csv: bytes, repeat: int) -> tuple[dict, dict]:
+    """prepare_with_spark's steps, timed one by one."""
+    from fraud_assets.lib.prep_engines import DATA_PREP_SCRIPT, load_glue_script, read_split_parquet_dir
+    from fraud_assets.lib.splits import SPLITS
+
+    script = load_glue_script(DATA_PREP_SCRIPT)
+    runs, frames = [], {}
+    for _ in range(repeat):
+        frames = {}
+        gc.collect()
+        with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
+            t0 = time.perf_counter()
+            path = Path(tmp) / "creditcard.csv"
+            path.write_bytes(csv)
+            t1 = time.perf_counter()
+            summary = script.prepare_splits_spark(spark, str(path), str(Path(tmp) / "out"), 42)
+            t2 = time.perf_counter()
+            frames = {name: read_split_parquet_dir(Path(script.split_path(str(Path(tmp) / "out"), name))) for name in SPLITS}
+            t3 = time.perf_counter()
+        runs.append({"stage_s": t1 - t0, "job_s": t2 - t1, "read_back_s": t3 - t2, "total_s": t3 - t0, "records": summary["recordCount"]})
+    median = {k: statistics.median(r[k] for r in runs) for k in ("stage_s", "job_s", "read_back_s", "total_s")}
+    return {**median, "records": runs[-1]["records"]}, frames
+
+
+def same_splits(a: dict, b: dict) -> bool:
+    return all(len(a[k]) == len(b[k]) and np.array_equal(a[k]["transactionId"].to_numpy(), b[k]["transactionId"].to_numpy()) for k in a)
+
+
+def bench(rows: int, spark, repeat: int) -> dict:
+    from fraud_assets.lib.synthetic import generate_transactions, to_csv_bytes
+
+    started = time.perf_counter()
+    csv = to_csv_bytes(generate_transactions(rows, seed=7))
+    generated_s = time.perf_counter() - started
+    pandas_s, by_pandas = run_pandas(csv, repeat)
+    spark_times, by_spark = run_spark(spark, csv, repeat)
+    agree = same_splits(by_pandas, by_spark)
+    del by_pandas, by_spark
+    gc.collect()
+    return {
+        "rows": rows,
+        "csv_mb": round(len(csv) / 1e6, 1),
+        "repeat": repeat,
+        "generate_s": round(generated_s, 2),
+        "pandas_s": round(pandas_s, 2),
+        "spark": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in spark_times.items()},
+        "spark_over_pandas": round(spark_times["total_s"] / pandas_s, 2),
+        "spark_job_over_pandas": round(spark_times["job_s"] / pandas_s, 2),
+        "same_transaction_ids": agree,
+        "glue_usd_at_measured_job_time": round(glue_cost_usd(spark_times["job_s"]), 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
+    parser.add_argument("--scale", type=int, default=10, help="the large set is rows x scale (0: skip it)")
+    parser.add_argument("--driver-memory", default="4g")
+    parser.add_argument("--json", default=".fraud_assets/bench_spark.json")
+    args = parser.parse_args()
+
+    spark = spark_session(args.driver_memory)
+    try:
+        # Warm the JVM (class loading, codegen) on a small file, so neither size pays for it.
+        bench(2_000, spark, repeat=1)
+        results = [bench(args.rows, spark, repeat=2)]
+        if args.scale > 1:
+            results.append(bench(args.rows * args.scale, spark, repeat=1))
+    finally:
+        spark.stop()
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]},
+        "glue_assumption": f"{GLUE_DPUS} DPUs x ${GLUE_USD_PER_DPU_HOUR}/DPU-hour, per second, {GLUE_MINIMUM_BILLED_SECONDS} s minimum, at the local[2] job time",
+        "results": results,
+    }
+    print(f"{'rows':>10} {'csv MB':>7} {'pandas s':>9} {'spark s':>8} {'(job s)':>8} {'ratio':>6} {'same ids':>8} {'Glue $':>7}")
+    for r in results:
+        print(
+            f"{r['rows']:>10,} {r['csv_mb']:>7} {r['pandas_s']:>9} {r['spark']['total_s']:>8} {r['spark']['job_s']:>8} "
+            f"{r['spark_over_pandas']:>6} {str(r['same_transaction_ids']):>8} {r['glue_usd_at_measured_job_time']:>7}"
+        )
+    print(report["glue_assumption"])
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
