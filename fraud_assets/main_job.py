@@ -45,9 +45,16 @@ def _check_lines(result) -> tuple[list[str], list[str]]:
     return passed, failed
 
 
-def run_training(instance: DagsterInstance, announce: Announce) -> dict:
-    from fraud_assets.definitions import defs
+def _definitions(defs):
+    if defs is not None:
+        return defs
+    from fraud_assets.definitions import defs as location_defs
 
+    return location_defs
+
+
+def run_training(instance: DagsterInstance, announce: Announce, defs=None) -> dict:
+    defs = _definitions(defs)
     announce("Materialising the training graph (training_job) ...")
     result = defs.resolve_job_def("training_job").execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
     mats = _materializations(result)
@@ -158,7 +165,7 @@ def run_main_job(dates: list[str], announce: Announce = print) -> dict:
     return {"training": training, "days": days, "retraining_requests": retraining}
 
 
-def promote_and_maybe_retrain(experiment_id: str, retrain: bool, announce: Announce = print) -> dict:
+def promote_and_maybe_retrain(experiment_id: str, retrain: bool, announce: Announce = print, defs=None) -> dict:
     import boto3
 
     from fraud_assets.lib.config import PlatformNames
@@ -167,7 +174,7 @@ def promote_and_maybe_retrain(experiment_id: str, retrain: bool, announce: Annou
     result = promote_to_production(experiment_id, s3=boto3.client("s3"), ssm=boto3.client("ssm"), names=PlatformNames.from_env())
     if retrain:
         announce("Retraining with the promoted hyperparameters ...")
-        result["retraining"] = run_training(DagsterInstance.get(), announce)
+        result["retraining"] = run_training(DagsterInstance.get(), announce, defs)
     return result
 
 
