@@ -125,11 +125,13 @@ def bench_scoring(trained, features: np.ndarray) -> dict:
 def bench_training_graph() -> dict:
     from dagster import DagsterInstance
 
+    from fraud_assets.main_job import QUIET
+
     from fraud_assets.definitions import defs
 
     job = defs.resolve_job_def("training_job")
     started = time.perf_counter()
-    result = job.execute_in_process(instance=DagsterInstance.get(), raise_on_error=False)
+    result = job.execute_in_process(instance=DagsterInstance.get(), run_config=QUIET, raise_on_error=False)
     return {"wall_s": time.perf_counter() - started, "succeeded": result.success, "target_s": 60.0}
 
 
@@ -141,6 +143,7 @@ def bench_inference(sizes: list[int]) -> dict:
     from fraud_assets.lib.config import PlatformNames, daily_batch_key
     from fraud_assets.lib.storage import put_bytes
     from fraud_assets.lib.synthetic import batch_to_json_bytes, generate_daily_batch
+    from fraud_assets.main_job import QUIET
 
     names = PlatformNames.from_env()
     s3 = boto3.client("s3")
@@ -150,7 +153,7 @@ def bench_inference(sizes: list[int]) -> dict:
         date = f"2026-02-{10 + i:02d}"
         put_bytes(s3, names.data_bucket, daily_batch_key(date), batch_to_json_bytes(generate_daily_batch(date, n_transactions=size)))
         started = time.perf_counter()
-        result = job.execute_in_process(instance=DagsterInstance.get(), partition_key=date, raise_on_error=False)
+        result = job.execute_in_process(instance=DagsterInstance.get(), partition_key=date, run_config=QUIET, raise_on_error=False)
         wall = time.perf_counter() - started
         out[str(size)] = {"wall_s": wall, "succeeded": result.success, "us_per_transaction": wall / size * 1e6}
     if len(sizes) == 2:
