@@ -26,6 +26,7 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.bench_spark
 
 # Dagster UI against the embedded stack (started by `make stack` in another shell, or any AWS).
 dev: install
