@@ -251,6 +251,7 @@ BAD_FILES = {
     "first row wins": HEADER + "\n" + "\n".join(_replace_cell(_replace_cell(_good_rows(), 30, "V1", "x"), 25, "V28", "y")),
     "extra field": HEADER + "\n" + "\n".join(_good_rows()[:7] + [_good_rows()[7] + ",9"] + _good_rows()[8:]),
     "no rows": HEADER + "\n",
+    "blank file": " \n\n",
 }
 
 

@@ -8,7 +8,8 @@ raw CSV checks of `fraud_assets.lib.raw_data`), runnable two ways:
 - in Spark local mode: import this file and call `prepare_splits_spark(spark, ...)` on local paths.
 
 Self-contained on purpose: Glue uploads only this file, so nothing here imports fraud_assets and the
-constants below are copies that the parity tests hold equal to the pandas side.
+constants below are copies that the parity tests hold equal to the pandas side. Needs Spark >= 3.5
+(Glue 5.0): the `_metadata.file_block_start` column and `unix_micros`; tested on PySpark 4.
 
 Output: `<output>/split=<name>/part-*.parquet` for train, validation and test (Spark's partitioned
 layout, written by one job; an empty split has no directory), columns transactionId then Time,
@@ -115,11 +116,13 @@ def split_path(output_dir: str, name: str) -> str:
 def read_header(spark, input_path: str) -> list[str]:
     """The header line's column names (the first line of the file, parsed as CSV), checked like
     raw_data.read_raw_csv: every required column present once; other columns are ignored."""
-    first = spark.read.text(input_path).limit(1).collect()
+    from pyspark.sql import functions as F
+
+    lines = spark.read.text(input_path)
+    first = lines.limit(1).collect()
     line = first[0][0].lstrip("\ufeff") if first else ""  # a byte-order mark is not part of a name
-    if not first or not line.strip():
-        raise DataValidationError(input_path, "empty file" if not first else "missing required columns (is the header row missing?)",
-                                  column=None if not first else tuple(RAW_COLUMNS))
+    if not line.strip() and not lines.where(F.trim(F.col("value")) != "").limit(1).collect():
+        raise DataValidationError(input_path, "empty file")
     names = next(csv.reader([line.rstrip("\r")]), [])
     missing = tuple(c for c in RAW_COLUMNS if c not in names)
     if missing:
@@ -192,8 +195,9 @@ def typed_columns(header: Sequence[str]):
     for name in RAW_COLUMNS:
         raw = F.col(f"_c{index[name]}")
         # try_cast: the pattern already guarantees a number; ANSI mode must not turn a bad row we
-        # are about to report into an anonymous cast error.
-        value = raw.try_cast("double")
+        # are about to report into an anonymous cast error. SQL form: Column.try_cast is PySpark 4
+        # only, and Glue 5.0 runs Spark 3.5.
+        value = F.expr(f"try_cast(_c{index[name]} AS DOUBLE)")
         ok = raw.isNotNull() & raw.rlike(NUMBER_PATTERN) & ~F.isnan(value) & (F.abs(value) != float("inf"))
         if name == LABEL_COLUMN:
             ok = ok & value.isin(0.0, 1.0)

@@ -5,6 +5,7 @@ to 1e-9. Runnable on AWS Glue (`--input <prep output prefix> --output <prefix>`,
 `<output>/feature_stats.json`)
 and in Spark local mode by importing `fit_feature_stats_spark` / `add_features_spark` /
 `engineer_features_spark`. Self-contained like fraud_data_prep.py: Glue uploads only this file.
+Spark >= 3.5 (Glue 5.0) for `unix_micros`.
 
 Timestamps: a timestamp column (an instant) is used as is; strings and zone-less timestamps are
 read in the session time zone, which must be UTC (the project's sessions set it) to agree with pandas.
