@@ -183,6 +183,55 @@ def count_items_for_date(dynamodb_client, table: str, gsi: str, batch_date: str)
     return total
 
 
+MAX_GET_BATCH = 100  # BatchGetItem's limit per request
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredCheck:
+    expected: int
+    found: int
+    missing: list[str]  # transactionIds (first few) with no item
+    mismatched: list[str]  # items whose fraudScore or modelVersion differ from the scores written
+
+
+def verify_stored(dynamodb_client, table: str, items: list[dict[str, Any]], *, max_workers: int = 4,
+                  max_attempts: int = 10, base_delay: float = 0.05, sleep: Callable[[float], None] = time.sleep) -> StoredCheck:
+    """Read every item back by primary key with ConsistentRead (BatchGetItem, 100 keys a call,
+    UnprocessedKeys retried with backoff) and compare fraudScore and modelVersion. Exact where a
+    count through the GSI is not: GSI reads are eventually consistent on AWS, so a count straight
+    after the writes can come up short."""
+    serializer = TypeSerializer()
+    expected = {(i[PARTITION_KEY], i[SORT_KEY]): i for i in items}
+    keys = [{PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": sk}} for pk, sk in expected]
+    chunks = [keys[i : i + MAX_GET_BATCH] for i in range(0, len(keys), MAX_GET_BATCH)]
+
+    def read_chunk(chunk: list[dict]) -> list[dict]:
+        found: list[dict] = []
+        request = {table: {"Keys": chunk, "ConsistentRead": True,
+                           "ProjectionExpression": "#pk, #sk, fraudScore, modelVersion",
+                           "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#sk": SORT_KEY}}}
+        for attempt in range(1, max_attempts + 1):
+            response = dynamodb_client.batch_get_item(RequestItems=request)
+            found += response.get("Responses", {}).get(table, [])
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+            sleep(backoff_delay(attempt, base_delay))
+        raise StoreError(f"{table}: keys still unread after {max_attempts} BatchGetItem calls")
+
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="verify") as pool:
+        stored = [item for chunk in pool.map(read_chunk, chunks) for item in chunk]
+    seen, mismatched = set(), []
+    for item in stored:
+        key = (item[PARTITION_KEY]["S"], item[SORT_KEY]["S"])
+        seen.add(key)
+        want = expected[key]
+        if item.get("fraudScore") != serializer.serialize(want["fraudScore"]) or item.get("modelVersion", {}).get("S") != want["modelVersion"]:
+            mismatched.append(key[0])
+    missing = [pk for pk, sk in expected if (pk, sk) not in seen]
+    return StoredCheck(expected=len(expected), found=len(seen), missing=missing[:20], mismatched=mismatched[:20])
+
+
 class _ChunkFailed(Exception):
     def __init__(self, message: str, *, written: int, remaining: int):
         super().__init__(message)

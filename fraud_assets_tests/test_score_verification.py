@@ -1,0 +1,34 @@
+"""The stored-scores check reads every item back by key: exact, and it catches wrong values."""
+
+import boto3
+import numpy as np
+import pandas as pd
+
+from fraud_assets.lib.config import PlatformNames
+from fraud_assets.lib.score_store import to_items, verify_stored, write_scores
+
+NAMES = PlatformNames()
+
+
+def scored(n: int) -> pd.DataFrame:
+    return pd.DataFrame({
+        "transactionId": [f"TXN-{i:05d}" for i in range(n)],
+        "timestamp": pd.Timestamp("2026-06-01T10:00:00", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s"),
+        "fraudScore": np.linspace(0, 1, n),
+        "riskLevel": "LOW", "scoringTimestamp": "2026-06-02T01:00:00+00:00", "modelVersion": "v1", "endpointName": "e",
+    })
+
+
+def test_verify_finds_every_item_and_reports_missing_and_changed_ones(aws):
+    dynamodb = boto3.client("dynamodb")
+    items = to_items(scored(250), "2026-06-01")
+    write_scores(dynamodb, NAMES.scores_table, items)
+    ok = verify_stored(dynamodb, NAMES.scores_table, items)
+    assert (ok.expected, ok.found, ok.missing, ok.mismatched) == (250, 250, [], [])
+
+    changed = [dict(i) for i in items]
+    changed[7]["modelVersion"] = "v2"
+    never_written = to_items(scored(251), "2026-06-01")[-1:]
+    result = verify_stored(dynamodb, NAMES.scores_table, changed + never_written)
+    assert result.expected == 251 and result.found == 250
+    assert result.mismatched == ["TXN-00007"] and result.missing == ["TXN-00250"]
