@@ -155,7 +155,9 @@ def bench_inference(sizes: list[int]) -> dict:
         started = time.perf_counter()
         result = job.execute_in_process(instance=DagsterInstance.get(), partition_key=date, run_config=QUIET, raise_on_error=False)
         wall = time.perf_counter() - started
-        out[str(size)] = {"wall_s": wall, "succeeded": result.success, "us_per_transaction": wall / size * 1e6}
+        steps = {e.step_key: round(e.event_specific_data.duration_ms / 1000, 3) for e in result.all_events
+                 if e.event_type_value == "STEP_SUCCESS"}
+        out[str(size)] = {"wall_s": wall, "succeeded": result.success, "us_per_transaction": wall / size * 1e6, "steps_s": steps}
     if len(sizes) == 2:
         a, b = (out[str(s)]["wall_s"] for s in sizes)
         out["growth"] = {"size_ratio": sizes[1] / sizes[0], "time_ratio": b / a, "linear_or_better": b / a <= sizes[1] / sizes[0]}
