@@ -25,7 +25,7 @@ import pandas as pd
 from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, TRANSACTION_ID
 from fraud_assets.lib.daily import format_timestamps
 from fraud_assets.lib.scoring import risk_levels
-from fraud_assets.lib.storage import object_exists, put_json, validate_key_part
+from fraud_assets.lib.storage import json_default, object_exists, put_json, validate_key_part
 
 URGENT_THRESHOLD = 0.95
 MAX_ALERTS_PER_MESSAGE = 100  # the seeds' batching
@@ -151,7 +151,7 @@ def publish_alerts(
         if not resend and object_exists(s3, ledger_bucket, ledger_key):
             skipped.append(key)
             continue
-        body = json.dumps(message, default=_json_default, allow_nan=False)
+        body = json.dumps(message, default=json_default, allow_nan=False)
         subject = _subject(message)
         attributes = _attributes(key, message)
         size = len(body.encode()) + len(subject) + sum(len(k) + len(v["StringValue"]) for k, v in attributes.items())
@@ -204,11 +204,3 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
     if missing:
         raise ValueError(f"{name} lacks columns {missing} (has {list(frame.columns)})")
 
-
-def _json_default(value: Any) -> Any:
-    # numpy scalars and timestamps reach messages from frames; anything else is a bug worth raising.
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable in an alert message: {type(value).__name__}")

@@ -96,10 +96,10 @@ def object_exists(s3, bucket: str, key: str) -> bool:
 
 
 def to_json_bytes(value: Any) -> bytes:
-    return json.dumps(value, indent=2, sort_keys=True, default=_json_default).encode()
+    return json.dumps(value, indent=2, sort_keys=True, default=json_default).encode()
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     # numpy scalars and timestamps show up in summaries; everything else is a bug worth raising.
     if hasattr(value, "item"):
         return value.item()
