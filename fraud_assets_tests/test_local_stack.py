@@ -269,6 +269,8 @@ def test_many_scores_survive_a_restart(tmp_path) -> None:
             assert count_items_for_date(ddb, NAMES.scores_table, NAMES.scores_gsi, date) == n
         assert [ddb.get_item(TableName=NAMES.scores_table, Key=k)["Item"] for k in keys] == before
         assert ddb.describe_table(TableName=NAMES.scores_table)["Table"]["ItemCount"] == sum(dates.values())
+        # Byte for byte what was saved: the next snapshot finds nothing new to write.
+        assert stack._store.snapshot(stack.client) == second  # type: ignore[union-attr]
 
 
 def test_a_snapshot_during_batch_writes_succeeds(tmp_path) -> None:
@@ -333,6 +335,7 @@ def test_item_export_matches_scan(aws: LocalStack) -> None:
 
 
 def test_the_item_route_fails_loudly_if_moto_internals_change(monkeypatch) -> None:
+    import io
     import json
 
     from fraud_assets.local import stack as stack_module
@@ -344,8 +347,11 @@ def test_the_item_route_fails_loudly_if_moto_internals_change(monkeypatch) -> No
                    type("T", (), {"items": {"h": {"r": object()}}, "range_key_attr": "r"})()):
         monkeypatch.setattr(stack_module, "_moto_table", lambda region, name, broken=broken: broken)
         app = stack_module._InternalRoutes(lambda environ, start_response: [])
-        answers: list[str] = []
-        body = b"".join(app({"PATH_INFO": f"/_fraud_assets/dynamodb/us-east-1/{NAMES.scores_table}/items",
-                             "REQUEST_METHOD": "GET"}, lambda status, headers: answers.append(status)))
-        assert answers == ["500 Internal Server Error"]
-        assert json.loads(body)["__type"] == "MotoInternalsChanged" and "moto" in json.loads(body)["message"]
+        for method in ("GET", "POST"):
+            answers: list[str] = []
+            line = b'{"transactionId":{"S":"t"},"timestamp":{"S":"x"}}\n'
+            body = b"".join(app({"PATH_INFO": f"/_fraud_assets/dynamodb/us-east-1/{NAMES.scores_table}/items",
+                                 "REQUEST_METHOD": method, "CONTENT_LENGTH": str(len(line)), "wsgi.input": io.BytesIO(line)},
+                                lambda status, headers: answers.append(status)))
+            assert answers == ["500 Internal Server Error"], (method, body)
+            assert json.loads(body)["__type"] == "MotoInternalsChanged" and "moto" in json.loads(body)["message"]

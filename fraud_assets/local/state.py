@@ -1,6 +1,9 @@
 """Persistence for the local stack: snapshot the state out through the public AWS APIs into plain
-files, and replay it through the same APIs into a fresh moto. No pickles, nothing of moto's
-internals: a snapshot is readable by hand and survives moto upgrades.
+files, and replay it through the same APIs into a fresh moto. No pickles: a snapshot is readable
+by hand and survives moto upgrades. One exception to the public APIs: DynamoDB items are exported
+and loaded through the moto process's internal route (see stack.py), as the same DynamoDB-JSON
+lines a Scan gives, because Scan/BatchWriteItem take minutes at 80,000 items; table definitions
+still go through DescribeTable/CreateTable.
 
 Layout of `state_dir`:
 
@@ -14,8 +17,11 @@ Layout of `state_dir`:
 A snapshot writes a new generation into a temporary directory, renames it into place, then points
 CURRENT at it (os.replace) and only then deletes older generations and unreferenced objects. A
 crash at any point leaves the previous CURRENT and everything it refers to intact. Objects whose
-ETag is unchanged since the last snapshot are not downloaded again, so periodic snapshots cost
-listing calls plus DynamoDB scans.
+ETag is unchanged since the last snapshot are not downloaded again, and an items file whose bytes
+hash as last time is hard-linked from the previous generation instead of written. A snapshot first
+asks moto how many state-changing requests it has served: the same count as at the last snapshot
+means nothing changed, and nothing is read at all. Otherwise it costs listing calls plus one
+export per table.
 
 Kept: S3 buckets (location, versioning status) with their current objects (content type, user
 metadata, content encoding), DynamoDB tables (definition, TTL, items as DynamoDB-JSON lines),
