@@ -6,10 +6,8 @@ PipesGlueClient running glue_scripts/fraud_data_prep.py). One transformation, th
 from __future__ import annotations
 
 import dataclasses
-import os
-import random
-import string
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, Optional
@@ -53,8 +51,7 @@ class SseS3ContextInjector(PipesS3ContextInjector):
 
     @contextmanager
     def inject_context(self, context) -> Iterator[dict[str, str]]:
-        token = "".join(random.choices(string.ascii_letters, k=30))
-        key = f"{self.key_prefix or ''}{token}/context.json"
+        key = f"{self.key_prefix or ''}{uuid.uuid4().hex}/context.json"
         put_bytes(self.client, self.bucket, key, to_json_bytes(context), "application/json")
         try:
             yield {"bucket": self.bucket, "key": key}
