@@ -98,3 +98,16 @@ def test_summary_reconciles_with_the_input():
     assert summary["recordCount"] == 5_000
     assert sum(s["rows"] for s in summary["splits"].values()) == 5_000
     assert sum(s["fraudCount"] for s in summary["splits"].values()) == int(raw[LABEL_COLUMN].sum())
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(min_value=0, max_value=300), crlf=st.booleans(), trailing_newline=st.booleans(), blank_lines=st.integers(0, 3))
+def test_input_record_count_is_independent_of_the_parser(n, crlf, trailing_newline, blank_lines):
+    from fraud_assets.lib.prep_engines import count_csv_records
+    from fraud_assets.lib.synthetic import to_csv_bytes
+
+    text = to_csv_bytes(raw_frame(n)).rstrip(b"\n")
+    if crlf:
+        text = text.replace(b"\n", b"\r\n")
+    text += b"\n" * blank_lines + (b"\n" if trailing_newline else b"")
+    assert count_csv_records(text) == n

@@ -125,13 +125,14 @@ class DataPrepEngine(ConfigurableResource):
         uri = S3Uri.parse(raw_uri)
         started = time.perf_counter()
         if self.engine == "pandas":
-            frames = prep_engines.prepare_with_pandas(get_bytes(s3_client, uri), str(uri), seed, ratios)
-            metadata: dict[str, Any] = {}
+            data = get_bytes(s3_client, uri)
+            frames = prep_engines.prepare_with_pandas(data, str(uri), seed, ratios)
+            metadata: dict[str, Any] = {"input_records": prep_engines.count_csv_records(data)}
         elif self.engine == "spark":
-            frames = prep_engines.prepare_with_spark(
-                self.spark_session(), get_bytes(s3_client, uri), str(uri), seed, ratios, self.workdir
-            )
-            metadata = {"spark_master": self.spark_config.get("spark.master", "")}
+            data = get_bytes(s3_client, uri)
+            frames = prep_engines.prepare_with_spark(self.spark_session(), data, str(uri), seed, ratios, self.workdir)
+            metadata = {"spark_master": self.spark_config.get("spark.master", ""),
+                        "input_records": prep_engines.count_csv_records(data)}
         elif self.engine == "glue":
             frames, metadata = self._prepare_with_glue(context, s3_client, uri, seed, ratios, glue_client, logs_client)
         else:  # pydantic already rejects it; kept for callers that bypass validation
@@ -238,4 +239,7 @@ class DataPrepEngine(ConfigurableResource):
             # Counts travel over CloudWatch; without them the parquet is still read and checked
             # downstream by the split asset checks.
             context.log.warning("the Glue job reported no split summary over Pipes; counts not cross-checked")
+        metadata["input_records"] = (
+            summaries[-1]["recordCount"] if summaries else prep_engines.count_csv_records(get_bytes(s3_client, raw_uri))
+        )
         return frames, metadata

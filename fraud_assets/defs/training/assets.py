@@ -78,11 +78,14 @@ def prepared_splits(
     raw_uri = str(S3Uri(platform.data_bucket, RAW_DATA_KEY))
     ratios = (config.train_ratio, config.validation_ratio, config.test_ratio)
     started = time.perf_counter()
-    splits = data_prep_engine.prepare(context, s3_client(s3), raw_uri, config.seed, ratios)
-    received = sum(len(frame) for frame in splits.values())
+    prepared = data_prep_engine.prepare_detailed(context, s3_client(s3), raw_uri, config.seed, ratios)
+    splits = prepared.frames
+    # The input's own record count, not the splits' sum: the counts_add_up gate compares the two.
+    received = int(prepared.metadata["input_records"])
     summary = split_summary(received, splits)
     summary.update({"input": raw_uri, "seed": config.seed, "ratios": ratios, "engine": data_prep_engine.engine})
     elapsed = time.perf_counter() - started
+    engine_metadata = {k: v for k, v in prepared.metadata.items() if k != "input_records"}
     for name in SPLITS:
         frame = splits[name]
         stats = summary["splits"][name]
@@ -96,6 +99,7 @@ def prepared_splits(
                 "fraction": stats["fraction"],
                 "record_count": received,
                 "prep_seconds": elapsed,
+                **engine_metadata,
             },
         )
 
