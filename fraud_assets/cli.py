@@ -36,13 +36,12 @@ def aws_target(state_dir: Path, announce=print):
 
 def _dagster_home() -> None:
     """Runs go to a persistent instance so `dagster dev` shows them afterwards."""
-    if not os.environ.get("DAGSTER_HOME"):
-        home = (STATE_ROOT / "dagster_home").resolve()
-        home.mkdir(parents=True, exist_ok=True)
-        config = home / "dagster.yaml"
-        if not config.exists():  # an explicit (default) instance; no telemetry from a local run
-            config.write_text("telemetry:\n  enabled: false\n")
-        os.environ["DAGSTER_HOME"] = str(home)
+    home = Path(os.environ.get("DAGSTER_HOME") or STATE_ROOT / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():  # an explicit (default) instance; no telemetry from a local run
+        config.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
 
 
 def cmd_local_stack(args) -> int:
