@@ -369,3 +369,18 @@ def test_feature_job_writes_splits_and_stats(spark, large_splits, tmp_path):
         assert len(got) == summary["splits"][name]["rows"] == 2000
         assert_same_features(features.add_features(prepared[name].head(2000), written), got)
     assert math.isfinite(written["amount_std"])
+
+
+def test_engine_resource_engineers_features_alike_on_spark_and_pandas(spark, large_splits):
+    """The engineered_features asset's path: DataPrepEngine.engineer_features on either engine."""
+    from fraud_assets.defs.engines import DataPrepEngine
+
+    prepared, _ = large_splits
+    spark_tables, spark_stats = DataPrepEngine(engine="spark").engineer_features(prepared)
+    pandas_tables, pandas_stats = DataPrepEngine(engine="pandas").engineer_features(prepared)
+    assert spark_stats["amount_mean"] == pytest.approx(pandas_stats["amount_mean"], rel=1e-12)
+    for name, expected in pandas_tables.items():
+        got = spark_tables[name]
+        assert got[TRANSACTION_ID].tolist() == expected[TRANSACTION_ID].tolist()
+        for column in features.engineered_feature_names(has_customer_fields=False):
+            assert np.allclose(got[column].to_numpy(float), expected[column].to_numpy(float), rtol=0, atol=1e-9), column

@@ -140,6 +140,14 @@ class DataPrepEngine(ConfigurableResource):
         metadata = {"engine": self.engine, "engine_seconds": round(time.perf_counter() - started, 3), **metadata}
         return PreparedSplits(frames, metadata)
 
+    def engineer_features(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+        """Feature engineering on the same engine as data prep: glue_scripts/fraud_feature_eng.py on
+        Spark, its pandas twin otherwise. The glue engine engineers in-process: the splits are
+        already in memory here, and the features are cheap next to the data prep Glue scales out."""
+        if self.engine == "spark":
+            return prep_engines.engineer_with_spark(self.spark_session(), splits, self.workdir)
+        return prep_engines.engineer_with_pandas(splits)
+
     def spark_session(self):
         """The process's Spark session, created on first use through dagster-pyspark's lazy resource
         (an existing session is reused, as SparkSession.builder.getOrCreate does)."""

@@ -120,6 +120,36 @@ def split_frame_from_tables(tables: Sequence[pa.Table]) -> pd.DataFrame:
     return frame
 
 
+def engineer_with_pandas(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Feature engineering in-process: statistics fitted on the training split, applied to all."""
+    from fraud_assets.lib.features import add_features, fit_feature_stats
+
+    stats = fit_feature_stats(splits["train"])
+    return {name: add_features(frame, stats) for name, frame in splits.items()}, stats
+
+
+def engineer_with_spark(
+    spark, splits: dict[str, pd.DataFrame], workdir: str | Path | None = None
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """glue_scripts/fraud_feature_eng.py on a local Spark session: the splits staged as local
+    parquet in the data-prep script's layout (`split=<name>/`), read back in transactionId order."""
+    script = load_glue_script(FEATURE_ENG_SCRIPT)
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fraud-features-", dir=workdir) as tmp:
+        for name, frame in splits.items():
+            folder = Path(tmp) / "in" / f"split={name}"
+            folder.mkdir(parents=True)
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / "part-00000.parquet")
+        summary = script.engineer_features_spark(spark, str(Path(tmp) / "in"), str(Path(tmp) / "out"))
+        tables = {}
+        for name in SPLITS:
+            files = sorted((Path(tmp) / "out" / f"split={name}").glob("*.parquet"))
+            frame = pa.concat_tables([pq.read_table(p) for p in files]).to_pandas()
+            tables[name] = frame.sort_values(TRANSACTION_ID, kind="stable").reset_index(drop=True)
+    return tables, summary["stats"]
+
+
 # --------------------------------------------------------------------------- AWS Glue
 
 

@@ -23,7 +23,7 @@ from fraud_assets.defs.engines import DataPrepEngine
 from fraud_assets.defs.resources import AwsClients, FeatureEngineering, FraudPlatform, QualityGates, s3_client, ssm_client
 from fraud_assets.lib import endpoint as endpoint_lib
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_DATA_KEY, TRANSACTION_ID
-from fraud_assets.lib.features import add_features, engineered_feature_names, fit_feature_stats, has_customer_fields
+from fraud_assets.lib.features import engineered_feature_names, has_customer_fields
 from fraud_assets.lib.gates import model_gates
 from fraud_assets.lib.hyperparameters import read_hyperparameters
 from fraud_assets.lib.metrics import HEADLINE_METRICS, compare_with_production, evaluate_scores
@@ -138,17 +138,17 @@ def model_hyperparameters(context: AssetExecutionContext, ssm: SSMResource) -> S
 )
 def engineered_features(
     context: AssetExecutionContext, train_split: StageResult, validation_split: StageResult, test_split: StageResult,
-    feature_engineering: FeatureEngineering,
+    feature_engineering: FeatureEngineering, data_prep_engine: DataPrepEngine,
 ) -> StageResult:
     splits = {"train": train_split.table, "validation": validation_split.table, "test": test_split.table}
     if feature_engineering.enabled:
-        stats = fit_feature_stats(splits["train"])
-        tables = {name: add_features(frame, stats) for name, frame in splits.items()}
+        tables, stats = data_prep_engine.engineer_features(splits)
         names = engineered_feature_names(has_customer_fields(splits["train"]))
     else:
         stats, tables, names = None, splits, list(FEATURE_COLUMNS)
     context.add_output_metadata(
-        {"enabled": feature_engineering.enabled, "feature_count": len(names), "feature_names": MetadataValue.json(names)}
+        {"enabled": feature_engineering.enabled, "engine": data_prep_engine.engine, "feature_count": len(names),
+         "feature_names": MetadataValue.json(names)}
     )
     return StageResult(summary={"enabled": feature_engineering.enabled, "featureNames": names, "featureStats": stats}, tables=tables)
 
