@@ -290,7 +290,13 @@ def write_hyperparameters(
         stale = [f"{base}/{name}" for name in current if name not in normalised]
         for chunk in _chunks(stale, 10):  # DeleteParameters takes at most 10 names
             ssm.delete_parameters(Names=chunk)
-    meta = f"{meta_path(base)}/{EXPERIMENT_ID_PARAMETER}"
+    write_experiment_id(ssm, experiment_id, base)
+    return versions
+
+
+def write_experiment_id(ssm, experiment_id: str | None, path: str = HYPERPARAMETER_PATH) -> None:
+    """Record which experiment the values came from (None: they came from no experiment)."""
+    meta = f"{meta_path(path.rstrip('/'))}/{EXPERIMENT_ID_PARAMETER}"
     if experiment_id is None:
         try:
             ssm.delete_parameter(Name=meta)
@@ -298,7 +304,6 @@ def write_hyperparameters(
             pass
     else:
         ssm.put_parameter(Name=meta, Value=experiment_id, Type="String", Overwrite=True)
-    return versions
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

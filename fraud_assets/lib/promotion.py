@@ -29,14 +29,13 @@ import yaml
 from fraud_assets.lib.config import HYPERPARAMETER_PATH, PRODUCTION_MODEL_CONFIG_KEY, PlatformNames
 from fraud_assets.lib.experiments import ALGORITHM, ExperimentNotFound, load_experiment
 from fraud_assets.lib.hyperparameters import (
-    EXPERIMENT_ID_PARAMETER,
     HyperparameterError,
     StoredParameter,
     list_parameters,
-    meta_path,
     read_experiment_id,
     validate_experiment_id,
     validate_hyperparameters,
+    write_experiment_id,
     write_hyperparameters,
 )
 from fraud_assets.lib.storage import S3Uri, get_bytes, get_json, object_exists, put_bytes, put_json, validate_key_part
@@ -163,14 +162,7 @@ def _restore_parameters(ssm, parameters: Mapping[str, StoredParameter], experime
             ssm.delete_parameter(Name=f"{base}/{name}")
     for name, p in parameters.items():
         ssm.put_parameter(Name=f"{base}/{name}", Value=p.value, Type="String", Overwrite=True)
-    meta = f"{meta_path(base)}/{EXPERIMENT_ID_PARAMETER}"
-    if experiment_id is None:
-        try:
-            ssm.delete_parameter(Name=meta)
-        except ssm.exceptions.ParameterNotFound:
-            pass
-    else:
-        ssm.put_parameter(Name=meta, Value=experiment_id, Type="String", Overwrite=True)
+    write_experiment_id(ssm, experiment_id, base)
 
 
 def _write_parameters_or_restore(ssm, values: Mapping[str, Any], experiment_id: str | None, state: _ProductionState, path: str) -> dict[str, int]:
