@@ -39,20 +39,11 @@ def glue_cost_usd(seconds: float) -> float:
 
 
 def spark_session(driver_memory: str):
-    from pyspark.sql import SparkSession
+    from fraud_assets.lib.prep_engines import local_spark_session
 
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("bench-spark")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.driver.memory", driver_memory)  # the 10x cache must fit or spill
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    return session
+    # The 10x set's cache must fit in the driver or spill.
+    return local_spark_session(**{"spark.app.name": "bench-spark", "spark.ui.showConsoleProgress": "false",
+                                  "spark.driver.memory": driver_memory})
 
 
 def run_pandas(csv: bytes, repeat: int) -> tuple[float, dict]:

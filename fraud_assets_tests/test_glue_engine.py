@@ -111,18 +111,8 @@ def test_script_upload_is_encrypted_and_job_created_once(aws):
 
 @pytest.fixture(scope="module")
 def spark():
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("fraud-assets-glue-engine")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
+    session = prep_engines.local_spark_session(**{"spark.app.name": "fraud-assets-glue-engine", "spark.sql.shuffle.partitions": "2",
+                                     "spark.default.parallelism": "2"})
     yield session
     session.stop()
 

@@ -30,6 +30,7 @@ from fraud_assets.lib.prep_engines import (
     DATA_PREP_SCRIPT,
     FEATURE_ENG_SCRIPT,
     load_glue_script,
+    local_spark_session,
     prepare_with_pandas,
     prepare_with_spark,
 )
@@ -42,19 +43,8 @@ feng = load_glue_script(FEATURE_ENG_SCRIPT)
 
 @pytest.fixture(scope="module")
 def spark():
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("fraud-assets-parity")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.files.openCostInBytes", "0")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
+    session = local_spark_session(**{"spark.app.name": "fraud-assets-parity", "spark.sql.shuffle.partitions": "2",
+                                     "spark.default.parallelism": "2", "spark.sql.files.openCostInBytes": "0"})
     yield session
     session.stop()
 

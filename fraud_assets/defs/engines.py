@@ -29,14 +29,7 @@ GLUE_SUMMARY_MESSAGE = "fraud_data_prep_summary"
 
 # Spark local mode sized for a shared laptop; the UI is off (no port to collide on) and timestamps
 # are UTC so feature engineering never depends on the machine's zone.
-DEFAULT_SPARK_CONFIG: dict[str, str] = {
-    "spark.master": "local[2]",
-    "spark.app.name": "fraud-data-prep",
-    "spark.ui.enabled": "false",
-    "spark.sql.shuffle.partitions": "4",
-    "spark.driver.memory": "2g",
-    "spark.sql.session.timeZone": "UTC",
-}
+DEFAULT_SPARK_CONFIG = prep_engines.LOCAL_SPARK_CONFIG
 
 
 @dataclasses.dataclass

@@ -28,6 +28,31 @@ FEATURE_ENG_SCRIPT = GLUE_SCRIPTS_DIR / "fraud_feature_eng.py"
 _SOURCE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+# Spark local mode on this project's machines: two cores, no UI, UTC so time features never depend
+# on the machine's zone. The Dagster resource, the tests and the benchmark all start from this.
+LOCAL_SPARK_CONFIG: dict[str, str] = {
+    "spark.master": "local[2]",
+    "spark.app.name": "fraud-data-prep",
+    "spark.ui.enabled": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.driver.memory": "2g",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+def local_spark_session(**overrides: str):
+    """A local Spark session with LOCAL_SPARK_CONFIG (keys given with dots, e.g.
+    `**{"spark.sql.shuffle.partitions": "2"}`), quiet logs."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in {**LOCAL_SPARK_CONFIG, **overrides}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
 def load_glue_script(path: Path | str = DATA_PREP_SCRIPT) -> ModuleType:
     """A glue_scripts/ file as a module. glue_scripts is not a package (Glue uploads single files),
     so it is loaded by path; cached so every caller shares one module object."""
