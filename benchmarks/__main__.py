@@ -33,8 +33,8 @@ def timed(fn, repeat: int = 3) -> tuple[float, object]:
 
 
 def bench_data_prep(csv_bytes: bytes) -> dict:
-    from fraud_assets.lib.prep_engines import prepare_with_pandas
-    from fraud_assets.lib.storage import table_to_parquet
+    from fraud_assets.lib.training.prep_engines import prepare_with_pandas
+    from fraud_assets.lib.aws.storage import table_to_parquet
 
     def ours():
         splits = prepare_with_pandas(csv_bytes, "bench.csv", 42)
@@ -58,7 +58,7 @@ def bench_data_prep(csv_bytes: bytes) -> dict:
 
 def bench_training(splits: dict) -> dict:
     from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN
-    from fraud_assets.lib.training import (
+    from fraud_assets.lib.training.model import (
         DEFAULT_EARLY_STOPPING_ROUNDS,
         DEFAULT_HYPERPARAMETERS,
         DEFAULT_NUM_ROUND,
@@ -85,8 +85,8 @@ def bench_training(splits: dict) -> dict:
 def deploy_for_bench(trained, names) -> None:
     import boto3
 
-    from fraud_assets.lib.storage import put_bytes
-    from fraud_assets.lib.training import package_model
+    from fraud_assets.lib.aws.storage import put_bytes
+    from fraud_assets.lib.training.model import package_model
 
     s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
     put_bytes(s3, names.models_bucket, "bench/model.tar.gz", package_model(trained.booster, {"feature_names": trained.feature_names}))
@@ -100,7 +100,7 @@ def deploy_for_bench(trained, names) -> None:
 def bench_scoring(trained, features: np.ndarray) -> dict:
     import boto3
 
-    from fraud_assets.lib.scoring import score_one_at_a_time, score_through_endpoint
+    from fraud_assets.lib.inference.scoring import score_one_at_a_time, score_through_endpoint
 
     runtime = boto3.client("sagemaker-runtime")
     booster = trained.booster
@@ -127,9 +127,9 @@ def bench_training_graph() -> dict:
 
     from fraud_assets.main_job import QUIET
 
-    from fraud_assets.definitions import defs
+    from fraud_assets.definitions import location_defs
 
-    job = defs.resolve_job_def("training_job")
+    job = location_defs().resolve_job_def("training_job")
     started = time.perf_counter()
     result = job.execute_in_process(instance=DagsterInstance.get(), run_config=QUIET, raise_on_error=False)
     return {"wall_s": time.perf_counter() - started, "succeeded": result.success, "target_s": 60.0}
@@ -139,15 +139,15 @@ def bench_inference(sizes: list[int]) -> dict:
     import boto3
     from dagster import DagsterInstance
 
-    from fraud_assets.definitions import defs
+    from fraud_assets.definitions import location_defs
     from fraud_assets.lib.config import PlatformNames, daily_batch_key
-    from fraud_assets.lib.storage import put_bytes
-    from fraud_assets.lib.synthetic import batch_to_json_bytes, generate_daily_batch
+    from fraud_assets.lib.aws.storage import put_bytes
+    from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch
     from fraud_assets.main_job import QUIET
 
     names = PlatformNames.from_env()
     s3 = boto3.client("s3")
-    job = defs.resolve_job_def("inference_job")
+    job = location_defs().resolve_job_def("inference_job")
     out = {}
     for i, size in enumerate(sizes):
         date = f"2026-02-{10 + i:02d}"
@@ -174,9 +174,9 @@ def main() -> None:
     import boto3
 
     from fraud_assets.lib.config import RAW_DATA_KEY, FEATURE_COLUMNS, PlatformNames
-    from fraud_assets.lib.prep_engines import prepare_with_pandas
-    from fraud_assets.lib.storage import put_bytes
-    from fraud_assets.lib.synthetic import generate_transactions, to_csv_bytes
+    from fraud_assets.lib.training.prep_engines import prepare_with_pandas
+    from fraud_assets.lib.aws.storage import put_bytes
+    from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
     from fraud_assets.local.stack import LocalStack
 
     os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="fraud-bench-dagster-")

@@ -11,11 +11,11 @@ import json
 import time
 
 from fraud_assets.lib.config import LABEL_COLUMN
-from fraud_assets.lib.experiments import run_experiment
-from fraud_assets.lib.metrics import evaluate_scores
-from fraud_assets.lib.splits import prepare_splits
-from fraud_assets.lib.synthetic import generate_transactions
-from fraud_assets.lib.training import DEFAULT_HYPERPARAMETERS, train_model
+from fraud_assets.lib.experimentation.experiments import run_experiment
+from fraud_assets.lib.training.metrics import evaluate_scores
+from fraud_assets.lib.training.splits import prepare_splits
+from fraud_assets.lib.seeding.synthetic import generate_transactions
+from fraud_assets.lib.training.model import DEFAULT_HYPERPARAMETERS, train_model
 
 
 def test_metrics(splits, hyperparameters) -> dict:

@@ -39,7 +39,7 @@ def glue_cost_usd(seconds: float) -> float:
 
 
 def spark_session(driver_memory: str):
-    from fraud_assets.lib.prep_engines import local_spark_session
+    from fraud_assets.lib.training.prep_engines import local_spark_session
 
     # The 10x set's cache must fit in the driver or spill.
     return local_spark_session(**{"spark.app.name": "bench-spark", "spark.ui.showConsoleProgress": "false",
@@ -47,7 +47,7 @@ def spark_session(driver_memory: str):
 
 
 def run_pandas(csv: bytes, repeat: int) -> tuple[float, dict]:
-    from fraud_assets.lib.prep_engines import prepare_with_pandas
+    from fraud_assets.lib.training.prep_engines import prepare_with_pandas
 
     times, result = [], {}
     for _ in range(repeat):
@@ -61,8 +61,8 @@ def run_pandas(csv: bytes, repeat: int) -> tuple[float, dict]:
 
 def run_spark(spark, csv: bytes, repeat: int) -> tuple[dict, dict]:
     """prepare_with_spark's steps, timed one by one."""
-    from fraud_assets.lib.prep_engines import DATA_PREP_SCRIPT, load_glue_script, read_split_parquet_dir
-    from fraud_assets.lib.splits import SPLITS
+    from fraud_assets.lib.training.prep_engines import DATA_PREP_SCRIPT, load_glue_script, read_split_parquet_dir
+    from fraud_assets.lib.training.splits import SPLITS
 
     script = load_glue_script(DATA_PREP_SCRIPT)
     runs, frames = [], {}
@@ -88,7 +88,7 @@ def same_splits(a: dict, b: dict) -> bool:
 
 
 def bench(rows: int, spark, repeat: int) -> dict:
-    from fraud_assets.lib.synthetic import generate_transactions, to_csv_bytes
+    from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
 
     started = time.perf_counter()
     csv = to_csv_bytes(generate_transactions(rows, seed=7))

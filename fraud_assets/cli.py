@@ -62,7 +62,7 @@ def cmd_seed(args) -> int:
 def _seed(args, names) -> dict:
     import boto3
 
-    from fraud_assets.lib.seed import seed_dates, seed_platform
+    from fraud_assets.lib.seeding.seed import seed_dates, seed_platform
 
     drift_from = args.drift_from
     if args.drift_last:
@@ -104,7 +104,7 @@ def cmd_experiments(args) -> int:
     import boto3
 
     from fraud_assets.lib.config import PlatformNames
-    from fraud_assets.lib.experiments import format_experiment_detail, format_experiment_table, list_experiments, load_experiment
+    from fraud_assets.lib.experimentation.experiments import format_experiment_detail, format_experiment_table, list_experiments, load_experiment
 
     names = PlatformNames.from_env()
     with aws_target(Path(args.state_dir), announce=lambda *_: None):
@@ -130,7 +130,7 @@ def cmd_rollback(args) -> int:
     import boto3
 
     from fraud_assets.lib.config import PlatformNames
-    from fraud_assets.lib.promotion import rollback_hyperparameters
+    from fraud_assets.lib.experimentation.promotion import rollback_hyperparameters
 
     with aws_target(Path(args.state_dir)):
         result = rollback_hyperparameters(args.backup, s3=boto3.client("s3"), ssm=boto3.client("ssm"), names=PlatformNames.from_env())

@@ -8,7 +8,7 @@ from typing import Callable
 
 from dagster import DagsterInstance
 
-from fraud_assets.lib.metrics import HEADLINE_METRICS
+from fraud_assets.lib.training.metrics import HEADLINE_METRICS
 
 Announce = Callable[[str], None]
 # Dagster's console logger prints every event at DEBUG; the CLI prints its own summary instead.
@@ -48,9 +48,9 @@ def _check_lines(result) -> tuple[list[str], list[str]]:
 def _definitions(defs):
     if defs is not None:
         return defs
-    from fraud_assets.definitions import defs as location_defs
+    from fraud_assets.definitions import location_defs
 
-    return location_defs
+    return location_defs()
 
 
 def run_training(instance: DagsterInstance, announce: Announce, defs=None) -> dict:
@@ -98,10 +98,10 @@ def _training_report(summary: dict, passed: list[str]) -> str:
 
 
 def run_days(instance: DagsterInstance, dates: list[str], announce: Announce) -> list[dict]:
-    from fraud_assets.definitions import defs
+    from fraud_assets.definitions import location_defs
 
     try:
-        job = defs.resolve_job_def("inference_job")
+        job = location_defs().resolve_job_def("inference_job")
     except Exception:
         return []
     days = []
@@ -136,13 +136,14 @@ def evaluate_drift_sensor(instance: DagsterInstance, announce: Announce) -> list
     """Ticks the drift sensor once, as the daemon would, and reports what it asks for."""
     from dagster import build_sensor_context
 
-    from fraud_assets.definitions import defs
+    from fraud_assets.definitions import location_defs
 
+    defs = location_defs()
     try:
         sensor = defs.resolve_sensor_def("drift_retraining_sensor")
     except Exception:
         return []
-    context = build_sensor_context(instance=instance, definitions=defs)
+    context = build_sensor_context(instance=instance, definitions=defs, resources={"retraining_policy": defs.resources["retraining_policy"]})
     result = sensor(context)
     requests = list(getattr(result, "run_requests", None) or ([] if result is None else [r for r in result] if isinstance(result, list) else []))
     found = [{"job": r.job_name or sensor.job_name, "run_key": r.run_key, "tags": dict(r.tags)} for r in requests]
@@ -169,7 +170,7 @@ def promote_and_maybe_retrain(experiment_id: str, retrain: bool, announce: Annou
     import boto3
 
     from fraud_assets.lib.config import PlatformNames
-    from fraud_assets.lib.promotion import promote_to_production
+    from fraud_assets.lib.experimentation.promotion import promote_to_production
 
     result = promote_to_production(experiment_id, s3=boto3.client("s3"), ssm=boto3.client("ssm"), names=PlatformNames.from_env())
     if retrain:

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from fraud_assets.local.stack import LocalStack, scrubbed_aws_environ
+from fraud_assets.local.processes import scrubbed_aws_environ
+from fraud_assets.local.stack import LocalStack
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.lib.alerts import alert_messages, high_risk_alerts, publish_alerts
-from fraud_assets.lib.storage import InvalidKeyError, get_json
+from fraud_assets.lib.inference.alerts import alert_messages, high_risk_alerts, publish_alerts
+from fraud_assets.lib.aws.storage import InvalidKeyError, get_json
 
 DATE = "2024-05-01"
 

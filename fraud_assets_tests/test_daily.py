@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, TRANSACTION_ID
-from fraud_assets.lib.daily import (
+from fraud_assets.lib.inference.daily import (
     METADATA_COLUMNS,
     BatchError,
     MissingBatchError,

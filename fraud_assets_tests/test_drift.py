@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fraud_assets.lib.drift import (
+from fraud_assets.lib.inference.drift import (
     SCORE_BIN_EDGES,
     baseline,
     daily_metrics,
@@ -20,7 +20,7 @@ from fraud_assets.lib.drift import (
     load_history,
     population_stability_index,
 )
-from fraud_assets.lib.storage import put_bytes, put_json
+from fraud_assets.lib.aws.storage import put_bytes, put_json
 
 samples = hnp.arrays(np.float64, st.integers(1, 200), elements=st.floats(-1e6, 1e6, allow_nan=False))
 

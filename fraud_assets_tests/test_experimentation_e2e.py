@@ -5,14 +5,14 @@ import boto3
 import pytest
 from dagster import DagsterInstance
 
-from fraud_assets.definitions import build_definitions
+from fraud_assets.definitions import location_defs
 from fraud_assets.defs.resources import QualityGates
 from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames
-from fraud_assets.lib.endpoint import current_endpoint
-from fraud_assets.lib.experiments import format_experiment_detail, list_experiments, load_experiment
-from fraud_assets.lib.hyperparameters import read_hyperparameters
-from fraud_assets.lib.storage import put_bytes
-from fraud_assets.lib.synthetic import generate_transactions, to_csv_bytes
+from fraud_assets.lib.training.endpoint import current_endpoint
+from fraud_assets.lib.experimentation.experiments import format_experiment_detail, list_experiments, load_experiment
+from fraud_assets.lib.training.hyperparameters import read_hyperparameters
+from fraud_assets.lib.aws.storage import put_bytes
+from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
 from fraud_assets.main_job import promote_and_maybe_retrain
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +23,7 @@ def test_tune_promote_retrain_names_the_experiment_on_the_endpoint(aws, tmp_path
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     s3 = boto3.client("s3")
     put_bytes(s3, NAMES.data_bucket, RAW_DATA_KEY, to_csv_bytes(generate_transactions(n_rows=60_000, seed=11)))
-    defs = build_definitions(quality_gates=QualityGates(pr_auc_floor=0.0, high_risk_precision_floor=0.0, regression_tolerance=1.0))
+    defs = location_defs(quality_gates=QualityGates(pr_auc_floor=0.0, high_risk_precision_floor=0.0, regression_tolerance=1.0))
     instance = DagsterInstance.get()
     assert defs.resolve_job_def("training_job").execute_in_process(instance=instance).success
     assert current_endpoint(s3, NAMES).get("experiment_id") is None

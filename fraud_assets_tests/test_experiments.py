@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from fraud_assets.lib.config import LABEL_COLUMN, PlatformNames
-from fraud_assets.lib.experiments import (
+from fraud_assets.lib.experimentation.experiments import (
     DEFAULT_SEARCH_SPACE,
     ExperimentNotFound,
     SearchSpaceError,
@@ -22,8 +22,8 @@ from fraud_assets.lib.experiments import (
     trials_markdown,
     validate_search_space,
 )
-from fraud_assets.lib.hyperparameters import HyperparameterError, validate_hyperparameters
-from fraud_assets.lib.storage import put_bytes
+from fraud_assets.lib.training.hyperparameters import HyperparameterError, validate_hyperparameters
+from fraud_assets.lib.aws.storage import put_bytes
 
 NAMES = PlatformNames()
 # Short boosting loops and one thread: the machine is shared and a trial must stay well under a second.

@@ -5,13 +5,13 @@ import boto3
 import pytest
 from dagster import DagsterInstance
 
-from fraud_assets.definitions import build_definitions
+from fraud_assets.definitions import location_defs
 from fraud_assets.defs.resources import FeatureEngineering, QualityGates
 from fraud_assets.lib.config import FEATURE_COLUMNS, RAW_DATA_KEY, PlatformNames, daily_batch_key
-from fraud_assets.lib.endpoint import current_endpoint
-from fraud_assets.lib.features import engineered_feature_names
-from fraud_assets.lib.storage import put_bytes
-from fraud_assets.lib.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
+from fraud_assets.lib.training.endpoint import current_endpoint
+from fraud_assets.lib.training.features import engineered_feature_names
+from fraud_assets.lib.aws.storage import put_bytes
+from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
 
 pytestmark = pytest.mark.e2e
 NAMES = PlatformNames()
@@ -21,7 +21,7 @@ def test_feature_engineering_reaches_the_endpoint_and_daily_scoring(aws):
     s3 = boto3.client("s3")
     put_bytes(s3, NAMES.data_bucket, RAW_DATA_KEY, to_csv_bytes(generate_transactions(n_rows=100_000, seed=11)))
     put_bytes(s3, NAMES.data_bucket, daily_batch_key("2026-04-01"), batch_to_json_bytes(generate_daily_batch("2026-04-01", 1_500)))
-    defs = build_definitions(
+    defs = location_defs(
         quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0),
         feature_engineering=FeatureEngineering(enabled=True),
     )

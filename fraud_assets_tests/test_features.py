@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS
-from fraud_assets.lib.features import (
+from fraud_assets.lib.training.features import (
     CUSTOMER_FEATURES,
     add_features,
     engineered_feature_names,

@@ -26,10 +26,10 @@ import pytest
 from dagster import MaterializeResult, asset, materialize
 
 from fraud_assets.defs.engines import DataPrepEngine, job_definition_drifted
-from fraud_assets.lib import prep_engines
+from fraud_assets.lib.training import prep_engines
 from fraud_assets.lib.config import PlatformNames
-from fraud_assets.lib.splits import DEFAULT_RATIOS, SPLITS
-from fraud_assets.lib.storage import SSE, InvalidKeyError, S3Uri, put_bytes
+from fraud_assets.lib.training.splits import DEFAULT_RATIOS, SPLITS
+from fraud_assets.lib.aws.storage import SSE, InvalidKeyError, S3Uri, put_bytes
 
 pytestmark = pytest.mark.xdist_group("spark")
 
@@ -177,7 +177,7 @@ class FakeGlue:
 
 @pytest.mark.spark
 def test_glue_engine_end_to_end_through_pipes(aws, spark):
-    synthetic = pytest.importorskip("fraud_assets.lib.synthetic")
+    synthetic = pytest.importorskip("fraud_assets.lib.seeding.synthetic")
     csv = synthetic.to_csv_bytes(synthetic.generate_transactions(1000, 0.03, seed=5))
     s3, glue, logs = boto3.client("s3"), boto3.client("glue"), boto3.client("logs")
     put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv, "text/csv")
@@ -256,12 +256,12 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
     from fraud_assets.defs.resources import FraudPlatform
     from fraud_assets.defs.training.assets import prepared_splits
     from dagster_aws.s3 import S3Resource
-    from fraud_assets.lib.storage import parquet_to_table, get_bytes
+    from fraud_assets.lib.aws.storage import parquet_to_table, get_bytes
 
     session = boto3.session.Session()
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
     fake = FakeGlue(session.events, spark)
-    synthetic = pytest.importorskip("fraud_assets.lib.synthetic")
+    synthetic = pytest.importorskip("fraud_assets.lib.seeding.synthetic")
     csv = synthetic.to_csv_bytes(synthetic.generate_transactions(600, 0.05, seed=9))
     s3 = boto3.client("s3")
     put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv, "text/csv")
@@ -291,10 +291,10 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
 
 @pytest.mark.spark
 def test_pandas_and_spark_engines_agree_through_the_resource(aws, spark):
-    from fraud_assets.lib.raw_data import RawDataError
+    from fraud_assets.lib.training.raw_data import RawDataError
 
     s3 = boto3.client("s3")
-    synthetic = pytest.importorskip("fraud_assets.lib.synthetic")
+    synthetic = pytest.importorskip("fraud_assets.lib.seeding.synthetic")
     csv = synthetic.to_csv_bytes(synthetic.generate_transactions(500, 0.05, seed=3))
     put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv, "text/csv")
     engine = DataPrepEngine(engine="spark")

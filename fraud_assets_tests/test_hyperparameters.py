@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.lib.config import HYPERPARAMETER_PATH
-from fraud_assets.lib.hyperparameters import (
+from fraud_assets.lib.training.hyperparameters import (
     ALIASES,
     RULES,
     SOURCE_DEFAULTS,
@@ -23,7 +23,7 @@ from fraud_assets.lib.hyperparameters import (
     validate_hyperparameters,
     write_hyperparameters,
 )
-from fraud_assets.lib.training import DEFAULT_HYPERPARAMETERS
+from fraud_assets.lib.training.model import DEFAULT_HYPERPARAMETERS
 
 NUMERIC = sorted(n for n, r in RULES.items() if r.kind is not str)
 CHOICES = sorted(n for n, r in RULES.items() if r.kind is str)

@@ -9,12 +9,12 @@ import boto3
 import pytest
 from dagster import DagsterInstance, build_run_status_sensor_context, build_sensor_context, DagsterRunStatus
 
-from fraud_assets.definitions import build_definitions
+from fraud_assets.definitions import location_defs
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, QualityGates
 from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key
-from fraud_assets.lib.score_store import count_items_for_date
-from fraud_assets.lib.storage import put_bytes
-from fraud_assets.lib.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
+from fraud_assets.lib.inference.score_store import count_items_for_date
+from fraud_assets.lib.aws.storage import put_bytes
+from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
 
 pytestmark = pytest.mark.e2e
 NAMES = PlatformNames()
@@ -51,7 +51,7 @@ def test_a_week_of_partitions_is_exact_idempotent_and_drift_triggers_retraining(
     monitoring_queue = subscribe_queue(NAMES.monitoring_topic, "monitoring-test")
     failures_queue = subscribe_queue(NAMES.failures_topic, "failures-test")
 
-    defs = build_definitions(quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0))
+    defs = location_defs(quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0))
     instance = DagsterInstance.ephemeral()
     assert defs.resolve_job_def("training_job").execute_in_process(instance=instance).success
     inference = defs.resolve_job_def("inference_job")
@@ -87,11 +87,11 @@ def test_a_week_of_partitions_is_exact_idempotent_and_drift_triggers_retraining(
     assert drain(alerts_queue) == []
 
     # The drift sensor asks for exactly one training run, and not again on its next tick.
-    sensor = defs.resolve_sensor_def("drift_retraining_sensor")
-    context = build_sensor_context(instance=instance, definitions=defs)
+    sensor = location_defs().resolve_sensor_def("drift_retraining_sensor")
+    context = build_sensor_context(instance=instance, definitions=defs, resources={"retraining_policy": defs.resources["retraining_policy"]})
     requests = sensor(context)
     assert len(requests) == 1 and DRIFT_DATE in requests[0].run_key
-    context = build_sensor_context(instance=instance, definitions=defs, cursor=context.cursor)
+    context = build_sensor_context(instance=instance, definitions=defs, resources={"retraining_policy": defs.resources["retraining_policy"]}, cursor=context.cursor)
     assert not isinstance(sensor(context), list)
 
     # A missing batch fails the run clearly; the failure sensor announces it on SNS.

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fraud_assets.defs.io_manager import OUTPUT_URI, ExecutionsIOManager
 from fraud_assets.lib.config import PlatformNames
-from fraud_assets.lib.storage import InvalidKeyError, S3Uri, StageResult, execution_prefix, put_json, validate_key_part
+from fraud_assets.lib.aws.storage import InvalidKeyError, S3Uri, StageResult, execution_prefix, put_json, validate_key_part
 
 BUCKET = PlatformNames().workflow_bucket
 VALUE = {"n": 1}

@@ -12,9 +12,10 @@ from decimal import Decimal
 import boto3
 import pytest
 
+from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.config import PlatformNames
-from fraud_assets.lib.storage import put_bytes
-from fraud_assets.local.stack import LocalStack, bootstrap
+from fraud_assets.local.bootstrap import bootstrap
+from fraud_assets.local.stack import LocalStack
 
 NAMES = PlatformNames()
 
@@ -208,7 +209,7 @@ def test_state_survives_a_restart(tmp_path) -> None:
 def test_a_failed_start_says_why_and_leaves_nothing() -> None:
     import socket
 
-    from fraud_assets.local.stack import LocalStackError
+    from fraud_assets.local.processes import LocalStackError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -242,7 +243,10 @@ def _score_items(date: str, n: int, prefix: str = "t") -> list[dict]:
 
 
 def test_many_scores_survive_a_restart(tmp_path) -> None:
-    from fraud_assets.lib.score_store import count_items_for_date, write_scores
+    from fraud_assets.lib.inference.score_store import (
+        count_items_for_date,
+        write_scores,
+    )
 
     state = tmp_path / "state"
     dates = {"2024-02-01": 12_000, "2024-02-02": 9_000}
@@ -276,7 +280,10 @@ def test_many_scores_survive_a_restart(tmp_path) -> None:
 def test_a_snapshot_during_batch_writes_succeeds(tmp_path) -> None:
     import threading
 
-    from fraud_assets.lib.score_store import count_items_for_date, write_scores
+    from fraud_assets.lib.inference.score_store import (
+        count_items_for_date,
+        write_scores,
+    )
 
     with LocalStack(state_dir=tmp_path / "state", snapshot_interval=0) as stack:
         ddb = stack.client("dynamodb")
@@ -338,7 +345,7 @@ def test_the_item_route_fails_loudly_if_moto_internals_change(monkeypatch) -> No
     import io
     import json
 
-    from fraud_assets.local import stack as stack_module
+    from fraud_assets.local import moto_server as stack_module
 
     class Table:  # what a table would look like if moto stored its items elsewhere
         range_key_attr = "timestamp"

@@ -14,7 +14,7 @@ import xgboost as xgb
 from botocore.exceptions import ClientError
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, PlatformNames
-from fraud_assets.lib.storage import put_bytes
+from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.local.stack import LocalStack
 
 NAMES = PlatformNames()

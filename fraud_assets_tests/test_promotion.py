@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from fraud_assets.lib.config import HYPERPARAMETER_PATH, LABEL_COLUMN, PRODUCTION_MODEL_CONFIG_KEY, PlatformNames
-from fraud_assets.lib.experiments import record_experiment, run_experiment
-from fraud_assets.lib.hyperparameters import list_parameters, read_hyperparameters
-from fraud_assets.lib.promotion import (
+from fraud_assets.lib.experimentation.experiments import record_experiment, run_experiment
+from fraud_assets.lib.training.hyperparameters import list_parameters, read_hyperparameters
+from fraud_assets.lib.experimentation.promotion import (
     PromotionRefused,
     RetrainRequestFailed,
     RollbackRefused,
@@ -22,7 +22,7 @@ from fraud_assets.lib.promotion import (
     promote_to_production,
     rollback_hyperparameters,
 )
-from fraud_assets.lib.storage import StageResult, put_bytes, put_json
+from fraud_assets.lib.aws.storage import StageResult, put_bytes, put_json
 
 NAMES = PlatformNames()
 T0 = dt.datetime(2025, 3, 2, 10, 0, 0, tzinfo=dt.timezone.utc)
@@ -299,10 +299,11 @@ def test_a_write_failing_half_way_puts_the_old_parameters_back(recorded):
 def test_experiment_asset_then_promotion_job_then_retraining_request(aws):
     from dagster import DagsterInstance, Definitions, RunRequest, SkipReason, asset, build_run_status_sensor_context, materialize
 
-    from fraud_assets.definitions import build_resources
-    from fraud_assets.defs.experimentation import experimentation_assets, experimentation_jobs, experimentation_sensors
-    from fraud_assets.defs.training import training_job
-    from fraud_assets.lib.experiments import list_experiments, load_experiment
+    from fraud_assets.definitions import location_defs
+    from fraud_assets.defs.experimentation.assets import tuning_experiment
+    from fraud_assets.defs.experimentation.jobs import promote_experiment, promotion_retraining_sensor, tuning_experiment_job
+    from fraud_assets.defs.training.jobs import training_job
+    from fraud_assets.lib.experimentation.experiments import list_experiments, load_experiment
 
     # Stand-ins for the training group's split assets (same keys, same IO manager), so this test
     # exercises the experimentation wiring and not data preparation.
@@ -315,9 +316,9 @@ def test_experiment_asset_then_promotion_job_then_retraining_request(aws):
         return StageResult(summary={"split": "validation"}, tables={"validation": _split(800, 22)})
 
     s3, ssm = _clients()
-    (sensor,) = experimentation_sensors(training_job)
-    resources = build_resources()
-    defs = Definitions(assets=[train_split, validation_split, *experimentation_assets], jobs=[training_job, *experimentation_jobs],
+    sensor = promotion_retraining_sensor
+    resources = location_defs().resources
+    defs = Definitions(assets=[train_split, validation_split, tuning_experiment], jobs=[training_job, tuning_experiment_job, promote_experiment],
                        sensors=[sensor], resources=resources)
     instance = DagsterInstance.ephemeral()
     assert materialize([train_split, validation_split], resources=resources, instance=instance).success

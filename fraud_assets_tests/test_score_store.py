@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.lib.score_store import StoreError, count_items_for_date, to_items, write_scores
+from fraud_assets.lib.inference.score_store import StoreError, count_items_for_date, to_items, write_scores
 
 DATE = "2024-05-01"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_assets.lib.config import PlatformNames
-from fraud_assets.lib.score_store import to_items, verify_stored, write_scores
+from fraud_assets.lib.inference.score_store import to_items, verify_stored, write_scores
 
 NAMES = PlatformNames()
 

@@ -21,7 +21,7 @@ from hypothesis.extra import numpy as hnp
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from fraud_assets.lib.scoring import (
+from fraud_assets.lib.inference.scoring import (
     EndpointError,
     csv_batches,
     parse_scores,

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key
-from fraud_assets.lib.raw_data import RawDataError, read_raw_csv
-from fraud_assets.lib.seed import seed_dates, seed_platform
-from fraud_assets.lib.storage import SSE
-from fraud_assets.lib.synthetic import generate_daily_batch, generate_transactions, to_csv_bytes
+from fraud_assets.lib.training.raw_data import RawDataError, read_raw_csv
+from fraud_assets.lib.seeding.seed import seed_dates, seed_platform
+from fraud_assets.lib.aws.storage import SSE
+from fraud_assets.lib.seeding.synthetic import generate_daily_batch, generate_transactions, to_csv_bytes
 
 NAMES = PlatformNames()
 DATES = ["2024-05-01", "2024-05-02", "2024-05-03"]

@@ -24,9 +24,10 @@ import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.lib import features, splits
+from fraud_assets.lib.training import features
+from fraud_assets.lib.training import splits
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
-from fraud_assets.lib.prep_engines import (
+from fraud_assets.lib.training.prep_engines import (
     DATA_PREP_SCRIPT,
     FEATURE_ENG_SCRIPT,
     load_glue_script,
@@ -158,7 +159,7 @@ def raw_csvs(draw):
 )
 def test_generated_csvs_split_identically(spark, tmp_path_factory, csv, seed, ratios):
     """Same splits from both engines, or the same RawDataError."""
-    from fraud_assets.lib.raw_data import RawDataError
+    from fraud_assets.lib.training.raw_data import RawDataError
 
     workdir = tmp_path_factory.mktemp("prep")
     try:
@@ -175,7 +176,7 @@ def test_generated_csvs_split_identically(spark, tmp_path_factory, csv, seed, ra
 
 @pytest.fixture(scope="module")
 def large_csv() -> bytes:
-    synthetic = pytest.importorskip("fraud_assets.lib.synthetic")
+    synthetic = pytest.importorskip("fraud_assets.lib.seeding.synthetic")
     return synthetic.to_csv_bytes(synthetic.generate_transactions(40_000, 0.01, seed=11))
 
 
@@ -248,7 +249,7 @@ BAD_FILES = {
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_bad_input_fails_like_pandas(spark, tmp_path, case):
     """The same RawDataError (problem, row, column, value) from both engines, naming the source."""
-    from fraud_assets.lib.raw_data import RawDataError
+    from fraud_assets.lib.training.raw_data import RawDataError
 
     data = BAD_FILES[case].encode()
     with pytest.raises(RawDataError) as expected:

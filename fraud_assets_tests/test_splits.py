@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
-from fraud_assets.lib.gates import split_gates
-from fraud_assets.lib.splits import SPLITS, assign_splits, prepare_splits, split_summary, transaction_ids
+from fraud_assets.lib.training.gates import split_gates
+from fraud_assets.lib.training.splits import SPLITS, assign_splits, prepare_splits, split_summary, transaction_ids
 
 
 def raw_frame(n: int, fraud_every: int = 50, seed: int = 0) -> pd.DataFrame:
@@ -103,8 +103,8 @@ def test_summary_reconciles_with_the_input():
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(min_value=0, max_value=300), crlf=st.booleans(), trailing_newline=st.booleans(), blank_lines=st.integers(0, 3))
 def test_input_record_count_is_independent_of_the_parser(n, crlf, trailing_newline, blank_lines):
-    from fraud_assets.lib.prep_engines import count_csv_records
-    from fraud_assets.lib.synthetic import to_csv_bytes
+    from fraud_assets.lib.training.prep_engines import count_csv_records
+    from fraud_assets.lib.seeding.synthetic import to_csv_bytes
 
     text = to_csv_bytes(raw_frame(n)).rstrip(b"\n")
     if crlf:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, HIGH_RISK_THRESHOLD, LABEL_COLUMN, RAW_COLUMNS
-from fraud_assets.lib.synthetic import (
+from fraud_assets.lib.seeding.synthetic import (
     MAX_TIME,
     SECONDS_PER_DAY,
     batch_to_json_bytes,

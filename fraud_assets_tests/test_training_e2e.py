@@ -5,12 +5,12 @@ import boto3
 import pytest
 from dagster import DagsterInstance
 
-from fraud_assets.definitions import build_definitions
+from fraud_assets.definitions import location_defs
 from fraud_assets.defs.resources import QualityGates
 from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames
-from fraud_assets.lib.endpoint import current_endpoint, invoke_one
-from fraud_assets.lib.storage import put_bytes
-from fraud_assets.lib.synthetic import generate_transactions, to_csv_bytes
+from fraud_assets.lib.training.endpoint import current_endpoint, invoke_one
+from fraud_assets.lib.aws.storage import put_bytes
+from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
 
 pytestmark = pytest.mark.e2e
 NAMES = PlatformNames()
@@ -21,7 +21,7 @@ LENIENT = QualityGates(pr_auc_floor=0.3, high_risk_precision_floor=0.3)
 
 
 def run_training(instance, gates: QualityGates):
-    job = build_definitions(quality_gates=gates).resolve_job_def("training_job")
+    job = location_defs(quality_gates=gates).resolve_job_def("training_job")
     return job.execute_in_process(instance=instance, raise_on_error=False)
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from fraud_assets.lib.config import FEATURE_COLUMNS
-from fraud_assets.lib.metrics import compare_with_production, evaluate_scores
-from fraud_assets.lib.splits import prepare_splits
-from fraud_assets.lib.synthetic import generate_transactions
-from fraud_assets.lib.training import MODEL_FILE, load_model_package, package_model, train_model
+from fraud_assets.lib.training.metrics import compare_with_production, evaluate_scores
+from fraud_assets.lib.training.splits import prepare_splits
+from fraud_assets.lib.seeding.synthetic import generate_transactions
+from fraud_assets.lib.training.model import MODEL_FILE, load_model_package, package_model, train_model
 
 
 @pytest.fixture(scope="module")

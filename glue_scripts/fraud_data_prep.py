@@ -1,5 +1,5 @@
-"""PySpark data preparation: the Spark twin of `fraud_assets.lib.splits.prepare_splits` (with the
-raw CSV checks of `fraud_assets.lib.raw_data`), runnable two ways:
+"""PySpark data preparation: the Spark twin of `fraud_assets.lib.training.splits.prepare_splits` (with the
+raw CSV checks of `fraud_assets.lib.training.raw_data`), runnable two ways:
 
 - on AWS Glue: `--input s3://.../creditcard.csv --output s3://.../prefix --seed 42` (Glue adds its
   own `--JOB_NAME`, `--JOB_RUN_ID`, `--TempDir`, ... which are ignored). Launched by Dagster Pipes
@@ -55,7 +55,7 @@ _MONO = "_mono"
 
 class DataValidationError(ValueError):
     """The input is not a usable raw transactions file. Same fields and message as
-    fraud_assets.lib.raw_data.RawDataError (which the Spark engine turns this into): `row` is the
+    fraud_assets.lib.training.raw_data.RawDataError (which the Spark engine turns this into): `row` is the
     1-based data row, `column` a name or a tuple of names, `value` the offending text."""
 
     def __init__(self, source: str, problem: str, *, row: int | None = None, column: Any = None, value: str | None = None):

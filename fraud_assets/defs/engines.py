@@ -16,15 +16,13 @@ import boto3
 import pandas as pd
 from dagster import ConfigurableResource, MetadataValue
 from dagster_aws.pipes import PipesCloudWatchMessageReader, PipesGlueClient, PipesS3ContextInjector
-from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from fraud_assets.lib import prep_engines
+from fraud_assets.lib.training import prep_engines
 from fraud_assets.lib.config import PlatformNames
-from fraud_assets.lib.splits import DEFAULT_RATIOS
-from fraud_assets.lib.storage import S3Uri, get_bytes, put_bytes, to_json_bytes, validate_key_part
+from fraud_assets.lib.training.splits import DEFAULT_RATIOS
+from fraud_assets.lib.aws.storage import S3Uri, get_bytes, put_bytes, to_json_bytes, validate_key_part
 
-_NAMES = PlatformNames.from_env()
 GLUE_SUMMARY_MESSAGE = "fraud_data_prep_summary"
 
 # Spark local mode sized for a shared laptop; the UI is off (no port to collide on) and timestamps
@@ -78,7 +76,7 @@ class DataPrepEngine(ConfigurableResource):
     workdir: Optional[str] = Field(default=None, description="Local directory Spark stages the CSV in (default: the system temp dir).")
     glue_job_name: str = Field(default="fraud-data-prep", description="The Glue job; created when missing, kept in sync otherwise.")
     glue_script_uri: str = Field(
-        default=f"s3://{_NAMES.data_bucket}/glue-scripts/fraud_data_prep.py",
+        default=f"s3://{PlatformNames.data_bucket}/glue-scripts/fraud_data_prep.py",
         description="Where glue_scripts/fraud_data_prep.py is uploaded (SSE) for the job to run.",
     )
     glue_role_arn: str = Field(default="arn:aws:iam::123456789012:role/fraud-detection-glue", description="The job's IAM role.")
@@ -144,13 +142,15 @@ class DataPrepEngine(ConfigurableResource):
     def spark_session(self):
         """The process's Spark session, created on first use through dagster-pyspark's lazy resource
         (an existing session is reused, as SparkSession.builder.getOrCreate does)."""
+        from dagster_pyspark import LazyPySparkResource  # Spark loads only where it runs
+
         return LazyPySparkResource(spark_config={**DEFAULT_SPARK_CONFIG, **self.spark_config}).spark_session
 
     # ------------------------------------------------------------------ AWS Glue
 
     @property
     def bucket(self) -> str:
-        return self.glue_bucket or PlatformNames.from_env().workflow_bucket
+        return self.glue_bucket or PlatformNames.from_env().workflow_bucket  # read at run time, not import
 
     def glue_job_definition(self) -> dict[str, Any]:
         """The job as create_job/update_job take it (without the name)."""

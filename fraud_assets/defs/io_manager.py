@@ -15,7 +15,7 @@ from dagster._core.event_api import AssetRecordsFilter
 from dagster_aws.s3 import S3Resource
 
 from fraud_assets.defs.resources import s3_client
-from fraud_assets.lib.storage import (
+from fraud_assets.lib.aws.storage import (
     SUMMARY_FILE,
     StageResult,
     execution_prefix,

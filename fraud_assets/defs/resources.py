@@ -2,6 +2,8 @@
 
 boto3 clients are built with default configuration, so AWS_ENDPOINT_URL (set by the embedded
 local stack) or nothing (a real AWS account) decides where they go; the code is the same.
+Configuration comes from resource fields; the `resources` definitions below fill them from
+FRAUD_* variables through `dg.EnvVar` when those are set, so the launchpad shows and overrides them.
 """
 
 from __future__ import annotations
@@ -10,21 +12,19 @@ import dataclasses
 import functools
 import os
 
-import boto3
-from botocore.config import Config as BotoConfig
+import dagster as dg
 from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
-from dagster_aws.ssm import SSMResource
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
 
 from fraud_assets.lib.config import DEFAULT_REGION, PlatformNames
 
-_NAME_DEFAULTS = PlatformNames.from_env()
+_NAME_DEFAULTS = PlatformNames()
 
 
 class FraudPlatform(ConfigurableResource):
-    """The seeds' resource names (buckets, table, topics, endpoint); FRAUD_* variables override."""
+    """The seeds' resource names (buckets, table, topics, endpoint)."""
 
     data_bucket: str = _NAME_DEFAULTS.data_bucket
     workflow_bucket: str = _NAME_DEFAULTS.workflow_bucket
@@ -63,14 +63,17 @@ def _client(service: str, region: str, endpoint_url: str | None, max_attempts: i
 
 @functools.cache
 def _cached_client(service: str, region: str, endpoint_url: str | None, max_attempts: int, _env_endpoints: tuple):
+    import boto3
+    from botocore.config import Config as BotoConfig
+
     # Standard retry mode backs off on throttling; our own loops add what boto3 does not retry.
     config = BotoConfig(retries={"mode": "standard", "max_attempts": max_attempts}, max_pool_connections=16)
     return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 class QualityGates(ConfigurableResource):
-    """Floors of the blocking model gates. FRAUD_GATE_<NAME> overrides, e.g. FRAUD_GATE_PR_AUC_FLOOR=1.0
-    to see a failing model held back."""
+    """Floors of the blocking gates. FRAUD_GATE_<NAME> sets one, e.g. FRAUD_GATE_PR_AUC_FLOOR=1.0 to
+    see a failing model held back."""
 
     accuracy_floor: float = Field(default=0.90, description="The seeds' gate: accuracy >= 0.90.")
     pr_auc_floor: float = Field(default=0.60, description="Area under the precision-recall curve on the test split.")
@@ -85,22 +88,59 @@ class FeatureEngineering(ConfigurableResource):
     enabled: bool = Field(default=False, description="Train on time, amount (and customer) features as well.")
 
 
-def feature_engineering_from_env() -> FeatureEngineering:
-    return FeatureEngineering(enabled=os.environ.get("FRAUD_FEATURE_ENGINEERING", "0").lower() in ("1", "true", "yes"))
+class RetrainingPolicy(ConfigurableResource):
+    """How often drift may trigger a retraining (FRAUD_DRIFT_COOLDOWN_HOURS)."""
 
-
-def quality_gates_from_env() -> QualityGates:
-    values = {}
-    for name in QualityGates.model_fields:
-        raw = os.environ.get(f"FRAUD_GATE_{name.upper()}")
-        if raw:
-            values[name] = float(raw)
-    return QualityGates(**values)
+    drift_cooldown_hours: float = Field(default=24.0, description="At most one drift-triggered training run per this many hours.")
 
 
 def s3_client(s3: S3Resource):
     return _client("s3", s3.region_name or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION, s3.endpoint_url, s3.max_attempts)
 
 
-def ssm_client(ssm: SSMResource):
-    return _client("ssm", ssm.region_name or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION, ssm.endpoint_url, ssm.max_attempts)
+def _from_env(resource_cls: type[ConfigurableResource], prefix: str, **fixed) -> ConfigurableResource:
+    """The resource with each field whose <prefix><FIELD> variable is set bound to that variable
+    (dg.EnvVar, resolved at run time; the launchpad names the variable)."""
+    values = dict(fixed)
+    for name, field in resource_cls.model_fields.items():
+        var = f"{prefix}{name.upper()}"
+        if var in os.environ and name not in values:
+            values[name] = dg.EnvVar.int(var) if field.annotation is int else dg.EnvVar(var) if field.annotation is str else _typed(field.annotation, os.environ[var])
+    return resource_cls(**values)
+
+
+def _typed(annotation, raw: str):
+    # EnvVar resolves to str or int only; floats and booleans are read here, at load time.
+    if annotation is bool:
+        return raw.lower() in ("1", "true", "yes")
+    if annotation is float:
+        return float(raw)
+    return raw
+
+
+def platform_from_env() -> FraudPlatform:
+    names = PlatformNames.from_env()  # FRAUD_BUCKET_SUFFIX names two buckets at once
+    return FraudPlatform(**dataclasses.asdict(names))
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """Evaluated when the code location loads (never at import): the environment's FRAUD_*
+    settings become resource configuration."""
+    from fraud_assets.defs.engines import DataPrepEngine
+    from fraud_assets.defs.io_manager import ExecutionsIOManager
+
+    platform = platform_from_env()
+    s3 = S3Resource()
+    return dg.Definitions(
+        resources={
+            "io_manager": ExecutionsIOManager(s3=s3, bucket=platform.workflow_bucket),
+            "s3": s3,
+            "aws": AwsClients(),
+            "platform": platform,
+            "quality_gates": _from_env(QualityGates, "FRAUD_GATE_"),
+            "feature_engineering": FeatureEngineering(enabled=_typed(bool, os.environ.get("FRAUD_FEATURE_ENGINEERING", "0"))),
+            "data_prep_engine": DataPrepEngine(engine=os.environ.get("FRAUD_DATA_PREP_ENGINE", "pandas")),
+            "retraining_policy": _from_env(RetrainingPolicy, "FRAUD_", ),
+        }
+    )

@@ -1,10 +1,10 @@
 """The errors a user causes (bad input, bad names) and gets as one readable line from the CLI,
 rather than a traceback."""
 
-from fraud_assets.lib.daily import BatchError, MissingBatchError
-from fraud_assets.lib.hyperparameters import HyperparameterError
-from fraud_assets.lib.promotion import ProductionChangeRefused
-from fraud_assets.lib.raw_data import RawDataError
-from fraud_assets.lib.storage import InvalidKeyError
+from fraud_assets.lib.inference.daily import BatchError, MissingBatchError
+from fraud_assets.lib.training.hyperparameters import HyperparameterError
+from fraud_assets.lib.experimentation.promotion import ProductionChangeRefused
+from fraud_assets.lib.training.raw_data import RawDataError
+from fraud_assets.lib.aws.storage import InvalidKeyError
 
 USER_ERRORS: tuple[type[Exception], ...] = (RawDataError, BatchError, MissingBatchError, HyperparameterError, ProductionChangeRefused, InvalidKeyError, FileNotFoundError)

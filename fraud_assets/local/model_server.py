@@ -193,7 +193,7 @@ class EndpointResolver:
         )
 
     def _model_for(self, url: str) -> LoadedModel:
-        from fraud_assets.lib.storage import InvalidKeyError, S3Uri
+        from fraud_assets.lib.aws.storage import InvalidKeyError, S3Uri
 
         try:
             uri = S3Uri.parse(url)
@@ -581,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     from fraud_assets.lib.config import DEFAULT_REGION
-    from fraud_assets.local.stack import serve_as_child
+    from fraud_assets.local.processes import serve_as_child
 
     app = make_app(args.aws_endpoint, args.region or DEFAULT_REGION, args.resolve_interval,
                    args.aws_endpoint_port_file, args.predict_threads)
@@ -596,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
 def _warm_imports() -> None:
     import xgboost  # noqa: F401
 
-    import fraud_assets.lib.storage  # noqa: F401
+    import fraud_assets.lib.aws.storage  # noqa: F401
 
 
 if __name__ == "__main__":

@@ -35,164 +35,31 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
-import http.client
 import logging
 import os
-import re
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fraud_assets.lib.config import DEFAULT_REGION, PlatformNames
-
-log = logging.getLogger(__name__)
-
-DUMMY_CREDENTIAL = "testing"
-LOCAL_HOST = "127.0.0.1"
-START_TIMEOUT = 90.0  # generous: a 2-core box shared by several test runs can be very slow
-STOP_TIMEOUT = 10.0
-
-# Variables that would make boto3 (in us or in a child) reach a real account or ignore our endpoints.
-_AWS_LEAKY_VARS = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_SESSION_NAME",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
+from fraud_assets.local.bootstrap import bootstrap_with
+from fraud_assets.local.processes import (
+    DUMMY_CREDENTIAL,
+    LOCAL_HOST,
+    START_TIMEOUT,
+    LocalStackError,
+    ManagedProcess,
+    scrubbed_aws_environ,
 )
 
-
-class LocalStackError(RuntimeError):
-    pass
-
-
-def scrubbed_aws_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """A copy of the environment without credentials, profiles or endpoint overrides, with the
-    machine's AWS config files hidden, so nothing can reach a real account by accident."""
-    env = dict(os.environ if environ is None else environ)
-    for var in list(env):
-        if var in _AWS_LEAKY_VARS or var.startswith("AWS_ENDPOINT_URL"):
-            del env[var]
-    env["AWS_CONFIG_FILE"] = os.devnull
-    env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    env["AWS_EC2_METADATA_DISABLED"] = "true"
-    return env
-
-
-# --------------------------------------------------------------------------------------------
-# Subprocess management
-
-
-class _ManagedProcess:
-    """One child server: started in its own session, reports its bound port through a file
-    (so port 0 works without a bind race), stopped by signalling its process group only."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], runtime_dir: Path):
-        self.name = name
-        self.port_file = runtime_dir / f"{name}.port"
-        self.log_path = runtime_dir / f"{name}.log"
-        self.argv = [*argv, "--port-file", str(self.port_file), "--parent-pid", str(os.getpid())]
-        self.env = env
-        self.popen: subprocess.Popen | None = None
-        self.port: int | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.popen else None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log_file:
-            self.popen = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stop() signals exactly this group
-                close_fds=True,
-            )
-
-    def wait_ready(self, health_path: str, deadline: float) -> int:
-        assert self.popen is not None
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise LocalStackError(
-                    f"{self.name} exited with code {self.popen.returncode} during start-up:\n{self.log_tail()}"
-                )
-            if self.port is None and self.port_file.exists():
-                self.port = int(self.port_file.read_text().strip())
-            if self.port is not None and _http_answers(LOCAL_HOST, self.port, health_path):
-                return self.port
-            time.sleep(0.05)
-        raise LocalStackError(f"{self.name} did not answer within the start timeout:\n{self.log_tail()}")
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        popen, self.popen = self.popen, None
-        if popen is None:
-            return
-        pgid = popen.pid  # start_new_session: the child leads its own group
-        if popen.poll() is not None:
-            # It exited and is reaped: its group id may already belong to someone else.
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-        # Wait for the leader to exit but do not reap it yet: while it is a zombie its pid (and so
-        # the group id) cannot be reused, so the SIGKILL below can only hit our own stragglers.
-        deadline = time.monotonic() + timeout
-        while not _exited_unreaped(popen.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-        popen.wait()
-
-
-def _exited_unreaped(pid: int) -> bool:
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True  # already reaped
-    return info is not None
-
-
-def _http_answers(host: str, port: int, path: str) -> bool:
-    conn = http.client.HTTPConnection(host, port, timeout=2)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status < 500
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # The stack
@@ -218,8 +85,8 @@ class LocalStack:
         self.names = names or PlatformNames()
         self.snapshot_interval = snapshot_interval
         self._requested_ports = {"moto": moto_port, "model": model_port}
-        self._moto: _ManagedProcess | None = None
-        self._model: _ManagedProcess | None = None
+        self._moto: ManagedProcess | None = None
+        self._model: ManagedProcess | None = None
         self._runtime_dir: Path | None = None
         self._store = None  # state.StateStore when state_dir is set
         self._lock = threading.RLock()  # snapshot / reset / stop never interleave
@@ -276,14 +143,14 @@ class LocalStack:
             AWS_REGION=self.region,
             PYTHONUNBUFFERED="1",
         )
-        self._moto = _ManagedProcess(
+        self._moto = ManagedProcess(
             "moto",
-            [sys.executable, "-m", "fraud_assets.local.stack", "_moto-server", "--host", self.host,
+            [sys.executable, "-m", "fraud_assets.local.moto_server", "--host", self.host,
              "--port", str(self._requested_ports["moto"])],
             env,
             self._runtime_dir,
         )
-        self._model = _ManagedProcess(
+        self._model = ManagedProcess(
             "model-server",
             # Started alongside moto (saves a start-up's worth of imports): it reads moto's port
             # from moto's port file when it first needs the control plane.
@@ -398,7 +265,7 @@ class LocalStack:
                 log.exception("periodic snapshot of the local stack failed; will retry")
 
     def _bootstrap(self) -> None:
-        _bootstrap_with(self.client, self.names, self.region)
+        bootstrap_with(self.client, self.names, self.region)
 
 
 _session_lock = threading.Lock()
@@ -425,65 +292,6 @@ def _post(url: str) -> None:
     req = urllib.request.Request(url, data=b"", method="POST")
     with urllib.request.urlopen(req, timeout=30) as resp:
         resp.read()
-
-
-# --------------------------------------------------------------------------------------------
-# Bootstrap: the platform's resources, created idempotently
-
-
-def bootstrap(names: PlatformNames, region: str = DEFAULT_REGION) -> None:
-    """Create the platform's buckets, scores table and topics wherever the default boto3
-    configuration points (AWS_ENDPOINT_URL for the local stack). Safe to run again."""
-    import boto3
-
-    _bootstrap_with(lambda service: boto3.client(service, region_name=region), names, region)
-
-
-def _bootstrap_with(client: Callable[[str], Any], names: PlatformNames, region: str) -> None:
-    s3 = client("s3")
-    for bucket in names.buckets:
-        kwargs: dict[str, Any] = {"Bucket": bucket}
-        if region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
-            s3.create_bucket(**kwargs)
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            pass
-    ddb = client("dynamodb")
-    try:
-        ddb.create_table(**scores_table_definition(names))
-    except ddb.exceptions.ResourceInUseException:
-        pass
-    sns = client("sns")
-    for topic in names.topics:
-        sns.create_topic(Name=topic)  # CreateTopic is idempotent by name
-
-
-def scores_table_definition(names: PlatformNames) -> dict[str, Any]:
-    return {
-        "TableName": names.scores_table,
-        "AttributeDefinitions": [
-            {"AttributeName": "transactionId", "AttributeType": "S"},
-            {"AttributeName": "timestamp", "AttributeType": "S"},
-            {"AttributeName": "batchDate", "AttributeType": "S"},
-            {"AttributeName": "fraudScore", "AttributeType": "N"},
-        ],
-        "KeySchema": [
-            {"AttributeName": "transactionId", "KeyType": "HASH"},
-            {"AttributeName": "timestamp", "KeyType": "RANGE"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": names.scores_gsi,
-                "KeySchema": [
-                    {"AttributeName": "batchDate", "KeyType": "HASH"},
-                    {"AttributeName": "fraudScore", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        "BillingMode": "PAY_PER_REQUEST",
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,350 +339,7 @@ def run_local_stack_cli(state_dir: str | None, moto_port: int, model_port: int) 
     return code
 
 
-# --------------------------------------------------------------------------------------------
-# Child-process side (shared with the model server)
-
-
-def serve_as_child(server: Any, port_file: str | None, parent_pid: int | None) -> None:
-    """Run a bound werkzeug server until SIGTERM/SIGINT or until our parent goes away."""
-
-    class _Stop(Exception):
-        pass
-
-    def on_signal(signum: int, frame: Any) -> None:
-        raise _Stop
-
-    # Explicit handlers: whatever the parent had ignored or caught, the child stops on signal.
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    if parent_pid:
-        def watch_parent() -> None:
-            while True:
-                time.sleep(0.5)
-                if os.getppid() != parent_pid:  # reparented: the owner died without stopping us
-                    os.kill(os.getpid(), signal.SIGTERM)
-                    return
-
-        threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
-
-    if port_file:
-        tmp = f"{port_file}.tmp"
-        with open(tmp, "w") as f:
-            f.write(str(server.server_address[1]))
-        os.replace(tmp, port_file)  # the parent never reads a half-written port
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except _Stop:
-        server.server_close()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Nothing to save in here (the stack snapshots through the API before stopping us), so skip
-        # the interpreter's teardown of a large heap, which takes most of a second for moto.
-        os._exit(0)
-    finally:
-        server.server_close()
-
-
-def _install_moto_update_endpoint() -> None:
-    """moto 5.2 lacks SageMaker UpdateEndpoint. Add it: repoint the endpoint at the new config
-    (which must exist), as AWS does once the update completes."""
-    from moto.core.responses import ActionResult
-    from moto.core.utils import utcnow
-    from moto.sagemaker.responses import SageMakerResponse
-
-    if hasattr(SageMakerResponse, "update_endpoint"):
-        return
-
-    def update_endpoint(self: Any) -> Any:
-        backend = self.sagemaker_backend
-        name = self._get_param("EndpointName")
-        config_name = self._get_param("EndpointConfigName")
-        backend.describe_endpoint(name)  # ValidationError for an unknown endpoint
-        config = backend.describe_endpoint_config(config_name)  # and for an unknown config
-        endpoint = backend.endpoints[name]
-        endpoint.endpoint_config_name = config_name
-        endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
-        endpoint.data_capture_config = config.get("DataCaptureConfig")
-        endpoint.last_modified_time = utcnow()
-        return ActionResult({"EndpointArn": endpoint.arn})
-
-    SageMakerResponse.update_endpoint = update_endpoint
-
-
-# --------------------------------------------------------------------------------------------
-# Internal routes of the moto process (not AWS APIs; same 127.0.0.1 server as moto)
-#
-#   GET  /_fraud_assets/changes                              {"instance": ..., "changes": n}
-#   GET  /_fraud_assets/dynamodb/<region>/<table>/items      the table's items, DynamoDB-JSON lines
-#   POST /_fraud_assets/dynamodb/<region>/<table>/items      load such lines into the table
-#
-# Scan and BatchWriteItem cost seconds per 10,000 items in moto; these read and write the
-# backend's items directly, as plain JSON (never pickle). They depend on moto internals
-# (DynamoDBBackend.tables, Table.items, Item.to_json, Table.put_item): if those change shape the
-# routes answer 500 naming what is missing, so a snapshot fails loudly instead of saving nothing.
-
-INTERNAL_PREFIX = "/_fraud_assets/"
-_ITEMS_ROUTE = re.compile(r"^/_fraud_assets/dynamodb/([a-z0-9-]{1,32})/([A-Za-z0-9_.-]{3,255})/items$")
-_READ_ONLY_OPERATIONS = frozenset({"Scan", "Query", "BatchGetItem", "TransactGetItems"})
-_READ_ONLY_PREFIXES = ("Get", "List", "Describe", "Head")
-
-
-class MotoInternalsChanged(RuntimeError):
-    pass
-
-
-class _InternalRoutes:
-    """WSGI middleware around moto: serves the internal routes and counts requests that may
-    change state (so an unchanged stack needs no snapshot). Counted after the request is handled:
-    a snapshot that reads the counter first then sees every change the counter includes."""
-
-    def __init__(self, moto_app: Callable[..., Any]):
-        self.moto_app = moto_app
-        self.instance = os.urandom(8).hex()  # a restarted moto starts counting again
-        self.changes = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        path = environ.get("PATH_INFO", "")
-        if path.startswith(INTERNAL_PREFIX):
-            return self._internal(environ, start_response, path)
-        changes = _may_change_state(environ)
-        try:
-            return self.moto_app(environ, start_response)
-        finally:
-            if changes:
-                with self._lock:
-                    self.changes += 1
-
-    def _internal(self, environ: dict[str, Any], start_response: Callable[..., Any], path: str) -> list[bytes]:
-        import json
-
-        method = environ.get("REQUEST_METHOD", "GET")
-        headers: list[tuple[str, str]] = []
-        try:
-            if path == "/_fraud_assets/changes" and method == "GET":
-                with self._lock:
-                    body = json.dumps({"instance": self.instance, "changes": self.changes}).encode()
-                status = "200 OK"
-            elif (match := _ITEMS_ROUTE.match(path)) and method in ("GET", "POST"):
-                table = _moto_table(match.group(1), match.group(2))
-                if table is None:
-                    status, body = "404 Not Found", json.dumps({"__type": "ResourceNotFoundException"}).encode()
-                elif method == "GET":
-                    lines = export_table_items(table)
-                    body = b"".join(lines)
-                    headers.append(("X-Item-Count", str(len(lines))))
-                    status = "200 OK"
-                else:
-                    length = int(environ.get("CONTENT_LENGTH") or 0)
-                    loaded = import_table_items(table, environ["wsgi.input"].read(length))
-                    with self._lock:
-                        self.changes += 1
-                    status, body = "200 OK", json.dumps({"loaded": loaded}).encode()
-            else:
-                status, body = "404 Not Found", b'{"__type": "UnknownRoute"}'
-        except MotoInternalsChanged as err:
-            status, body = "500 Internal Server Error", json.dumps({"__type": "MotoInternalsChanged", "message": str(err)}).encode()
-        except ValueError as err:  # a bad line in an import
-            status, body = "400 Bad Request", json.dumps({"__type": "ValidationError", "message": str(err)}).encode()
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers])
-        return [body]
-
-
-def _may_change_state(environ: dict[str, Any]) -> bool:
-    """False only for requests known to be reads (S3 GET/HEAD, Get*/List*/Describe*/Scan/Query
-    actions): anything else counts as a change, which at worst costs a snapshot that finds
-    nothing new."""
-    method = environ.get("REQUEST_METHOD", "GET")
-    target = environ.get("HTTP_X_AMZ_TARGET")
-    if target:  # JSON protocol: DynamoDB, SSM, SageMaker, SQS
-        return not _read_only_operation(target.rsplit(".", 1)[-1])
-    action = _query_protocol_action(environ)
-    if action is not None:  # query protocol: SNS, CloudWatch, ...
-        return not _read_only_operation(action)
-    return method not in ("GET", "HEAD", "OPTIONS")  # REST: S3, moto-api
-
-
-def _read_only_operation(operation: str) -> bool:
-    return operation in _READ_ONLY_OPERATIONS or operation.startswith(_READ_ONLY_PREFIXES)
-
-
-def _query_protocol_action(environ: dict[str, Any]) -> str | None:
-    import io
-    from urllib.parse import parse_qs
-
-    action = parse_qs(environ.get("QUERY_STRING", "")).get("Action")
-    if action:
-        return action[0]
-    content_type = environ.get("CONTENT_TYPE", "")
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    if environ.get("REQUEST_METHOD") != "POST" or not content_type.startswith("application/x-www-form-urlencoded") \
-            or not 0 < length <= 1024 * 1024:
-        return None
-    body = environ["wsgi.input"].read(length)
-    environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
-    action = parse_qs(body.decode("utf-8", "replace")).get("Action")
-    return action[0] if action else None
-
-
-def _moto_table(region: str, name: str) -> Any:
-    try:
-        from moto.dynamodb.models import dynamodb_backends
-        from moto.iam.models import get_account_id_from
-
-        # The account moto gives our requests: MOTO_ACCOUNT_ID if set, else the access key's.
-        account = os.environ.get("MOTO_ACCOUNT_ID") or get_account_id_from(DUMMY_CREDENTIAL)
-        tables = dynamodb_backends[account][region].tables
-    except (ImportError, AttributeError, KeyError) as err:
-        raise MotoInternalsChanged(f"cannot reach moto's DynamoDB tables ({type(err).__name__}: {err})") from err
-    if not isinstance(tables, dict):
-        raise MotoInternalsChanged(f"moto's DynamoDBBackend.tables is a {type(tables).__name__}, not a dict")
-    return tables.get(name)
-
-
-def _copy_values(mapping: dict[Any, Any]) -> list[Any]:
-    # list(dict.values()) runs in C without releasing the GIL, so a concurrent put cannot change
-    # the dict half-way; retry anyway should some interpreter do otherwise.
-    for _ in range(100):
-        try:
-            return list(mapping.values())
-        except RuntimeError:  # dictionary changed size during iteration
-            time.sleep(0.001)
-    raise RuntimeError("the table kept changing while its items were copied")
-
-
-def _table_items(table: Any) -> list[Any]:
-    """A snapshot list of the table's Item objects: moto keeps {hash: Item} for hash-only tables
-    and {hash: {range: Item}} otherwise. Puts replace whole Items, so the list stays valid while
-    writers go on."""
-    items = getattr(table, "items", None)
-    if not isinstance(items, dict) or not hasattr(table, "range_key_attr"):
-        raise MotoInternalsChanged(
-            f"moto's DynamoDB Table has no dict `items` / `range_key_attr` (got {type(items).__name__})")
-    if table.range_key_attr:
-        found = []
-        for by_range in _copy_values(items):
-            if not isinstance(by_range, dict):
-                raise MotoInternalsChanged(f"moto's Table.items holds a {type(by_range).__name__} per hash key, not a dict")
-            found.extend(_copy_values(by_range))
-    else:
-        found = _copy_values(items)
-    if found and not callable(getattr(found[0], "to_json", None)):
-        raise MotoInternalsChanged(f"moto's DynamoDB items are {type(found[0]).__name__}s without to_json()")
-    return found
-
-
-def export_table_items(table: Any) -> list[bytes]:
-    """The table's items as DynamoDB-JSON lines (moto's own Item -> JSON, as Scan answers; keys
-    sorted, so unchanged items give identical bytes)."""
-    import base64
-    import json
-
-    def default(value: Any) -> Any:
-        if isinstance(value, bytes):
-            return base64.b64encode(value).decode()
-        raise TypeError(f"cannot export a {type(value).__name__}")
-
-    lines = []
-    for item in _table_items(table):
-        for attempt in range(100):
-            try:  # UpdateItem changes an Item's attributes in place: retry if it does meanwhile
-                attrs = item.to_json()["Attributes"]
-                break
-            except RuntimeError:
-                time.sleep(0.001)
-        else:
-            raise RuntimeError("an item kept changing while it was exported")
-        lines.append(json.dumps(attrs, sort_keys=True, separators=(",", ":"), default=default).encode() + b"\n")
-    return lines
-
-
-def import_table_items(table: Any, body: bytes) -> int:
-    """Load DynamoDB-JSON lines (from `export_table_items`) into the table, replacing items with
-    the same key. Builds moto's Items directly, the way moto's own Item.__deepcopy__ does:
-    Table.put_item re-checks the 400 KB limit per attribute (quadratic), which made a restore of
-    80,000 items take ~6 s of CPU, and these items were all accepted by moto once already."""
-    import json
-
-    try:
-        from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
-    except ImportError as err:
-        raise MotoInternalsChanged(f"cannot import moto's DynamoDB item classes ({err})") from err
-    items = getattr(table, "items", None)
-    hash_attr, range_attr = getattr(table, "hash_key_attr", None), getattr(table, "range_key_attr", "?")
-    if not isinstance(items, dict) or not isinstance(hash_attr, str) or range_attr == "?":
-        raise MotoInternalsChanged("moto's DynamoDB Table has no dict `items` / `hash_key_attr` / `range_key_attr`")
-    loaded = []
-    for n, line in enumerate(body.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            attrs = json.loads(line)
-            hash_key = DynamoType(attrs[hash_attr])
-            range_key = DynamoType(attrs[range_attr]) if range_attr else None
-            item = Item.__new__(Item)
-            item.hash_key, item.range_key = hash_key, range_key
-            item.attrs = LimitedSizeDict()
-            dict.update(item.attrs, {name: DynamoType(value) for name, value in attrs.items()})
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"line {n}: not an item of {getattr(table, 'name', '?')}: {type(err).__name__}: {err}") from None
-        if hash_key.type != getattr(table, "hash_key_type", hash_key.type) or (
-                range_key is not None and range_key.type != getattr(table, "range_key_type", range_key.type)):
-            raise ValueError(f"line {n}: a key attribute has the wrong type for {getattr(table, 'name', '?')}")
-        loaded.append(item)
-    # Only once every line parsed: a bad file loads nothing.
-    for item in loaded:
-        if range_attr:
-            items.setdefault(item.hash_key, {})[item.range_key] = item
-        else:
-            items[item.hash_key] = item
-    return len(loaded)
-
-
-# The services the platform uses, bootstrap's first. moto imports a service's backend on its first
-# request, which takes up to seconds (SSM pulls in EC2); importing them while the server is already
-# answering hides most of that.
-_WARM_BACKENDS = ("s3", "dynamodb", "sns", "sagemaker", "ssm", "sqs", "cloudwatch")
-
-
-def _warm_moto_backends() -> None:
-    import importlib
-
-    for service in _WARM_BACKENDS:
-        with contextlib.suppress(Exception):
-            importlib.import_module(f"moto.{service}.responses")
-
-
-def _moto_server_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fraud_assets.local.stack _moto-server")
-    parser.add_argument("--host", default=LOCAL_HOST)
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--port-file")
-    parser.add_argument("--parent-pid", type=int)
-    args = parser.parse_args(argv)
-    if args.host not in ("127.0.0.1", "localhost"):
-        parser.error("binds 127.0.0.1 only")
-    # One line per request at INFO would grow the log without bound.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-    from werkzeug.serving import make_server
-
-    _install_moto_update_endpoint()
-    app = _InternalRoutes(DomainDispatcherApplication(create_backend_app))
-    server = make_server(LOCAL_HOST, args.port, app, threaded=True, request_handler=MotoRequestHandler)
-    # moto builds some URLs (SQS queue URLs, ...) from MOTO_PORT.
-    os.environ["MOTO_PORT"] = str(server.server_address[1])
-    threading.Thread(target=_warm_moto_backends, name="warm-backends", daemon=True).start()
-    serve_as_child(server, args.port_file, args.parent_pid)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["_moto-server"]:
-        return _moto_server_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m fraud_assets.local.stack", description="Run the local AWS stack.")
     parser.add_argument("--state-dir", default=None)
     parser.add_argument("--moto-port", type=int, default=0)
@@ -886,3 +351,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -345,7 +345,7 @@ def _entry(key: str, response: dict[str, Any], file_name: str) -> dict[str, Any]
 
 
 def _restore_s3(s3: Any, manifest: dict[str, Any], objects_dir: Path, region: str) -> None:
-    from fraud_assets.lib.storage import SSE
+    from fraud_assets.lib.aws.storage import SSE
 
     for bucket in manifest["buckets"]:
         name = bucket["name"]

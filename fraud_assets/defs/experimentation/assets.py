@@ -7,12 +7,11 @@ from typing import Any, Literal, Optional
 import pandas as pd
 from dagster import AssetExecutionContext, Config, Failure, MetadataValue, asset
 from dagster_aws.s3 import S3Resource
-from dagster_aws.ssm import SSMResource
 from pydantic import Field
 
 from fraud_assets.defs.common import EXPERIMENTATION, OWNERS
-from fraud_assets.defs.resources import FraudPlatform, s3_client, ssm_client
-from fraud_assets.lib.experiments import (
+from fraud_assets.defs.resources import AwsClients, FraudPlatform, s3_client
+from fraud_assets.lib.experimentation.experiments import (
     DEFAULT_SEARCH_SPACE,
     MAXIMISED_METRICS,
     ExperimentResult,
@@ -21,9 +20,9 @@ from fraud_assets.lib.experiments import (
     run_experiment,
     trials_markdown,
 )
-from fraud_assets.lib.hyperparameters import read_hyperparameters
-from fraud_assets.lib.metrics import HEADLINE_METRICS
-from fraud_assets.lib.storage import StageResult
+from fraud_assets.lib.training.hyperparameters import read_hyperparameters
+from fraud_assets.lib.training.metrics import HEADLINE_METRICS
+from fraud_assets.lib.aws.storage import StageResult
 
 
 class TuningExperimentConfig(Config):
@@ -34,7 +33,7 @@ class TuningExperimentConfig(Config):
     search_space: Optional[dict[str, dict[str, Any]]] = Field(
         default=None,
         description="Parameter name -> {type: int|float|categorical, low, high, log, step, choices, grid, grid_points}. "
-        f"Default: {', '.join(DEFAULT_SEARCH_SPACE)} (see fraud_assets.lib.experiments).",
+        f"Default: {', '.join(DEFAULT_SEARCH_SPACE)} (see fraud_assets.lib.experimentation.experiments).",
     )
     metric: str = Field(default="pr_auc", description=f"Validation metric to maximise: one of {', '.join(MAXIMISED_METRICS)}.")
     seed: int = Field(default=0, description="Sampler seed: the same seed and data give the same trials.")
@@ -86,13 +85,13 @@ def tuning_experiment(
     train_split: StageResult,
     validation_split: StageResult,
     s3: S3Resource,
-    ssm: SSMResource,
+    aws: AwsClients,
     platform: FraudPlatform,
 ) -> StageResult:
     base: dict[str, Any] = {}
     production = None
     if config.base_on_production:
-        production = read_hyperparameters(ssm_client(ssm))
+        production = read_hyperparameters(aws.client("ssm"))
         base.update(production.values)
     base.update(config.base_hyperparameters or {})
     # The run id in the experiment id ties the S3 records to this run.

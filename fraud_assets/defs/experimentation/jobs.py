@@ -33,13 +33,13 @@ from dagster import (
     run_status_sensor,
 )
 from dagster_aws.s3 import S3Resource
-from dagster_aws.ssm import SSMResource
 from pydantic import Field
 
 from fraud_assets.defs.common import markdown_table
-from fraud_assets.defs.experimentation.assets import tuning_experiment
-from fraud_assets.defs.resources import FraudPlatform, s3_client, ssm_client
-from fraud_assets.lib.promotion import ProductionChangeRefused, promote_to_production
+# Modules, not their objects: Dagster collects every definition a defs module holds by name.
+from fraud_assets.defs.training import jobs as training_jobs
+from fraud_assets.defs.resources import AwsClients, FraudPlatform, s3_client
+from fraud_assets.lib.experimentation.promotion import ProductionChangeRefused, promote_to_production
 
 PROMOTE_OP = "promote"
 TRIGGER_TAG = "fraud/trigger"
@@ -48,7 +48,7 @@ PROMOTION_RUN_TAG = "fraud/promotion_run_id"
 
 tuning_experiment_job = define_asset_job(
     "tuning_experiment_job",
-    selection=AssetSelection.assets(tuning_experiment),
+    selection=AssetSelection.assets("tuning_experiment"),
     description="On demand: a hyperparameter search on the latest train/validation splits (no schedule).",
 )
 
@@ -68,14 +68,14 @@ def retraining_run_key(promotion_run_id: str) -> str:
     description="promote_to_production: validate the best trial's hyperparameters, back up Parameter Store, write the "
     "new values, archive and regenerate production-model-config.yaml. A refusal changes nothing.",
 )
-def promote(context: OpExecutionContext, config: PromotionConfig, s3: S3Resource, ssm: SSMResource, platform: FraudPlatform):
+def promote(context: OpExecutionContext, config: PromotionConfig, s3: S3Resource, aws: AwsClients, platform: FraudPlatform):
     def request_retraining(summary: dict[str, Any]) -> dict[str, Any]:
         # Recorded here, carried out by promotion_retraining_sensor once this run has succeeded.
         return {"job": "training_job", "via": "promotion_retraining_sensor", "run_key": retraining_run_key(context.run_id)}
 
     try:
         summary = promote_to_production(
-            config.experiment_id, s3=s3_client(s3), ssm=ssm_client(ssm), names=platform.names,
+            config.experiment_id, s3=s3_client(s3), ssm=aws.client("ssm"), names=platform.names,
             retrain_callback=request_retraining if config.retrain else None,
         )
     except ProductionChangeRefused as err:
@@ -122,17 +122,14 @@ def promotion_retrain_request(run_id: str, run_config: dict[str, Any]) -> RunReq
     )
 
 
-def build_promotion_retraining_sensor(training_job):
-    @run_status_sensor(
-        name="promotion_retraining_sensor",
-        run_status=DagsterRunStatus.SUCCESS,
-        monitored_jobs=[promote_experiment],
-        request_job=training_job,
-        default_status=DefaultSensorStatus.RUNNING,
-        description="Launches training_job after a successful promote_experiment run configured with retrain: true "
-        "(once per promotion, run key promotion-<run id>).",
-    )
-    def promotion_retraining_sensor(context: RunStatusSensorContext):
-        return promotion_retrain_request(context.dagster_run.run_id, context.dagster_run.run_config)
-
-    return promotion_retraining_sensor
+@run_status_sensor(
+    name="promotion_retraining_sensor",
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[promote_experiment],
+    request_job=training_jobs.training_job,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Launches training_job after a successful promote_experiment run configured with retrain: true "
+    "(once per promotion, run key promotion-<run id>).",
+)
+def promotion_retraining_sensor(context: RunStatusSensorContext):
+    return promotion_retrain_request(context.dagster_run.run_id, context.dagster_run.run_config)

@@ -5,20 +5,22 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetSpec, Config, Failure, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetSpec, Config, Failure, MetadataValue, Output, asset
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from fraud_assets.defs.common import INFERENCE, OWNERS, daily_partitions, markdown_table
+from fraud_assets.defs.common import INFERENCE, OWNERS, daily_partitions, markdown_table, selected_checks
+from fraud_assets.defs.inference import checks
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, s3_client
-from fraud_assets.lib import alerts as alerts_lib
-from fraud_assets.lib import drift as drift_lib
-from fraud_assets.lib import endpoint as endpoint_lib
-from fraud_assets.lib import scoring, score_store
+from fraud_assets.lib.inference import alerts as alerts_lib
+from fraud_assets.lib.inference import drift as drift_lib
+from fraud_assets.lib.training import endpoint as endpoint_lib
+from fraud_assets.lib.inference import scoring
+from fraud_assets.lib.inference import score_store
 from fraud_assets.lib.config import TRANSACTION_ID, daily_batch_key
-from fraud_assets.lib.daily import MissingBatchError, parse_daily_batch
-from fraud_assets.lib.storage import S3Uri, StageResult, get_bytes, object_exists, put_json
-from fraud_assets.lib.training import load_model_package, model_inputs
+from fraud_assets.lib.inference.daily import MissingBatchError, parse_daily_batch
+from fraud_assets.lib.aws.storage import S3Uri, StageResult, get_bytes, object_exists, put_json
+from fraud_assets.lib.training.model import load_model_package, model_inputs
 
 daily_batches = AssetSpec(
     "daily_batches",
@@ -50,14 +52,16 @@ def daily_transactions(context: AssetExecutionContext, s3: S3Resource, platform:
     batch = parse_daily_batch(get_bytes(client, source), source)
     counts = {"received": batch.received, "accepted": len(batch.accepted), "quarantined": len(batch.quarantined)}
     reasons = batch.quarantined["reason"].head(10).tolist() if len(batch.quarantined) else []
-    context.add_output_metadata(
+    context.add_output_metadata(output_name="result", metadata=
         {**counts, "source": MetadataValue.path(source), "quarantine_sample": MetadataValue.md(
             markdown_table(["reason"], [(r,) for r in reasons]) if reasons else "nothing quarantined")}
     )
-    return StageResult(
+    yield Output(StageResult(
         summary={"date": date, "source": source, **counts},
         tables={"transactions": batch.accepted, "quarantine": batch.quarantined},
-    )
+    ))
+    yield from selected_checks(context, [checks.row_accounting(batch.received, batch.accepted, batch.quarantined),
+                                         checks.schema_and_values(batch.accepted)])
 
 
 @asset(
@@ -65,10 +69,13 @@ def daily_transactions(context: AssetExecutionContext, s3: S3Resource, platform:
     kinds={"sagemaker", "s3", "parquet"},
     description="Every accepted transaction scored through the deployed endpoint (boto3 sagemaker-runtime, "
     "byte-sized CSV batches): fraudScore, riskLevel (HIGH >= 0.8, MEDIUM >= 0.5, LOW), modelVersion.",
+    # The endpoint it reads is the training graph's deployed_endpoint: lineage shows the link.
+    deps=["deployed_endpoint"],
+    check_specs=checks.daily_score_check_specs,
 )
 def daily_scores(
     context: AssetExecutionContext, daily_transactions: StageResult, s3: S3Resource, aws: AwsClients, platform: FraudPlatform
-) -> StageResult:
+):
     client = s3_client(s3)
     current = endpoint_lib.current_endpoint(client, platform.names)
     if current is None:
@@ -91,7 +98,7 @@ def daily_scores(
         }
     )
     summary = scoring.score_summary(scores)
-    context.add_output_metadata(
+    context.add_output_metadata(output_name="result", metadata=
         {
             "scored": len(scored),
             "high_risk": summary["highRiskCount"],
@@ -103,11 +110,12 @@ def daily_scores(
             "endpoint_name": current["endpoint_name"],
         }
     )
-    return StageResult(
+    yield Output(StageResult(
         summary={"date": context.partition_key, "modelVersion": current["model_version"], "modelUri": current["model_uri"],
                  "endpointName": current["endpoint_name"], **summary},
         tables={"scores": scored},
-    )
+    ))
+    yield from selected_checks(context, [checks.every_transaction_scored_once(scored, transactions)])
 
 
 @asset(
@@ -115,18 +123,20 @@ def daily_scores(
     kinds={"dynamodb"},
     description="The day's scores in DynamoDB FraudScores (PK transactionId, SK timestamp; GSI BatchDateIndex), "
     "25-item batch writes retried until no item is unprocessed. Idempotent: a rerun overwrites the same items.",
+    check_specs=checks.stored_score_check_specs,
 )
-def stored_scores(context: AssetExecutionContext, daily_scores: StageResult, aws: AwsClients, platform: FraudPlatform) -> StageResult:
+def stored_scores(context: AssetExecutionContext, daily_scores: StageResult, aws: AwsClients, platform: FraudPlatform):
     dynamodb = aws.client("dynamodb")
     items = score_store.to_items(daily_scores.tables["scores"], context.partition_key)
     result = score_store.write_scores(dynamodb, platform.scores_table, items)
-    # The stored count for the day (through the GSI) is the stored_count_matches_scored check's job.
-    context.add_output_metadata({"written": result.written, "batches": result.batches, "retries": result.retries})
-    return StageResult(
+    context.add_output_metadata(output_name="result", metadata={"written": result.written, "batches": result.batches, "retries": result.retries})
+    yield Output(StageResult(
         summary={"date": context.partition_key, "table": platform.scores_table, "written": result.written,
                  "batches": result.batches, "retries": result.retries,
                  "riskDistribution": {k: daily_scores.summary[k] for k in ("highRiskCount", "mediumRiskCount", "lowRiskCount")}}
-    )
+    ))
+    if context.selected_asset_check_keys:  # reads every item back: only when the check is asked for
+        yield checks.stored_count_matches_scored(score_store.verify_stored(dynamodb, platform.scores_table, items))
 
 
 class FraudAlertsConfig(Config):
@@ -185,11 +195,12 @@ def _topic_arn(sns, name: str) -> str:
     description="The day's average score and risk shares against the rolling 30-day baseline (drift when the "
     "average moves > 0.1 or the high-risk share > 0.05; needs 7 days of history), PSI of the scores and top "
     "features against training. Writes metrics/{date}.json; notifies fraud-detection-monitoring on drift.",
+    check_specs=checks.drift_check_specs,
 )
 def drift_metrics(
     context: AssetExecutionContext, daily_scores: StageResult, daily_transactions: StageResult,
     s3: S3Resource, aws: AwsClients, platform: FraudPlatform,
-) -> StageResult:
+):
     date = context.partition_key
     client = s3_client(s3)
     scores = daily_scores.tables["scores"]["fraudScore"].to_numpy()
@@ -217,7 +228,7 @@ def drift_metrics(
             ledger_prefix=f"monitoring-ledger/{date}",
             messages=[{"messageKey": f"drift-{date}", "subject": f"Fraud score drift on {date}", "batchDate": date, "drift": record}],
         )
-    context.add_output_metadata(
+    context.add_output_metadata(output_name="result", metadata=
         {
             "avg_score": current["avgScore"],
             "high_risk_pct": current["highRiskPct"],
@@ -231,4 +242,5 @@ def drift_metrics(
                                             if feature_psi else "no feature reference in the model"),
         }
     )
-    return StageResult(summary=record)
+    yield Output(StageResult(summary=record))
+    yield from selected_checks(context, checks.drift_warnings(record))

@@ -3,7 +3,6 @@ announced on SNS fraud-detection-failures."""
 
 
 import json
-import os
 import time
 
 from dagster import (
@@ -18,9 +17,7 @@ from dagster import (
 )
 from dagster._core.event_api import AssetRecordsFilter
 
-from fraud_assets.defs.resources import AwsClients, FraudPlatform
-
-DRIFT_COOLDOWN_HOURS = float(os.environ.get("FRAUD_DRIFT_COOLDOWN_HOURS", "24"))
+from fraud_assets.defs.resources import AwsClients, FraudPlatform, RetrainingPolicy
 
 
 def drift_requests(events: list[tuple[int, str | None, bool]], cursor: dict, now: float, cooldown_s: float) -> tuple[list[dict], dict]:
@@ -38,36 +35,33 @@ def drift_requests(events: list[tuple[int, str | None, bool]], cursor: dict, now
     return requests, {**cursor, "last_request_at": last_request}
 
 
-def build_drift_retraining_sensor(job):
-    @sensor(
-        name="drift_retraining_sensor",
-        job=job,
-        minimum_interval_seconds=60,
-        default_status=DefaultSensorStatus.RUNNING,
-        description="Requests a training_job run when drift_metrics reports drift: once per drift event (run key), "
-        f"at most one per cooldown ({DRIFT_COOLDOWN_HOURS:g} h, FRAUD_DRIFT_COOLDOWN_HOURS).",
-    )
-    def drift_retraining_sensor(context: SensorEvaluationContext):
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        records = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=AssetKey("drift_metrics"), after_storage_id=cursor.get("last_storage_id")),
-            limit=500, ascending=True,
-        ).records
-        events = []
-        for record in records:
-            mat = record.asset_materialization
-            drifted = mat.metadata.get("drift_detected")
-            events.append((record.storage_id, mat.partition, bool(drifted and drifted.value)))
-        requests, new_cursor = drift_requests(events, cursor, time.time(), DRIFT_COOLDOWN_HOURS * 3600)
-        context.update_cursor(json.dumps(new_cursor))
-        if not requests:
-            return SkipReason(f"{len(events)} new drift_metrics materialisations, no retraining needed")
-        return [
-            RunRequest(run_key=r["run_key"], tags={"fraud/trigger": "drift", "fraud/drift_partition": str(r["partition"])})
-            for r in requests
-        ]
-
-    return drift_retraining_sensor
+@sensor(
+    name="drift_retraining_sensor",
+    job_name="training_job",
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Requests a training_job run when drift_metrics reports drift: once per drift event (run key), "
+    "at most one per cooldown (the retraining_policy resource, FRAUD_DRIFT_COOLDOWN_HOURS).",
+)
+def drift_retraining_sensor(context: SensorEvaluationContext, retraining_policy: RetrainingPolicy):
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("drift_metrics"), after_storage_id=cursor.get("last_storage_id")),
+        limit=500, ascending=True,
+    ).records
+    events = []
+    for record in records:
+        mat = record.asset_materialization
+        drifted = mat.metadata.get("drift_detected")
+        events.append((record.storage_id, mat.partition, bool(drifted and drifted.value)))
+    requests, new_cursor = drift_requests(events, cursor, time.time(), retraining_policy.drift_cooldown_hours * 3600)
+    context.update_cursor(json.dumps(new_cursor))
+    if not requests:
+        return SkipReason(f"{len(events)} new drift_metrics materialisations, no retraining needed")
+    return [
+        RunRequest(run_key=r["run_key"], tags={"fraud/trigger": "drift", "fraud/drift_partition": str(r["partition"])})
+        for r in requests
+    ]
 
 
 @run_failure_sensor(
@@ -92,4 +86,3 @@ def pipeline_failure_sensor(context: RunFailureSensorContext, aws: AwsClients, p
     sns.publish(TopicArn=topic, Subject=f"fraud_assets run failed: {message['job']}"[:100], Message=json.dumps(message, default=str))
 
 
-__all__ = ["build_drift_retraining_sensor", "drift_requests", "pipeline_failure_sensor"]

@@ -15,21 +15,21 @@ from dagster import (
     multi_asset,
 )
 from dagster_aws.s3 import S3Resource
-from dagster_aws.ssm import SSMResource
 from pydantic import Field
 
-from fraud_assets.defs.common import OWNERS, TRAINING, markdown_table
+from fraud_assets.defs.common import OWNERS, TRAINING, markdown_table, selected_checks
+from fraud_assets.defs.training.checks import endpoint_check_specs, endpoint_result, gate_result, model_gate_specs, split_check_specs
 from fraud_assets.defs.engines import DataPrepEngine
-from fraud_assets.defs.resources import AwsClients, FeatureEngineering, FraudPlatform, QualityGates, s3_client, ssm_client
-from fraud_assets.lib import endpoint as endpoint_lib
+from fraud_assets.defs.resources import AwsClients, FeatureEngineering, FraudPlatform, QualityGates, s3_client
+from fraud_assets.lib.training import endpoint as endpoint_lib
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_DATA_KEY, TRANSACTION_ID
-from fraud_assets.lib.features import engineered_feature_names, has_customer_fields
-from fraud_assets.lib.gates import model_gates
-from fraud_assets.lib.hyperparameters import read_hyperparameters
-from fraud_assets.lib.metrics import HEADLINE_METRICS, compare_with_production, evaluate_scores
-from fraud_assets.lib.splits import SPLITS, split_summary
-from fraud_assets.lib.storage import S3Uri, SSE, StageResult, get_bytes
-from fraud_assets.lib.training import (
+from fraud_assets.lib.training.features import engineered_feature_names, has_customer_fields
+from fraud_assets.lib.training.gates import model_gates, split_gates
+from fraud_assets.lib.training.hyperparameters import read_hyperparameters
+from fraud_assets.lib.training.metrics import HEADLINE_METRICS, compare_with_production, evaluate_scores
+from fraud_assets.lib.training.splits import SPLITS, split_summary
+from fraud_assets.lib.aws.storage import S3Uri, SSE, StageResult, get_bytes
+from fraud_assets.lib.training.model import (
     drift_reference,
     feature_importance,
     load_model_package,
@@ -70,9 +70,11 @@ class DataPrepConfig(Config):
         )
         for split, ratio in zip(SPLITS, (0.70, 0.15, 0.15))
     },
+    check_specs=split_check_specs,
 )
 def prepared_splits(
-    context: AssetExecutionContext, config: DataPrepConfig, s3: S3Resource, platform: FraudPlatform, data_prep_engine: DataPrepEngine
+    context: AssetExecutionContext, config: DataPrepConfig, s3: S3Resource, platform: FraudPlatform, data_prep_engine: DataPrepEngine,
+    quality_gates: QualityGates,
 ):
     """The seeds' DataPrep stage: validate the record count and schema, split 70/15/15, write parquet."""
     raw_uri = str(S3Uri(platform.data_bucket, RAW_DATA_KEY))
@@ -102,6 +104,8 @@ def prepared_splits(
                 **engine_metadata,
             },
         )
+    verdicts = split_gates(splits, received, quality_gates.split_ratio_tolerance)
+    yield from selected_checks(context, (gate_result(f"{split}_split", gate) for split, gates in verdicts.items() for gate in gates))
 
 
 @asset(
@@ -111,8 +115,8 @@ def prepared_splits(
     description="XGBoost hyperparameters read from SSM Parameter Store under /fraud-detection/hyperparameters/* "
     "(the seeds' defaults max_depth=5, eta=0.1, objective=binary:logistic when none are set).",
 )
-def model_hyperparameters(context: AssetExecutionContext, ssm: SSMResource) -> StageResult:
-    found = read_hyperparameters(ssm_client(ssm))
+def model_hyperparameters(context: AssetExecutionContext, aws: AwsClients) -> StageResult:
+    found = read_hyperparameters(aws.client("ssm"))
     rows = [(name, value, found.versions.get(name, "default")) for name, value in sorted(found.values.items())]
     context.add_output_metadata(
         {
@@ -222,11 +226,12 @@ def _production_metrics(s3, platform: FraudPlatform, test_frame) -> tuple[dict |
     owners=OWNERS,
     description="The model scored on the test split: accuracy, precision, recall, F1, ROC-AUC, PR-AUC, confusion "
     "matrix, the high-risk bucket (score >= 0.8), and a comparison with the model in production.",
+    check_specs=model_gate_specs,
 )
 def evaluation_metrics(
     context: AssetExecutionContext, fraud_model: StageResult, test_split: StageResult, s3: S3Resource,
     platform: FraudPlatform, quality_gates: QualityGates,
-) -> StageResult:
+):
     booster, meta = load_model_package(fraud_model.files["model.tar.gz"])
     test = test_split.table
     metrics = evaluate_scores(test[LABEL_COLUMN].to_numpy(), predict(booster, model_inputs(test, meta), meta["feature_names"]))
@@ -238,7 +243,7 @@ def evaluation_metrics(
         high_risk_precision_floor=quality_gates.high_risk_precision_floor,
     )
     cm = metrics["confusion_matrix"]
-    context.add_output_metadata(
+    context.add_output_metadata(output_name="result", metadata=
         {
             **{m: metrics[m] for m in (*HEADLINE_METRICS, "high_risk_precision", "high_risk_recall")},
             "test_samples": metrics["test_samples"],
@@ -259,7 +264,8 @@ def evaluation_metrics(
         "comparison": comparison,
         "deploy_recommended": all(g.passed for g in gates),
     }
-    return StageResult(summary=summary)
+    yield Output(StageResult(summary=summary))
+    yield from selected_checks(context, (gate_result("evaluation_metrics", gate) for gate in gates))
 
 
 @asset(
@@ -268,11 +274,12 @@ def evaluation_metrics(
     owners=OWNERS,
     description="The production SageMaker endpoint serving this model. Health-checked with a known transaction "
     "before the endpoint pointer in the config bucket moves; on a failed check the previous model stays in service.",
+    check_specs=endpoint_check_specs,
 )
 def deployed_endpoint(
     context: AssetExecutionContext, fraud_model: StageResult, evaluation_metrics: StageResult, test_split: StageResult,
     s3: S3Resource, aws: AwsClients, platform: FraudPlatform,
-) -> StageResult:
+):
     names = platform.names
     client = s3_client(s3)
     booster, meta = load_model_package(fraud_model.files["model.tar.gz"])
@@ -299,7 +306,7 @@ def deployed_endpoint(
             "run_id": context.run_id,
         },
     )
-    context.add_output_metadata(
+    context.add_output_metadata(output_name="result", metadata=
         {
             "endpoint_name": deployed["endpoint_name"],
             "model_version": version,
@@ -309,5 +316,10 @@ def deployed_endpoint(
             "health_check_score": deployed["health_check"]["served_score"],
         }
     )
-    return StageResult(summary=deployed)
+    yield Output(StageResult(summary=deployed))
+    if context.selected_asset_check_keys:
+        # After the pointer moved: what a caller reaching the endpoint now gets.
+        pointer = endpoint_lib.current_endpoint(client, names) or {}
+        served = endpoint_lib.invoke_one(aws.client("sagemaker-runtime"), deployed["endpoint_name"], deployed["health_check"]["features"])
+        yield endpoint_result(served, deployed["health_check"]["expected_score"], version, pointer.get("model_version"))
 

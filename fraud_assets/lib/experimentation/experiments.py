@@ -29,23 +29,30 @@ import datetime as dt
 import math
 import secrets
 import time
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-import optuna
 import pandas as pd
-import xgboost
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN
-from fraud_assets.lib.hyperparameters import HyperparameterError, canonical_name, validate_experiment_id, validate_hyperparameters
-from fraud_assets.lib.metrics import evaluate_scores
-from fraud_assets.lib.storage import get_json, object_exists, put_json, validate_bucket
-from fraud_assets.lib.training import (
+from fraud_assets.lib.training.hyperparameters import HyperparameterError, canonical_name, validate_experiment_id, validate_hyperparameters
+from fraud_assets.lib.training.metrics import evaluate_scores
+from fraud_assets.lib.aws.storage import get_json, object_exists, put_json, validate_bucket
+from fraud_assets.lib.training.model import (
     DEFAULT_EARLY_STOPPING_ROUNDS,
     DEFAULT_HYPERPARAMETERS,
     DEFAULT_NUM_ROUND,
     train_model,
 )
+
+if TYPE_CHECKING:  # optuna and xgboost load where a search runs, not with the code location
+    import optuna
+
+
+def _version(module: str) -> str:
+    import importlib
+
+    return importlib.import_module(module).__version__
 
 EXPERIMENTS_PREFIX = "experiments"
 CONFIG_FILE = "config.json"
@@ -164,7 +171,7 @@ class ExperimentResult:
             "duration_seconds": self.duration_seconds,
             "mean_trial_seconds": round(sum(durations) / len(durations), 3) if durations else None,
             "best": None if self.best is None else {"trial_number": self.best["number"], "value": self.best["value"]},
-            "versions": {"optuna": optuna.__version__, "xgboost": xgboost.__version__},
+            "versions": {"optuna": _version("optuna"), "xgboost": _version("xgboost")},
             "origin": dict(origin or {}),
         }
 
@@ -262,6 +269,8 @@ def _suggest(trial: optuna.Trial, name: str, spec: Mapping[str, Any]) -> Any:
 
 
 def _sampler(strategy: str, space: Mapping[str, Mapping[str, Any]], seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    import optuna
+
     if strategy == "grid":
         return optuna.samplers.GridSampler({name: grid_values(spec) for name, spec in space.items()}, seed=seed)
     if strategy == "random":
@@ -287,6 +296,8 @@ def run_experiment(
     timeout_seconds: float | None = None,
 ) -> ExperimentResult:
     """Run the search and return its result; writes nothing (see record_experiment)."""
+    import optuna
+
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if metric not in MAXIMISED_METRICS:
@@ -359,6 +370,8 @@ def run_experiment(
 
 
 def _trial_record(trial: optuna.trial.FrozenTrial, record: Mapping[str, Any]) -> dict[str, Any]:
+    import optuna
+
     return {
         "number": trial.number,
         "state": trial.state.name,
@@ -527,7 +540,7 @@ def format_experiment_detail(record: Mapping[str, Any], top: int | None = None) 
     ]
     for name, uri in (config.get("splits") or {}).items():
         lines.append(f"  {'split':<10} {name}: {uri}  ({config.get('rows', {}).get(name, '?')} rows)")
-    lines.append(f"  space      " + ", ".join(f"{n}: {_describe_dimension(s)}" for n, s in config.get("search_space", {}).items()))
+    lines.append("  space      " + ", ".join(f"{n}: {_describe_dimension(s)}" for n, s in config.get("search_space", {}).items()))
     if best is None:
         lines.append("\nNo trial completed: nothing to promote.")
     else:

@@ -19,7 +19,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 from fraud_assets.lib.config import HYPERPARAMETER_PATH
-from fraud_assets.lib.training import DEFAULT_HYPERPARAMETERS
+from fraud_assets.lib.training.model import DEFAULT_HYPERPARAMETERS
 
 SOURCE_SSM = "ssm"
 SOURCE_DEFAULTS = "defaults"

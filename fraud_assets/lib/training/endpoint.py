@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fraud_assets.lib.config import ENDPOINT_HISTORY_PREFIX, ENDPOINT_METADATA_KEY, PlatformNames
-from fraud_assets.lib.storage import S3Uri, get_json, object_exists, put_json, validate_key_part
+from fraud_assets.lib.aws.storage import S3Uri, get_json, object_exists, put_json, validate_key_part
 
 VARIANT = "AllTraffic"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, TRANSACTION_ID
-from fraud_assets.lib.splits import DEFAULT_RATIOS, SPLITS
+from fraud_assets.lib.training.splits import DEFAULT_RATIOS, SPLITS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,8 +27,8 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from fraud_assets.lib.config import HYPERPARAMETER_PATH, PRODUCTION_MODEL_CONFIG_KEY, PlatformNames
-from fraud_assets.lib.experiments import ALGORITHM, ExperimentNotFound, load_experiment
-from fraud_assets.lib.hyperparameters import (
+from fraud_assets.lib.experimentation.experiments import ALGORITHM, ExperimentNotFound, load_experiment
+from fraud_assets.lib.training.hyperparameters import (
     HyperparameterError,
     StoredParameter,
     list_parameters,
@@ -38,7 +38,7 @@ from fraud_assets.lib.hyperparameters import (
     write_experiment_id,
     write_hyperparameters,
 )
-from fraud_assets.lib.storage import S3Uri, get_bytes, get_json, object_exists, put_bytes, put_json, validate_key_part
+from fraud_assets.lib.aws.storage import S3Uri, get_bytes, get_json, object_exists, put_bytes, put_json, validate_key_part
 
 BACKUP_PREFIX = "hyperparameter-backups"
 ARCHIVE_PREFIX = "archive"

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from fraud_assets.lib.config import LABEL_COLUMN, RAW_DATA_KEY, PlatformNames, daily_batch_key
-from fraud_assets.lib.raw_data import read_raw_csv
-from fraud_assets.lib.storage import put_bytes
-from fraud_assets.lib.synthetic import (
+from fraud_assets.lib.training.raw_data import read_raw_csv
+from fraud_assets.lib.aws.storage import put_bytes
+from fraud_assets.lib.seeding.synthetic import (
     DEFAULT_ROWS,
     DEFAULT_SEED,
     batch_to_json_bytes,

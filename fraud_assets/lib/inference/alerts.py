@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, TRANSACTION_ID
-from fraud_assets.lib.daily import format_timestamps
-from fraud_assets.lib.scoring import risk_levels
-from fraud_assets.lib.storage import json_default, object_exists, put_json, validate_key_part
+from fraud_assets.lib.inference.daily import format_timestamps
+from fraud_assets.lib.inference.scoring import risk_levels
+from fraud_assets.lib.aws.storage import json_default, object_exists, put_json, validate_key_part
 
 URGENT_THRESHOLD = 0.95
 MAX_ALERTS_PER_MESSAGE = 100  # the seeds' batching

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 from fraud_assets.lib.config import HIGH_RISK_THRESHOLD
 
@@ -13,6 +12,8 @@ DECISION_THRESHOLD = 0.5
 def evaluate_scores(labels: np.ndarray, scores: np.ndarray, threshold: float = DECISION_THRESHOLD) -> dict:
     """Accuracy and friends at `threshold`, the threshold-free ROC-AUC / PR-AUC, the confusion
     matrix, and precision/recall of the high-risk bucket (score >= 0.8) the alerts act on."""
+    from sklearn import metrics as skm  # imported where used: loading the code location stays cheap
+
     labels = np.asarray(labels).astype(int)
     scores = np.asarray(scores, dtype=float)
     if len(labels) != len(scores) or len(labels) == 0:

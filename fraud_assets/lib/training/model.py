@@ -10,13 +10,15 @@ import dataclasses
 import io
 import json
 import tarfile
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN
+
+if TYPE_CHECKING:  # imported where used: loading the code location must stay cheap
+    import xgboost as xgb
 
 MODEL_FILE = "xgboost-model"
 METADATA_FILE = "fraud-model-metadata.json"
@@ -66,6 +68,8 @@ def train_model(
     early_stopping = int(hyperparameters.get("early_stopping_rounds", DEFAULT_EARLY_STOPPING_ROUNDS))
     dtrain = _dmatrix(train, feature_names)
     dvalid = _dmatrix(validation, feature_names)
+    import xgboost as xgb
+
     booster = xgb.train(
         params,
         dtrain,
@@ -90,6 +94,8 @@ def _dmatrix(frame: pd.DataFrame, feature_names: list[str]) -> xgb.DMatrix:
     missing = [c for c in [*feature_names, LABEL_COLUMN] if c not in frame.columns]
     if missing:
         raise ValueError(f"training frame lacks columns {missing}")
+    import xgboost as xgb
+
     return xgb.DMatrix(
         frame[feature_names].to_numpy(dtype=np.float32),
         label=frame[LABEL_COLUMN].to_numpy(),
@@ -104,7 +110,7 @@ def model_inputs(frame: pd.DataFrame, metadata: dict[str, Any]) -> np.ndarray:
     training, evaluation, the health check and daily scoring all compute features the same way."""
     stats = metadata.get("feature_stats")
     if stats:
-        from fraud_assets.lib.features import CUSTOMER_FIELDS, add_features
+        from fraud_assets.lib.training.features import CUSTOMER_FIELDS, add_features
 
         if "merchant_risk" not in stats:  # trained without customer fields: do not derive them
             frame = frame.drop(columns=[c for c in CUSTOMER_FIELDS if c in frame.columns])
@@ -136,6 +142,8 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def load_model_package(data: bytes) -> tuple[xgb.Booster, dict[str, Any]]:
     """Reads only the two known members by name: nothing in the archive is extracted to disk."""
+    import xgboost as xgb
+
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         names = tar.getnames()
         if MODEL_FILE not in names:

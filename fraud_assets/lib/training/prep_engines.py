@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
-from fraud_assets.lib.splits import DEFAULT_RATIOS, SPLITS, prepare_splits, validate_ratios
-from fraud_assets.lib.storage import S3Uri, validate_key_part
+from fraud_assets.lib.training.splits import DEFAULT_RATIOS, SPLITS, prepare_splits, validate_ratios
+from fraud_assets.lib.aws.storage import S3Uri, validate_key_part
 
-GLUE_SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "glue_scripts"
+GLUE_SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "glue_scripts"
 DATA_PREP_SCRIPT = GLUE_SCRIPTS_DIR / "fraud_data_prep.py"
 FEATURE_ENG_SCRIPT = GLUE_SCRIPTS_DIR / "fraud_feature_eng.py"
 
@@ -83,7 +83,7 @@ def count_csv_records(csv_bytes: bytes) -> int:
 def prepare_with_pandas(
     csv_bytes: bytes, source: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS
 ) -> dict[str, pd.DataFrame]:
-    from fraud_assets.lib.raw_data import read_raw_csv
+    from fraud_assets.lib.training.raw_data import read_raw_csv
 
     ratios = tuple(ratios)
     validate_ratios(ratios)
@@ -104,7 +104,7 @@ def prepare_with_spark(
     """The Glue script's transformation on a local Spark session. The CSV is staged to a local file
     first: pyspark ships no s3a connector jars, so Spark cannot read the bucket itself. A bad file
     raises RawDataError naming `source` (not the staged copy), as the pandas engine does."""
-    from fraud_assets.lib.raw_data import RawDataError
+    from fraud_assets.lib.training.raw_data import RawDataError
 
     ratios = tuple(ratios)
     validate_ratios(ratios)
@@ -147,7 +147,7 @@ def split_frame_from_tables(tables: Sequence[pa.Table]) -> pd.DataFrame:
 
 def engineer_with_pandas(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Feature engineering in-process: statistics fitted on the training split, applied to all."""
-    from fraud_assets.lib.features import add_features, fit_feature_stats
+    from fraud_assets.lib.training.features import add_features, fit_feature_stats
 
     stats = fit_feature_stats(splits["train"])
     return {name: add_features(frame, stats) for name, frame in splits.items()}, stats

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD
-from fraud_assets.lib.storage import S3Uri, get_bytes, validate_bucket
+from fraud_assets.lib.aws.storage import S3Uri, get_bytes, validate_bucket
 
 METRICS_PREFIX = "metrics"
 HISTORY_DAYS = 30

@@ -21,8 +21,8 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 
 from fraud_assets.lib.config import TRANSACTION_ID
-from fraud_assets.lib.daily import format_timestamps
-from fraud_assets.lib.scoring import backoff_delay, is_retryable
+from fraud_assets.lib.inference.daily import format_timestamps
+from fraud_assets.lib.inference.scoring import backoff_delay, is_retryable
 
 PARTITION_KEY = TRANSACTION_ID
 SORT_KEY = "timestamp"

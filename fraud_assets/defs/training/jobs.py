@@ -1,0 +1,14 @@
+"""The training job and its weekly schedule."""
+
+from dagster import AssetSelection, ScheduleDefinition, define_asset_job
+
+from fraud_assets.defs.common import TRAINING
+
+training_job = define_asset_job(
+    "training_job",
+    selection=AssetSelection.groups(TRAINING),
+    description="Weekly retraining: prepare splits, train, evaluate behind the quality gates, deploy.",
+)
+weekly_training_schedule = ScheduleDefinition(
+    name="weekly_training_schedule", job=training_job, cron_schedule="0 2 * * 0", execution_timezone="UTC"
+)
