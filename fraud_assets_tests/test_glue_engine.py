@@ -253,7 +253,7 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
     """The training group's own prepared_splits multi-asset, configured with engine=glue: the
     engine builds its own boto3 clients (plain AWS code), so the stand-in hooks the default session."""
     from fraud_assets.defs.io_manager import ExecutionsIOManager
-    from fraud_assets.defs.resources import FraudPlatform
+    from fraud_assets.defs.resources import FraudPlatform, QualityGates
     from fraud_assets.defs.training.assets import prepared_splits
     from dagster_aws.s3 import S3Resource
     from fraud_assets.lib.aws.storage import parquet_to_table, get_bytes
@@ -273,9 +273,11 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
             "platform": FraudPlatform(),
             "io_manager": ExecutionsIOManager(s3=s3_resource, bucket=NAMES.workflow_bucket),
             "data_prep_engine": DataPrepEngine(engine="glue"),
+            "quality_gates": QualityGates(split_ratio_tolerance=0.1),  # 600 rows: shares wander more than 1%
         },
     )
     assert result.success and len(fake.runs) == 1
+    assert all(c.passed for c in result.get_asset_check_evaluations())  # the split gates ran in the step
     expected = prep_engines.prepare_with_pandas(csv, RAW_URI, 42, DEFAULT_RATIOS)
     for name in SPLITS:
         [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == f"{name}_split"]
