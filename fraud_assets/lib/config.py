@@ -7,6 +7,7 @@ changes (AWS_ENDPOINT_URL and friends), never the code.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 
 FEATURE_COLUMNS: tuple[str, ...] = ("Time", *(f"V{i}" for i in range(1, 29)), "Amount")
@@ -21,6 +22,7 @@ DEFAULT_REGION = "us-east-1"
 HYPERPARAMETER_PATH = "/fraud-detection/hyperparameters"
 RAW_DATA_KEY = "raw/creditcard.csv"
 DAILY_BATCH_PREFIX = "daily-batches"
+LABELS_PREFIX = "labels"
 ENDPOINT_METADATA_KEY = "endpoint/current.json"
 ENDPOINT_HISTORY_PREFIX = "endpoint/history"
 PRODUCTION_MODEL_CONFIG_KEY = "production-model-config.yaml"
@@ -28,6 +30,18 @@ PRODUCTION_MODEL_CONFIG_KEY = "production-model-config.yaml"
 
 def daily_batch_key(date: str) -> str:
     return f"{DAILY_BATCH_PREFIX}/{date}.json"
+
+
+def label_file_key(date: str) -> str:
+    """`labels/{date}.json`: the confirmed outcomes (chargebacks, analyst decisions) of that day's
+    transactions. The date is checked, since it becomes an S3 key."""
+    try:
+        ok = isinstance(date, str) and dt.date.fromisoformat(date).isoformat() == date
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"label file date must be YYYY-MM-DD, not {date!r}")
+    return f"{LABELS_PREFIX}/{date}.json"
 
 
 @dataclasses.dataclass(frozen=True)
