@@ -138,6 +138,19 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+def cmd_rollback_model(args) -> int:
+    import boto3
+
+    from fraud_assets.lib.config import PlatformNames
+    from fraud_assets.lib.training.endpoint import rollback_model
+
+    with aws_target(Path(args.state_dir)):
+        result = rollback_model(sagemaker=boto3.client("sagemaker"), runtime=boto3.client("sagemaker-runtime"),
+                                s3=boto3.client("s3"), names=PlatformNames.from_env(), version=args.version)
+    print(json.dumps({k: result[k] for k in ("endpoint_name", "model_version", "rolled_back_from", "model_uri", "deployed_at")}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraud-assets", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -185,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = add("rollback-hyperparameters", help="restore Parameter Store from a backup")
     rollback.add_argument("backup", nargs="?", help="backup key (default: the latest)")
     rollback.set_defaults(func=cmd_rollback)
+
+    rollback_model = add("rollback-model", help="point the endpoint back at an earlier model version (health-checked)")
+    rollback_model.add_argument("version", nargs="?", help="model version from the deployment history (default: the one before the current)")
+    rollback_model.set_defaults(func=cmd_rollback_model)
     return parser
 
 

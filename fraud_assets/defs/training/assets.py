@@ -314,6 +314,8 @@ def deployed_endpoint(
             "experiment_id": deployed.get("experiment_id") or "none",
             "deployed_at": deployed["deployed_at"],
             "health_check_score": deployed["health_check"]["served_score"],
+            "deployment_history": MetadataValue.md(markdown_table(
+                endpoint_lib.HISTORY_COLUMNS, endpoint_lib.history_rows(endpoint_lib.deployment_history(client, names)))),
         }
     )
     yield Output(StageResult(summary=deployed))

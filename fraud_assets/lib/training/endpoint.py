@@ -2,7 +2,9 @@
 
 The pointer (`endpoint/current.json`) is what daily scoring reads. It moves only after a health
 check with a known transaction succeeded on the updated endpoint; on a failed check the endpoint
-is put back on its previous configuration, so the previous model stays in service.
+is put back on its previous configuration, so the previous model stays in service. Every move of
+the pointer also writes `endpoint/history/<time>-<version>.json`: the deployment history that a
+rollback picks an earlier model from.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from fraud_assets.lib.config import ENDPOINT_HISTORY_PREFIX, ENDPOINT_METADATA_K
 from fraud_assets.lib.aws.storage import S3Uri, get_json, object_exists, put_json, validate_key_part
 
 VARIANT = "AllTraffic"
+# What a rollback carries over from the target's history record besides what deploy_model writes.
+_CARRIED_OVER = ("metrics", "experiment_id", "health_check_transaction", "run_id")
 
 
 class HealthCheckError(RuntimeError):
     pass
+
+
+class RollbackRefused(ValueError):
+    """A rollback that cannot be done as asked (unknown version, nothing earlier to go back to):
+    nothing was changed."""
 
 
 def current_endpoint(s3, names: PlatformNames) -> dict | None:
@@ -49,6 +58,38 @@ def _endpoint_config_name(sagemaker, endpoint_name: str) -> str | None:
         if "Could not find endpoint" in str(err) or err.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
             return None
         raise
+
+
+def _ensure_model(sagemaker, model_name: str, model_uri: str, names: PlatformNames) -> None:
+    """Create the SageMaker model unless it exists already with this artifact (a rollback reuses
+    the one its first deployment created; on AWS it may have been deleted since)."""
+    try:
+        existing = sagemaker.describe_model(ModelName=model_name)["PrimaryContainer"].get("ModelDataUrl")
+    except sagemaker.exceptions.ClientError:
+        existing = None
+    if existing == model_uri:
+        return
+    if existing is not None:
+        raise HealthCheckError(f"SageMaker model {model_name} exists with artifact {existing}, not {model_uri}")
+    sagemaker.create_model(
+        ModelName=model_name,
+        PrimaryContainer={"Image": names.xgboost_image_uri, "ModelDataUrl": model_uri},
+        ExecutionRoleArn=names.sagemaker_role_arn,
+    )
+
+
+def _ensure_endpoint_config(sagemaker, config_name: str, model_name: str, names: PlatformNames) -> None:
+    try:
+        sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+        return
+    except sagemaker.exceptions.ClientError:
+        pass
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=config_name,
+        ProductionVariants=[
+            {"VariantName": VARIANT, "ModelName": model_name, "InitialInstanceCount": 1, "InstanceType": names.endpoint_instance_type}
+        ],
+    )
 
 
 def _wait_in_service(sagemaker, endpoint_name: str, timeout_s: float) -> None:
@@ -82,17 +123,8 @@ def deploy_model(
     version = validate_key_part(model_version, "model version")
     model_name = f"fraud-model-{version}"[:63]
     config_name = f"fraud-config-{version}"[:63]
-    sagemaker.create_model(
-        ModelName=model_name,
-        PrimaryContainer={"Image": names.xgboost_image_uri, "ModelDataUrl": model_uri},
-        ExecutionRoleArn=names.sagemaker_role_arn,
-    )
-    sagemaker.create_endpoint_config(
-        EndpointConfigName=config_name,
-        ProductionVariants=[
-            {"VariantName": VARIANT, "ModelName": model_name, "InitialInstanceCount": 1, "InstanceType": names.endpoint_instance_type}
-        ],
-    )
+    _ensure_model(sagemaker, model_name, model_uri, names)
+    _ensure_endpoint_config(sagemaker, config_name, model_name, names)
     previous_config = _endpoint_config_name(sagemaker, names.endpoint_name)
     if previous_config is None:
         sagemaker.create_endpoint(EndpointName=names.endpoint_name, EndpointConfigName=config_name)
@@ -113,7 +145,8 @@ def deploy_model(
             _wait_in_service(sagemaker, names.endpoint_name, wait_timeout_s)
         raise
 
-    deployed_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    now = dt.datetime.now(dt.timezone.utc)
+    deployed_at = now.isoformat(timespec="seconds")
     metadata = {
         "endpoint_name": names.endpoint_name,
         "endpoint_config_name": config_name,
@@ -125,10 +158,78 @@ def deploy_model(
         "previous_endpoint_config_name": previous_config,
         "health_check": {"served_score": served, "expected_score": expected_score, "features": [float(v) for v in health_check_features]},
         "status": "InService",
+        "action": "deploy",
         **(extra_metadata or {}),
     }
-    stamp = deployed_at.replace(":", "").replace("+0000", "Z")
-    put_json(s3, names.config_bucket, f"{ENDPOINT_HISTORY_PREFIX}/{stamp}-{version}.json", metadata)
+    # Microseconds in the key: a deployment and a rollback within one second stay two records, in order.
+    put_json(s3, names.config_bucket, f"{ENDPOINT_HISTORY_PREFIX}/{now:%Y-%m-%dT%H%M%S.%fZ}-{version}.json", metadata)
     put_json(s3, names.config_bucket, ENDPOINT_METADATA_KEY, metadata)
     return metadata
+
+
+def deployment_history(s3, names: PlatformNames) -> list[dict]:
+    """Every pointer move (deployments and rollbacks), oldest first; each record carries its
+    `history_key`."""
+    keys: list[str] = []
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=names.config_bucket, Prefix=f"{ENDPOINT_HISTORY_PREFIX}/"):
+        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")]
+    return [{**get_json(s3, S3Uri(names.config_bucket, key)), "history_key": key} for key in sorted(keys)]
+
+
+def rollback_target(history: list[dict], current: dict | None, version: str | None = None) -> dict:
+    """The history record to go back to: `version`'s latest record, or by default the latest
+    record of a version other than the one serving now (the deployment before the current one).
+    Raises RollbackRefused, naming the versions there are, when there is none."""
+    if current is None or not history:
+        raise RollbackRefused("no deployment recorded: there is nothing to roll back")
+    serving = current["model_version"]
+    known = list(dict.fromkeys(r["model_version"] for r in reversed(history)))  # newest first
+    if version is None:
+        earlier = [r for r in history if r["model_version"] != serving]
+        if not earlier:
+            raise RollbackRefused(f"the deployment history holds no model version other than the current {serving}")
+        return earlier[-1]
+    if version == serving:
+        raise RollbackRefused(f"model version {version} is already serving on {current['endpoint_name']}")
+    matching = [r for r in history if r["model_version"] == version]
+    if not matching:
+        raise RollbackRefused(f"unknown model version {version!r}: the deployment history holds {', '.join(known)}")
+    return matching[-1]
+
+
+def rollback_model(*, sagemaker, runtime, s3, names: PlatformNames, version: str | None = None, wait_timeout_s: float = 1800) -> dict:
+    """Point the endpoint back at an earlier model version from the deployment history (default:
+    the one before the current), through deploy_model: the same health check with the target's
+    own known transaction and expected score, the same revert on failure, then pointer and history
+    move. Models bucket, Parameter Store and everything else stay as they are."""
+    current = current_endpoint(s3, names)
+    target = rollback_target(deployment_history(s3, names), current, version)
+    artifact = S3Uri.parse(target["model_uri"])
+    if not object_exists(s3, artifact.bucket, artifact.key):
+        raise RollbackRefused(f"model version {target['model_version']}: its artifact {target['model_uri']} no longer exists")
+    return deploy_model(
+        sagemaker=sagemaker, runtime=runtime, s3=s3, names=names, model_uri=target["model_uri"],
+        model_version=target["model_version"], feature_names=target["feature_names"],
+        health_check_features=target["health_check"]["features"], expected_score=target["health_check"]["expected_score"],
+        wait_timeout_s=wait_timeout_s,
+        extra_metadata={
+            **{k: target[k] for k in _CARRIED_OVER if k in target},
+            "action": "rollback",
+            "rolled_back_from": current["model_version"],
+            "restored_from_history": target["history_key"],
+        },
+    )
+
+
+def history_rows(history: list[dict]) -> list[tuple]:
+    """The deployment history as table rows, newest first (what the UI shows)."""
+    return [
+        (r.get("deployed_at", ""), r["model_version"], r.get("action", "deploy"), r.get("rolled_back_from") or "",
+         r.get("health_check", {}).get("served_score", float("nan")), r.get("model_uri", ""))
+        for r in reversed(history)
+    ]
+
+
+HISTORY_COLUMNS = ("deployed_at", "model_version", "action", "rolled_back_from", "health_check_score", "model_uri")
 
