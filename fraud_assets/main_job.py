@@ -97,6 +97,21 @@ def _training_report(summary: dict, passed: list[str]) -> str:
     return "\n".join(lines)
 
 
+# What `--summary-json` shows of a day's model_performance (the contract of issue 8).
+PERFORMANCE_SUMMARY = ("model_version", "labelled", "fraud", "precision_at_0_8", "recall_at_0_8", "alert_precision")
+
+
+def day_performance(metadata: dict) -> dict | None:
+    """The day's measured quality from model_performance's metadata; None until labels have arrived.
+    Undefined figures (NaN in metadata, so the UI can plot the rest) become null."""
+    if not metadata.get("labelled"):
+        return None
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v
+        for k, v in ((k, metadata.get(k)) for k in PERFORMANCE_SUMMARY)
+    }
+
+
 def run_days(instance: DagsterInstance, dates: list[str], announce: Announce) -> list[dict]:
     from fraud_assets.definitions import location_defs
 
@@ -121,6 +136,7 @@ def run_days(instance: DagsterInstance, dates: list[str], announce: Announce) ->
             "alerts_sent": alerts.get("messages_sent"),
             "avg_score": scores.get("avg_score"),
             "drift_detected": drift.get("drift_detected"),
+            "performance": day_performance(mats.get("model_performance", {})),
             "errors": _failures(result),
         }
         days.append(day)
