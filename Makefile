@@ -30,7 +30,7 @@ bench: install
 
 # Dagster UI against the embedded stack (started by `make stack` in another shell, or any AWS).
 dev: install
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/fraud-assets dev
 
 stack: install
 	$(BIN)/fraud-assets local-stack --state-dir .fraud_assets/state

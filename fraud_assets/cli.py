@@ -44,6 +44,28 @@ def _dagster_home() -> None:
     os.environ["DAGSTER_HOME"] = str(home)
 
 
+FIRST_DAY_FILE = STATE_ROOT / "first_day"
+
+
+def _record_first_day(dates: list[str]) -> None:
+    """The daily partitions start where the seeded data starts: for this process (the definitions
+    load after seeding) and, through .fraud_assets/first_day, for `make dev`. Never later than a
+    day seeded before, so earlier partitions stay visible."""
+    from fraud_assets.lib.config import FIRST_DAY_VARIABLE
+
+    known = [d for d in (os.environ.get(FIRST_DAY_VARIABLE), _read(FIRST_DAY_FILE), *dates) if d]
+    if not known:
+        return
+    first = min(known)
+    os.environ[FIRST_DAY_VARIABLE] = first
+    FIRST_DAY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    FIRST_DAY_FILE.write_text(first + "\n")
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text().strip() if path.exists() else None
+
+
 def cmd_local_stack(args) -> int:
     from fraud_assets.local.stack import run_local_stack_cli
 
@@ -55,6 +77,7 @@ def cmd_seed(args) -> int:
 
     with aws_target(Path(args.state_dir)):
         summary = _seed(args, PlatformNames.from_env())
+    _record_first_day(summary.get("dates", []))
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -85,6 +108,7 @@ def cmd_run(args) -> int:
     with aws_target(Path(args.state_dir)):
         names = PlatformNames.from_env()
         seeded = _seed(args, names)
+        _record_first_day(seeded.get("dates", []))
         print(f"Seeded s3://{names.data_bucket}: {seeded.get('rows')} training rows, {len(seeded.get('dates', []))} daily batches.")
         summary = run_main_job(seeded.get("dates", []), print)
     if args.summary_json:
@@ -104,7 +128,12 @@ def cmd_experiments(args) -> int:
     import boto3
 
     from fraud_assets.lib.config import PlatformNames
-    from fraud_assets.lib.experimentation.experiments import format_experiment_detail, format_experiment_table, list_experiments, load_experiment
+    from fraud_assets.lib.experimentation.experiments import (
+        format_experiment_detail,
+        format_experiment_table,
+        list_experiments,
+        load_experiment,
+    )
 
     names = PlatformNames.from_env()
     with aws_target(Path(args.state_dir), announce=lambda *_: None):
@@ -151,6 +180,19 @@ def cmd_rollback_model(args) -> int:
     return 0
 
 
+def cmd_dev(args) -> int:
+    """The Dagster UI on this project, with the runs `make run` recorded and the partitions of the
+    data it seeded."""
+    from fraud_assets.lib.config import FIRST_DAY_VARIABLE
+    from fraud_assets.local.dagster_dev import run_dagster_dev
+
+    _dagster_home()
+    first_day = os.environ.get(FIRST_DAY_VARIABLE) or _read(FIRST_DAY_FILE)
+    env = {**os.environ, **({FIRST_DAY_VARIABLE: first_day} if first_day else {})}
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    return run_dagster_dev([dagster, "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(args.port)], env)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraud-assets", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -194,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("experiment_id")
     promote.add_argument("--retrain", action="store_true", help="launch training_job afterwards")
     promote.set_defaults(func=cmd_promote)
+
+    dev = add("dev", help="the Dagster UI (dagster dev) on 127.0.0.1; stops on Ctrl-C or SIGTERM")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
 
     rollback = add("rollback-hyperparameters", help="restore Parameter Store from a backup")
     rollback.add_argument("backup", nargs="?", help="backup key (default: the latest)")

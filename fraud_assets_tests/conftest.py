@@ -18,6 +18,8 @@ def pytest_configure(config: pytest.Config) -> None:
     scrubbed = scrubbed_aws_environ()
     os.environ.clear()
     os.environ.update(scrubbed)
+    # The tests' daily partitions are fixed dates of this year and of the seeded range.
+    os.environ.setdefault("FRAUD_FIRST_DAY", "2024-01-01")
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,28 @@
 import boto3
 import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance, DailyPartitionsDefinition, asset, materialize
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    DailyPartitionsDefinition,
+    asset,
+    materialize,
+)
+from dagster import AssetKey as dg_key
 from dagster_aws.s3 import S3Resource
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fraud_assets.defs.io_manager import OUTPUT_URI, ExecutionsIOManager
+from fraud_assets.lib.aws.storage import (
+    InvalidKeyError,
+    S3Uri,
+    StageResult,
+    execution_prefix,
+    put_json,
+    validate_key_part,
+)
 from fraud_assets.lib.config import PlatformNames
-from fraud_assets.lib.aws.storage import InvalidKeyError, S3Uri, StageResult, execution_prefix, put_json, validate_key_part
 
 BUCKET = PlatformNames().workflow_bucket
 VALUE = {"n": 1}
@@ -48,9 +62,9 @@ def resources():
 
 
 def summary_of(instance, key: str, partition: str | None = None) -> dict:
-    from dagster._core.event_api import AssetRecordsFilter
-
     import json
+
+    from dagster._core.event_api import AssetRecordsFilter
 
     record = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey(key), asset_partitions=[partition] if partition else None), limit=1
@@ -88,9 +102,15 @@ def test_downstream_loads_what_the_recorded_materialization_points_at(aws):
     # A newer stray output in another execution folder must not be picked up: only the recorded URI counts.
     put_json(boto3.client("s3"), BUCKET, execution_prefix("zzzz-stray-run", "upstream_stage") + "output.json",
              {"recordCount": 99, "artifacts": {"tables": {}, "files": {}}})
-    materialize([upstream_stage, downstream_stage], selection=[downstream_stage], resources=resources(), instance=instance)
+    second_run = instance.fetch_materializations(dg_key("upstream_stage"), limit=1).records[0].run_id
+    loaded = materialize([upstream_stage, downstream_stage], selection=[downstream_stage], resources=resources(), instance=instance)
     assert summary_of(instance, "downstream_stage")["seen"] == 2
     assert first.success
+    # The run's log names what it read: the URI and the run that wrote it.
+    [event] = [e for e in loaded.all_events if e.event_type_value == "LOADED_INPUT"]
+    metadata = event.event_specific_data.metadata
+    assert metadata["uri"].value == f"s3://{BUCKET}/executions/{second_run}/upstream_stage/output.json"
+    assert metadata["source_run_id"].value == second_run
 
 
 def test_partitions_have_their_own_folders_and_load_their_own_partition(aws):

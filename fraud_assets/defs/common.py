@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+import datetime as dt
+import os
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from dagster import AssetCheckKey, AssetCheckResult, AssetKey, DailyPartitionsDefinition
+
+from fraud_assets.lib.config import FIRST_DAY_VARIABLE
 
 OWNERS = ["team:fraud-ml"]
 TRAINING = "training"
 INFERENCE = "inference"
 EXPERIMENTATION = "experimentation"
 
-daily_partitions = DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC")
+DEFAULT_SEEDED_DAYS = 8  # what `make run` seeds: the 8 days ending yesterday
+
+
+def first_partition_day(environ: Mapping[str, str] | None = None, today: dt.date | None = None) -> str:
+    """The first daily partition, where the data starts: FRAUD_FIRST_DAY (YYYY-MM-DD), else the first
+    day `make run` seeds. The CLI sets it to what it seeded. Read once when the code location loads:
+    partitions are part of the graph's shape, so Dagster needs them before any run (and a reload to
+    change them); this is the one setting that cannot be resource configuration."""
+    value = (os.environ if environ is None else environ).get(FIRST_DAY_VARIABLE, "").strip()
+    if value:
+        try:
+            return dt.date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise ValueError(f"{FIRST_DAY_VARIABLE}={value!r} is not a date (YYYY-MM-DD)") from None
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    return (today - dt.timedelta(days=DEFAULT_SEEDED_DAYS)).isoformat()
+
+
+# One partition per UTC day, from the first day with data to yesterday (the last complete day).
+daily_partitions = DailyPartitionsDefinition(start_date=first_partition_day(), timezone="UTC")
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:

@@ -15,13 +15,23 @@ from typing import Any, Literal, Optional
 import boto3
 import pandas as pd
 from dagster import ConfigurableResource, MetadataValue
-from dagster_aws.pipes import PipesCloudWatchMessageReader, PipesGlueClient, PipesS3ContextInjector
+from dagster_aws.pipes import (
+    PipesCloudWatchMessageReader,
+    PipesGlueClient,
+    PipesS3ContextInjector,
+)
 from pydantic import Field
 
-from fraud_assets.lib.training import prep_engines
+from fraud_assets.lib.aws.storage import (
+    S3Uri,
+    get_bytes,
+    put_bytes,
+    to_json_bytes,
+    validate_key_part,
+)
 from fraud_assets.lib.config import PlatformNames
+from fraud_assets.lib.training import prep_engines
 from fraud_assets.lib.training.splits import DEFAULT_RATIOS
-from fraud_assets.lib.aws.storage import S3Uri, get_bytes, put_bytes, to_json_bytes, validate_key_part
 
 GLUE_SUMMARY_MESSAGE = "fraud_data_prep_summary"
 
@@ -142,7 +152,9 @@ class DataPrepEngine(ConfigurableResource):
     def spark_session(self):
         """The process's Spark session, created on first use through dagster-pyspark's lazy resource
         (an existing session is reused, as SparkSession.builder.getOrCreate does)."""
-        from dagster_pyspark import LazyPySparkResource  # Spark loads only where it runs
+        from dagster_pyspark import (
+            LazyPySparkResource,  # Spark loads only where it runs
+        )
 
         return LazyPySparkResource(spark_config={**DEFAULT_SPARK_CONFIG, **self.spark_config}).spark_session
 

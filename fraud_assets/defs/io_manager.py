@@ -10,7 +10,13 @@ all read exactly what Dagster says was materialised.
 """
 
 
-from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext, ResourceDependency
+from dagster import (
+    ConfigurableIOManager,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+    ResourceDependency,
+)
 from dagster._core.event_api import AssetRecordsFilter
 from dagster_aws.s3 import S3Resource
 
@@ -55,7 +61,9 @@ class ExecutionsIOManager(ConfigurableIOManager):
         context.add_output_metadata({OUTPUT_URI: MetadataValue.path(str(summary_uri)), **metadata})
 
     def load_input(self, context: InputContext) -> StageResult:
-        uri = self._recorded_uri(context)
+        uri, source_run_id = self._recorded_uri(context)
+        # The loaded-input event names what was read, so the run's log shows the lineage by URI.
+        context.add_input_metadata({"uri": MetadataValue.path(uri), "source_run_id": source_run_id})
         client = s3_client(self.s3)
         document = get_json(client, uri)
         artifacts = document.pop("artifacts", {"tables": {}, "files": {}})
@@ -66,7 +74,7 @@ class ExecutionsIOManager(ConfigurableIOManager):
             uris={name: a["uri"] for kind in ("tables", "files") for name, a in artifacts[kind].items()},
         )
 
-    def _recorded_uri(self, context: InputContext) -> str:
+    def _recorded_uri(self, context: InputContext) -> tuple[str, str]:
         asset_key = context.asset_key
         partitions = [context.asset_partition_key] if context.has_asset_partitions else None
         records = context.instance.fetch_materializations(
@@ -79,4 +87,4 @@ class ExecutionsIOManager(ConfigurableIOManager):
         entry = materialization.metadata.get(OUTPUT_URI) if materialization else None
         if entry is None:
             raise FileNotFoundError(f"the latest materialization of {where} records no {OUTPUT_URI}")
-        return entry.value
+        return entry.value, records[0].run_id

@@ -18,6 +18,9 @@ TRANSACTION_ID = "transactionId"
 HIGH_RISK_THRESHOLD = 0.8
 MEDIUM_RISK_THRESHOLD = 0.5
 
+# The first daily partition (YYYY-MM-DD), where the data starts; see defs/common.first_partition_day.
+FIRST_DAY_VARIABLE = "FRAUD_FIRST_DAY"
+
 DEFAULT_REGION = "us-east-1"
 HYPERPARAMETER_PATH = "/fraud-detection/hyperparameters"
 RAW_DATA_KEY = "raw/creditcard.csv"

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from fraud_assets.defs.common import EXPERIMENTATION, OWNERS
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, s3_client
+from fraud_assets.lib.aws.storage import StageResult
 from fraud_assets.lib.experimentation.experiments import (
     DEFAULT_SEARCH_SPACE,
     MAXIMISED_METRICS,
@@ -22,7 +23,6 @@ from fraud_assets.lib.experimentation.experiments import (
 )
 from fraud_assets.lib.training.hyperparameters import read_hyperparameters
 from fraud_assets.lib.training.metrics import HEADLINE_METRICS
-from fraud_assets.lib.aws.storage import StageResult
 
 
 class TuningExperimentConfig(Config):

@@ -5,21 +5,40 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetSpec, Config, Failure, MetadataValue, Output, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    Config,
+    Failure,
+    MetadataValue,
+    Output,
+    asset,
+)
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from fraud_assets.defs.common import INFERENCE, OWNERS, daily_partitions, markdown_table, selected_checks
+from fraud_assets.defs.common import (
+    INFERENCE,
+    OWNERS,
+    daily_partitions,
+    markdown_table,
+    selected_checks,
+)
 from fraud_assets.defs.inference import checks
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, s3_client
+from fraud_assets.lib.aws.storage import (
+    S3Uri,
+    StageResult,
+    get_bytes,
+    object_exists,
+    put_json,
+)
+from fraud_assets.lib.config import TRANSACTION_ID, daily_batch_key
 from fraud_assets.lib.inference import alerts as alerts_lib
 from fraud_assets.lib.inference import drift as drift_lib
-from fraud_assets.lib.training import endpoint as endpoint_lib
-from fraud_assets.lib.inference import scoring
-from fraud_assets.lib.inference import score_store
-from fraud_assets.lib.config import TRANSACTION_ID, daily_batch_key
+from fraud_assets.lib.inference import score_store, scoring
 from fraud_assets.lib.inference.daily import MissingBatchError, parse_daily_batch
-from fraud_assets.lib.aws.storage import S3Uri, StageResult, get_bytes, object_exists, put_json
+from fraud_assets.lib.training import endpoint as endpoint_lib
 from fraud_assets.lib.training.model import load_model_package, model_inputs
 
 daily_batches = AssetSpec(

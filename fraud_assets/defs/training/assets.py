@@ -18,17 +18,40 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from fraud_assets.defs.common import OWNERS, TRAINING, markdown_table, selected_checks
-from fraud_assets.defs.training.checks import endpoint_check_specs, endpoint_result, gate_result, model_gate_specs, split_check_specs
 from fraud_assets.defs.engines import DataPrepEngine
-from fraud_assets.defs.resources import AwsClients, FeatureEngineering, FraudPlatform, QualityGates, s3_client
+from fraud_assets.defs.resources import (
+    AwsClients,
+    FeatureEngineering,
+    FraudPlatform,
+    QualityGates,
+    s3_client,
+)
+from fraud_assets.defs.training.checks import (
+    endpoint_check_specs,
+    endpoint_result,
+    gate_result,
+    model_gate_specs,
+    split_check_specs,
+)
+from fraud_assets.lib.aws.storage import SSE, S3Uri, StageResult, get_bytes
+from fraud_assets.lib.config import (
+    FEATURE_COLUMNS,
+    LABEL_COLUMN,
+    RAW_DATA_KEY,
+    TRANSACTION_ID,
+)
 from fraud_assets.lib.training import endpoint as endpoint_lib
-from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_DATA_KEY, TRANSACTION_ID
-from fraud_assets.lib.training.features import engineered_feature_names, has_customer_fields
+from fraud_assets.lib.training.features import (
+    engineered_feature_names,
+    has_customer_fields,
+)
 from fraud_assets.lib.training.gates import model_gates, split_gates
 from fraud_assets.lib.training.hyperparameters import read_hyperparameters
-from fraud_assets.lib.training.metrics import HEADLINE_METRICS, compare_with_production, evaluate_scores
-from fraud_assets.lib.training.splits import SPLITS, split_summary
-from fraud_assets.lib.aws.storage import S3Uri, SSE, StageResult, get_bytes
+from fraud_assets.lib.training.metrics import (
+    HEADLINE_METRICS,
+    compare_with_production,
+    evaluate_scores,
+)
 from fraud_assets.lib.training.model import (
     drift_reference,
     feature_importance,
@@ -38,6 +61,7 @@ from fraud_assets.lib.training.model import (
     predict,
     train_model,
 )
+from fraud_assets.lib.training.splits import SPLITS, split_summary
 
 raw_transactions = AssetSpec(
     "raw_transactions",
