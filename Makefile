@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench dev stack clean
+.PHONY: install run test test-fast bench check dev stack clean
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ test: install
 bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.bench_spark
+	$(BIN)/python -m benchmarks.bench_launched
+
+# dg validates the code location as Dagster's tooling sees it (run inside the project's venv).
+check: install
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH dg check defs
 
 # Dagster UI against the embedded stack (started by `make stack` in another shell, or any AWS).
 dev: install

@@ -16,6 +16,7 @@ from dagster import (
     ScheduleEvaluationContext,
     SkipReason,
     define_asset_job,
+    in_process_executor,
     schedule,
 )
 from dagster_aws.s3 import S3Resource
@@ -32,6 +33,9 @@ inference_job = define_asset_job(
     selection=AssetSelection.groups(INFERENCE),
     partitions_def=daily_partitions,
     description="Daily scoring of one day's batch: parse, score, store, alert, monitor drift.",
+    # One process per run: the steps form a chain over one day's data, and a process per step
+    # would pay the code location's import once per step for nothing.
+    executor_def=in_process_executor,
 )
 
 
