@@ -82,7 +82,7 @@ def cmd_seed(args) -> int:
     return 0
 
 
-def _seed(args, names) -> dict:
+def _seed(args, names, pending_labels: dict | None = None) -> dict:
     import boto3
 
     from fraud_assets.lib.seeding.seed import seed_dates, seed_platform
@@ -92,7 +92,8 @@ def _seed(args, names) -> dict:
         drift_from = seed_dates(args.days, args.start_date)[-args.drift_last]
     return seed_platform(
         boto3.client("s3"), names, csv_path=args.csv, days=args.days, start_date=args.start_date,
-        drift_from=drift_from, transactions_per_day=args.transactions_per_day, rows=args.rows,
+        drift_from=drift_from, drift_kind=args.drift_kind, transactions_per_day=args.transactions_per_day, rows=args.rows,
+        label_delay_days=args.label_delay_days, pending_labels=pending_labels,
     )
 
 
@@ -211,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--start-date", help="first daily batch, YYYY-MM-DD (default: the days ending yesterday)")
         p.add_argument("--drift-from", help="inject drift into the daily batches from this date (YYYY-MM-DD)")
         p.add_argument("--drift-last", type=int, default=0, metavar="N", help="inject drift into the last N daily batches")
+        p.add_argument("--drift-kind", choices=["shift", "new-pattern"], default="shift",
+                       help="shift: more fraud of the known kind; new-pattern: fraud the training data never had")
+        p.add_argument("--label-delay-days", type=int, default=1, metavar="N",
+                       help="a day's label file exists once the day is at least N days old (today = the day after the last day)")
         p.add_argument("--transactions-per-day", type=int, default=10_000)
         p.add_argument("--rows", type=int, default=284_807, help="rows of the synthetic training set (without --csv)")
 

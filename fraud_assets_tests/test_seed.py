@@ -9,11 +9,12 @@ import boto3
 import pandas as pd
 import pytest
 
-from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key
+from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key, label_file_key
 from fraud_assets.lib.training.raw_data import RawDataError, read_raw_csv
-from fraud_assets.lib.seeding.seed import seed_dates, seed_platform
+from fraud_assets.lib.seeding.seed import labels_due, seed_dates, seed_platform
 from fraud_assets.lib.aws.storage import SSE
-from fraud_assets.lib.seeding.synthetic import generate_daily_batch, generate_transactions, to_csv_bytes
+from fraud_assets.lib.inference.labels import parse_label_file
+from fraud_assets.lib.seeding.synthetic import generate_daily_batch, generate_labelled_daily_batch, generate_transactions, to_csv_bytes
 
 NAMES = PlatformNames()
 DATES = ["2024-05-01", "2024-05-02", "2024-05-03"]
@@ -33,7 +34,7 @@ def test_synthetic_seed_uploads_encrypted_raw_data_and_batches(aws):
         s3, NAMES, days=3, start_date=DATES[0], rows=2_000, transactions_per_day=150, drift_from=DATES[2], seed=9
     )
 
-    expected_keys = [RAW_DATA_KEY, *(daily_batch_key(d) for d in DATES)]
+    expected_keys = [RAW_DATA_KEY, *(daily_batch_key(d) for d in DATES), *(label_file_key(d) for d in DATES)]
     assert sorted(stored_keys(s3)) == sorted(expected_keys)
     for key in expected_keys:
         assert s3.head_object(Bucket=NAMES.data_bucket, Key=key)["ServerSideEncryption"] == SSE
@@ -48,6 +49,37 @@ def test_synthetic_seed_uploads_encrypted_raw_data_and_batches(aws):
     assert sorted(summary["keys"]) == sorted(expected_keys)
     assert summary["raw_data_uri"] == f"s3://{NAMES.data_bucket}/{RAW_DATA_KEY}"
     assert summary["daily_batch_uris"][DATES[0]] == f"s3://{NAMES.data_bucket}/{daily_batch_key(DATES[0])}"
+
+
+def test_label_files_carry_the_generators_truth_and_arrive_late(aws):
+    s3 = boto3.client("s3")
+    pending: dict[str, bytes] = {}
+    summary = seed_platform(
+        s3, NAMES, days=3, start_date=DATES[0], rows=500, transactions_per_day=400, drift_from=DATES[1],
+        drift_kind="new-pattern", seed=3, label_delay_days=3, pending_labels=pending,
+    )
+    # "Today" is the day after the last seeded day (05-04): only the first day is three days old.
+    assert list(summary["label_uris"]) == [DATES[0]] and summary["unlabelled_dates"] == DATES[1:]
+    assert label_file_key(DATES[1]) not in stored_keys(s3) and sorted(pending) == DATES[1:]
+    for date in DATES:
+        data = body(s3, label_file_key(date)) if date == DATES[0] else pending[date]
+        truth = generate_labelled_daily_batch(date, 400, seed=3, drift=0.0 if date == DATES[0] else 1.0, drift_kind="new-pattern")
+        batch = json.loads(body(s3, daily_batch_key(date)))
+        labels = parse_label_file(data, date, known_ids={t["id"] for t in batch})
+        assert labels.received == len(labels.accepted) == 400  # every transaction, every label valid
+        assert labels.accepted["transactionId"].tolist() == [t["id"] for t in batch]
+        assert labels.accepted["isFraud"].tolist() == truth.is_fraud.tolist()
+        assert int(truth.is_fraud.sum()) == summary["daily_fraud"][date]
+    assert summary["daily_fraud"][DATES[2]] > 2 * summary["daily_fraud"][DATES[0]]  # the new pattern on top
+
+
+def test_label_delay_counts_days_before_today():
+    dates = ["2024-05-01", "2024-05-02", "2024-05-03"]
+    today = dt.date(2024, 5, 4)
+    assert labels_due(dates, today, 0) == labels_due(dates, today, 1) == dates
+    assert labels_due(dates, today, 3) == ["2024-05-01"] and labels_due(dates, today, 4) == []
+    with pytest.raises(ValueError, match="label delay"):
+        labels_due(dates, today, -1)
 
 
 def test_csv_seed_uploads_the_file_as_is_and_samples_batches_from_it(aws, tmp_path):
@@ -66,6 +98,12 @@ def test_csv_seed_uploads_the_file_as_is_and_samples_batches_from_it(aws, tmp_pa
         batch = json.loads(body(s3, daily_batch_key(date)))
         assert len(batch) == 100 and all("Class" not in t["features"] for t in batch)
         assert all(tuple(t["features"][f"V{i}"] for i in range(1, 29)) in components for t in batch)
+        # The labels are the sampled rows' Class.
+        by_components = {tuple(r[1:29]): r[-1] for r in frame.to_numpy().tolist()}
+        labels = json.loads(body(s3, label_file_key(date)))
+        assert [label["isFraud"] for label in labels] == [
+            by_components[tuple(t["features"][f"V{i}"] for i in range(1, 29))] == 1 for t in batch
+        ]
 
 
 def test_bad_csv_uploads_nothing(aws, tmp_path):
@@ -90,6 +128,8 @@ def test_bad_csv_uploads_nothing(aws, tmp_path):
         ({"drift_from": "tomorrow"}, "drift_from"),
         ({"days": 0}, "days"),
         ({"drift": 2.0}, "drift"),
+        ({"drift_kind": "sideways", "drift_from": DATES[0]}, "drift kind"),
+        ({"label_delay_days": -1}, "label delay"),
     ],
 )
 def test_bad_arguments_upload_nothing(aws, kwargs, message):

@@ -19,6 +19,7 @@ from fraud_assets.lib.seeding.synthetic import (
     batch_to_json_bytes,
     daily_batches_from_frame,
     generate_daily_batch,
+    generate_labelled_daily_batch,
     generate_transactions,
     parse_iso_date,
 )
@@ -253,3 +254,44 @@ def test_xgboost_learns_it_but_not_perfectly_and_drift_shows():
     assert calm.mean() < 0.02 and (calm >= HIGH_RISK_THRESHOLD).mean() < 0.01  # an ordinary day is calm
     assert mean_rise > 0.1 or high_risk_rise > 0.05  # the seeds' drift rule fires
     assert high_risk_rise > 0.07  # and not by a hair
+
+
+def test_new_pattern_fraud_uses_only_components_the_known_fraud_does_not():
+    from fraud_assets.lib.seeding import synthetic
+
+    new, known = synthetic._NEW_PATTERN_DIRECTION != 0, synthetic._FRAUD_DIRECTION != 0
+    assert new.any() and not (new & known).any()
+    calm = generate_labelled_daily_batch(DATE, 3_000, seed=8)
+    drifted = generate_labelled_daily_batch(DATE, 3_000, seed=8, drift=1.0, drift_kind="new-pattern")
+    assert drifted.is_fraud.sum() > calm.is_fraud.sum() + 20
+    x = batch_features(drifted.records)[:, 1:29]
+    new_fraud = drifted.is_fraud & (np.abs(x[:, new]).max(axis=1) > 2.5)
+    assert new_fraud.sum() >= 0.8 * (drifted.is_fraud.sum() - calm.is_fraud.sum())
+    assert generate_daily_batch(DATE, 300, seed=8, drift=1.0, drift_kind="new-pattern") == [
+        t for t in generate_labelled_daily_batch(DATE, 300, seed=8, drift=1.0, drift_kind="new-pattern").records
+    ]
+    with pytest.raises(ValueError, match="drift kind"):
+        generate_daily_batch(DATE, 10, drift=0.5, drift_kind="sideways")
+
+
+@pytest.mark.slow
+def test_the_deployed_model_misses_the_new_pattern_and_a_model_with_its_labels_catches_it():
+    xgb = pytest.importorskip("xgboost")
+    train = generate_transactions(60_000, fraud_rate=0.005, seed=12)
+    params = {"max_depth": 5, "eta": 0.1, "objective": "binary:logistic", "nthread": 1}
+    columns = list(FEATURE_COLUMNS)
+    old = xgb.train(params, xgb.DMatrix(train[columns].to_numpy(), label=train[LABEL_COLUMN]), 60)
+    labelled = generate_labelled_daily_batch("2024-05-01", 8_000, seed=12, drift=1.0, drift_kind="new-pattern")
+    retrained = xgb.train(
+        params,
+        xgb.DMatrix(np.vstack([train[columns].to_numpy(), batch_features(labelled.records)]),
+                    label=np.concatenate([train[LABEL_COLUMN].to_numpy(), labelled.is_fraud])),
+        60,
+    )
+    later = generate_labelled_daily_batch("2024-05-02", 8_000, seed=12, drift=1.0, drift_kind="new-pattern")
+
+    def recall(booster) -> float:
+        caught = booster.predict(xgb.DMatrix(batch_features(later.records))) >= HIGH_RISK_THRESHOLD
+        return float((caught & later.is_fraud).sum() / later.is_fraud.sum())
+
+    assert recall(old) < 0.3 and recall(retrained) > recall(old) + 0.4

@@ -28,7 +28,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -101,6 +101,19 @@ _HOURLY_VOLUME = np.array(
 _DRIFT_EXTRA_FRAUD_SHARE = 0.22
 _DRIFT_SHIFT = 0.1
 _DRIFT_LOG_AMOUNT = 0.4
+
+# Drift kinds. "shift": the population moves along the fraud direction the model already knows
+# (more fraud of the known kind; the deployed model catches it). "new-pattern": a fraud pattern the
+# training data never had appears: fraud along components the known fraud does not use (so the
+# deployed model scores it as normal spending and misses most of it), in a day whose population
+# also moves (amounts up, a nudge along the known direction: what the score-based drift rule sees).
+DRIFT_KINDS: tuple[str, ...] = ("shift", "new-pattern")
+DEFAULT_DRIFT_KIND = "shift"
+_NEW_PATTERN_SHARE = 0.012  # new-pattern fraud per transaction at drift=1 (~7x the usual fraud rate)
+_NEW_PATTERN_DIRECTION = np.zeros(_N_COMPONENTS)
+for _name, _mean in {"V13": 4.5, "V15": -4.0, "V22": 3.5, "V23": -3.0, "V24": 2.8, "V25": -2.5, "V26": 2.2, "V28": 1.6}.items():
+    _NEW_PATTERN_DIRECTION[int(_name[1:]) - 1] = _mean
+_NEW_PATTERN_SEVERITY = (0.7, 1.3)
 
 
 # --------------------------------------------------------------------------- training data
@@ -251,30 +264,69 @@ def parse_iso_date(value: str, what: str = "date") -> dt.date:
         raise ValueError(f"invalid {what} {value!r}: {err}") from None
 
 
+class LabelledBatch(NamedTuple):
+    """A day's transactions in the `daily-batches/{date}.json` format and the truth the generator
+    knows about them (`is_fraud[i]` is records[i]'s label), which the batch itself never carries."""
+
+    records: list[dict[str, Any]]
+    is_fraud: np.ndarray
+
+
 def generate_daily_batch(
     date: str,
     n_transactions: int = 10_000,
     seed: int = DEFAULT_SEED,
     drift: float = 0.0,
     fraud_rate: float = DEFAULT_FRAUD_RATE,
+    drift_kind: str = DEFAULT_DRIFT_KIND,
 ) -> list[dict[str, Any]]:
     """One day's transactions in the `daily-batches/{date}.json` format, from the training data's
-    generative model. drift in [0, 1]: 0 is an ordinary day; 1 shifts the fraud-relevant
-    components and the amounts and raises the fraud-like share to ~22%. Deterministic for
-    (seed, date, drift); the customer and merchant pools depend on the seed only, so customers
-    recur across days."""
+    generative model; `generate_labelled_daily_batch` without the truth."""
+    return generate_labelled_daily_batch(date, n_transactions, seed, drift, fraud_rate, drift_kind).records
+
+
+def generate_labelled_daily_batch(
+    date: str,
+    n_transactions: int = 10_000,
+    seed: int = DEFAULT_SEED,
+    drift: float = 0.0,
+    fraud_rate: float = DEFAULT_FRAUD_RATE,
+    drift_kind: str = DEFAULT_DRIFT_KIND,
+) -> LabelledBatch:
+    """One day's transactions and their truth. drift in [0, 1]: 0 is an ordinary day; with
+    drift_kind "shift", 1 shifts the fraud-relevant components and the amounts and raises the
+    fraud-like share to ~22%; with "new-pattern", 1 adds ~1.2% fraud of a kind the training data
+    never had (see DRIFT_KINDS) and moves the population as "shift" does. Deterministic for
+    (seed, date, drift, drift_kind); the customer and merchant pools depend on the seed only, so
+    customers recur across days."""
     day = parse_iso_date(date)
-    _check_drift(drift)
+    _check_drift(drift, drift_kind)
     if n_transactions < 0:
         raise ValueError(f"n_transactions must be >= 0, got {n_transactions}")
     rng = _day_rng(seed, day)
-    n_fraud = int(rng.binomial(n_transactions, min(1.0, fraud_rate + drift * _DRIFT_EXTRA_FRAUD_SHARE)))
+    extra = drift * _DRIFT_EXTRA_FRAUD_SHARE if drift_kind == "shift" else 0.0
+    n_fraud = int(rng.binomial(n_transactions, min(1.0, fraud_rate + extra)))
     is_fraud = np.zeros(n_transactions, dtype=bool)
     is_fraud[rng.choice(n_transactions, size=n_fraud, replace=False)] = True
     time = _time_of_day(rng, is_fraud)
     amount = _amounts(rng, is_fraud)
     components = _components(rng, is_fraud, amount)
+    if drift_kind == "new-pattern" and drift > 0:
+        is_fraud = _add_new_pattern(rng, components, is_fraud, drift)
     return _assemble_batch(day, rng, seed, time, components, amount, is_fraud, drift)
+
+
+def _add_new_pattern(rng: np.random.Generator, components: np.ndarray, is_fraud: np.ndarray, drift: float) -> np.ndarray:
+    """Turns a share of the legitimate rows into new-pattern fraud in place (their components move
+    along _NEW_PATTERN_DIRECTION, nothing else changes); returns the new truth."""
+    legit = np.flatnonzero(~is_fraud)
+    n_new = min(len(legit), int(rng.binomial(len(is_fraud), min(1.0, drift * _NEW_PATTERN_SHARE))))
+    rows = rng.choice(legit, size=n_new, replace=False)
+    severity = rng.uniform(*_NEW_PATTERN_SEVERITY, size=n_new)
+    components[rows] += severity[:, None] * _NEW_PATTERN_DIRECTION
+    truth = is_fraud.copy()
+    truth[rows] = True
+    return truth
 
 
 def daily_batches_from_frame(
@@ -284,13 +336,30 @@ def daily_batches_from_frame(
     seed: int = DEFAULT_SEED,
     *,
     drift: float | Mapping[str, float] = 0.0,
+    drift_kind: str = DEFAULT_DRIFT_KIND,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Daily batches made from rows of a Kaggle-schema frame (e.g. the real data): rows sampled per
-    day, Time mapped into the day (Time mod 86400, keeping the daily cycle), synthetic customers,
-    merchants and categories, label dropped. Labelled fraud rows go to merchants by fraud propensity
-    and into bursts on compromised cards (their Time moves with the burst), as in
-    generate_daily_batch. drift is one level for every date or a level per date; drifting
-    oversamples labelled fraud rows and shifts components and amounts as generate_daily_batch does."""
+    """`labelled_batches_from_frame` without the truth."""
+    batches = labelled_batches_from_frame(df, dates, n_per_day, seed, drift=drift, drift_kind=drift_kind)
+    return {date: batch.records for date, batch in batches.items()}
+
+
+def labelled_batches_from_frame(
+    df: pd.DataFrame,
+    dates: Sequence[str],
+    n_per_day: int,
+    seed: int = DEFAULT_SEED,
+    *,
+    drift: float | Mapping[str, float] = 0.0,
+    drift_kind: str = DEFAULT_DRIFT_KIND,
+) -> dict[str, LabelledBatch]:
+    """Daily batches made from rows of a Kaggle-schema frame (e.g. the real data), with each
+    transaction's truth from the frame's Class: rows sampled per day, Time mapped into the day
+    (Time mod 86400, keeping the daily cycle), synthetic customers, merchants and categories, label
+    dropped from the records. Labelled fraud rows go to merchants by fraud propensity and into
+    bursts on compromised cards (their Time moves with the burst), as in generate_daily_batch.
+    drift is one level for every date or a level per date; "shift" drifting oversamples labelled
+    fraud rows, "new-pattern" turns legitimate rows into new-pattern fraud; both shift components
+    and amounts as generate_daily_batch does."""
     missing = [c for c in FEATURE_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"frame lacks feature columns {missing}")
@@ -303,12 +372,12 @@ def daily_batches_from_frame(
     labels = df[LABEL_COLUMN].to_numpy() == 1 if LABEL_COLUMN in df.columns else np.zeros(len(df), dtype=bool)
     fraud_rows, legit_rows = np.flatnonzero(labels), np.flatnonzero(~labels)
 
-    batches: dict[str, list[dict[str, Any]]] = {}
+    batches: dict[str, LabelledBatch] = {}
     for date, day in zip(dates, days):
         level = drift.get(date, 0.0) if isinstance(drift, Mapping) else drift
-        _check_drift(level)
+        _check_drift(level, drift_kind)
         rng = _day_rng(seed, day)
-        if level > 0 and len(fraud_rows) and len(legit_rows):
+        if drift_kind == "shift" and level > 0 and len(fraud_rows) and len(legit_rows):
             share = min(1.0, len(fraud_rows) / len(df) + level * _DRIFT_EXTRA_FRAUD_SHARE)
             n_fraud = int(rng.binomial(n_per_day, share))
             picked = np.concatenate(
@@ -318,20 +387,22 @@ def daily_batches_from_frame(
             picked = _sample(rng, np.arange(len(df)), n_per_day)
         rows = features[picked]
         time = np.floor(rows[:, 0] % SECONDS_PER_DAY)
-        batches[date] = _assemble_batch(
-            day, rng, seed, time, rows[:, 1:-1].copy(), rows[:, -1].copy(), labels[picked], level
-        )
+        components, truth = rows[:, 1:-1].copy(), labels[picked]
+        if drift_kind == "new-pattern" and level > 0:
+            truth = _add_new_pattern(rng, components, truth, level)
+        batches[date] = _assemble_batch(day, rng, seed, time, components, rows[:, -1].copy(), truth, level)
     return batches
-
 
 def batch_to_json_bytes(batch: list[dict[str, Any]]) -> bytes:
     """Compact JSON; NaN/inf refused, since they are not JSON."""
     return json.dumps(batch, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _check_drift(drift: float) -> None:
+def _check_drift(drift: float, kind: str = DEFAULT_DRIFT_KIND) -> None:
     if not 0.0 <= drift <= 1.0:
         raise ValueError(f"drift must be in [0, 1], got {drift}")
+    if kind not in DRIFT_KINDS:
+        raise ValueError(f"drift kind must be one of {', '.join(DRIFT_KINDS)}, got {kind!r}")
 
 
 def _day_rng(seed: int, day: dt.date) -> np.random.Generator:
@@ -352,7 +423,7 @@ def _assemble_batch(
     amount: np.ndarray,
     is_fraud: np.ndarray,
     drift: float,
-) -> list[dict[str, Any]]:
+) -> LabelledBatch:
     n = len(time)
     if drift > 0:
         components = components + drift * _DRIFT_SHIFT * _FRAUD_DIRECTION
@@ -368,7 +439,7 @@ def _assemble_batch(
     feature_rows = np.column_stack([time[order], components[order], amount[order]]).tolist()
     width = max(6, len(str(n)))
     prefix = f"TXN-{day.isoformat()}-"
-    return [
+    records = [
         {
             "id": f"{prefix}{i + 1:0{width}d}",
             "timestamp": f"{stamps[i]}Z",
@@ -380,6 +451,7 @@ def _assemble_batch(
         }
         for i, (j, values) in enumerate(zip(order.tolist(), feature_rows))
     ]
+    return LabelledBatch(records, np.asarray(is_fraud, dtype=bool)[order])
 
 
 def _customers(
