@@ -58,11 +58,13 @@ def test_non_numeric_value_is_named_by_row_and_column(aws, tmp_path):
     assert raw_keys() == []
 
 
-def test_seed_uploads_raw_data_and_daily_batches(aws, tmp_path):
+def test_seed_uploads_raw_data_daily_batches_and_due_labels(aws, tmp_path):
     result = fraud_assets("seed", "--rows", "2000", "--days", "2", "--start-date", "2026-05-01",
-                          "--transactions-per-day", "50", tmp_path=tmp_path)
+                          "--transactions-per-day", "50", "--label-delay-days", "2", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert sorted(raw_keys()) == ["daily-batches/2026-05-01.json", "daily-batches/2026-05-02.json", RAW_DATA_KEY]
+    # Today is 2026-05-03: only the first day is two days old, so only it has labels yet.
+    assert sorted(raw_keys()) == ["daily-batches/2026-05-01.json", "daily-batches/2026-05-02.json", "labels/2026-05-01.json",
+                                  RAW_DATA_KEY]
 
 
 def test_experiments_list_is_readable_when_empty(aws, tmp_path):
