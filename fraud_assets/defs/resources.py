@@ -94,6 +94,15 @@ class RetrainingPolicy(ConfigurableResource):
     drift_cooldown_hours: float = Field(default=24.0, description="At most one drift-triggered training run per this many hours.")
 
 
+class PerformanceFloors(ConfigurableResource):
+    """Floors of the realised-quality warnings on model_performance (FRAUD_PERFORMANCE_<NAME>, e.g.
+    FRAUD_PERFORMANCE_RECALL_FLOOR=0.7). Warnings, not gates: the day is measured either way."""
+
+    recall_floor: float = Field(default=0.5, description="Realised recall at the high-risk threshold (0.8).")
+    alert_precision_floor: float = Field(default=0.5, description="Share of the day's alerts confirmed as fraud.")
+    accuracy_floor: float = Field(default=0.85, description="The seeds' model-drift alarm: accuracy < 85%.")
+
+
 def s3_client(s3: S3Resource):
     return _client("s3", s3.region_name or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION, s3.endpoint_url, s3.max_attempts)
 
@@ -142,5 +151,6 @@ def resources() -> dg.Definitions:
             "feature_engineering": FeatureEngineering(enabled=_typed(bool, os.environ.get("FRAUD_FEATURE_ENGINEERING", "0"))),
             "data_prep_engine": DataPrepEngine(engine=os.environ.get("FRAUD_DATA_PREP_ENGINE", "pandas")),
             "retraining_policy": _from_env(RetrainingPolicy, "FRAUD_", ),
+            "performance_floors": _from_env(PerformanceFloors, "FRAUD_PERFORMANCE_"),
         }
     )

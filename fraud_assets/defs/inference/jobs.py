@@ -77,3 +77,14 @@ def daily_inference_schedule(context: ScheduleEvaluationContext, s3: S3Resource,
         where = ", ".join(f"s3://{platform.data_bucket}/{daily_batch_key(d)}" for d in waiting) or "none"
         return SkipReason(f"nothing to score: no unprocessed day has its batch yet (waiting for {where})")
     return [RunRequest(run_key=day, partition_key=day, tags={"fraud/trigger": "schedule"}) for day in run]
+
+
+# What label_file_sensor runs when a day's label file appears or changes: the day's measured quality
+# again, from its recorded scores (the scoring itself is not repeated).
+model_performance_job = define_asset_job(
+    "model_performance_job",
+    selection=AssetSelection.assets("labelled_scores", "model_performance"),
+    partitions_def=daily_partitions,
+    description="Recompute one day's realised model quality (labelled_scores, model_performance) from its scores and label file.",
+    executor_def=in_process_executor,
+)

@@ -1,9 +1,11 @@
-"""Sensors: drift starts retraining (once per drift event, with a cooldown); any failed run is
-announced on SNS fraud-detection-failures."""
+"""Sensors: drift starts retraining (once per drift event, with a cooldown); a new or changed label
+file recomputes that day's measured quality; any failed run is announced on SNS fraud-detection-failures."""
 
 
 import json
+import re
 import time
+from typing import Callable
 
 from dagster import (
     AssetKey,
@@ -17,7 +19,10 @@ from dagster import (
 )
 from dagster._core.event_api import AssetRecordsFilter
 
-from fraud_assets.defs.resources import AwsClients, FraudPlatform, RetrainingPolicy
+from dagster_aws.s3 import S3Resource
+
+from fraud_assets.defs.resources import AwsClients, FraudPlatform, RetrainingPolicy, s3_client
+from fraud_assets.lib.config import LABELS_PREFIX
 
 
 def drift_requests(events: list[tuple[int, str | None, bool]], cursor: dict, now: float, cooldown_s: float) -> tuple[list[dict], dict]:
@@ -86,3 +91,63 @@ def pipeline_failure_sensor(context: RunFailureSensorContext, aws: AwsClients, p
     sns.publish(TopicArn=topic, Subject=f"fraud_assets run failed: {message['job']}"[:100], Message=json.dumps(message, default=str))
 
 
+_LABEL_FILE = re.compile(rf"^{LABELS_PREFIX}/(\d{{4}}-\d{{2}}-\d{{2}})\.json$")
+
+
+def label_requests(
+    listed: dict[str, str], cursor: dict[str, str], scored: Callable[[str], bool], measured_etag: Callable[[str], str | None]
+) -> tuple[list[dict], dict[str, str]]:
+    """Pure decision: label files now (date -> ETag) against the cursor (date -> ETag handled) ->
+    model_performance runs to request, and the new cursor. A new or changed file of a scored day is
+    one request (its run key holds the ETag), unless the day's performance was already computed from
+    exactly that file (its inference run found the labels there). A day not scored yet is left for
+    its inference run, which measures whatever labels exist then. A removed file of a day measured
+    with labels is one request too: its performance goes back to "no labels"."""
+    handled, requests = dict(cursor), []
+    for date, etag in sorted(listed.items()):
+        if handled.get(date) == etag or not scored(date):
+            continue
+        handled[date] = etag
+        if measured_etag(date) != etag:
+            requests.append({"run_key": f"labels-{date}-{etag}", "partition": date})
+    for date in sorted(set(handled) - set(listed)):
+        old = handled.pop(date)
+        if scored(date) and measured_etag(date):
+            requests.append({"run_key": f"labels-{date}-removed-{old}", "partition": date})
+    return requests, handled
+
+
+@sensor(
+    name="label_file_sensor",
+    job_name="model_performance_job",
+    minimum_interval_seconds=120,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Lists s3://<data bucket>/labels/ and requests a model_performance_job run for a day whose label "
+    "file appeared, changed (ETag) or went away: exactly one run per change (the run key holds the ETag).",
+)
+def label_file_sensor(context: SensorEvaluationContext, s3: S3Resource, platform: FraudPlatform):
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    listed: dict[str, str] = {}
+    for page in s3_client(s3).get_paginator("list_objects_v2").paginate(Bucket=platform.data_bucket, Prefix=f"{LABELS_PREFIX}/"):
+        for obj in page.get("Contents", []):
+            if match := _LABEL_FILE.match(obj["Key"]):
+                listed[match.group(1)] = obj["ETag"].strip('"')
+
+    def latest(asset: str, date: str):
+        records = context.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[date]), limit=1
+        ).records
+        return records[0].asset_materialization if records else None
+
+    def measured_etag(date: str) -> str | None:
+        materialization = latest("model_performance", date)
+        if materialization is None:
+            return None
+        entry = materialization.metadata.get("labels_etag")
+        return entry.value if entry is not None else None
+
+    requests, handled = label_requests(listed, cursor, lambda date: latest("daily_scores", date) is not None, measured_etag)
+    context.update_cursor(json.dumps(handled, sort_keys=True))
+    if not requests:
+        return SkipReason(f"{len(listed)} label files, none new or changed for a scored day")
+    return [RunRequest(run_key=r["run_key"], partition_key=r["partition"], tags={"fraud/trigger": "labels"}) for r in requests]

@@ -1,0 +1,164 @@
+"""Realised model quality of one day: the day's scores joined with the labels that came back for it.
+
+What is measured is the scoring the pipeline recorded for the day (daily_scores, the same scores it
+stored in DynamoDB and alerted on). A day scored again after a deployment is measured for the new
+version, as FraudScores then holds the new version's scores too. Should one scoring ever carry more
+than one version, `model_version` names them all, joined by ",", rather than pretending one.
+
+Definitions (`performance/{date}.json`, snake_case, null where a figure is undefined):
+
+- labelled: scored transactions with an accepted label; label_coverage = labelled / scored.
+- fraud: labelled transactions confirmed as fraud.
+- precision/recall/false_positive_rate at 0.8 and 0.5: over the labelled transactions, "positive"
+  meaning fraudScore >= the threshold (the high-risk and medium-risk bars).
+- alerted: transactions with fraudScore >= 0.8, the ones fraud_alerts sent, labelled or not;
+  alert_precision: the share of them confirmed as fraud. An alert without a label (yet) is not
+  confirmed, so alert precision grows as labels arrive; precision_at_0_8 is the same question
+  asked of the labelled alerts only.
+- missed_fraud / missed_fraud_amount: confirmed fraud below 0.8 (never alerted), count and amount.
+- roc_auc / pr_auc (average precision): only when the labels hold both classes.
+- accuracy: at 0.5, the training evaluation's decision threshold (the seeds' alarm is < 0.85).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraud_assets.lib.aws.storage import get_json, put_json
+from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD, TRANSACTION_ID
+from fraud_assets.lib.training.metrics import DECISION_THRESHOLD
+
+PERFORMANCE_PREFIX = "performance"
+PERFORMANCE_KEYS: tuple[str, ...] = (
+    "date", "model_version", "labelled", "label_coverage", "fraud",
+    "precision_at_0_8", "recall_at_0_8", "false_positive_rate_at_0_8",
+    "precision_at_0_5", "recall_at_0_5", "false_positive_rate_at_0_5",
+    "alert_precision", "alerted", "missed_fraud", "missed_fraud_amount",
+    "roc_auc", "pr_auc", "accuracy", "labels_source", "computed_at",
+)
+LABELLED_SCORE_COLUMNS: tuple[str, ...] = (
+    TRANSACTION_ID, "fraudScore", "modelVersion", "amount", "isFraud", "labelledAt", "labelSource",
+)
+_THRESHOLDS = {"0_8": HIGH_RISK_THRESHOLD, "0_5": MEDIUM_RISK_THRESHOLD}
+
+
+def performance_key(date: str) -> str:
+    return f"{PERFORMANCE_PREFIX}/{date}.json"
+
+
+def join_labels(scores: pd.DataFrame, transactions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Every scored transaction with its amount and, where one was accepted, its label
+    (`isFraud` a nullable boolean: <NA> means not labelled yet). One row per scored transaction."""
+    _require(scores, (TRANSACTION_ID, "fraudScore", "modelVersion"), "scores")
+    _require(transactions, (TRANSACTION_ID, "amount"), "transactions")
+    _require(labels, (TRANSACTION_ID, "isFraud", "labelledAt", "source"), "labels")
+    for name, frame in (("scores", scores), ("transactions", transactions), ("labels", labels)):
+        if not frame[TRANSACTION_ID].is_unique:
+            dup = frame.loc[frame[TRANSACTION_ID].duplicated(), TRANSACTION_ID].iloc[0]
+            raise ValueError(f"{name} hold transaction {dup!r} more than once")
+    joined = (
+        scores.loc[:, [TRANSACTION_ID, "fraudScore", "modelVersion"]]
+        .merge(transactions.loc[:, [TRANSACTION_ID, "amount"]], on=TRANSACTION_ID, how="left", validate="one_to_one")
+        .merge(labels.loc[:, [TRANSACTION_ID, "isFraud", "labelledAt", "source"]].rename(columns={"source": "labelSource"}),
+               on=TRANSACTION_ID, how="left", validate="one_to_one")
+    )
+    if joined["amount"].isna().any():
+        missing = joined.loc[joined["amount"].isna(), TRANSACTION_ID].iloc[0]
+        raise ValueError(f"scored transaction {missing!r} is not among the day's transactions")
+    joined["isFraud"] = joined["isFraud"].astype("boolean")
+    return joined.loc[:, list(LABELLED_SCORE_COLUMNS)]
+
+
+def realised_performance(joined: pd.DataFrame, date: str, labels_source: dict | None) -> dict[str, Any]:
+    """The day's figures (PERFORMANCE_KEYS) from `join_labels`' table; computed_at is now."""
+    from sklearn import metrics as skm  # imported where used: loading the code location stays cheap
+
+    _require(joined, LABELLED_SCORE_COLUMNS, "labelled scores")
+    scores = joined["fraudScore"].to_numpy(dtype=np.float64)
+    is_labelled = joined["isFraud"].notna().to_numpy()
+    truth = joined["isFraud"].fillna(False).to_numpy(dtype=bool)
+    alerted = scores >= HIGH_RISK_THRESHOLD
+    y, s = truth[is_labelled].astype(int), scores[is_labelled]
+    labelled, fraud = int(is_labelled.sum()), int(y.sum())
+    versions = sorted(set(joined["modelVersion"].astype(str)))
+
+    record: dict[str, Any] = {
+        "date": date,
+        "model_version": ",".join(versions) if versions else None,
+        "labelled": labelled,
+        "label_coverage": _ratio(labelled, len(joined)),
+        "fraud": fraud,
+    }
+    for name, threshold in _THRESHOLDS.items():
+        tn, fp, fn, tp = _confusion(skm, y, s, threshold)
+        record[f"precision_at_{name}"] = _ratio(tp, tp + fp)
+        record[f"recall_at_{name}"] = _ratio(tp, tp + fn)
+        record[f"false_positive_rate_at_{name}"] = _ratio(fp, fp + tn)
+    missed = truth & is_labelled & ~alerted
+    both_classes = 0 < fraud < labelled
+    tn, fp, fn, tp = _confusion(skm, y, s, DECISION_THRESHOLD)
+    record.update(
+        alert_precision=_ratio(int((alerted & truth & is_labelled).sum()), int(alerted.sum())),
+        alerted=int(alerted.sum()),
+        missed_fraud=int(missed.sum()),
+        missed_fraud_amount=float(joined["amount"].to_numpy(dtype=np.float64)[missed].sum()),
+        roc_auc=float(skm.roc_auc_score(y, s)) if both_classes else None,
+        pr_auc=float(skm.average_precision_score(y, s)) if both_classes else None,
+        accuracy=_ratio(tp + tn, labelled),
+        labels_source=labels_source,
+        computed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    return {k: record[k] for k in PERFORMANCE_KEYS}
+
+
+def alert_precision_best_case(joined: pd.DataFrame) -> float | None:
+    """Alert precision if every alert still unlabelled turned out to be fraud: a floor breached even
+    so is breached for good, and a warning on it is never taken back by labels arriving later."""
+    alerted = joined["fraudScore"].to_numpy(dtype=np.float64) >= HIGH_RISK_THRESHOLD
+    not_refuted = joined["isFraud"].fillna(True).to_numpy(dtype=bool)
+    return _ratio(int((alerted & not_refuted).sum()), int(alerted.sum()))
+
+
+def write_performance(s3, bucket: str, record: dict[str, Any]) -> tuple[str, bool]:
+    """Put `performance/{date}.json` unless the stored one has the same figures (everything but
+    computed_at): recomputing from the same scores and labels leaves the object as it was.
+    Returns (URI, whether it was written)."""
+    key = performance_key(record["date"])
+    try:
+        stored = get_json(s3, f"s3://{bucket}/{key}")
+    except s3.exceptions.NoSuchKey:
+        stored = None
+    if stored is not None and _figures(stored) == _figures(record):
+        return f"s3://{bucket}/{key}", False
+    return str(put_json(s3, bucket, key, record)), True
+
+
+def _figures(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "computed_at"}
+
+
+def _confusion(skm, y: np.ndarray, s: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
+    if not len(y):
+        return 0, 0, 0, 0
+    tn, fp, fn, tp = skm.confusion_matrix(y, (s >= threshold).astype(int), labels=[0, 1]).ravel()
+    return int(tn), int(fp), int(fn), int(tp)
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _require(frame: pd.DataFrame, columns, name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} lack columns {missing} (has {list(frame.columns)})")
+
+
+def finite_or_nan(value: float | None) -> float:
+    """A figure for asset metadata: NaN where undefined, so the UI can plot the partitions that have one."""
+    return float("nan") if value is None or (isinstance(value, float) and not math.isfinite(value)) else float(value)
