@@ -112,6 +112,13 @@ def day_performance(metadata: dict) -> dict | None:
     }
 
 
+def _performance_note(performance: dict | None) -> str:
+    if performance is None:
+        return ", no labels yet"
+    return (f", labels {performance['labelled']} ({performance['fraud']} fraud): realised recall@0.8 "
+            f"{_fmt(performance['recall_at_0_8'])}, alert precision {_fmt(performance['alert_precision'])}")
+
+
 def run_days(instance: DagsterInstance, dates: list[str], announce: Announce) -> list[dict]:
     from fraud_assets.definitions import location_defs
 
@@ -143,7 +150,8 @@ def run_days(instance: DagsterInstance, dates: list[str], announce: Announce) ->
         announce(
             f"  {date}: {day['transactions']} received, {day['scored']} scored, {day['quarantined']} quarantined, "
             f"{day['high_risk']} high-risk, {day['alerts_sent']} alert messages, avg score {_fmt(day['avg_score'])}, "
-            f"drift {'YES' if day['drift_detected'] else 'no'}" + ("" if day["succeeded"] else f" FAILED: {day['errors']}")
+            f"drift {'YES' if day['drift_detected'] else 'no'}" + _performance_note(day["performance"])
+            + ("" if day["succeeded"] else f" FAILED: {day['errors']}")
         )
     return days
 
