@@ -119,9 +119,11 @@ class LocalStack:
 
                     self._store = StateStore(self.state_dir, self.region)  # fails fast if in use
                 self._start_processes()
+                # The template first (it creates the buckets, table and topics), then the saved
+                # objects, items and parameters into them.
+                self._bootstrap()
                 if self._store is not None and self._store.has_snapshot():
                     self._store.restore(self.client)
-                self._bootstrap()
             except BaseException:
                 self._stop_processes()
                 raise

@@ -566,8 +566,13 @@ def _snapshot_ssm(ssm: Any) -> dict[str, Any]:
 def _restore_ssm(ssm: Any, manifest: dict[str, Any]) -> None:
     for param in manifest["parameters"]:
         name = param["name"]
-        current = 0
+        try:  # the template's own parameters exist already: replay only the versions after theirs
+            current = ssm.get_parameter(Name=name)["Parameter"]["Version"]
+        except ssm.exceptions.ParameterNotFound:
+            current = 0
         for version in param["versions"]:
+            if version["Version"] <= current:
+                continue
             args: dict[str, Any] = {"Name": name, "Value": version["Value"], "Type": version.get("Type", "String"),
                                     "Overwrite": current > 0}
             for field in ("Description", "AllowedPattern", "Tier", "DataType"):
