@@ -119,11 +119,12 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
         {**records[0], "transactionId": unlabelled[1], "isFraud": "yes"},
     ]
 
-    def publish(body: list[dict]) -> str:
+    def publish(body: list[dict]) -> tuple[str, str | None]:
         put_bytes(s3, NAMES.data_bucket, label_file_key(DATE), json.dumps(body).encode(), "application/json")
-        return s3.head_object(Bucket=NAMES.data_bucket, Key=label_file_key(DATE))["ETag"].strip('"')
+        head = s3.head_object(Bucket=NAMES.data_bucket, Key=label_file_key(DATE))
+        return head["ETag"].strip('"'), head.get("VersionId")  # the data bucket is versioned
 
-    etag = publish(records)
+    etag, version = publish(records)
     [request] = tick()
     assert request.partition_key == DATE and etag in request.run_key
     assert tick() == []  # the same file: nothing more to do
@@ -134,7 +135,7 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     assert not checks["realised_recall"].passed and checks["realised_recall"].severity.value == "WARN"
     stored = json.loads(s3.get_object(Bucket=NAMES.metrics_bucket, Key=performance_key(DATE))["Body"].read())
     assert_figures(stored, expected_figures(scores, amounts, labels))
-    assert stored["labels_source"] == {"uri": f"s3://{NAMES.data_bucket}/{label_file_key(DATE)}", "etag": etag, "version_id": None}
+    assert stored["labels_source"] == {"uri": f"s3://{NAMES.data_bucket}/{label_file_key(DATE)}", "etag": etag, "version_id": version}
     assert stored["fraud"] > 0 and stored["missed_fraud"] > 0 and stored["alert_precision"] < 1
     [meta] = [e.event_specific_data.materialization.metadata for e in run.get_asset_materialization_events()
               if e.event_specific_data.materialization.asset_key.to_user_string() == "model_performance"]
@@ -152,13 +153,14 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     # A fuller file replaces it: one run for the change, then nothing until the next one.
     labels |= {t: bool(rng.random() < 0.05 + 0.9 * scores[t][0]) for t in unlabelled}
     fuller = [{"transactionId": t, "isFraud": f, "labelledAt": "2026-03-12T10:00:00Z", "source": "analyst"} for t, f in labels.items()]
-    etag = publish(fuller)
+    etag, version = publish(fuller)
     [request] = tick()
     assert etag in request.run_key and tick() == []
     assert job.execute_in_process(instance=instance, partition_key=DATE).success
     stored = json.loads(s3.get_object(Bucket=NAMES.metrics_bucket, Key=performance_key(DATE))["Body"].read())
     assert_figures(stored, expected_figures(scores, amounts, labels))
     assert stored["labelled"] == len(batch) and stored["label_coverage"] == 1.0
+    assert (stored["labels_source"]["etag"], stored["labels_source"]["version_id"]) == (etag, version)
     assert drain(monitoring) == []  # same model, same breached floor: already announced
 
 
