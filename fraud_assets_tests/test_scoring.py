@@ -82,7 +82,7 @@ def test_csv_batches_are_as_full_as_the_limit_allows(features, max_bytes):
 def test_float64_features_go_out_as_shortest_float32_text():
     (start, stop, body), = csv_batches(np.array([[0.1, 1e-30, 123.456789012345], [-0.0, 2.0, 3.5]]))
     assert (start, stop) == (0, 2)
-    assert body == b"0.1,1e-30,123.45679\n-0,2,3.5\n"
+    assert body == b"0.1,1e-30,123.45679\n-0.0,2.0,3.5\n"
 
 
 def test_a_row_longer_than_the_limit_is_refused_by_number():
@@ -305,3 +305,40 @@ def test_endpoint_scores_equal_in_process_xgboost_predictions(serve):
     np.testing.assert_array_equal(scores, booster.inplace_predict(x).astype(np.float64))
     assert len(endpoint.calls) > 1
     np.testing.assert_array_equal(score_one_at_a_time(runtime, "fraud", x[:5]), scores[:5])
+
+
+def test_scores_on_the_benchmark_rows_are_bit_identical_to_the_previous_encoder(serve):
+    """The orjson encoder against the one it replaced (pyarrow's CSV writer), on the scoring
+    benchmark's rows, through the model server's own parser and score printer: same float32
+    matrix, same scores to the bit."""
+    from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN
+    from fraud_assets.lib.seeding.synthetic import generate_transactions
+    from fraud_assets.local import model_server
+
+    frame = generate_transactions(n_rows=20_000)
+    rows = frame[list(FEATURE_COLUMNS)].to_numpy(np.float32)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 4, "nthread": 1},
+                        xgb.DMatrix(rows, label=frame[LABEL_COLUMN].to_numpy()), 30)
+    names = [f"f{j}" for j in range(rows.shape[1])]
+    loaded = model_server.LoadedModel(booster, rows.shape[1], "", "", names, pacsv.ConvertOptions(
+        column_types={c: pa.float32() for c in names}))
+
+    previous_sink = io.BytesIO()  # the previous encoder, as it was
+    pacsv.write_csv(pa.table({n: rows[:, j] for j, n in enumerate(names)}), previous_sink,
+                    pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    previous_matrix = model_server.parse_csv(previous_sink.getvalue(), loaded)
+    new_matrix = np.concatenate([model_server.parse_csv(body, loaded) for _, _, body in csv_batches(rows)])
+    np.testing.assert_array_equal(new_matrix.view(np.uint32), rows.view(np.uint32))
+    np.testing.assert_array_equal(new_matrix.view(np.uint32), previous_matrix.view(np.uint32))
+
+    def endpoint(environ, start_response):  # the model server's parse, predict and print
+        body = Request(environ).get_data()
+        out = model_server.format_scores(booster.inplace_predict(model_server.parse_csv(body, loaded)), "text/csv")
+        start_response("200 OK", [("Content-Type", "text/csv"), ("Content-Length", str(len(out)))])
+        return [out]
+
+    scores = score_through_endpoint(runtime_client(serve(endpoint)), "bench", rows, max_bytes=512 * 1024)
+    previous_text = model_server.format_scores(booster.inplace_predict(previous_matrix), "text/csv")
+    previous_scores = np.array(previous_text.split(), dtype=np.float64)  # the previous client's parse
+    np.testing.assert_array_equal(scores.view(np.uint64), previous_scores.view(np.uint64))
+    assert len(np.unique(scores)) > 100  # a model that says something different per row
