@@ -18,7 +18,8 @@ are cached by (ModelDataUrl, ETag), so an update to a model already seen costs n
 Speed: pyarrow's multi-threaded CSV reader into float32, `inplace_predict` (one thread per request
 by default: parallel requests fill the cores), and scores printed by pyarrow (shortest text that
 round-trips float32). A `Server-Timing` header says where the time
-went. Served by werkzeug's threaded server, so concurrent requests overlap.
+went. Served by werkzeug's threaded server, so concurrent requests overlap, with HTTP/1.1
+keep-alive (local/http11.py), so a client's pooled connections are reused.
 
 Errors are shaped for botocore's rest-json parser (`x-amzn-ErrorType` header plus a JSON body),
 so callers get a readable ClientError: `ValidationError` for what SageMaker Runtime itself
@@ -49,8 +50,10 @@ from typing import Any, Iterable
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
+
+from fraud_assets.local.http11 import KeepAliveRequestHandler
 
 log = logging.getLogger("fraud_assets.model_server")
 
@@ -507,14 +510,6 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
             500: "Internal Server Error"}
 
 
-class _RequestHandler(WSGIRequestHandler):
-    # Send status line, headers and body as one write with Nagle off: the stock unbuffered writer
-    # sends headers and body apart, and Nagle plus the client's delayed ACK then stalls every
-    # keep-alive response by ~40 ms.
-    wbufsize = 256 * 1024
-    disable_nagle_algorithm = True
-
-
 def make_app(aws_endpoint: str | None, region: str, resolve_interval: float = 1.0,
              aws_endpoint_port_file: str | None = None, predict_threads: int = 1) -> ModelServerApp:
     clients = _LazyClients(aws_endpoint, region, aws_endpoint_port_file)
@@ -588,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     # xgboost (and through it sklearn/pandas) takes seconds to import: do it behind /ping so the
     # server is up at once and warm by the first invocation.
     threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
-    server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=_RequestHandler)
+    server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=KeepAliveRequestHandler)
     serve_as_child(server, args.port_file, args.parent_pid)
     return 0
 

@@ -349,9 +349,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     from werkzeug.serving import make_server
 
+    from fraud_assets.local.http11 import KeepAliveMixin
+
+    class KeepAliveMotoHandler(KeepAliveMixin, MotoRequestHandler):
+        pass
+
     _install_moto_update_endpoint()
     app = _InternalRoutes(DomainDispatcherApplication(create_backend_app))
-    server = make_server(LOCAL_HOST, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    # HTTP/1.1 keep-alive: werkzeug's own handler closes every connection, and a day's thousands of
+    # DynamoDB calls then each paid a connect and a new thread.
+    server = make_server(LOCAL_HOST, args.port, app, threaded=True, request_handler=KeepAliveMotoHandler)
     # moto builds some URLs (SQS queue URLs, ...) from MOTO_PORT.
     os.environ["MOTO_PORT"] = str(server.server_address[1])
     threading.Thread(target=_warm_moto_backends, name="warm-backends", daemon=True).start()
