@@ -22,12 +22,13 @@ from typing import Any
 
 import boto3
 import dagster_pipes
+import pandas as pd
 import pytest
 from dagster import MaterializeResult, asset, materialize
 
 from fraud_assets.defs.engines import DataPrepEngine, job_definition_drifted
 from fraud_assets.lib.training import prep_engines
-from fraud_assets.lib.config import PlatformNames
+from fraud_assets.lib.config import TRANSACTION_ID, PlatformNames
 from fraud_assets.lib.training.splits import DEFAULT_RATIOS, SPLITS
 from fraud_assets.lib.aws.storage import SSE, InvalidKeyError, S3Uri, put_bytes
 
@@ -148,7 +149,8 @@ class FakeGlue:
             # EMRFS stand-in: the input comes down, the output goes up (encrypted, as the job's
             # security configuration makes EMRFS do).
             source, target = S3Uri.parse(arguments["--input"]), S3Uri.parse(arguments["--output"])
-            local_in, local_out = Path(tmp) / "input.csv", Path(tmp) / "output"
+            local_in = Path(tmp) / ("input.parquet" if arguments.get("--input-format") == "parquet" else "input.csv")
+            local_out = Path(tmp) / "output"
             local_in.write_bytes(self.s3.get_object(Bucket=source.bucket, Key=source.key)["Body"].read())
             local_args = {**glue_own, **arguments, "--input": str(local_in), "--output": str(local_out)}
             argv = [token for pair in local_args.items() for token in pair]
@@ -250,13 +252,17 @@ def test_reading_back_refuses_uncommitted_or_short_output(aws, spark, tmp_path):
 
 @pytest.mark.spark
 def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypatch):
-    """The training group's own prepared_splits multi-asset, configured with engine=glue: the
-    engine builds its own boto3 clients (plain AWS code), so the stand-in hooks the default session."""
+    """The training group's own data_extraction and prepared_splits, configured with engine=glue: the
+    Glue job splits the training data set (raw history + labelled daily rows, parquet) that
+    data_extraction stored; the engine builds its own boto3 clients (plain AWS code), so the stand-in
+    hooks the default session. The splits equal the pandas engine's from the same data set."""
     from fraud_assets.defs.io_manager import ExecutionsIOManager
     from fraud_assets.defs.resources import FraudPlatform, QualityGates
-    from fraud_assets.defs.training.assets import prepared_splits
+    from fraud_assets.defs.training.assets import data_extraction, prepared_splits
     from dagster_aws.s3 import S3Resource
     from fraud_assets.lib.aws.storage import parquet_to_table, get_bytes
+    from fraud_assets.lib.seeding.seed import seed_platform
+    from fraud_assets.lib.training import extraction
 
     session = boto3.session.Session()
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
@@ -264,21 +270,27 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
     synthetic = pytest.importorskip("fraud_assets.lib.seeding.synthetic")
     csv = synthetic.to_csv_bytes(synthetic.generate_transactions(600, 0.05, seed=9))
     s3 = boto3.client("s3")
+    seed_platform(s3, NAMES, days=3, start_date="2024-05-01", rows=50, transactions_per_day=120, seed=9)
     put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv, "text/csv")
     s3_resource = S3Resource()
     result = materialize(
-        [prepared_splits],
+        [data_extraction, prepared_splits],
         resources={
             "s3": s3_resource,
             "platform": FraudPlatform(),
             "io_manager": ExecutionsIOManager(s3=s3_resource, bucket=NAMES.workflow_bucket),
             "data_prep_engine": DataPrepEngine(engine="glue"),
-            "quality_gates": QualityGates(split_ratio_tolerance=0.1),  # 600 rows: shares wander more than 1%
+            "quality_gates": QualityGates(split_ratio_tolerance=0.1),  # 840 rows: the shares wander
         },
+        run_config={"ops": {"data_extraction": {"config": {"recent_window_days": 1}}}},
     )
     assert result.success and len(fake.runs) == 1
-    assert all(c.passed for c in result.get_asset_check_evaluations())  # the split gates ran in the step
-    expected = prep_engines.prepare_with_pandas(csv, RAW_URI, 42, DEFAULT_RATIOS)
+    assert fake.runs[0]["arguments"]["--input-format"] == "parquet"
+    assert fake.runs[0]["arguments"]["--input"].endswith("/training_dataset/dataset.parquet")
+    daily = pd.concat([extraction.load_labelled_day(s3, NAMES.data_bucket, d)[0] for d in ("2024-05-01", "2024-05-02")])
+    dataset, _ = extraction.extract_with_pandas(csv, RAW_URI, daily, 42)
+    expected = prep_engines.split_dataset_with_pandas(dataset, 42, DEFAULT_RATIOS)
+    assert sum(f[TRANSACTION_ID].str.startswith("TXN-").sum() for f in expected.values()) == 240
     for name in SPLITS:
         [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == f"{name}_split"]
         metadata = event.materialization.metadata
@@ -286,8 +298,6 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=NAMES.workflow_bucket, Prefix=f"executions/{result.run_id}/{name}_split/")["Contents"]]
         [table_key] = [k for k in keys if k.endswith(".parquet")]
         stored = parquet_to_table(get_bytes(s3, f"s3://{NAMES.workflow_bucket}/{table_key}"))
-        import pandas as pd
-
         pd.testing.assert_frame_equal(stored, expected[name], check_exact=True)
 
 

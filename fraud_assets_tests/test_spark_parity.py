@@ -375,3 +375,62 @@ def test_engine_resource_engineers_features_alike_on_spark_and_pandas(spark, lar
         assert got[TRANSACTION_ID].tolist() == expected[TRANSACTION_ID].tolist()
         for column in features.engineered_feature_names(has_customer_fields=False):
             assert np.allclose(got[column].to_numpy(float), expected[column].to_numpy(float), rtol=0, atol=1e-9), column
+
+
+# --------------------------------------------------------------------------- the training data set
+
+
+@st.composite
+def daily_parts(draw):
+    """Labelled daily rows of a few days: some ids repeated across days (kept from the first day),
+    some ids shaped like raw ids (which the raw row wins), fraud here and there."""
+    from fraud_assets.lib.training import extraction
+
+    frames = []
+    for day in range(draw(st.integers(0, 3))):
+        date = f"2024-05-0{day + 1}"
+        n = draw(st.integers(0, 30))
+        ids = [f"TXN-{draw(st.integers(0, 40)):04d}" if draw(st.booleans()) else f"txn-{draw(st.integers(0, 60)):09d}" for _ in range(n)]
+        ids = list(dict.fromkeys(ids))  # a day's batch has each id once (the parser keeps the first)
+        values = draw(st.lists(st.floats(-50, 50, allow_nan=False), min_size=len(ids), max_size=len(ids)))
+        frame = pd.DataFrame({c: values for c in FEATURE_COLUMNS})
+        frame["Amount"] = frame["Amount"].abs()
+        frame.insert(0, "transactionId", ids)
+        frame["Class"] = draw(st.lists(st.integers(0, 1), min_size=len(ids), max_size=len(ids)))
+        frame["source"] = extraction.daily_source(date)
+        frames.append(extraction.normalise(frame))
+    return pd.concat(frames, ignore_index=True) if frames else extraction.empty_daily_rows()
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(daily=daily_parts(), cap=st.one_of(st.none(), st.integers(1, 80)), seed=st.integers(0, 1000))
+def test_extraction_and_dataset_splits_agree(spark, tmp_path_factory, daily, cap, seed):
+    """The training data set from the raw CSV plus labelled daily rows (duplicates, sampling) and its
+    splits: pandas and Spark give the same rows, provenance and counts, and the same splits."""
+    from fraud_assets.lib.training import extraction, prep_engines
+
+    synthetic = pytest.importorskip("fraud_assets.lib.seeding.synthetic")
+    csv = synthetic.to_csv_bytes(synthetic.generate_transactions(60, 0.1, seed=seed))
+    workdir = tmp_path_factory.mktemp("extract")
+    expected, expected_summary = extraction.extract_with_pandas(csv, "creditcard.csv", daily, seed, cap)
+    got, got_summary = prep_engines.extract_with_spark(spark, csv, "creditcard.csv", daily, seed, cap, workdir)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert got_summary == expected_summary
+    if len(expected):
+        assert_same_splits(
+            prep_engines.split_dataset_with_pandas(expected, seed, (0.6, 0.2, 0.2)),
+            prep_engines.split_dataset_with_spark(spark, got, seed, (0.6, 0.2, 0.2), workdir),
+        )
+
+
+def test_extraction_on_spark_reports_a_bad_raw_file_like_pandas(spark, tmp_path):
+    from fraud_assets.lib.training import extraction, prep_engines
+    from fraud_assets.lib.training.raw_data import RawDataError
+
+    synthetic = pytest.importorskip("fraud_assets.lib.seeding.synthetic")
+    csv = synthetic.to_csv_bytes(synthetic.generate_transactions(30, 0.1, seed=1)).replace(b"\n", b"\nabc,", 1)
+    with pytest.raises(RawDataError) as by_pandas:
+        extraction.extract_with_pandas(csv, "creditcard.csv", extraction.empty_daily_rows(), 1)
+    with pytest.raises(RawDataError) as by_spark:
+        prep_engines.extract_with_spark(spark, csv, "creditcard.csv", extraction.empty_daily_rows(), 1, None, tmp_path)
+    assert str(by_spark.value) == str(by_pandas.value)

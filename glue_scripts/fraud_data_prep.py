@@ -323,6 +323,131 @@ def prepare_splits_spark(
         prepared.unpersist()
 
 
+# --------------------------------------------------------------------------- the training data set
+
+
+SOURCE_COLUMN = "source"
+RAW_SOURCE = "raw"
+SAMPLE_BUCKETS = 1_000_000
+
+
+def sampling_threshold(legit_rows: int, cap: int | None) -> tuple[float, int]:
+    """The same rate and bucket threshold as extraction.sampling_threshold."""
+    if cap is None or legit_rows <= cap:
+        return 1.0, SAMPLE_BUCKETS
+    if cap < 1:
+        raise ValueError(f"legitimate-row cap must be >= 1, got {cap}")
+    rate = cap / legit_rows
+    return rate, round(rate * SAMPLE_BUCKETS)
+
+
+def extract_training_dataset_spark(
+    spark, input_path: str, daily_path: str | None, output_dir: str, seed: int, legit_cap: int | None = None
+) -> dict[str, Any]:
+    """The Spark twin of fraud_assets.lib.training.extraction.combine: the raw CSV, validated as
+    prepare_splits_spark validates it, with its position ids and source "raw", plus the labelled
+    daily rows (parquet with transactionId, RAW_COLUMNS, source), deduplicated by transactionId
+    (raw first, then days in date order), legitimate rows sampled by id hash to about `legit_cap`,
+    written as parquet under `output_dir`. Returns the counts the pandas side reports."""
+    from functools import reduce
+
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    header = read_header(spark, input_path)
+    positioned, total = read_positioned(spark, input_path, header)
+    if total == 0:
+        raise DataValidationError(input_path, "no data rows")
+    typed, all_ok = typed_columns(header)
+    prepared = positioned.select(_POS, *typed, all_ok.alias("_ok"), F.col(_CORRUPT).isNotNull().alias("_malformed"))
+    prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        stats = prepared.agg(
+            F.min(F.when(F.col("_malformed"), F.col(_POS))).alias("first_malformed"),
+            F.min(F.when(~F.col("_ok"), F.col(_POS))).alias("first_invalid"),
+        ).first()
+        first_bad = stats["first_malformed"] if stats["first_malformed"] is not None else stats["first_invalid"]
+        if first_bad is not None:
+            raise _bad_row_error(positioned.where(F.col(_POS) == first_bad).first(), header, input_path)
+        parts = [prepared.select(
+            transaction_id_column(F.col(_POS)).alias(TRANSACTION_ID), *RAW_COLUMNS, F.lit(RAW_SOURCE).alias(SOURCE_COLUMN),
+            F.lit(0).alias("_priority"),
+        )]
+        daily_rows = 0
+        if daily_path is not None:
+            daily = spark.read.parquet(daily_path).select(
+                F.col(TRANSACTION_ID).cast("string"), *[F.col(c).cast("double") for c in FEATURE_COLUMNS],
+                F.col(LABEL_COLUMN).cast("bigint"), F.col(SOURCE_COLUMN).cast("string"), F.lit(1).alias("_priority"),
+            )
+            daily_rows = daily.count()
+            parts.append(daily)
+        union = reduce(lambda a, b: a.unionByName(b), parts)
+        first = Window.partitionBy(TRANSACTION_ID).orderBy("_priority", SOURCE_COLUMN)
+        deduped = union.withColumn("_rank", F.row_number().over(first)).where(F.col("_rank") == 1).drop("_rank", "_priority")
+        deduped = deduped.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            counts = deduped.agg(F.count(F.lit(1)).alias("rows"), F.count(F.when(F.col(LABEL_COLUMN) == 0, 1)).alias("legit")).first()
+            rate, threshold = sampling_threshold(int(counts["legit"]), legit_cap)
+            kept = deduped
+            if threshold < SAMPLE_BUCKETS:
+                bucket = F.pmod(F.xxhash64(F.concat(F.lit(f"sample:{int(seed)}:"), F.col(TRANSACTION_ID))), F.lit(SAMPLE_BUCKETS))
+                kept = deduped.where((F.col(LABEL_COLUMN) != 0) | (bucket < threshold))
+            kept.sortWithinPartitions(TRANSACTION_ID).write.mode("overwrite").parquet(output_dir.rstrip("/"))
+        finally:
+            deduped.unpersist()
+    finally:
+        prepared.unpersist()
+    return {
+        "rawRowsRead": total, "dailyRowsRead": daily_rows, "duplicatesDropped": total + daily_rows - int(counts["rows"]),
+        "legitimateRowsBefore": int(counts["legit"]), "legitimateRate": rate, "engine": "spark",
+    }
+
+
+def split_dataset_spark(spark, input_path: str, output_dir: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS) -> dict[str, Any]:
+    """Split a prepared data set (parquet with transactionId and RAW_COLUMNS, e.g. the
+    training_dataset asset's) by the hash of its ids, written as prepare_splits_spark writes."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    ratios = validate_ratios(ratios)
+    frame = spark.read.parquet(input_path)
+    missing = tuple(c for c in (TRANSACTION_ID, *RAW_COLUMNS) if c not in frame.columns)
+    if missing:
+        raise DataValidationError(input_path, "missing required columns" if len(missing) > 1 else "missing required column",
+                                  column=missing if len(missing) > 1 else missing[0])
+    coded = frame.select(
+        F.col(TRANSACTION_ID).cast("string").alias(TRANSACTION_ID), *[F.col(c).cast("double") for c in FEATURE_COLUMNS],
+        F.col(LABEL_COLUMN).cast("bigint"), split_code_column(F.col(TRANSACTION_ID), int(seed), ratios).alias(_SPLIT),
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        stats = coded.agg(
+            F.count(F.lit(1)).alias("rows"),
+            *[F.count(F.when(F.col(_SPLIT) == i, 1)).alias(f"rows_{i}") for i in range(3)],
+            *[F.sum(F.when(F.col(_SPLIT) == i, F.col(LABEL_COLUMN))).alias(f"fraud_{i}") for i in range(3)],
+        ).first()
+        total = int(stats["rows"])
+        if total == 0:
+            raise DataValidationError(input_path, "no data rows")
+        base = output_dir.rstrip("/")
+        names = F.element_at(F.array(*[F.lit(n) for n in SPLITS]), F.col(_SPLIT).cast("int") + 1)
+        (
+            coded.select(TRANSACTION_ID, *RAW_COLUMNS, names.alias(SPLIT_COLUMN))
+            .sortWithinPartitions(SPLIT_COLUMN, TRANSACTION_ID)
+            .write.mode("overwrite")
+            .partitionBy(SPLIT_COLUMN)
+            .parquet(base)
+        )
+    finally:
+        coded.unpersist()
+    summary: dict[str, Any] = {"recordCount": total, "splits": {}, "seed": int(seed), "ratios": list(ratios), "engine": "spark"}
+    for i, name in enumerate(SPLITS):
+        rows, fraud = int(stats[f"rows_{i}"]), int(stats[f"fraud_{i}"] or 0)
+        summary["splits"][name] = {"rows": rows, "fraudCount": fraud, "fraudRate": fraud / rows if rows else 0.0,
+                                   "fraction": rows / total, "path": split_path(base, name)}
+    return summary
+
+
 # --------------------------------------------------------------------------- Glue entry point
 
 
@@ -336,6 +461,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--ratios", default=",".join(str(r) for r in DEFAULT_RATIOS), help="train,validation,test")
     parser.add_argument("--expected-records", type=int, default=None)
+    parser.add_argument("--input-format", choices=("csv", "parquet"), default="csv",
+                        help="csv: the raw file, validated; parquet: a prepared data set with transactionIds")
     args, _unknown = parser.parse_known_args(list(argv))
     args.ratios = validate_ratios([float(r) for r in args.ratios.split(",")])
     return args
@@ -389,9 +516,12 @@ def main(argv: Sequence[str] | None = None, spark=None) -> dict[str, Any]:
         if pipes is not None:
             pipes.log.info(f"fraud_data_prep: {args.input} -> {args.output} (seed {args.seed}, ratios {args.ratios})")
         try:
-            summary = prepare_splits_spark(
-                spark, args.input, args.output, args.seed, args.ratios, expected_records=args.expected_records
-            )
+            if args.input_format == "parquet":
+                summary = split_dataset_spark(spark, args.input, args.output, args.seed, args.ratios)
+            else:
+                summary = prepare_splits_spark(
+                    spark, args.input, args.output, args.seed, args.ratios, expected_records=args.expected_records
+                )
         except DataValidationError as err:
             if pipes is not None:
                 pipes.log.error(str(err))

@@ -141,6 +141,50 @@ class DataPrepEngine(ConfigurableResource):
         metadata = {"engine": self.engine, "engine_seconds": round(time.perf_counter() - started, 3), **metadata}
         return PreparedSplits(frames, metadata)
 
+    def extract(
+        self, s3_client, raw_uri: str, daily: pd.DataFrame, seed: int, legit_cap: int | None = None
+    ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+        """The training data set (lib/training/extraction.py): the raw CSV plus the labelled daily
+        rows, deduplicated and optionally sampled; (frame, summary, metadata). Spark runs the Glue
+        script's twin; the glue engine extracts in-process (the daily rows are already in memory
+        here) and runs the split, the part that grows with the history, on Glue."""
+        from fraud_assets.lib.training.extraction import extract_with_pandas
+
+        uri = S3Uri.parse(raw_uri)
+        started = time.perf_counter()
+        data = get_bytes(s3_client, uri)
+        if self.engine == "spark":
+            frame, summary = prep_engines.extract_with_spark(self.spark_session(), data, str(uri), daily, seed, legit_cap, self.workdir)
+        else:
+            frame, summary = extract_with_pandas(data, str(uri), daily, seed, legit_cap)
+        metadata = {"engine": self.engine, "extract_engine": "spark" if self.engine == "spark" else "pandas",
+                    "engine_seconds": round(time.perf_counter() - started, 3)}
+        return frame, summary, metadata
+
+    def split_dataset(
+        self, context, s3_client, dataset: pd.DataFrame, dataset_uri: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS,
+        *, glue_client=None, logs_client=None,
+    ) -> PreparedSplits:
+        """The splits of a prepared data set (training_dataset's rows; `dataset_uri` its parquet,
+        which the Glue job reads), by the hash of its transactionIds: the same frames on every engine."""
+        ratios = tuple(float(r) for r in ratios)
+        started = time.perf_counter()
+        metadata: dict[str, Any] = {"input_records": len(dataset)}
+        if self.engine == "pandas":
+            frames = prep_engines.split_dataset_with_pandas(dataset, seed, ratios)
+        elif self.engine == "spark":
+            frames = prep_engines.split_dataset_with_spark(self.spark_session(), dataset, seed, ratios, self.workdir)
+            metadata["spark_master"] = self.spark_config.get("spark.master", "")
+        elif self.engine == "glue":
+            frames, metadata = self._prepare_with_glue(
+                context, s3_client, S3Uri.parse(dataset_uri), seed, ratios, glue_client, logs_client,
+                input_format="parquet", input_records=len(dataset),
+            )
+        else:
+            raise ValueError(f"unknown data-prep engine {self.engine!r}")
+        metadata = {"engine": self.engine, "engine_seconds": round(time.perf_counter() - started, 3), **metadata}
+        return PreparedSplits(frames, metadata)
+
     def engineer_features(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
         """Feature engineering on the same engine as data prep: glue_scripts/fraud_feature_eng.py on
         Spark, its pandas twin otherwise. The glue engine engineers in-process: the splits are
@@ -221,7 +265,10 @@ class DataPrepEngine(ConfigurableResource):
             return "updated"
         return "unchanged"
 
-    def _prepare_with_glue(self, context, s3_client, raw_uri: S3Uri, seed, ratios, glue_client, logs_client):
+    def _prepare_with_glue(
+        self, context, s3_client, raw_uri: S3Uri, seed, ratios, glue_client, logs_client, input_format: str = "csv",
+        input_records: int | None = None,
+    ):
         glue_client = glue_client or boto3.client("glue")
         logs_client = logs_client or boto3.client("logs")
         run_id = validate_key_part(context.run_id, "run id")
@@ -234,7 +281,7 @@ class DataPrepEngine(ConfigurableResource):
             context_injector=SseS3ContextInjector(bucket=self.bucket, client=s3_client, key_prefix=f"pipes/{run_id}/"),
             message_reader=PipesCloudWatchMessageReader(client=logs_client),
         )
-        arguments = prep_engines.glue_job_arguments(str(raw_uri), output_uri, seed, ratios)
+        arguments = prep_engines.glue_job_arguments(str(raw_uri), output_uri, seed, ratios, input_format=input_format)
         invocation = pipes.run(context=context, start_job_run_params={"JobName": self.glue_job_name, "Arguments": arguments})
         summaries = [
             m["summary"] for m in invocation.get_custom_messages() if isinstance(m, dict) and m.get("kind") == GLUE_SUMMARY_MESSAGE
@@ -252,7 +299,10 @@ class DataPrepEngine(ConfigurableResource):
             # Counts travel over CloudWatch; without them the parquet is still read and checked
             # downstream by the split asset checks.
             context.log.warning("the Glue job reported no split summary over Pipes; counts not cross-checked")
-        metadata["input_records"] = (
-            summaries[-1]["recordCount"] if summaries else prep_engines.count_csv_records(get_bytes(s3_client, raw_uri))
-        )
+        if summaries:
+            metadata["input_records"] = summaries[-1]["recordCount"]
+        else:
+            metadata["input_records"] = (
+                input_records if input_records is not None else prep_engines.count_csv_records(get_bytes(s3_client, raw_uri))
+            )
         return frames, metadata

@@ -4,8 +4,12 @@
 import datetime as dt
 import time
 
+from typing import Optional
+
+import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    AssetIn,
     AssetOut,
     AssetSpec,
     Config,
@@ -41,6 +45,7 @@ from fraud_assets.lib.config import (
     TRANSACTION_ID,
 )
 from fraud_assets.lib.training import endpoint as endpoint_lib
+from fraud_assets.lib.training.extraction import empty_daily_rows, list_label_dates, load_labelled_day, split_labelled_dates
 from fraud_assets.lib.training.features import (
     engineered_feature_names,
     has_customer_fields,
@@ -73,6 +78,84 @@ raw_transactions = AssetSpec(
 )
 
 
+class TrainingDataConfig(Config):
+    history_days: int = Field(default=180, description="Labelled daily transactions of this many days (the seeds' 6 months) join the raw history.")
+    recent_window_days: int = Field(
+        default=7, description="The most recent labelled days held out of training: the out-of-time window evaluation compares models on."
+    )
+    legit_sample_cap: Optional[int] = Field(
+        default=None, description="Keep about this many legitimate rows (every fraud is kept); none: no sampling."
+    )
+    seed: int = Field(default=42, description="Seed of the id hash that samples legitimate rows.")
+
+
+@multi_asset(
+    name="data_extraction",
+    group_name=TRAINING,
+    deps=[raw_transactions, "fraud_labels", "daily_batches"],
+    outs={
+        "training_dataset": AssetOut(
+            description="The seeds' Data Extraction stage: the raw history (raw/creditcard.csv) plus the labelled daily "
+            "transactions of the last N days (daily-batches/{date}.json joined with labels/{date}.json; unlabelled rows left "
+            "out), deduplicated by transactionId, each row's provenance in `source` (raw / daily:<date>), legitimate rows "
+            "optionally sampled (the rate is in the summary). The most recent labelled days are not in it.",
+            kinds={"parquet", "s3", "pandas"}, owners=OWNERS, group_name=TRAINING,
+        ),
+        "recent_labelled_window": AssetOut(
+            description="The most recent labelled days (default 7), held out of training: the out-of-time window on which "
+            "evaluation_metrics compares the challenger with the model in production.",
+            kinds={"parquet", "s3"}, owners=OWNERS, group_name=TRAINING,
+        ),
+    },
+)
+def data_extraction(
+    context: AssetExecutionContext, config: TrainingDataConfig, s3: S3Resource, platform: FraudPlatform, data_prep_engine: DataPrepEngine
+):
+    client = s3_client(s3)
+    raw_uri = str(S3Uri(platform.data_bucket, RAW_DATA_KEY))
+    window = split_labelled_dates(list_label_dates(client, platform.data_bucket), config.history_days, config.recent_window_days)
+    days, parts = [], {}
+    for date in [*window.training_dates, *window.recent_dates]:
+        rows, counts = load_labelled_day(client, platform.data_bucket, date)
+        parts[date] = rows
+        days.append(counts)
+    training_days = [parts[d] for d in window.training_dates if len(parts[d])]
+    recent_days = [parts[d] for d in window.recent_dates if len(parts[d])]
+    daily = pd.concat(training_days, ignore_index=True) if training_days else empty_daily_rows()
+    recent = pd.concat(recent_days, ignore_index=True) if recent_days else empty_daily_rows()
+    frame, summary, engine_metadata = data_prep_engine.extract(client, raw_uri, daily, config.seed, config.legit_sample_cap)
+    # A transaction already in the training data (the raw history, a training day) is not evidence of the
+    # recent window's performance: an id lands in one place only.
+    recent = recent[~recent[TRANSACTION_ID].isin(frame[TRANSACTION_ID])].reset_index(drop=True)
+    recent_dates = [d for d in window.recent_dates if len(parts[d])]
+    summary.update({
+        "input": raw_uri, "historyDays": config.history_days, "trainingDates": window.training_dates,
+        "labelledDatesOutsideHistory": window.outside_history, "days": days,
+        "recentWindow": {"dates": recent_dates, "rows": len(recent), "fraud": int(recent[LABEL_COLUMN].sum())},
+    })
+    sampling = summary["sampling"]
+    yield Output(
+        StageResult(summary=summary, tables={"dataset": frame}),
+        output_name="training_dataset",
+        metadata={
+            "rows": len(frame), "rows_from_raw": summary["rowsFromRaw"], "rows_from_daily": summary["rowsFromDaily"],
+            "fraud_count": summary["fraudCount"], "duplicates_dropped": summary["duplicatesDropped"],
+            "labelled_days": len(window.training_dates), "legit_sampling_rate": sampling["legitimateRate"],
+            "days": MetadataValue.md(markdown_table(
+                ["date", "labelled rows", "fraud", "note"],
+                [(d["date"], d["rows"], d.get("fraud", 0), ("recent window" if d["date"] in window.recent_dates else d.get("skipped", "")))
+                 for d in days],
+            ) if days else "no labelled days yet"),
+            **engine_metadata,
+        },
+    )
+    yield Output(
+        StageResult(summary={"dates": recent_dates, "rows": len(recent), "fraud": int(recent[LABEL_COLUMN].sum())}, tables={"window": recent}),
+        output_name="recent_labelled_window",
+        metadata={"rows": len(recent), "fraud_count": int(recent[LABEL_COLUMN].sum()), "dates": MetadataValue.json(recent_dates)},
+    )
+
+
 class DataPrepConfig(Config):
     seed: int = Field(default=42, description="Seed of the row-key hash that assigns splits.")
     train_ratio: float = 0.70
@@ -83,10 +166,10 @@ class DataPrepConfig(Config):
 @multi_asset(
     name="prepared_splits",
     group_name=TRAINING,
-    deps=[raw_transactions],
+    ins={"training_dataset": AssetIn()},
     outs={
         f"{split}_split": AssetOut(
-            description=f"The {split} split of the raw transactions ({ratio:.0%} by a deterministic hash of the "
+            description=f"The {split} split of the training data set ({ratio:.0%} by a deterministic hash of the "
             "transactionId), parquet, with a stable transactionId per row.",
             kinds={"parquet", "s3", "pandas"},
             owners=OWNERS,
@@ -97,19 +180,21 @@ class DataPrepConfig(Config):
     check_specs=split_check_specs,
 )
 def prepared_splits(
-    context: AssetExecutionContext, config: DataPrepConfig, s3: S3Resource, platform: FraudPlatform, data_prep_engine: DataPrepEngine,
-    quality_gates: QualityGates,
+    context: AssetExecutionContext, config: DataPrepConfig, training_dataset: StageResult, s3: S3Resource,
+    data_prep_engine: DataPrepEngine, quality_gates: QualityGates,
 ):
-    """The seeds' DataPrep stage: validate the record count and schema, split 70/15/15, write parquet."""
-    raw_uri = str(S3Uri(platform.data_bucket, RAW_DATA_KEY))
+    """The seeds' DataPrep stage: split the training data set 70/15/15 by its ids, write parquet."""
+    dataset_uri = training_dataset.uris["dataset"]
     ratios = (config.train_ratio, config.validation_ratio, config.test_ratio)
     started = time.perf_counter()
-    prepared = data_prep_engine.prepare_detailed(context, s3_client(s3), raw_uri, config.seed, ratios)
+    prepared = data_prep_engine.split_dataset(context, s3_client(s3), training_dataset.tables["dataset"], dataset_uri, config.seed, ratios)
     splits = prepared.frames
     # The input's own record count, not the splits' sum: the counts_add_up gate compares the two.
     received = int(prepared.metadata["input_records"])
     summary = split_summary(received, splits)
-    summary.update({"input": raw_uri, "seed": config.seed, "ratios": ratios, "engine": data_prep_engine.engine})
+    sampling_rate = training_dataset.summary["sampling"]["legitimateRate"]
+    summary.update({"input": dataset_uri, "seed": config.seed, "ratios": ratios, "engine": data_prep_engine.engine,
+                    "legitimateSamplingRate": sampling_rate})
     elapsed = time.perf_counter() - started
     engine_metadata = {k: v for k, v in prepared.metadata.items() if k != "input_records"}
     for name in SPLITS:
@@ -125,6 +210,7 @@ def prepared_splits(
                 "fraction": stats["fraction"],
                 "record_count": received,
                 "prep_seconds": elapsed,
+                "legit_sampling_rate": sampling_rate,
                 **engine_metadata,
             },
         )
@@ -233,15 +319,26 @@ def fraud_model(context: AssetExecutionContext, engineered_features: StageResult
     return StageResult(summary=summary, files={"model.tar.gz": package_model(trained.booster, metadata)})
 
 
-def _production_metrics(s3, platform: FraudPlatform, test_frame) -> tuple[dict | None, str | None]:
-    """Metrics of the model the endpoint serves now, on the same test split (champion/challenger)."""
+def _production_model(s3, platform: FraudPlatform):
+    """The model the endpoint serves now (booster, metadata, version), or None before the first deployment."""
     current = endpoint_lib.current_endpoint(s3, platform.names)
     if current is None:
-        return None, None
+        return None
     booster, meta = load_model_package(get_bytes(s3, current["model_uri"]))
     meta.setdefault("feature_names", current.get("feature_names"))
-    scores = predict(booster, model_inputs(test_frame, meta), meta["feature_names"])
-    return evaluate_scores(test_frame[LABEL_COLUMN].to_numpy(), scores), current["model_version"]
+    return booster, meta, current["model_version"]
+
+
+def _evaluate(booster, meta, frame) -> dict:
+    return evaluate_scores(frame[LABEL_COLUMN].to_numpy(), predict(booster, model_inputs(frame, meta), meta["feature_names"]))
+
+
+# What the side-by-side shows of each model, by the names the run summary uses.
+_SIDE_BY_SIDE = {"recall_at_0_8": "high_risk_recall", "precision_at_0_8": "high_risk_precision", "pr_auc": "pr_auc", "roc_auc": "roc_auc"}
+
+
+def _side(metrics: dict | None) -> dict:
+    return {name: (metrics[key] if metrics else None) for name, key in _SIDE_BY_SIDE.items()}
 
 
 @asset(
@@ -249,23 +346,42 @@ def _production_metrics(s3, platform: FraudPlatform, test_frame) -> tuple[dict |
     kinds={"scikitlearn", "s3"},
     owners=OWNERS,
     description="The model scored on the test split: accuracy, precision, recall, F1, ROC-AUC, PR-AUC, confusion "
-    "matrix, the high-risk bucket (score >= 0.8), and a comparison with the model in production.",
+    "matrix, the high-risk bucket (score >= 0.8); and the challenger against the model in production (champion) on "
+    "the recent labelled window and the test split. The no-regression gate compares them on the recent window when "
+    "it holds both classes, else on the test split.",
     check_specs=model_gate_specs,
 )
 def evaluation_metrics(
-    context: AssetExecutionContext, fraud_model: StageResult, test_split: StageResult, s3: S3Resource,
-    platform: FraudPlatform, quality_gates: QualityGates,
+    context: AssetExecutionContext, fraud_model: StageResult, test_split: StageResult, recent_labelled_window: StageResult,
+    s3: S3Resource, platform: FraudPlatform, quality_gates: QualityGates,
 ):
     booster, meta = load_model_package(fraud_model.files["model.tar.gz"])
     test = test_split.table
-    metrics = evaluate_scores(test[LABEL_COLUMN].to_numpy(), predict(booster, model_inputs(test, meta), meta["feature_names"]))
-    champion, champion_version = _production_metrics(s3_client(s3), platform, test)
-    comparison = compare_with_production(metrics, champion, quality_gates.regression_tolerance)
-    comparison["production_model_version"] = champion_version
+    metrics = _evaluate(booster, meta, test)
+    production = _production_model(s3_client(s3), platform)
+    champion_version = production[2] if production else None
+    champion = _evaluate(*production[:2], test) if production else None
+    window = recent_labelled_window.table
+    window_dates = recent_labelled_window.summary.get("dates", [])
+    recent_challenger = _evaluate(booster, meta, window) if len(window) else None
+    recent_champion = _evaluate(*production[:2], window) if production and len(window) else None
+    # Fraud moves: where both classes are in the recent window, that is where a challenger must not lose.
+    on_recent = recent_challenger is not None and 0 < recent_challenger["positives"] < len(window)
+    if on_recent:
+        comparison = compare_with_production(recent_challenger, recent_champion, quality_gates.regression_tolerance)
+        basis = f"on the recent window ({', '.join(window_dates)}; {len(window)} rows)"
+    else:
+        comparison = compare_with_production(metrics, champion, quality_gates.regression_tolerance)
+        why = "has no rows" if not len(window) else "holds one class only"
+        basis = f"on the test split (the recent labelled window {why})"
+    comparison.update({"production_model_version": champion_version, "basis": "recent_window" if on_recent else "test_split",
+                       "reason": f"{comparison['reason']} {basis}"})
     gates = model_gates(
         metrics, comparison, accuracy_floor=quality_gates.accuracy_floor, pr_auc_floor=quality_gates.pr_auc_floor,
         high_risk_precision_floor=quality_gates.high_risk_precision_floor,
     )
+    sides = {"challenger_test": _side(metrics), "champion_test": _side(champion),
+             "challenger_recent": _side(recent_challenger), "champion_recent": _side(recent_champion)}
     cm = metrics["confusion_matrix"]
     context.add_output_metadata(output_name="result", metadata=
         {
@@ -273,6 +389,15 @@ def evaluation_metrics(
             "test_samples": metrics["test_samples"],
             "model_version": meta["model_version"],
             "production_model_version": champion_version or "none",
+            "recent_window_rows": len(window),
+            "recent_window_fraud": int(window[LABEL_COLUMN].sum()) if len(window) else 0,
+            **{f"{side}_{name}": (value if value is not None else float("nan"))
+               for side, values in sides.items() if side.endswith("recent") for name, value in values.items()},
+            "champion_vs_challenger": MetadataValue.md(markdown_table(
+                ["metric", "challenger (recent window)", "champion (recent window)", "challenger (test split)", "champion (test split)"],
+                [(name, *(_format(sides[s][name]) for s in ("challenger_recent", "champion_recent", "challenger_test", "champion_test")))
+                 for name in _SIDE_BY_SIDE],
+            )),
             "confusion_matrix": MetadataValue.md(
                 markdown_table(["", "predicted legit", "predicted fraud"], [("legit", cm["tn"], cm["fp"]), ("fraud", cm["fn"], cm["tp"])])
             ),
@@ -286,10 +411,16 @@ def evaluation_metrics(
         "true_positives": cm["tp"],
         "false_positives": cm["fp"],
         "comparison": comparison,
+        "recent_window": {"dates": window_dates, "rows": len(window),
+                          "challenger": sides["challenger_recent"], "champion": sides["champion_recent"]},
         "deploy_recommended": all(g.passed for g in gates),
     }
     yield Output(StageResult(summary=summary))
     yield from selected_checks(context, (gate_result("evaluation_metrics", gate) for gate in gates))
+
+
+def _format(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:.4f}"
 
 
 @asset(

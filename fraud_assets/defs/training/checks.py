@@ -27,7 +27,8 @@ _MODEL_GATES = {
     "accuracy_gate": "accuracy >= the floor (the seeds' 0.90).",
     "pr_auc_gate": "PR-AUC on the test split >= the floor: accuracy alone says little at 0.17% fraud.",
     "high_risk_precision_gate": "Precision of the score >= 0.8 bucket (what becomes an alert) >= the floor.",
-    "no_regression_gate": "PR-AUC not below the production model's by more than the tolerance (champion/challenger).",
+    "no_regression_gate": "PR-AUC not below the production model's by more than the tolerance (champion/challenger), "
+    "compared on the recent labelled window when it holds both classes, else on the test split.",
 }
 
 model_gate_specs = [AssetCheckSpec(name, asset="evaluation_metrics", description=text, blocking=True) for name, text in _MODEL_GATES.items()]

@@ -123,6 +123,71 @@ def prepare_with_spark(
         return {name: read_split_parquet_dir(Path(script.split_path(str(output_dir), name))) for name in SPLITS}
 
 
+def split_dataset_with_pandas(dataset: pd.DataFrame, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS) -> dict[str, pd.DataFrame]:
+    """Split a prepared data set (the training_dataset asset's rows, transactionId sorted) by the
+    hash of its own ids; the frames keep its order and drop its provenance column."""
+    from fraud_assets.lib.training.splits import assign_splits
+
+    ratios = tuple(ratios)
+    codes = assign_splits(dataset[TRANSACTION_ID].to_numpy(), seed, ratios)
+    frame = dataset.loc[:, [TRANSACTION_ID, *RAW_COLUMNS]]
+    return {name: frame[codes == i].reset_index(drop=True) for i, name in enumerate(SPLITS)}
+
+
+def split_dataset_with_spark(
+    spark, dataset: pd.DataFrame, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS, workdir: str | Path | None = None
+) -> dict[str, pd.DataFrame]:
+    """The Glue script's `split_dataset_spark` on a local Spark session, the data set staged as a
+    local parquet file."""
+    ratios = tuple(ratios)
+    validate_ratios(ratios)
+    script = load_glue_script(DATA_PREP_SCRIPT)
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fraud-data-prep-", dir=workdir) as tmp:
+        staged = Path(tmp) / "dataset.parquet"
+        pq.write_table(pa.Table.from_pandas(dataset, preserve_index=False), staged)
+        output_dir = Path(tmp) / "splits"
+        script.split_dataset_spark(spark, str(staged), str(output_dir), int(seed), ratios)
+        return {name: read_split_parquet_dir(Path(script.split_path(str(output_dir), name))) for name in SPLITS}
+
+
+def extract_with_spark(
+    spark, csv_bytes: bytes, source: str, daily: pd.DataFrame, seed: int, legit_cap: int | None = None,
+    workdir: str | Path | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The Glue script's `extract_training_dataset_spark` on a local Spark session: the CSV and the
+    labelled daily rows staged as local files, the data set read back sorted by transactionId."""
+    from fraud_assets.lib.training.extraction import DATASET_COLUMNS, extraction_summary, normalise
+    from fraud_assets.lib.training.raw_data import RawDataError
+
+    script = load_glue_script(DATA_PREP_SCRIPT)
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fraud-extract-", dir=workdir) as tmp:
+        input_path = Path(tmp) / (_SOURCE_NAME.sub("_", Path(str(source)).name)[:100] or "input.csv")
+        input_path.write_bytes(csv_bytes)
+        daily_path = None
+        if len(daily):
+            daily_path = Path(tmp) / "daily.parquet"
+            pq.write_table(pa.Table.from_pandas(daily.loc[:, list(DATASET_COLUMNS)], preserve_index=False), daily_path)
+        output_dir = Path(tmp) / "dataset"
+        try:
+            counts = script.extract_training_dataset_spark(
+                spark, str(input_path), None if daily_path is None else str(daily_path), str(output_dir), int(seed), legit_cap
+            )
+        except script.DataValidationError as err:
+            raise RawDataError(str(source), err.problem, row=err.row, column=err.column, value=err.value) from None
+        files = sorted(p for p in output_dir.glob("*.parquet") if not p.name.startswith(("_", ".")))
+        frame = pa.concat_tables([pq.read_table(p) for p in files]).to_pandas() if files else daily.iloc[0:0]
+    frame = normalise(frame.sort_values(TRANSACTION_ID, kind="stable"))
+    summary = extraction_summary(
+        frame, counts["rawRowsRead"], counts["dailyRowsRead"], counts["duplicatesDropped"], counts["legitimateRowsBefore"],
+        counts["legitimateRate"], legit_cap,
+    )
+    return frame, summary
+
+
 def read_split_parquet_dir(path: Path) -> pd.DataFrame:
     """A split written by Spark (a directory of part files; none for an empty split) as the pandas
     engine's frame."""
@@ -179,7 +244,8 @@ def engineer_with_spark(
 
 
 def glue_job_arguments(
-    input_uri: str, output_uri: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS, expected_records: int | None = None
+    input_uri: str, output_uri: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS, expected_records: int | None = None,
+    input_format: str = "csv",
 ) -> dict[str, str]:
     """StartJobRun `Arguments` for glue_scripts/fraud_data_prep.py. Both locations are validated
     s3:// URIs: they become paths that the job writes under."""
@@ -193,6 +259,10 @@ def glue_job_arguments(
     }
     if expected_records is not None:
         arguments["--expected-records"] = str(int(expected_records))
+    if input_format != "csv":  # the script's default; the CSV path's arguments stay as they were
+        if input_format != "parquet":
+            raise ValueError(f"input format must be csv or parquet, got {input_format!r}")
+        arguments["--input-format"] = input_format
     return arguments
 
 

@@ -1,0 +1,197 @@
+"""The seeds' Data Extraction stage: the training data set is the historical CSV plus the labelled
+daily transactions of the last N days, deduplicated by transactionId, with each row's provenance.
+
+- Raw rows keep the ids data prep has always given them (`txn-<position>`), daily rows keep their
+  own transactionId, so the split of a transaction never depends on what else is in the data set
+  (the split is a hash of the id) and no id can land in two splits.
+- Unlabelled daily rows are left out: a transaction without a confirmed outcome teaches nothing.
+- A transaction seen twice (raw first, then daily days in date order) is kept once, the first time.
+- Optional down-sampling of legitimate rows to about a cap keeps every fraud. It is a hash of the
+  id as well (`pmod(xxhash64("sample:<seed>:<id>"), 1e6) < rate * 1e6`, as Spark computes it), so
+  every engine keeps the same rows; the rate goes into the stage summary, since precision measured
+  on sampled data is higher than on the population.
+- The most recent labelled days are held out of training: the out-of-time window on which
+  evaluation compares the challenger with the model in production.
+
+The pandas engine is `extract_with_pandas`; the Spark twin is glue_scripts/fraud_data_prep.py's
+`extract_training_dataset_spark`. Both return rows sorted by transactionId (DATASET_COLUMNS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import xxhash
+
+from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
+from fraud_assets.lib.training.splits import XXHASH_SEED, transaction_ids
+
+SOURCE_COLUMN = "source"
+RAW_SOURCE = "raw"
+DAILY_SOURCE_PREFIX = "daily:"
+DATASET_COLUMNS: tuple[str, ...] = (TRANSACTION_ID, *RAW_COLUMNS, SOURCE_COLUMN)
+SAMPLE_BUCKETS = 1_000_000
+DEFAULT_HISTORY_DAYS = 180
+DEFAULT_RECENT_WINDOW_DAYS = 7
+
+
+def daily_source(date: str) -> str:
+    return f"{DAILY_SOURCE_PREFIX}{date}"
+
+
+def labelled_daily_rows(transactions: pd.DataFrame, labels: pd.DataFrame, date: str) -> pd.DataFrame:
+    """A day's accepted transactions joined with its accepted labels (inner: unlabelled rows are
+    left out), as DATASET_COLUMNS with Class from isFraud and source `daily:<date>`."""
+    joined = transactions.loc[:, [TRANSACTION_ID, *FEATURE_COLUMNS]].merge(
+        labels.loc[:, [TRANSACTION_ID, "isFraud"]], on=TRANSACTION_ID, how="inner", validate="one_to_one"
+    )
+    joined[LABEL_COLUMN] = joined.pop("isFraud").astype(np.int64)
+    joined[SOURCE_COLUMN] = daily_source(date)
+    return normalise(joined)
+
+
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """DATASET_COLUMNS with the engines' dtypes (str ids and sources, float64 features, int64 Class)."""
+    out = frame.loc[:, list(DATASET_COLUMNS)].copy()
+    out[TRANSACTION_ID] = out[TRANSACTION_ID].astype(str)
+    out[SOURCE_COLUMN] = out[SOURCE_COLUMN].astype(str)
+    out[list(FEATURE_COLUMNS)] = out[list(FEATURE_COLUMNS)].astype("float64")
+    out[LABEL_COLUMN] = out[LABEL_COLUMN].astype("int64")
+    return out.reset_index(drop=True)
+
+
+def empty_daily_rows() -> pd.DataFrame:
+    return normalise(pd.DataFrame({c: pd.Series(dtype="float64") for c in DATASET_COLUMNS}))
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledWindow:
+    """Which labelled days train and which are held out (both in date order)."""
+
+    training_dates: list[str]
+    recent_dates: list[str]
+    outside_history: list[str]
+
+
+def split_labelled_dates(labelled: Sequence[str], history_days: int, recent_days: int, as_of: str | None = None) -> LabelledWindow:
+    """The labelled days within `history_days` of `as_of` (default: the latest labelled day); the
+    last `recent_days` of them are the held-out recent window, the others train."""
+    if history_days < 1 or recent_days < 0:
+        raise ValueError(f"history_days must be >= 1 and recent_days >= 0, got {history_days} and {recent_days}")
+    dates = sorted(set(labelled))
+    if not dates:
+        return LabelledWindow([], [], [])
+    end = dt.date.fromisoformat(as_of or dates[-1])
+    start = end - dt.timedelta(days=history_days - 1)
+    inside = [d for d in dates if start <= dt.date.fromisoformat(d) <= end]
+    cut = len(inside) - recent_days if recent_days else len(inside)
+    return LabelledWindow(inside[: max(cut, 0)], inside[max(cut, 0) :], [d for d in dates if d not in inside])
+
+
+def sample_buckets(ids: Sequence[str], seed: int) -> np.ndarray:
+    """pmod(signed xxhash64("sample:<seed>:<id>", 42), 1e6) per id, as Spark computes it."""
+    prefix = f"sample:{int(seed)}:"
+    digest = xxhash.xxh64_intdigest
+    unsigned = np.fromiter((digest((prefix + i).encode(), XXHASH_SEED) for i in ids), dtype=np.uint64, count=len(ids))
+    return np.mod(unsigned.view(np.int64), SAMPLE_BUCKETS)
+
+
+def sampling_threshold(legit_rows: int, cap: int | None) -> tuple[float, int]:
+    """(rate, bucket threshold) that keeps about `cap` of `legit_rows` legitimate rows; everything
+    when there is no cap or the rows fit under it."""
+    if cap is None or legit_rows <= cap:
+        return 1.0, SAMPLE_BUCKETS
+    if cap < 1:
+        raise ValueError(f"legitimate-row cap must be >= 1, got {cap}")
+    rate = cap / legit_rows
+    return rate, round(rate * SAMPLE_BUCKETS)
+
+
+def combine(raw: pd.DataFrame, daily: pd.DataFrame, seed: int, legit_cap: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The data set from the validated raw frame (RAW_COLUMNS, file order) and labelled daily rows
+    (DATASET_COLUMNS): ids, provenance, dedupe (first occurrence: raw, then days in date order),
+    sampling, sorted by transactionId. Returns the frame and the extraction's counts."""
+    raw_part = raw.loc[:, list(RAW_COLUMNS)].copy()
+    raw_part.insert(0, TRANSACTION_ID, transaction_ids(len(raw)))
+    raw_part[SOURCE_COLUMN] = RAW_SOURCE
+    daily = daily.sort_values(SOURCE_COLUMN, kind="stable")
+    frame = pd.concat([raw_part, daily.loc[:, list(DATASET_COLUMNS)]], ignore_index=True)
+    duplicated = frame[TRANSACTION_ID].duplicated(keep="first").to_numpy()
+    frame = frame[~duplicated]
+    legit = frame[LABEL_COLUMN].to_numpy() == 0
+    rate, threshold = sampling_threshold(int(legit.sum()), legit_cap)
+    if threshold < SAMPLE_BUCKETS:
+        keep = ~legit
+        keep[legit] = sample_buckets(frame[TRANSACTION_ID].to_numpy()[legit].tolist(), seed) < threshold
+        frame = frame[keep]
+    frame = normalise(frame.sort_values(TRANSACTION_ID, kind="stable"))
+    return frame, extraction_summary(frame, len(raw), len(daily), int(duplicated.sum()), int(legit.sum()), rate, legit_cap)
+
+
+def extraction_summary(
+    frame: pd.DataFrame, raw_rows: int, daily_rows: int, duplicates: int, legit_before: int, rate: float, cap: int | None
+) -> dict[str, Any]:
+    sources = frame[SOURCE_COLUMN]
+    fraud = int(frame[LABEL_COLUMN].sum())
+    return {
+        "recordCount": len(frame),
+        "fraudCount": fraud,
+        "fraudRate": fraud / len(frame) if len(frame) else 0.0,
+        "rawRowsRead": raw_rows,
+        "dailyRowsRead": daily_rows,
+        "duplicatesDropped": duplicates,
+        "rowsFromRaw": int((sources == RAW_SOURCE).sum()),
+        "rowsFromDaily": int((sources != RAW_SOURCE).sum()),
+        "rowsBySource": {k: int(v) for k, v in sources.value_counts().sort_index().items()},
+        "sampling": {"legitimateCap": cap, "legitimateRowsBefore": legit_before,
+                     "legitimateRowsKept": int((frame[LABEL_COLUMN] == 0).sum()), "legitimateRate": rate},
+    }
+
+
+def extract_with_pandas(
+    csv_bytes: bytes, source: str, daily: pd.DataFrame, seed: int, legit_cap: int | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from fraud_assets.lib.training.raw_data import read_raw_csv
+
+    return combine(read_raw_csv(csv_bytes, source), daily, seed, legit_cap)
+
+
+def list_label_dates(s3, bucket: str) -> list[str]:
+    """The dates that have a label file (`labels/YYYY-MM-DD.json`), in order."""
+    from fraud_assets.lib.config import LABELS_PREFIX, label_file_key
+
+    dates = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{LABELS_PREFIX}/"):
+        for obj in page.get("Contents", []):
+            date = obj["Key"][len(LABELS_PREFIX) + 1 :].removesuffix(".json")
+            try:
+                if label_file_key(date) == obj["Key"]:
+                    dates.append(date)
+            except ValueError:
+                continue  # not a day's label file (a stray object under the prefix)
+    return sorted(dates)
+
+
+def load_labelled_day(s3, bucket: str, date: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A day's batch joined with its labels, parsed with the inference side's own parsers (bad rows
+    and bad labels quarantined there, counted here). No batch: no rows, and the reason."""
+    from fraud_assets.lib.aws.storage import S3Uri, get_bytes, object_exists
+    from fraud_assets.lib.config import daily_batch_key, label_file_key
+    from fraud_assets.lib.inference.daily import parse_daily_batch
+    from fraud_assets.lib.inference.labels import parse_label_file
+
+    batch_key = daily_batch_key(date)
+    if not object_exists(s3, bucket, batch_key):
+        return empty_daily_rows(), {"date": date, "rows": 0, "skipped": f"no daily batch at s3://{bucket}/{batch_key}"}
+    batch_uri, labels_uri = str(S3Uri(bucket, batch_key)), str(S3Uri(bucket, label_file_key(date)))
+    batch = parse_daily_batch(get_bytes(s3, batch_uri), batch_uri)
+    labels = parse_label_file(get_bytes(s3, labels_uri), labels_uri, known_ids=set(batch.accepted[TRANSACTION_ID].tolist()))
+    rows = labelled_daily_rows(batch.accepted, labels.accepted, date)
+    return rows, {
+        "date": date, "rows": len(rows), "fraud": int(rows[LABEL_COLUMN].sum()), "transactions": len(batch.accepted),
+        "labels_received": labels.received, "labels_quarantined": len(labels.quarantined),
+    }
