@@ -2,6 +2,7 @@
 per scored transaction, SNS holds ceil(high-risk / 100) alert messages per day, a second
 materialisation changes neither, a drifted day raises drift and the sensor asks for one retraining."""
 
+import datetime as dt
 import json
 import math
 
@@ -77,6 +78,22 @@ def test_a_week_of_partitions_is_exact_idempotent_and_drift_triggers_retraining(
 
     drifted = [d for d, day in days.items() if day["drift_metrics"]["drift_detected"]]
     assert drifted == [DRIFT_DATE]
+
+    # CloudWatch FraudDetection: what the days published, read back from the stack.
+    cloudwatch = boto3.client("cloudwatch")
+    published = {m["MetricName"] for m in cloudwatch.get_paginator("list_metrics").paginate(Namespace="FraudDetection")
+                 .build_full_result()["Metrics"]}
+    assert {"TransactionsReceived", "TransactionsScored", "TransactionsQuarantined", "HighRiskCount", "HighRiskRate",
+            "AverageScore", "AlertsSent", "ScoringDuration", "AvgScoreDrift", "DriftDetected", "EvaluationPrAuc"} <= published
+    now = dt.datetime.now(dt.timezone.utc)
+    # By model version too: moto matches a query's dimensions as a subset (AWS matches them exactly),
+    # so the endpoint alone would add up both dimension sets.
+    received = cloudwatch.get_metric_statistics(
+        Namespace="FraudDetection", MetricName="TransactionsReceived", Statistics=["Sum"], Period=3600,
+        Dimensions=[{"Name": "EndpointName", "Value": NAMES.endpoint_name},
+                    {"Name": "ModelVersion", "Value": days[DATES[0]]["daily_scores"]["model_version"]}],
+        StartTime=now - dt.timedelta(hours=1), EndTime=now + dt.timedelta(hours=1))["Datapoints"]
+    assert sum(p["Sum"] for p in received) == PER_DAY * len(DATES)
     monitoring = drain(monitoring_queue)
     assert len(monitoring) == 1 and monitoring[0]["batchDate"] == DRIFT_DATE
 

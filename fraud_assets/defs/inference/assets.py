@@ -2,6 +2,7 @@
 
 
 import datetime as dt
+import time
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from fraud_assets.defs.common import (
 )
 from fraud_assets.defs.inference import checks
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, s3_client
+from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import (
     S3Uri,
     StageResult,
@@ -104,7 +106,9 @@ def daily_scores(
     _, model_meta = load_model_package(get_bytes(client, current["model_uri"]))
     model_meta.setdefault("feature_names", current["feature_names"])
     features = model_inputs(transactions, model_meta)
+    started = time.perf_counter()
     scores = scoring.score_through_endpoint(aws.client("sagemaker-runtime"), current["endpoint_name"], features)
+    scoring_seconds = time.perf_counter() - started
     scored = pd.DataFrame(
         {
             TRANSACTION_ID: transactions[TRANSACTION_ID].to_numpy(),
@@ -117,8 +121,20 @@ def daily_scores(
         }
     )
     summary = scoring.score_summary(scores)
+    publish_metrics(
+        aws.client("cloudwatch"),
+        {"TransactionsReceived": daily_transactions.summary["received"],
+         "TransactionsQuarantined": daily_transactions.summary["quarantined"],
+         "TransactionsScored": len(scored), "HighRiskCount": summary["highRiskCount"],
+         "HighRiskRate": summary["highRiskCount"] / len(scored) if len(scored) else None,
+         "AverageScore": summary["averageScore"], "ScoringDuration": scoring_seconds},
+        model_dimensions(current["endpoint_name"], current["model_version"]),
+        units={"TransactionsReceived": "Count", "TransactionsQuarantined": "Count", "TransactionsScored": "Count",
+               "HighRiskCount": "Count", "ScoringDuration": "Seconds"},
+    )
     context.add_output_metadata(output_name="result", metadata=
         {
+            "scoring_seconds": scoring_seconds,
             "scored": len(scored),
             "high_risk": summary["highRiskCount"],
             "medium_risk": summary["mediumRiskCount"],
@@ -183,6 +199,14 @@ def fraud_alerts(
         sns, s3_client(s3), topic_arn=_topic_arn(sns, platform.alerts_topic), ledger_bucket=platform.workflow_bucket,
         ledger_prefix=f"alert-ledger/{date}", messages=messages, resend=config.resend,
     )
+    sent = set(published.sent)
+    publish_metrics(
+        aws.client("cloudwatch"),
+        # This run's sends: a re-run that finds every message in the ledger sends, and counts, none.
+        {"AlertsSent": sum(m["alertCount"] for m in messages if m["messageKey"] in sent), "AlertMessagesSent": len(sent)},
+        model_dimensions(daily_scores.summary["endpointName"], daily_scores.summary["modelVersion"]),
+        units={"AlertsSent": "Count", "AlertMessagesSent": "Count"},
+    )
     context.add_output_metadata(
         {
             "high_risk": len(alerts),
@@ -240,6 +264,12 @@ def drift_metrics(
     record = {**current, **drift, "scorePsi": score_psi, "featurePsi": feature_psi,
               "maxFeaturePsi": max(feature_psi.values()) if feature_psi else None, "modelVersion": daily_scores.summary["modelVersion"]}
     put_json(client, platform.metrics_bucket, f"metrics/{date}.json", record)
+    publish_metrics(
+        aws.client("cloudwatch"),
+        {"AvgScoreDrift": drift.get("avgScoreDrift"), "HighRiskDrift": drift.get("highRiskDrift"), "ScorePsi": score_psi,
+         "MaxFeaturePsi": record["maxFeaturePsi"], "DriftDetected": bool(drift["driftDetected"])},
+        model_dimensions(daily_scores.summary["endpointName"], daily_scores.summary["modelVersion"]),
+    )
     if drift["driftDetected"]:
         sns = aws.client("sns")
         alerts_lib.publish_alerts(

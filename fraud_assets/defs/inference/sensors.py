@@ -22,6 +22,7 @@ from dagster._core.event_api import AssetRecordsFilter
 from dagster_aws.s3 import S3Resource
 
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, RetrainingPolicy, s3_client
+from fraud_assets.lib.aws.cloudwatch import publish_metrics
 from fraud_assets.lib.config import LABELS_PREFIX
 
 
@@ -89,6 +90,8 @@ def pipeline_failure_sensor(context: RunFailureSensorContext, aws: AwsClients, p
     sns = aws.client("sns")
     topic = sns.create_topic(Name=platform.failures_topic)["TopicArn"]
     sns.publish(TopicArn=topic, Subject=f"fraud_assets run failed: {message['job']}"[:100], Message=json.dumps(message, default=str))
+    # No dimensions: the template's pipeline-failures alarm counts every failed run.
+    publish_metrics(aws.client("cloudwatch"), {"PipelineFailures": 1}, {}, units={"PipelineFailures": "Count"})
 
 
 _LABEL_FILE = re.compile(rf"^{LABELS_PREFIX}/(\d{{4}}-\d{{2}}-\d{{2}})\.json$")

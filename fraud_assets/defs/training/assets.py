@@ -37,6 +37,7 @@ from fraud_assets.defs.training.checks import (
     model_gate_specs,
     split_check_specs,
 )
+from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import SSE, S3Uri, StageResult, get_bytes
 from fraud_assets.lib.config import (
     FEATURE_COLUMNS,
@@ -341,6 +342,13 @@ def _side(metrics: dict | None) -> dict:
     return {name: (metrics[key] if metrics else None) for name, key in _SIDE_BY_SIDE.items()}
 
 
+_EVALUATION_METRIC_NAMES = {
+    "accuracy": "EvaluationAccuracy", "precision": "EvaluationPrecision", "recall": "EvaluationRecall",
+    "f1": "EvaluationF1", "roc_auc": "EvaluationRocAuc", "pr_auc": "EvaluationPrAuc",
+    "high_risk_precision": "EvaluationHighRiskPrecision", "high_risk_recall": "EvaluationHighRiskRecall",
+}
+
+
 @asset(
     group_name=TRAINING,
     kinds={"scikitlearn", "s3"},
@@ -353,7 +361,7 @@ def _side(metrics: dict | None) -> dict:
 )
 def evaluation_metrics(
     context: AssetExecutionContext, fraud_model: StageResult, test_split: StageResult, recent_labelled_window: StageResult,
-    s3: S3Resource, platform: FraudPlatform, quality_gates: QualityGates,
+    s3: S3Resource, platform: FraudPlatform, quality_gates: QualityGates, aws: AwsClients,
 ):
     booster, meta = load_model_package(fraud_model.files["model.tar.gz"])
     test = test_split.table
@@ -383,6 +391,12 @@ def evaluation_metrics(
     sides = {"challenger_test": _side(metrics), "champion_test": _side(champion),
              "challenger_recent": _side(recent_challenger), "champion_recent": _side(recent_champion)}
     cm = metrics["confusion_matrix"]
+    # Under the endpoint the candidate is meant for, and its own version (deployed or not).
+    publish_metrics(
+        aws.client("cloudwatch"),
+        {_EVALUATION_METRIC_NAMES[m]: metrics[m] for m in (*HEADLINE_METRICS, "high_risk_precision", "high_risk_recall")},
+        model_dimensions(platform.endpoint_name, meta["model_version"]),
+    )
     context.add_output_metadata(output_name="result", metadata=
         {
             **{m: metrics[m] for m in (*HEADLINE_METRICS, "high_risk_precision", "high_risk_recall")},
