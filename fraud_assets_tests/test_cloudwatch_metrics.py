@@ -8,7 +8,7 @@ import math
 
 import boto3
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.lib.aws.cloudwatch import MAX_DATA_PER_CALL, NAMESPACE, metric_data, model_dimensions, publish_metrics
@@ -16,7 +16,8 @@ from fraud_assets.lib.aws.cloudwatch import MAX_DATA_PER_CALL, NAMESPACE, metric
 DIMS = {"EndpointName": "fraud-detection-prod", "ModelVersion": "20260301-000000-abcd1234"}
 
 
-@given(st.dictionaries(st.from_regex(r"[A-Z][A-Za-z]{0,20}", fullmatch=True),
+@settings(deadline=None)
+@given(st.dictionaries(st.sampled_from([f"Metric{c}{i}" for c in "ABC" for i in range(12)]),
                        st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True)),
                        max_size=30))
 def test_every_finite_value_goes_out_under_both_dimension_sets(metrics):
