@@ -34,7 +34,7 @@ def test_a_day_without_labels_has_counts_and_nulls_not_zeros():
         "date": "2026-03-01", "model_version": "v1", "labelled": 0, "label_coverage": 0.0, "fraud": 0,
         "precision_at_0_8": None, "recall_at_0_8": None, "false_positive_rate_at_0_8": None,
         "precision_at_0_5": None, "recall_at_0_5": None, "false_positive_rate_at_0_5": None,
-        "alert_precision": 0.0, "alerted": 1, "missed_fraud": 0, "missed_fraud_amount": 0.0,
+        "alert_precision": None, "alerted": 1, "missed_fraud": 0, "missed_fraud_amount": 0.0,
         "roc_auc": None, "pr_auc": None, "accuracy": None, "labels_source": None, "computed_at": None,
     }
 
@@ -77,7 +77,9 @@ def test_counts_reconcile_on_any_day(rows):
     caught = sum(1 for s, f in labelled if f and s >= 0.8)
     assert record["missed_fraud"] + caught == record["fraud"]
     assert record["alerted"] == sum(s >= 0.8 for s, _ in rows)
-    if record["alerted"]:
+    if record["alerted"] and record["labelled"]:
         assert record["alert_precision"] == caught / record["alerted"] <= alert_precision_best_case(joined)
+    else:
+        assert record["alert_precision"] is None
     for key in ("precision_at_0_8", "recall_at_0_8", "false_positive_rate_at_0_5", "accuracy", "roc_auc", "pr_auc"):
         assert record[key] is None or 0.0 <= record[key] <= 1.0

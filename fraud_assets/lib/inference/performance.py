@@ -12,9 +12,9 @@ Definitions (`performance/{date}.json`, snake_case, null where a figure is undef
 - precision/recall/false_positive_rate at 0.8 and 0.5: over the labelled transactions, "positive"
   meaning fraudScore >= the threshold (the high-risk and medium-risk bars).
 - alerted: transactions with fraudScore >= 0.8, the ones fraud_alerts sent, labelled or not;
-  alert_precision: the share of them confirmed as fraud. An alert without a label (yet) is not
-  confirmed, so alert precision grows as labels arrive; precision_at_0_8 is the same question
-  asked of the labelled alerts only.
+  alert_precision: the share of them confirmed as fraud (null while the day has no labels at all).
+  An alert without a label (yet) is not confirmed, so alert precision grows as labels arrive;
+  precision_at_0_8 is the same question asked of the labelled alerts only.
 - missed_fraud / missed_fraud_amount: confirmed fraud below 0.8 (never alerted), count and amount.
 - roc_auc / pr_auc (average precision): only when the labels hold both classes.
 - accuracy: at 0.5, the training evaluation's decision threshold (the seeds' alarm is < 0.85).
@@ -103,7 +103,8 @@ def realised_performance(joined: pd.DataFrame, date: str, labels_source: dict | 
     both_classes = 0 < fraud < labelled
     tn, fp, fn, tp = _confusion(skm, y, s, DECISION_THRESHOLD)
     record.update(
-        alert_precision=_ratio(int((alerted & truth & is_labelled).sum()), int(alerted.sum())),
+        # Before any label has come back, "none of the alerts confirmed" would be a verdict nobody gave.
+        alert_precision=_ratio(int((alerted & truth & is_labelled).sum()), int(alerted.sum())) if labelled else None,
         alerted=int(alerted.sum()),
         missed_fraud=int(missed.sum()),
         missed_fraud_amount=float(joined["amount"].to_numpy(dtype=np.float64)[missed].sum()),
