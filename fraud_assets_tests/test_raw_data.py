@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,18 +34,30 @@ def with_cell(lines: list[str], row: int, column: str, value: str) -> bytes:
 
 
 def raises(data: bytes) -> RawDataError:
+    """The error for `data`, which must be the same read from bytes and from a local file."""
     with pytest.raises(RawDataError) as caught:
         read_raw_csv(data, SOURCE)
     assert str(caught.value).startswith(f"{SOURCE}: ")
     assert caught.value.source == SOURCE
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "raw.csv"
+        path.write_bytes(data)
+        with pytest.raises(RawDataError) as from_file:
+            read_raw_csv(path, SOURCE)
+    assert str(from_file.value) == str(caught.value)
     return caught.value
 
 
-def test_good_file_round_trips():
+def test_good_file_round_trips(tmp_path):
     df = generate_transactions(5_000, seed=2)
     back = read_raw_csv(to_csv_bytes(df), SOURCE)
     pd.testing.assert_frame_equal(back, df)
     assert back.attrs["ignored_columns"] == []
+    (tmp_path / "raw.csv").write_bytes(b"\n" + to_csv_bytes(df))  # a blank first line, as bytes would have it
+    with pytest.raises(RawDataError, match="missing required columns"):
+        read_raw_csv(tmp_path / "raw.csv", SOURCE)
+    (tmp_path / "raw.csv").write_bytes(to_csv_bytes(df))
+    pd.testing.assert_frame_equal(read_raw_csv(tmp_path / "raw.csv", SOURCE), df)
 
 
 def test_the_kaggle_files_quoting_is_accepted():

@@ -111,3 +111,18 @@ def test_input_record_count_is_independent_of_the_parser(n, crlf, trailing_newli
         text = text.replace(b"\n", b"\r\n")
     text += b"\n" * blank_lines + (b"\n" if trailing_newline else b"")
     assert count_csv_records(text) == n
+
+
+def test_splits_hold_the_raw_rows_and_can_release_the_input_as_they_go():
+    raw = raw_frame(5_000, seed=3)
+    kept = prepare_splits(raw, 11)
+    assert raw.shape == (5_000, len(RAW_COLUMNS))  # untouched by default
+    owned = raw.copy()
+    consumed = prepare_splits(owned, 11, release_input=True)
+    assert owned.shape[1] == 0  # every column dropped once split
+    for name in SPLITS:
+        pd.testing.assert_frame_equal(consumed[name], kept[name])
+        assert list(kept[name].columns) == [TRANSACTION_ID, *RAW_COLUMNS]
+        positions = kept[name][TRANSACTION_ID].str.removeprefix("txn-").astype(int).to_numpy()
+        assert (np.diff(positions) > 0).all()  # file order
+        np.testing.assert_array_equal(kept[name][list(RAW_COLUMNS)].to_numpy(), raw.to_numpy()[positions])

@@ -8,6 +8,8 @@ import dataclasses
 import io
 import json
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -75,6 +77,15 @@ def put_bytes(s3, bucket: str, key: str, body: bytes, content_type: str = "appli
 def get_bytes(s3, uri: S3Uri | str) -> bytes:
     uri = S3Uri.parse(uri) if isinstance(uri, str) else uri
     return s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+
+
+def download_to_file(s3, uri: S3Uri | str, path: Path) -> Path:
+    """The object streamed into a local file, 8 MiB at a time (never whole in memory)."""
+    uri = S3Uri.parse(uri) if isinstance(uri, str) else uri
+    body = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"]
+    with open(path, "wb") as f:
+        shutil.copyfileobj(body, f, 8 * 1024 * 1024)
+    return path
 
 
 def put_json(s3, bucket: str, key: str, value: Any) -> S3Uri:

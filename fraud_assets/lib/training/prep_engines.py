@@ -81,13 +81,24 @@ def count_csv_records(csv_bytes: bytes) -> int:
 
 
 def prepare_with_pandas(
-    csv_bytes: bytes, source: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS
+    csv_bytes: bytes | Path, source: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS
 ) -> dict[str, pd.DataFrame]:
+    return split_with_pandas(csv_bytes, source, seed, ratios)[0]
+
+
+def split_with_pandas(
+    csv: bytes | Path, source: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS
+) -> tuple[dict[str, pd.DataFrame], int]:
+    """The splits and the number of records parsed from the file (what counts_add_up compares the
+    splits with). From a local file the peak is about the parsed table plus the splits' ids: the
+    text is never in memory and the raw frame is released column by column as it is split."""
     from fraud_assets.lib.training.raw_data import read_raw_csv
 
     ratios = tuple(ratios)
     validate_ratios(ratios)
-    return prepare_splits(read_raw_csv(csv_bytes, source), seed, ratios)
+    raw = read_raw_csv(csv, source)
+    records = len(raw)
+    return prepare_splits(raw, seed, ratios, release_input=True), records
 
 
 # --------------------------------------------------------------------------- Spark local mode
@@ -95,15 +106,27 @@ def prepare_with_pandas(
 
 def prepare_with_spark(
     spark,
-    csv_bytes: bytes,
+    csv_bytes: bytes | Path,
     source: str,
     seed: int,
     ratios: Sequence[float] = DEFAULT_RATIOS,
     workdir: str | Path | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The Glue script's transformation on a local Spark session. The CSV is staged to a local file
-    first: pyspark ships no s3a connector jars, so Spark cannot read the bucket itself. A bad file
-    raises RawDataError naming `source` (not the staged copy), as the pandas engine does."""
+    return split_with_spark(spark, csv_bytes, source, seed, ratios, workdir)[0]
+
+
+def split_with_spark(
+    spark,
+    csv: bytes | Path,
+    source: str,
+    seed: int,
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    workdir: str | Path | None = None,
+) -> tuple[dict[str, pd.DataFrame], int]:
+    """The Glue script's transformation on a local Spark session, and the record count Spark read.
+    Spark reads a local file: pyspark ships no s3a connector jars, so it cannot read the bucket
+    itself; bytes are staged to one first. A bad file raises RawDataError naming `source` (not the
+    local file), as the pandas engine does."""
     from fraud_assets.lib.training.raw_data import RawDataError
 
     ratios = tuple(ratios)
@@ -112,15 +135,19 @@ def prepare_with_spark(
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fraud-data-prep-", dir=workdir) as tmp:
-        # The file name shows up in error messages; keep it recognisable but never a path.
-        input_path = Path(tmp) / (_SOURCE_NAME.sub("_", Path(str(source)).name)[:100] or "input.csv")
-        input_path.write_bytes(csv_bytes)
+        if isinstance(csv, Path):
+            input_path = csv
+        else:
+            # The file name shows up in error messages; keep it recognisable but never a path.
+            input_path = Path(tmp) / (_SOURCE_NAME.sub("_", Path(str(source)).name)[:100] or "input.csv")
+            input_path.write_bytes(csv)
         output_dir = Path(tmp) / "splits"
         try:
-            script.prepare_splits_spark(spark, str(input_path), str(output_dir), int(seed), ratios)
+            summary = script.prepare_splits_spark(spark, str(input_path), str(output_dir), int(seed), ratios)
         except script.DataValidationError as err:
             raise RawDataError(str(source), err.problem, row=err.row, column=err.column, value=err.value) from None
-        return {name: read_split_parquet_dir(Path(script.split_path(str(output_dir), name))) for name in SPLITS}
+        frames = {name: read_split_parquet_dir(Path(script.split_path(str(output_dir), name))) for name in SPLITS}
+        return frames, int(summary["recordCount"])
 
 
 def split_dataset_with_pandas(dataset: pd.DataFrame, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS) -> dict[str, pd.DataFrame]:

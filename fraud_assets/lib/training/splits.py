@@ -50,13 +50,28 @@ def validate_ratios(ratios: tuple[float, float, float]) -> None:
         raise ValueError(f"split ratios must be three positive fractions summing to 1, got {ratios}")
 
 
-def prepare_splits(raw: pd.DataFrame, seed: int, ratios: tuple[float, float, float] = DEFAULT_RATIOS) -> dict[str, pd.DataFrame]:
-    """Raw Kaggle-schema rows -> {"train", "validation", "test"} frames with transactionId first."""
+def prepare_splits(
+    raw: pd.DataFrame, seed: int, ratios: tuple[float, float, float] = DEFAULT_RATIOS, *, release_input: bool = False
+) -> dict[str, pd.DataFrame]:
+    """Raw Kaggle-schema rows -> {"train", "validation", "test"} frames with transactionId first.
+
+    Built a column at a time, one array per column (no consolidated copy of the whole table), so
+    the splits cost their own size. With `release_input` each column of `raw` is dropped once
+    split: a caller that owns the raw frame then never holds the data twice."""
     ids = transaction_ids(len(raw))
     codes = assign_splits(ids, seed, ratios)
-    frame = raw.loc[:, list(RAW_COLUMNS)].copy()
-    frame.insert(0, TRANSACTION_ID, ids)
-    return {name: frame[codes == i].reset_index(drop=True) for i, name in enumerate(SPLITS)}
+    rows = [np.flatnonzero(codes == i) for i in range(len(SPLITS))]
+    columns: list[dict[str, np.ndarray]] = [{TRANSACTION_ID: ids[r]} for r in rows]
+    del ids
+    for name in RAW_COLUMNS:
+        values = raw[name].to_numpy()
+        for split_columns, r in zip(columns, rows):
+            split_columns[name] = values[r]
+        del values
+        if release_input:
+            del raw[name]
+    # copy=False keeps one block per column: no consolidation copy.
+    return {name: pd.DataFrame(split_columns, copy=False) for name, split_columns in zip(SPLITS, columns)}
 
 
 def split_summary(received: int, splits: dict[str, pd.DataFrame]) -> dict:
