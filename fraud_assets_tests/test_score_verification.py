@@ -32,3 +32,7 @@ def test_verify_finds_every_item_and_reports_missing_and_changed_ones(aws):
     result = verify_stored(dynamodb, NAMES.scores_table, changed + never_written)
     assert result.expected == 251 and result.found == 250
     assert result.mismatched == ["TXN-00007"] and result.missing == ["TXN-00250"]
+    # Read back a window at a time (here 60 items): the same verdict.
+    windowed = verify_stored(dynamodb, NAMES.scores_table, changed + never_written, window=60)
+    assert (windowed.expected, windowed.found, windowed.missing, windowed.mismatched) == \
+        (251, 250, ["TXN-00250"], ["TXN-00007"])

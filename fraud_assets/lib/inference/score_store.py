@@ -194,16 +194,19 @@ class StoredCheck:
     mismatched: list[str]  # items whose fraudScore or modelVersion differ from the scores written
 
 
+VERIFY_WINDOW = 10_000  # items read back per window: bounds the keys and answers held at once
+
+
 def verify_stored(dynamodb_client, table: str, items: list[dict[str, Any]], *, max_workers: int = 4,
-                  max_attempts: int = 10, base_delay: float = 0.05, sleep: Callable[[float], None] = time.sleep) -> StoredCheck:
+                  max_attempts: int = 10, base_delay: float = 0.05, sleep: Callable[[float], None] = time.sleep,
+                  window: int = VERIFY_WINDOW) -> StoredCheck:
     """Read every item back by primary key with ConsistentRead (BatchGetItem, 100 keys a call,
     UnprocessedKeys retried with backoff) and compare fraudScore and modelVersion. Exact where a
     count through the GSI is not: GSI reads are eventually consistent on AWS, so a count straight
-    after the writes can come up short."""
+    after the writes can come up short. Linear in items (moto's GSI query re-sorts the index per
+    page), and on AWS one read unit per item. `items` (unique keys, as `write_scores` requires)
+    are checked `window` at a time, so the keys and answers in memory do not grow with the day."""
     serializer = TypeSerializer()
-    expected = {(i[PARTITION_KEY], i[SORT_KEY]): i for i in items}
-    keys = [{PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": sk}} for pk, sk in expected]
-    chunks = [keys[i : i + MAX_GET_BATCH] for i in range(0, len(keys), MAX_GET_BATCH)]
 
     def read_chunk(chunk: list[dict]) -> list[dict]:
         found: list[dict] = []
@@ -219,17 +222,24 @@ def verify_stored(dynamodb_client, table: str, items: list[dict[str, Any]], *, m
             sleep(backoff_delay(attempt, base_delay))
         raise StoreError(f"{table}: keys still unread after {max_attempts} BatchGetItem calls")
 
+    found, missing, mismatched = 0, [], []
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="verify") as pool:
-        stored = [item for chunk in pool.map(read_chunk, chunks) for item in chunk]
-    seen, mismatched = set(), []
-    for item in stored:
-        key = (item[PARTITION_KEY]["S"], item[SORT_KEY]["S"])
-        seen.add(key)
-        want = expected[key]
-        if item.get("fraudScore") != serializer.serialize(want["fraudScore"]) or item.get("modelVersion", {}).get("S") != want["modelVersion"]:
-            mismatched.append(key[0])
-    missing = [pk for pk, sk in expected if (pk, sk) not in seen]
-    return StoredCheck(expected=len(expected), found=len(seen), missing=missing[:20], mismatched=mismatched[:20])
+        for first in range(0, len(items), window):
+            expected = {(i[PARTITION_KEY], i[SORT_KEY]): i for i in items[first : first + window]}
+            keys = [{PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": sk}} for pk, sk in expected]
+            chunks = [keys[i : i + MAX_GET_BATCH] for i in range(0, len(keys), MAX_GET_BATCH)]
+            seen = set()
+            for chunk in pool.map(read_chunk, chunks):
+                for item in chunk:
+                    key = (item[PARTITION_KEY]["S"], item[SORT_KEY]["S"])
+                    seen.add(key)
+                    want = expected[key]
+                    if (item.get("fraudScore") != serializer.serialize(want["fraudScore"]) or
+                            item.get("modelVersion", {}).get("S") != want["modelVersion"]) and len(mismatched) < 20:
+                        mismatched.append(key[0])
+            found += len(seen)
+            missing += [pk for pk, sk in expected if (pk, sk) not in seen][: max(0, 20 - len(missing))]
+    return StoredCheck(expected=len(items), found=found, missing=missing[:20], mismatched=mismatched[:20])
 
 
 class _ChunkFailed(Exception):
