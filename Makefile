@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench check dev stack clean
+.PHONY: install run test test-fast bench bench-scale check dev stack clean
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.bench_spark
 	$(BIN)/python -m benchmarks.bench_launched
+
+# Heavy (tens of minutes, several GB): training at 284,807 and 2,848,070 rows on pandas and Spark,
+# the daily graph at 10K, 100K and 1M transactions; wall, CPU and peak RSS per step.
+bench-scale: install
+	$(BIN)/python -m benchmarks.bench_scale --json .fraud_assets/bench_scale.json
 
 # dg validates the code location as Dagster's tooling sees it (run inside the project's venv).
 check: install

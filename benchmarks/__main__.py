@@ -203,13 +203,15 @@ def main() -> None:
 
     import boto3
 
-    from fraud_assets.lib.config import RAW_DATA_KEY, FEATURE_COLUMNS, PlatformNames
+    from fraud_assets.lib.config import FIRST_DAY_VARIABLE, RAW_DATA_KEY, FEATURE_COLUMNS, PlatformNames
     from fraud_assets.lib.training.prep_engines import prepare_with_pandas
     from fraud_assets.lib.aws.storage import put_bytes
     from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
     from fraud_assets.local.stack import LocalStack
 
     os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="fraud-bench-dagster-")
+    # The benchmark's days (2026-02/03) are partitions: before the code location loads.
+    os.environ.setdefault(FIRST_DAY_VARIABLE, "2026-01-01")
     results: dict = {"rows": args.rows, "cores": os.cpu_count()}
     with LocalStack() as stack:
         os.environ.update(stack.env())

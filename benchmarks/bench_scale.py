@@ -1,0 +1,222 @@
+"""`make bench-scale`: the training graph and the daily graph at growing sizes on the local stack,
+with wall time, CPU time and peak RSS of the whole process tree (this process, moto, the model
+server, Spark's JVM) per step, and the growth factor per 10x. Not a test: nothing here asserts.
+
+    python -m benchmarks.bench_scale [--training-rows 284807,2848070] [--engines pandas,spark]
+                                     [--days 10000,100000,1000000] [--json PATH]
+
+Data is generated and uploaded by a child process, so this process holds only what the graphs
+themselves hold. RSS and CPU are sampled every 0.1 s with psutil (a spike shorter than that can
+be missed); per step, CPU is the tree's CPU seconds between the step's start and end events, and
+`peak_main_rss_mb` is this process alone (where the steps run: the in-process executor).
+Results are written after every run, so an interrupted benchmark keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+MB = 1024 * 1024
+
+
+class TreeMonitor:
+    """Samples (time, tree RSS, main RSS, tree CPU seconds) of this process and its descendants."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval = interval
+        self.samples: list[tuple[float, int, int, float]] = []
+        self._stop = threading.Event()
+        self._me = psutil.Process()
+        self._thread = threading.Thread(target=self._run, name="tree-monitor", daemon=True)
+
+    def __enter__(self) -> "TreeMonitor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self.sample())
+            self._stop.wait(self.interval)
+
+    def sample(self) -> tuple[float, int, int, float]:
+        now = time.time()
+        tree_rss, cpu, main_rss = 0, 0.0, 0
+        for proc in [self._me, *self._me.children(recursive=True)]:
+            try:
+                with proc.oneshot():
+                    rss = proc.memory_info().rss
+                    times = proc.cpu_times()
+            except psutil.Error:  # exited between listing and reading
+                continue
+            tree_rss += rss
+            cpu += times.user + times.system
+            if proc.pid == self._me.pid:
+                main_rss = rss
+        return now, tree_rss, main_rss, cpu
+
+    def window(self, start: float, end: float) -> dict:
+        inside = [s for s in self.samples if start <= s[0] <= end] or [self.sample()]
+        before = [s for s in self.samples if s[0] <= start] or self.samples[:1]
+        after = [s for s in self.samples if s[0] >= end] or [self.sample()]
+        return {
+            "wall_s": round(end - start, 3),
+            "cpu_s": round(after[0][3] - before[-1][3], 3),
+            "peak_tree_rss_mb": round(max(s[1] for s in inside) / MB),
+            "peak_main_rss_mb": round(max(s[2] for s in inside) / MB),
+        }
+
+
+def run_job(monitor: TreeMonitor, job, **kwargs) -> dict:
+    """Execute a job in process; the whole run and each step measured from the run's own events."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    from fraud_assets.main_job import QUIET
+
+    instance = DagsterInstance.get()
+    started = time.time()
+    result = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False, **kwargs)
+    ended = time.time()
+    starts, steps = {}, {}
+    for entry in instance.all_logs(result.run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE) and event.step_key in starts:
+            steps[event.step_key] = {**monitor.window(starts[event.step_key], entry.timestamp),
+                                     "succeeded": event.event_type == DagsterEventType.STEP_SUCCESS}
+    return {"succeeded": result.success, **monitor.window(started, ended), "steps": steps}
+
+
+def upload_in_child(env: dict[str, str], code: str) -> float:
+    """Run `code` (which generates data and uploads it to the stack) in a child Python process;
+    returns its wall seconds. Its memory is gone before the graph runs."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    return time.perf_counter() - started
+
+
+def growth(runs: dict[str, dict], sizes: list[int]) -> list[dict]:
+    """Per 10x (consecutive sizes): how much wall, CPU and peak RSS grew, normalised to 10x."""
+    out = []
+    for small, large in zip(sizes, sizes[1:]):
+        a, b = runs.get(str(small)), runs.get(str(large))
+        if not a or not b or not a["succeeded"] or not b["succeeded"]:
+            continue
+        factor = large / small
+        out.append({
+            "from": small, "to": large, "size_ratio": round(factor, 2),
+            **{f"{k}_ratio": round(b[k] / a[k], 2) for k in ("wall_s", "cpu_s", "peak_tree_rss_mb", "peak_main_rss_mb") if a[k]},
+            "us_per_row_small": round(a["wall_s"] / small * 1e6, 1), "us_per_row_large": round(b["wall_s"] / large * 1e6, 1),
+        })
+    return out
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--training-rows", default="284807,2848070")
+    parser.add_argument("--engines", default="pandas,spark")
+    parser.add_argument("--days", default="10000,100000,1000000")
+    parser.add_argument("--json", default=".fraud_assets/bench_scale.json")
+    args = parser.parse_args()
+    training_rows = [int(x) for x in args.training_rows.split(",") if x]
+    engines = [x for x in args.engines.split(",") if x]
+    days = [int(x) for x in args.days.split(",") if x]
+
+    from fraud_assets.lib.config import FIRST_DAY_VARIABLE
+    from fraud_assets.local.stack import LocalStack
+
+    os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="fraud-bench-scale-dagster-")
+    # The benchmark's days (2026-02/03) are partitions: before the code location loads.
+    os.environ.setdefault(FIRST_DAY_VARIABLE, "2026-01-01")
+    from fraud_assets.definitions import location_defs
+    from fraud_assets.defs.engines import DataPrepEngine
+
+    out_path = Path(args.json)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "cores": os.cpu_count(),
+                     "memory_mb": round(psutil.virtual_memory().total / MB), "training": {}, "daily": {}}
+
+    def save() -> None:
+        out_path.write_text(json.dumps(results, indent=2))
+
+    with LocalStack() as stack, TreeMonitor() as monitor:
+        env = {**os.environ, **stack.env()}
+        os.environ.update(stack.env())
+        for engine in engines:
+            runs = results["training"].setdefault(engine, {})
+            job = location_defs(data_prep_engine=DataPrepEngine(engine=engine)).resolve_job_def("training_job")
+            for rows in training_rows:
+                upload_s = upload_in_child(env, (
+                    "import boto3\n"
+                    "from fraud_assets.lib.aws.storage import put_bytes\n"
+                    "from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames\n"
+                    "from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes\n"
+                    f"data = to_csv_bytes(generate_transactions(n_rows={rows}))\n"
+                    "put_bytes(boto3.client('s3'), PlatformNames.from_env().data_bucket, RAW_DATA_KEY, data)\n"
+                    "print(len(data))\n"))
+                csv_mb = _raw_csv_mb()
+                run = {"load_before": load(), "csv_mb": csv_mb, "generate_and_upload_s": round(upload_s, 1),
+                       **run_job(monitor, job), "load_after": load()}
+                prep = run["steps"].get("prepared_splits")
+                if prep:
+                    run["prep_peak_main_rss_over_csv"] = round(prep["peak_main_rss_mb"] / csv_mb, 2)
+                runs[str(rows)] = run
+                print(json.dumps({"training": engine, "rows": rows, **{k: v for k, v in run.items() if k != "steps"}}), flush=True)
+                save()
+            results["training"][f"{engine}_growth"] = growth(runs, training_rows)
+            save()
+        # The daily graph needs the deployed endpoint: the last training run left one.
+        job = location_defs().resolve_job_def("inference_job")
+        for i, size in enumerate(days):
+            date = f"2026-03-{10 + i:02d}"
+            upload_s = upload_in_child(env, (
+                "import boto3\n"
+                "from fraud_assets.lib.aws.storage import put_bytes\n"
+                "from fraud_assets.lib.config import PlatformNames, daily_batch_key\n"
+                "from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch\n"
+                f"data = batch_to_json_bytes(generate_daily_batch({date!r}, n_transactions={size}))\n"
+                f"put_bytes(boto3.client('s3'), PlatformNames.from_env().data_bucket, daily_batch_key({date!r}), data)\n"))
+            run = {"load_before": load(), "generate_and_upload_s": round(upload_s, 1),
+                   **run_job(monitor, job, partition_key=date), "load_after": load()}
+            run["us_per_transaction"] = round(run["wall_s"] / size * 1e6, 1)
+            run["cpu_us_per_transaction"] = round(run["cpu_s"] / size * 1e6, 1)
+            results["daily"][str(size)] = run
+            print(json.dumps({"daily": size, **{k: v for k, v in run.items() if k != "steps"}}), flush=True)
+            results["daily_growth"] = growth(results["daily"], days)
+            save()
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    save()
+    print(json.dumps(results, indent=2))
+
+
+def _raw_csv_mb() -> float:
+    import boto3
+
+    from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames
+
+    head = boto3.client("s3").head_object(Bucket=PlatformNames.from_env().data_bucket, Key=RAW_DATA_KEY)
+    return round(head["ContentLength"] / MB, 1)
+
+
+if __name__ == "__main__":
+    main()
