@@ -148,3 +148,27 @@ def test_key_parts_never_escape_their_prefix(text):
 def test_bad_key_parts_are_refused(bad):
     with pytest.raises(InvalidKeyError):
         execution_prefix(bad, "stage")
+
+
+@asset
+def passing_through(upstream_stage: StageResult) -> StageResult:
+    # Never touches the table: it is neither read nor written again.
+    assert not upstream_stage.tables._loaded  # type: ignore[attr-defined]
+    return StageResult(summary={"passed": True}, stored=dict(upstream_stage.stored))
+
+
+@asset
+def reads_through(passing_through: StageResult) -> StageResult:
+    return StageResult(summary={"rows": len(passing_through.tables["rows"]), "n": float(passing_through.tables["rows"]["score"][1])})
+
+
+def test_a_passed_through_table_points_at_the_upstream_parquet(aws):
+    instance = DagsterInstance.ephemeral()
+    VALUE["n"] = 4
+    result = materialize([upstream_stage, passing_through, reads_through], resources=resources(), instance=instance)
+    run = result.run_id
+    keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"executions/{run}/passing_through/")["Contents"]}
+    assert keys == {f"executions/{run}/passing_through/output.json"}  # no parquet of its own
+    assert summary_of(instance, "passing_through")["artifacts"]["tables"] == {
+        "rows": {"uri": f"s3://{BUCKET}/executions/{run}/upstream_stage/rows.parquet", "rows": 2}}
+    assert summary_of(instance, "reads_through") == {"rows": 2, "n": 0.4, "artifacts": {"tables": {}, "files": {}}}

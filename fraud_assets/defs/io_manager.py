@@ -3,6 +3,8 @@
 Each asset output is written to `s3://<workflow bucket>/executions/<run id>/<asset>/[<partition>/]`
 as its data files (`<table>.parquet`, `model.tar.gz`, ...) and then `output.json` (the stage
 summary plus the URIs of its files) — output.json last, so its presence means the stage finished.
+A table the asset passes through unchanged (`StageResult.stored`) is not written again:
+output.json points at the upstream's parquet. Input tables are read when the asset first uses them.
 The URI of output.json goes into the materialization's metadata, and a downstream loads its input
 through the URI recorded on the upstream materialization it depends on (for a partition, that
 partition's), never by looking for the newest file: replay, single-asset debugging and backfills
@@ -23,6 +25,8 @@ from dagster_aws.s3 import S3Resource
 from fraud_assets.defs.resources import s3_client
 from fraud_assets.lib.aws.storage import (
     SUMMARY_FILE,
+    LazyTables,
+    S3Uri,
     StageResult,
     execution_prefix,
     get_bytes,
@@ -52,6 +56,10 @@ class ExecutionsIOManager(ConfigurableIOManager):
             uri = put_bytes(client, self.bucket, prefix + validate_key_part(name, "table name") + ".parquet", table_to_parquet(frame))
             tables[name] = {"uri": str(uri), "rows": len(frame)}
             metadata[f"{name}_uri"] = MetadataValue.path(str(uri))
+        for name, entry in obj.stored.items():  # passed through: the upstream's own parquet
+            uri = str(S3Uri.parse(entry["uri"]))
+            tables[validate_key_part(name, "table name")] = {"uri": uri, "rows": int(entry["rows"])}
+            metadata[f"{name}_uri"] = MetadataValue.path(uri)
         for name, data in obj.files.items():
             uri = put_bytes(client, self.bucket, prefix + validate_key_part(name, "file name"), data)
             files[name] = {"uri": str(uri), "bytes": len(data)}
@@ -67,11 +75,14 @@ class ExecutionsIOManager(ConfigurableIOManager):
         client = s3_client(self.s3)
         document = get_json(client, uri)
         artifacts = document.pop("artifacts", {"tables": {}, "files": {}})
+        stored = {name: {"uri": t["uri"], "rows": t["rows"]} for name, t in artifacts["tables"].items()}
         return StageResult(
             summary=document,
-            tables={name: parquet_to_table(get_bytes(client, t["uri"])) for name, t in artifacts["tables"].items()},
+            # Read when the asset first touches a table: one that passes them through reads none.
+            tables=LazyTables(list(stored), lambda name: parquet_to_table(get_bytes(client, stored[name]["uri"]))),
             files={name: get_bytes(client, f["uri"]) for name, f in artifacts["files"].items()},
             uris={name: a["uri"] for kind in ("tables", "files") for name, a in artifacts[kind].items()},
+            stored=stored,
         )
 
     def _recorded_uri(self, context: InputContext) -> tuple[str, str]:

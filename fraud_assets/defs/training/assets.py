@@ -255,17 +255,22 @@ def engineered_features(
     context: AssetExecutionContext, train_split: StageResult, validation_split: StageResult, test_split: StageResult,
     feature_engineering: FeatureEngineering, data_prep_engine: DataPrepEngine,
 ) -> StageResult:
-    splits = {"train": train_split.table, "validation": validation_split.table, "test": test_split.table}
+    inputs = {"train": train_split, "validation": validation_split, "test": test_split}
+    tables, stored = {}, {}
     if feature_engineering.enabled:
+        splits = {name: split.table for name, split in inputs.items()}
         tables, stats = data_prep_engine.engineer_features(splits)
         names = engineered_feature_names(has_customer_fields(splits["train"]))
     else:
-        stats, tables, names = None, splits, list(FEATURE_COLUMNS)
+        # The splits pass through untouched: output.json points at their parquet, nothing is read or written.
+        stored = {name: next(iter(split.stored.values())) for name, split in inputs.items()}
+        stats, names = None, list(FEATURE_COLUMNS)
     context.add_output_metadata(
         {"enabled": feature_engineering.enabled, "engine": data_prep_engine.engine, "feature_count": len(names),
          "feature_names": MetadataValue.json(names)}
     )
-    return StageResult(summary={"enabled": feature_engineering.enabled, "featureNames": names, "featureStats": stats}, tables=tables)
+    return StageResult(summary={"enabled": feature_engineering.enabled, "featureNames": names, "featureStats": stats},
+                       tables=tables, stored=stored)
 
 
 @asset(

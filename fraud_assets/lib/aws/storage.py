@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pandas as pd
@@ -129,16 +130,41 @@ def parquet_to_table(data: bytes) -> pd.DataFrame:
     return pq.read_table(pa.BufferReader(data)).to_pandas()
 
 
+class LazyTables(Mapping):
+    """Tables read on first access (then kept): a stage that never looks at an input table does
+    not pay for reading it."""
+
+    def __init__(self, names: list[str], load: Callable[[str], pd.DataFrame]):
+        self._names, self._load, self._loaded = list(names), load, {}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._loaded:
+            self._loaded[name] = self._load(name)
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 @dataclasses.dataclass
 class StageResult:
     """What an asset hands to the IO manager: the stage summary (`output.json`), tables (written
     as `<name>.parquet`) and opaque files (e.g. `model.tar.gz`)."""
 
     summary: dict[str, Any]
-    tables: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
+    tables: Mapping[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
     files: dict[str, bytes] = dataclasses.field(default_factory=dict)
     # Filled when loaded back: where each table and file lives (name -> s3:// URI).
     uris: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Tables already stored, name -> {"uri", "rows"}: loaded back, the input's own tables; handed
+    # to the IO manager, recorded in output.json as they are instead of written again (a stage
+    # that passes its input through costs no copy).
+    stored: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def table(self) -> pd.DataFrame:
