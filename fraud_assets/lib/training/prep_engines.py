@@ -92,13 +92,14 @@ def split_with_pandas(
     """The splits and the number of records parsed from the file (what counts_add_up compares the
     splits with). From a local file the peak is about the parsed table plus the splits' ids: the
     text is never in memory and the raw frame is released column by column as it is split."""
-    from fraud_assets.lib.training.raw_data import read_raw_csv
+    from fraud_assets.lib.training.raw_data import read_raw_table
 
     ratios = tuple(ratios)
     validate_ratios(ratios)
-    raw = read_raw_csv(csv, source)
-    records = len(raw)
-    return prepare_splits(raw, seed, ratios, release_input=True), records
+    holder = [read_raw_table(csv, source)]
+    records = holder[0].num_rows
+    # The table is handed over (popped: no reference left here), so each column is freed once split.
+    return prepare_splits(holder.pop(), seed, ratios, release_input=True), records
 
 
 # --------------------------------------------------------------------------- Spark local mode

@@ -61,6 +61,18 @@ class RawDataError(ValueError):
 
 def read_raw_csv(data: bytes | Path, source: str) -> pd.DataFrame:
     """The validated training frame: RAW_COLUMNS in order, float64 features, int64 Class.
+    Raises RawDataError as `read_raw_table` does."""
+    header = _header(data, source)
+    # split_blocks: one numpy array per column straight from arrow, no consolidation copy.
+    df = read_raw_table(data, source).to_pandas(split_blocks=True, self_destruct=True)
+    df[LABEL_COLUMN] = df[LABEL_COLUMN].astype(np.int64)
+    df.attrs["ignored_columns"] = [c for c in header if c not in RAW_COLUMNS]
+    return df
+
+
+def read_raw_table(data: bytes | Path, source: str) -> pa.Table:
+    """The validated training rows as an arrow table: RAW_COLUMNS, all float64 (Class holds 0.0 or
+    1.0).
 
     `data` is the CSV's bytes or a local file holding them: read from a file, the text never sits
     in memory next to the parsed table (a 2.85M-row file is ~0.8 GB of text).
@@ -102,11 +114,7 @@ def read_raw_csv(data: bytes | Path, source: str) -> pd.DataFrame:
         index, _, name, problem, value = min(problems)
         raise RawDataError(source, problem, row=index + 1, column=name, value=value)
 
-    # split_blocks: one numpy array per column straight from arrow, no consolidation copy.
-    df = table.to_pandas(split_blocks=True, self_destruct=True)
-    df[LABEL_COLUMN] = df[LABEL_COLUMN].astype(np.int64)
-    df.attrs["ignored_columns"] = [c for c in header if c not in RAW_COLUMNS]
-    return df
+    return table.select(list(RAW_COLUMNS))
 
 
 def _header(data: bytes | Path, source: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import xxhash
 
 from fraud_assets.lib.config import LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
@@ -25,6 +26,14 @@ def transaction_ids(n_rows: int, offset: int = 0) -> np.ndarray:
     """Stable id of a raw row: its 0-based position in the file (the Kaggle data has no id column
     and holds duplicate rows, so a content hash would not be unique)."""
     return np.array([f"{ID_PREFIX}{i:09d}" for i in range(offset, offset + n_rows)], dtype=object)
+
+
+def ids_at(positions: np.ndarray) -> np.ndarray:
+    """`transaction_ids` of the rows at these 0-based positions."""
+    return np.array([f"{ID_PREFIX}{i:09d}" for i in positions.tolist()], dtype=object)
+
+
+_ID_CHUNK = 262_144
 
 
 def split_buckets(ids: np.ndarray, seed: int) -> np.ndarray:
@@ -51,25 +60,42 @@ def validate_ratios(ratios: tuple[float, float, float]) -> None:
 
 
 def prepare_splits(
-    raw: pd.DataFrame, seed: int, ratios: tuple[float, float, float] = DEFAULT_RATIOS, *, release_input: bool = False
+    raw: pd.DataFrame | pa.Table, seed: int, ratios: tuple[float, float, float] = DEFAULT_RATIOS, *,
+    release_input: bool = False,
 ) -> dict[str, pd.DataFrame]:
-    """Raw Kaggle-schema rows -> {"train", "validation", "test"} frames with transactionId first.
+    """Raw Kaggle-schema rows (a frame, or raw_data.read_raw_table's arrow table) -> {"train",
+    "validation", "test"} frames with transactionId first.
 
     Built a column at a time, one array per column (no consolidated copy of the whole table), so
-    the splits cost their own size. With `release_input` each column of `raw` is dropped once
-    split: a caller that owns the raw frame then never holds the data twice."""
-    ids = transaction_ids(len(raw))
-    codes = assign_splits(ids, seed, ratios)
+    the splits cost their own size. With `release_input` each column of `raw` is let go once
+    split (dropped from a frame; for a table handed over as a temporary, freed, and arrow's pool
+    told to return the memory), so the data is never held twice."""
+    n = len(raw)
+    codes = np.empty(n, dtype=np.int8)
+    for start in range(0, n, _ID_CHUNK):  # ids a chunk at a time: ~70 bytes each as Python strings
+        stop = min(n, start + _ID_CHUNK)
+        codes[start:stop] = assign_splits(transaction_ids(stop - start, start), seed, ratios)
     rows = [np.flatnonzero(codes == i) for i in range(len(SPLITS))]
-    columns: list[dict[str, np.ndarray]] = [{TRANSACTION_ID: ids[r]} for r in rows]
-    del ids
+    del codes
+    # transactionId first; its values are made last, once the raw columns are gone.
+    columns: list[dict[str, np.ndarray | None]] = [{TRANSACTION_ID: None} for _ in rows]
     for name in RAW_COLUMNS:
-        values = raw[name].to_numpy()
+        if isinstance(raw, pa.Table):
+            values = raw.column(name).to_numpy()
+            if name == LABEL_COLUMN:
+                values = values.astype(np.int64)
+            if release_input:
+                raw = raw.drop_columns([name])
+                pa.default_memory_pool().release_unused()
+        else:
+            values = raw[name].to_numpy()
+            if release_input:
+                del raw[name]
         for split_columns, r in zip(columns, rows):
             split_columns[name] = values[r]
         del values
-        if release_input:
-            del raw[name]
+    for split_columns, r in zip(columns, rows):
+        split_columns[TRANSACTION_ID] = ids_at(r)
     # copy=False keeps one block per column: no consolidation copy.
     return {name: pd.DataFrame(split_columns, copy=False) for name, split_columns in zip(SPLITS, columns)}
 
