@@ -44,6 +44,12 @@ def exercise(client) -> list[dict]:
     answers.append(client.scan(TableName="fast", FilterExpression="score > :s", ExpressionAttributeValues={":s": {"N": "0.2"}}))
     for answer in answers:
         answer.pop("ResponseMetadata", None)
+    for size in (400_000, 410_000):  # moto's 400 KB item limit holds on the fast path too
+        try:
+            client.put_item(TableName="fast", Item={"pk": {"S": "big"}, "sk": {"N": "1"}, "blob": {"S": "x" * size}})
+            answers.append({"put": size})
+        except client.exceptions.ClientError as err:
+            answers.append({"refused": size, **err.response["Error"]})
     return answers
 
 
@@ -56,3 +62,5 @@ def test_plain_json_answers_equal_motos_serializer(aws, monkeypatch):
         reference = exercise(boto3.client("dynamodb", region_name=aws.region))
     assert served == reference
     assert any("Items" in a and a["Items"] for a in served) and any(a.get("Attributes") for a in served)
+    assert served[-2:] == [{"put": 400_000}, {"refused": 410_000, "Code": "ValidationException",
+                                              "Message": "Item size has exceeded the maximum allowed size"}]
