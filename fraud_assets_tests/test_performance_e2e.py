@@ -3,6 +3,7 @@ this test computes on its own from the FraudScores items in DynamoDB and the lab
 that appears or is replaced recomputes the day exactly once (label_file_sensor); recomputing the same
 inputs leaves the file as it was and notifies the monitoring topic once."""
 
+import datetime as dt
 import json
 
 import boto3
@@ -34,6 +35,18 @@ def stored_scores(date: str) -> dict[str, tuple[float, str]]:
         ExpressionAttributeValues={":d": {"S": date}},
     )
     return {i["transactionId"]["S"]: (float(i["fraudScore"]["N"]), i["modelVersion"]["S"]) for p in pages for i in p["Items"]}
+
+
+def metric(name: str, stat: str, **dimensions: str) -> float | None:
+    """One statistic of a FraudDetection metric over the last hour (one period), None without data."""
+    now = dt.datetime.now(dt.timezone.utc)
+    result = boto3.client("cloudwatch").get_metric_data(
+        MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": {
+            "Namespace": "FraudDetection", "MetricName": name,
+            "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()]}, "Period": 7200, "Stat": stat}}],
+        StartTime=now - dt.timedelta(hours=1), EndTime=now + dt.timedelta(hours=1))
+    values = result["MetricDataResults"][0]["Values"]
+    return values[0] if values else None
 
 
 def expected_figures(scores: dict[str, tuple[float, str]], amounts: dict[str, float], labels: dict[str, bool]) -> dict:
@@ -141,12 +154,22 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
               if e.event_specific_data.materialization.asset_key.to_user_string() == "model_performance"]
     assert day_performance({k: v.value for k, v in meta.items()}) == {k: stored[k] for k in PERFORMANCE_SUMMARY}
     assert meta["roc_auc"].value == stored["roc_auc"]
+    # CloudWatch has the figures under the roll-up the template's alarms watch and per model version;
+    # the day without labels sent none of them.
+    endpoint, version_dims = NAMES.endpoint_name, {"EndpointName": NAMES.endpoint_name, "ModelVersion": stored["model_version"]}
+    assert metric("RealisedRecall", "SampleCount", EndpointName=endpoint) == 1
+    first_recall = stored["recall_at_0_8"]
+    assert metric("RealisedRecall", "Maximum", EndpointName=endpoint) == pytest.approx(first_recall)
+    assert metric("RealisedPrecision", "Maximum", **version_dims) == pytest.approx(stored["precision_at_0_8"])
+    assert metric("RealisedAccuracy", "Maximum", **version_dims) == pytest.approx(stored["accuracy"])
+    assert metric("AlertPrecision", "Maximum", **version_dims) == pytest.approx(stored["alert_precision"])
 
     # The same inputs again: the file is not touched and no second notice goes out.
     before = s3.head_object(Bucket=NAMES.metrics_bucket, Key=performance_key(DATE))
     assert job.execute_in_process(instance=instance, partition_key=DATE).success
     after = s3.head_object(Bucket=NAMES.metrics_bucket, Key=performance_key(DATE))
     assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"])
+    assert metric("RealisedRecall", "SampleCount", EndpointName=endpoint) == 1
     [notice] = drain(monitoring)
     assert notice["batchDate"] == DATE and "recall at 0.8" in notice["warnings"][0]
 
@@ -161,6 +184,9 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     assert_figures(stored, expected_figures(scores, amounts, labels))
     assert stored["labelled"] == len(batch) and stored["label_coverage"] == 1.0
     assert (stored["labels_source"]["etag"], stored["labels_source"]["version_id"]) == (etag, version)
+    assert metric("RealisedRecall", "SampleCount", EndpointName=endpoint) == 2
+    both = sorted([first_recall, stored["recall_at_0_8"]])
+    assert [metric("RealisedRecall", stat, EndpointName=endpoint) for stat in ("Minimum", "Maximum")] == pytest.approx(both)
     assert drain(monitoring) == []  # same model, same breached floor: already announced
 
 

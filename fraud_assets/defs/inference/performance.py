@@ -19,6 +19,7 @@ from dagster_aws.s3 import S3Resource
 
 from fraud_assets.defs.common import INFERENCE, OWNERS, daily_partitions, markdown_table, selected_checks
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, PerformanceFloors, s3_client
+from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import S3Uri, StageResult
 from fraud_assets.lib.config import TRANSACTION_ID, label_file_key
 from fraud_assets.lib.inference import alerts as alerts_lib
@@ -79,7 +80,8 @@ def labelled_scores(
         "quarantine_sample": MetadataValue.md(markdown_table(["reason"], [(r,) for r in reasons]) if reasons else "nothing quarantined"),
     })
     yield Output(StageResult(
-        summary={"date": date, "labelsSource": source, "scored": len(joined), "labelled": labelled, **counts},
+        summary={"date": date, "labelsSource": source, "endpointName": daily_scores.summary["endpointName"],
+                 "scored": len(joined), "labelled": labelled, **counts},
         tables={"labelled_scores": joined, "label_quarantine": labels.quarantined},
     ))
     quarantined = counts["quarantineChecks"]
@@ -111,8 +113,9 @@ performance_check_specs = [
     kinds={"s3", "sns"},
     description="Realised quality of the model that scored the day, on its labelled transactions: precision, recall "
     "and false positive rate at 0.8 and 0.5, alert precision, missed fraud (count, amount), ROC-AUC, PR-AUC, "
-    "accuracy. Writes performance/{date}.json to the metrics bucket (unchanged figures leave it untouched); warns "
-    "and notifies fraud-detection-monitoring below the floors.",
+    "accuracy. Writes performance/{date}.json to the metrics bucket and CloudWatch FraudDetection RealisedRecall, "
+    "RealisedPrecision, RealisedAccuracy, AlertPrecision (unchanged figures leave both untouched); warns and "
+    "notifies fraud-detection-monitoring below the floors.",
     check_specs=performance_check_specs,
 )
 def model_performance(
@@ -123,7 +126,17 @@ def model_performance(
     client = s3_client(s3)
     joined = labelled_scores.tables["labelled_scores"]
     record = perf_lib.realised_performance(joined, date, labelled_scores.summary["labelsSource"])
-    uri, written = perf_lib.write_performance(client, platform.metrics_bucket, record)
+    uri = f"s3://{platform.metrics_bucket}/{perf_lib.performance_key(date)}"
+    written = not perf_lib.performance_unchanged(client, platform.metrics_bucket, record)
+    if written:
+        # Metrics before the file: should publishing fail, the retry still finds the figures new.
+        publish_metrics(
+            aws.client("cloudwatch"),
+            {"RealisedRecall": record["recall_at_0_8"], "RealisedPrecision": record["precision_at_0_8"],
+             "RealisedAccuracy": record["accuracy"], "AlertPrecision": record["alert_precision"]},
+            model_dimensions(labelled_scores.summary["endpointName"], record["model_version"]),
+        )
+        perf_lib.write_performance(client, platform.metrics_bucket, record)
     verdicts = performance_verdicts(record, perf_lib.alert_precision_best_case(joined), performance_floors)
     breached = [v for v in verdicts if not v.passed]
     if breached:

@@ -125,18 +125,18 @@ def alert_precision_best_case(joined: pd.DataFrame) -> float | None:
     return _ratio(int((alerted & not_refuted).sum()), int(alerted.sum()))
 
 
-def write_performance(s3, bucket: str, record: dict[str, Any]) -> tuple[str, bool]:
-    """Put `performance/{date}.json` unless the stored one has the same figures (everything but
-    computed_at): recomputing from the same scores and labels leaves the object as it was.
-    Returns (URI, whether it was written)."""
-    key = performance_key(record["date"])
+def performance_unchanged(s3, bucket: str, record: dict[str, Any]) -> bool:
+    """Whether `performance/{date}.json` already holds these figures (everything but computed_at):
+    recomputing from the same scores and labels then leaves the object, and the metrics, as they were."""
     try:
-        stored = get_json(s3, f"s3://{bucket}/{key}")
+        stored = get_json(s3, f"s3://{bucket}/{performance_key(record['date'])}")
     except s3.exceptions.NoSuchKey:
-        stored = None
-    if stored is not None and _figures(stored) == _figures(record):
-        return f"s3://{bucket}/{key}", False
-    return str(put_json(s3, bucket, key, record)), True
+        return False
+    return _figures(stored) == _figures(record)
+
+
+def write_performance(s3, bucket: str, record: dict[str, Any]) -> None:
+    put_json(s3, bucket, performance_key(record["date"]), record)
 
 
 def _figures(record: dict[str, Any]) -> dict[str, Any]:
