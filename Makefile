@@ -16,10 +16,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# The main job on the embedded local AWS stack with synthetic data: a week of daily partitions
-# builds the drift baseline (7 days are needed), the eighth day drifts.
+# The main job on the embedded local AWS stack with synthetic data, as a story: train on the history;
+# four calm days; from the fifth a fraud pattern the model never saw (it scores it as normal spending);
+# labels arrive a day late and show realised recall collapse; once four labelled days are below the
+# recall floor the drift sensor requests a retraining, which runs at once on the history plus the
+# labelled days (the last two held out), beats the production model on those two days and is deployed;
+# the following days' realised recall is back up. `--days 0` trains and deploys only.
 run: install
-	$(BIN)/fraud-assets run --days 8 --drift-last 1 --summary-json .fraud_assets/summary.json
+	FRAUD_PERFORMANCE_DRIFT_DAYS=4 $(BIN)/fraud-assets run --days 11 --drift-last 7 --drift-kind new-pattern \
+		--label-delay-days 1 --recent-window-days 2 --transactions-per-day 5000 --summary-json .fraud_assets/summary.json
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q

@@ -82,7 +82,7 @@ def cmd_seed(args) -> int:
     return 0
 
 
-def _seed(args, names, pending_labels: dict | None = None) -> dict:
+def _seed(args, names, pending_labels: dict | None = None, labels_as_of=None) -> dict:
     import boto3
 
     from fraud_assets.lib.seeding.seed import seed_dates, seed_platform
@@ -93,12 +93,15 @@ def _seed(args, names, pending_labels: dict | None = None) -> dict:
     return seed_platform(
         boto3.client("s3"), names, csv_path=args.csv, days=args.days, start_date=args.start_date,
         drift_from=drift_from, drift_kind=args.drift_kind, transactions_per_day=args.transactions_per_day, rows=args.rows,
-        label_delay_days=args.label_delay_days, pending_labels=pending_labels,
+        label_delay_days=args.label_delay_days, pending_labels=pending_labels, labels_as_of=labels_as_of,
     )
 
 
 def cmd_run(args) -> int:
+    import datetime as dt
+
     from fraud_assets.lib.config import PlatformNames
+    from fraud_assets.lib.seeding.seed import seed_dates
     from fraud_assets.main_job import run_main_job
 
     _dagster_home()
@@ -108,10 +111,16 @@ def cmd_run(args) -> int:
         os.environ["FRAUD_FEATURE_ENGINEERING"] = "1"
     with aws_target(Path(args.state_dir)):
         names = PlatformNames.from_env()
-        seeded = _seed(args, names)
+        # The run lives through the days one by one: no label has arrived before the first day.
+        pending: dict[str, bytes] = {}
+        first = seed_dates(args.days, args.start_date)[:1]
+        seeded = _seed(args, names, pending, labels_as_of=dt.date.fromisoformat(first[0]) if first else None)
         _record_first_day(seeded.get("dates", []))
-        print(f"Seeded s3://{names.data_bucket}: {seeded.get('rows')} training rows, {len(seeded.get('dates', []))} daily batches.")
-        summary = run_main_job(seeded.get("dates", []), print)
+        drifted = seeded.get("drifted_dates") or []
+        print(f"Seeded s3://{names.data_bucket}: {seeded.get('rows')} training rows, {len(seeded.get('dates', []))} daily batches"
+              + (f", {args.drift_kind} drift from {drifted[0]}." if drifted else "."))
+        summary = run_main_job(seeded.get("dates", []), print, pending_labels=pending, label_delay_days=args.label_delay_days,
+                               recent_window_days=args.recent_window_days)
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=_json_safe))
@@ -228,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--summary-json", help="write the run summary as JSON here")
     run.add_argument("--engine", choices=["pandas", "spark", "glue"], help="data-prep engine (default pandas)")
     run.add_argument("--feature-engineering", action="store_true", help="train and score on engineered features too")
+    run.add_argument("--recent-window-days", type=int, metavar="N",
+                     help="labelled days held out of training for champion vs challenger (default: the asset's, 7)")
     run.set_defaults(func=cmd_run)
 
     experiments = add("experiments", help="hyperparameter experiments recorded in S3")

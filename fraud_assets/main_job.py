@@ -3,6 +3,7 @@ Dagster on a persistent instance (so `dagster dev` shows the runs afterwards).""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Callable
 
@@ -53,10 +54,21 @@ def _definitions(defs):
     return location_defs()
 
 
-def run_training(instance: DagsterInstance, announce: Announce, defs=None) -> dict:
+def training_run_config(recent_window_days: int | None = None) -> dict:
+    """QUIET, plus the recent labelled window's length when it is not the asset's default."""
+    if recent_window_days is None:
+        return QUIET
+    return {**QUIET, "ops": {"data_extraction": {"config": {"recent_window_days": recent_window_days}}}}
+
+
+def run_training(
+    instance: DagsterInstance, announce: Announce, defs=None, run_config: dict | None = None, tags: dict | None = None
+) -> dict:
     defs = _definitions(defs)
     announce("Materialising the training graph (training_job) ...")
-    result = defs.resolve_job_def("training_job").execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    result = defs.resolve_job_def("training_job").execute_in_process(
+        instance=instance, run_config=run_config or QUIET, tags=tags, raise_on_error=False
+    )
     mats = _materializations(result)
     passed, failed = _check_lines(result)
     evaluation = mats.get("evaluation_metrics", {})
@@ -73,9 +85,18 @@ def run_training(instance: DagsterInstance, announce: Announce, defs=None) -> di
         "deployed": deployed is not None,
         "failed_checks": failed,
         "errors": _failures(result),
+        "dataset": mats.get("training_dataset", {}),
+        "recent_window": {"dates": mats.get("recent_labelled_window", {}).get("dates") or [],
+                          **{side: {m: _finite(evaluation.get(f"{side}_recent_{m}")) for m in ("recall_at_0_8", "pr_auc")}
+                             for side in ("champion", "challenger")}},
     }
     announce(_training_report(summary, passed))
     return summary
+
+
+def _finite(value):
+    """NaN (metadata's "undefined", so the UI plots the rest) as None, which JSON can say."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _fmt(value) -> str:
@@ -84,6 +105,13 @@ def _fmt(value) -> str:
 
 def _training_report(summary: dict, passed: list[str]) -> str:
     lines = [f"Training run {summary['run_id']}: {'succeeded' if summary['succeeded'] else 'FAILED'}"]
+    dataset, window = summary["dataset"], summary["recent_window"]
+    if dataset:
+        lines.append(f"  training data: {dataset.get('rows')} rows, {dataset.get('rows_from_daily')} from labelled daily batches")
+    if window["dates"]:
+        lines.append(f"  recent window {', '.join(window['dates'])}: recall@0.8 challenger {_fmt(window['challenger']['recall_at_0_8'])} "
+                     f"vs champion {_fmt(window['champion']['recall_at_0_8'])}; PR-AUC {_fmt(window['challenger']['pr_auc'])} "
+                     f"vs {_fmt(window['champion']['pr_auc'])}")
     if summary["metrics"].get("accuracy") is not None:
         lines.append("  test metrics: " + ", ".join(f"{m}={_fmt(v)}" for m, v in summary["metrics"].items()))
     lines.append(f"  model {summary['model_version']} -> {summary['model_uri']}")
@@ -119,75 +147,122 @@ def _performance_note(performance: dict | None) -> str:
             f"{_fmt(performance['recall_at_0_8'])}, alert precision {_fmt(performance['alert_precision'])}")
 
 
-def run_days(instance: DagsterInstance, dates: list[str], announce: Announce) -> list[dict]:
-    from fraud_assets.definitions import location_defs
-
-    try:
-        job = location_defs().resolve_job_def("inference_job")
-    except Exception:
-        return []
-    days = []
-    for date in dates:
-        result = job.execute_in_process(instance=instance, partition_key=date, run_config=QUIET, raise_on_error=False)
-        mats = {k.split("[")[0]: v for k, v in _materializations(result).items()}
-        tx, scores = mats.get("daily_transactions", {}), mats.get("daily_scores", {})
-        alerts, drift = mats.get("fraud_alerts", {}), mats.get("drift_metrics", {})
-        day = {
-            "date": date,
-            "run_id": result.run_id,
-            "succeeded": bool(result.success),
-            "transactions": tx.get("received"),
-            "scored": scores.get("scored"),
-            "quarantined": tx.get("quarantined"),
-            "high_risk": scores.get("high_risk"),
-            "alerts_sent": alerts.get("messages_sent"),
-            "avg_score": scores.get("avg_score"),
-            "drift_detected": drift.get("drift_detected"),
-            "performance": day_performance(mats.get("model_performance", {})),
-            "errors": _failures(result),
-        }
-        days.append(day)
-        announce(
-            f"  {date}: {day['transactions']} received, {day['scored']} scored, {day['quarantined']} quarantined, "
-            f"{day['high_risk']} high-risk, {day['alerts_sent']} alert messages, avg score {_fmt(day['avg_score'])}, "
-            f"drift {'YES' if day['drift_detected'] else 'no'}" + _performance_note(day["performance"])
-            + ("" if day["succeeded"] else f" FAILED: {day['errors']}")
-        )
-    return days
+def _inference_day(job, instance: DagsterInstance, date: str, announce: Announce) -> dict:
+    result = job.execute_in_process(instance=instance, partition_key=date, run_config=QUIET, raise_on_error=False)
+    mats = {k.split("[")[0]: v for k, v in _materializations(result).items()}
+    tx, scores = mats.get("daily_transactions", {}), mats.get("daily_scores", {})
+    alerts, drift = mats.get("fraud_alerts", {}), mats.get("drift_metrics", {})
+    day = {
+        "date": date,
+        "run_id": result.run_id,
+        "succeeded": bool(result.success),
+        "transactions": tx.get("received"),
+        "scored": scores.get("scored"),
+        "quarantined": tx.get("quarantined"),
+        "high_risk": scores.get("high_risk"),
+        "alerts_sent": alerts.get("messages_sent"),
+        "avg_score": scores.get("avg_score"),
+        "drift_detected": drift.get("drift_detected"),
+        "performance": day_performance(mats.get("model_performance", {})),
+        "errors": _failures(result),
+    }
+    announce(
+        f"  {date}: {day['transactions']} received, {day['scored']} scored, {day['quarantined']} quarantined, "
+        f"{day['high_risk']} high-risk, {day['alerts_sent']} alert messages, avg score {_fmt(day['avg_score'])}, "
+        f"drift {'YES' if day['drift_detected'] else 'no'}" + _performance_note(day["performance"])
+        + ("" if day["succeeded"] else f" FAILED: {day['errors']}")
+    )
+    return day
 
 
-def evaluate_drift_sensor(instance: DagsterInstance, announce: Announce) -> list[dict]:
-    """Ticks the drift sensor once, as the daemon would, and reports what it asks for."""
+def _measure(defs, instance: DagsterInstance, date: str) -> dict | None:
+    """A day's realised quality once its labels arrived: model_performance_job for that day, as
+    label_file_sensor would launch it."""
+    result = defs.resolve_job_def("model_performance_job").execute_in_process(
+        instance=instance, partition_key=date, run_config=QUIET, raise_on_error=False
+    )
+    return day_performance({k.split("[")[0]: v for k, v in _materializations(result).items()}.get("model_performance", {}))
+
+
+def tick_drift_sensor(defs, instance: DagsterInstance, cursor: str | None) -> tuple[list[dict], str | None]:
+    """One tick of drift_retraining_sensor, as the daemon would run it: (its run requests, new cursor)."""
     from dagster import build_sensor_context
 
-    from fraud_assets.definitions import location_defs
-
-    defs = location_defs()
-    try:
-        sensor = defs.resolve_sensor_def("drift_retraining_sensor")
-    except Exception:
-        return []
-    context = build_sensor_context(instance=instance, definitions=defs, resources={"retraining_policy": defs.resources["retraining_policy"]})
+    sensor = defs.resolve_sensor_def("drift_retraining_sensor")
+    context = build_sensor_context(
+        instance=instance, definitions=defs, cursor=cursor, resources={"retraining_policy": defs.resources["retraining_policy"]}
+    )
     result = sensor(context)
-    requests = list(getattr(result, "run_requests", None) or ([] if result is None else [r for r in result] if isinstance(result, list) else []))
-    found = [{"job": r.job_name or sensor.job_name, "run_key": r.run_key, "tags": dict(r.tags)} for r in requests]
-    for request in found:
-        announce(f"drift_retraining_sensor requests a {request['job']} run (run key {request['run_key']})")
-    if not found:
-        announce("drift_retraining_sensor: no retraining requested")
-    return found
+    requests = result if isinstance(result, list) else []
+    return [{"job": r.job_name or sensor.job_name, "run_key": r.run_key, "tags": dict(r.tags)} for r in requests], context.cursor
 
 
-def run_main_job(dates: list[str], announce: Announce = print) -> dict:
+def _retraining_summary(run: dict) -> dict:
+    dataset = run["dataset"]
+    return {
+        "run_id": run["run_id"],
+        "succeeded": run["succeeded"],
+        "training_rows": dataset.get("rows"),
+        "rows_from_daily": dataset.get("rows_from_daily"),
+        "recent_window": run["recent_window"],
+        "deployed": run["deployed"],
+        "model_version": run["model_version"],
+    }
+
+
+def run_main_job(
+    dates: list[str], announce: Announce = print, *, pending_labels: dict[str, bytes] | None = None, label_delay_days: int = 1,
+    recent_window_days: int | None = None,
+) -> dict:
+    """Train and deploy, then live through `dates` one day at a time: the labels that are due arrive
+    (`pending_labels`, published `label_delay_days` after their day) and their days' performance is
+    measured, the drift sensor ticks (a retraining it requests runs then and there, with its tags),
+    and the day is scored. After the last day the remaining labels arrive."""
+    import boto3
+
+    from fraud_assets.definitions import location_defs
+    from fraud_assets.lib.config import PlatformNames
+    from fraud_assets.lib.seeding.seed import labels_due, put_label_file
+
     instance = DagsterInstance.get()
-    training = run_training(instance, announce)
-    days: list[dict] = []
-    retraining: list[dict] = []
-    if training["succeeded"] and dates:
-        announce(f"Materialising {len(dates)} daily partitions (inference_job) ...")
-        days = run_days(instance, dates, announce)
-        retraining = evaluate_drift_sensor(instance, announce)
-    return {"training": training, "days": days, "retraining_requests": retraining}
+    defs = location_defs()
+    run_config = training_run_config(recent_window_days)
+    training = run_training(instance, announce, defs, run_config)
+    summary: dict = {"training": training, "days": [], "retraining_requests": [], "retraining": None}
+    if not (training["succeeded"] and dates):
+        return summary
+    pending = dict(pending_labels or {})
+    s3, names = boto3.client("s3"), PlatformNames.from_env()
+    by_date: dict[str, dict] = {}
+
+    def labels_arrive(due: list[str]) -> None:
+        for date in sorted(due):
+            put_label_file(s3, names, date, pending.pop(date))
+            performance = _measure(defs, instance, date)
+            if date in by_date:
+                by_date[date]["performance"] = performance
+            announce(f"  labels for {date} arrived" + _performance_note(performance))
+
+    job = defs.resolve_job_def("inference_job")
+    announce(f"Living through {len(dates)} days (inference_job per day; labels arrive {label_delay_days} day(s) late) ...")
+    cursor = None
+    for date in dates:
+        labels_arrive(labels_due([d for d in pending if d < date], dt.date.fromisoformat(date), label_delay_days))
+        # The sensor sees yesterday's drift and today's labels before the day is scored.
+        requests, cursor = tick_drift_sensor(defs, instance, cursor)
+        summary["retraining_requests"] += requests
+        for request in requests:
+            announce(f"drift_retraining_sensor requests a {request['job']} run ({request['run_key']}); running it now")
+            retrained = run_training(instance, announce, defs, run_config, tags=request["tags"])
+            summary["retraining"] = _retraining_summary(retrained)
+        by_date[date] = _inference_day(job, instance, date, announce)
+        summary["days"].append(by_date[date])
+    if pending:
+        announce("The following days: the last labels arrive")
+        labels_arrive(list(pending))
+    if not summary["retraining_requests"]:
+        announce("drift_retraining_sensor: no retraining requested")
+    return summary
 
 
 def promote_and_maybe_retrain(experiment_id: str, retrain: bool, announce: Announce = print, defs=None) -> dict:

@@ -79,3 +79,17 @@ def test_code_location_loads_without_aws_or_environment(tmp_path):
     result = subprocess.run([str(dagster), "definitions", "validate", "-w", str(root / "workspace.yaml")], capture_output=True,
                             text=True, env=env, cwd=root, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+@pytest.mark.e2e
+def test_run_with_zero_days_trains_and_deploys_only(aws, tmp_path):
+    summary_path = tmp_path / "summary.json"
+    result = fraud_assets("run", "--days", "0", "--rows", "30000", "--summary-json", str(summary_path), tmp_path=tmp_path,
+                          env={"FRAUD_GATE_PR_AUC_FLOOR": "0.2", "FRAUD_GATE_HIGH_RISK_PRECISION_FLOOR": "0.2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+
+    summary = json.loads(summary_path.read_text())
+    assert summary["training"]["succeeded"] and summary["training"]["deployed"]
+    assert summary["days"] == [] and summary["retraining"] is None
+    assert raw_keys() == [RAW_DATA_KEY]  # no daily batches, no label files

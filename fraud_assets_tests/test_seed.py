@@ -126,7 +126,7 @@ def test_bad_csv_uploads_nothing(aws, tmp_path):
         ({"start_date": "05/01/2024"}, "start_date.*YYYY-MM-DD"),
         ({"start_date": "2024-02-30"}, "start_date"),
         ({"drift_from": "tomorrow"}, "drift_from"),
-        ({"days": 0}, "days"),
+        ({"days": -1}, "days"),
         ({"drift": 2.0}, "drift"),
         ({"drift_kind": "sideways", "drift_from": DATES[0]}, "drift kind"),
         ({"label_delay_days": -1}, "label delay"),

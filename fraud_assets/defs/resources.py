@@ -89,9 +89,22 @@ class FeatureEngineering(ConfigurableResource):
 
 
 class RetrainingPolicy(ConfigurableResource):
-    """How often drift may trigger a retraining (FRAUD_DRIFT_COOLDOWN_HOURS)."""
+    """When drift triggers a retraining: score drift on a day, or realised recall (model_performance,
+    once labels arrive) below a floor on enough labelled days; at most once per cooldown
+    (FRAUD_DRIFT_COOLDOWN_HOURS, FRAUD_REALISED_RECALL_FLOOR, FRAUD_PERFORMANCE_DRIFT_DAYS)."""
 
     drift_cooldown_hours: float = Field(default=24.0, description="At most one drift-triggered training run per this many hours.")
+    realised_recall_floor: float = Field(
+        default=0.5, description="A labelled day whose realised recall at 0.8 is below this counts towards a retraining."
+    )
+    performance_drift_days: int = Field(
+        default=3,
+        description="Labelled days below the recall floor before a retraining is requested: a new pattern must be labelled "
+        "on more days than the held-out recent window for the retraining to learn it.",
+    )
+    min_labelled_fraud: int = Field(
+        default=20, description="A day with fewer confirmed frauds is too noisy a recall estimate to count (at 0.17% fraud: ~12,000 transactions)."
+    )
 
 
 class PerformanceFloors(ConfigurableResource):
@@ -150,7 +163,7 @@ def resources() -> dg.Definitions:
             "quality_gates": _from_env(QualityGates, "FRAUD_GATE_"),
             "feature_engineering": FeatureEngineering(enabled=_typed(bool, os.environ.get("FRAUD_FEATURE_ENGINEERING", "0"))),
             "data_prep_engine": DataPrepEngine(engine=os.environ.get("FRAUD_DATA_PREP_ENGINE", "pandas")),
-            "retraining_policy": _from_env(RetrainingPolicy, "FRAUD_", ),
+            "retraining_policy": _from_env(RetrainingPolicy, "FRAUD_"),
             "performance_floors": _from_env(PerformanceFloors, "FRAUD_PERFORMANCE_"),
         }
     )

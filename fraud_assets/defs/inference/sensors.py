@@ -41,13 +41,53 @@ def drift_requests(events: list[tuple[int, str | None, bool]], cursor: dict, now
     return requests, {**cursor, "last_request_at": last_request}
 
 
+def performance_requests(
+    events: list[tuple[int, str | None, bool]], cursor: dict, now: float, cooldown_s: float, days_needed: int
+) -> tuple[list[dict], dict]:
+    """Pure decision: (storage id, partition, recall below the floor?) model_performance events after
+    the cursor -> at most one retraining request, once `days_needed` distinct labelled days since
+    the last request were below the floor (a recomputed day counts once, its latest verdict wins)."""
+    low = dict.fromkeys(cursor.get("low_recall_partitions", []))
+    last_id = cursor.get("last_performance_storage_id", 0)
+    for storage_id, partition, below in events:
+        if storage_id <= last_id:
+            continue
+        last_id = storage_id
+        if below:
+            low[str(partition)] = None
+        else:
+            low.pop(str(partition), None)
+    cursor = {**cursor, "last_performance_storage_id": last_id, "low_recall_partitions": sorted(low)}
+    last_request = cursor.get("last_request_at")
+    if len(low) < days_needed or (last_request is not None and now - last_request < cooldown_s):
+        return [], cursor
+    days = sorted(low)
+    request = {"run_key": f"performance-{days[0]}-{days[-1]}", "partitions": days}
+    return [request], {**cursor, "last_request_at": now, "low_recall_partitions": []}
+
+
+def _performance_events(context, cursor: dict, policy: RetrainingPolicy) -> list[tuple[int, str | None, bool]]:
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("model_performance"), after_storage_id=cursor.get("last_performance_storage_id")),
+        limit=500, ascending=True,
+    ).records
+    events = []
+    for record in records:
+        meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+        recall, fraud = meta.get("recall_at_0_8"), meta.get("fraud") or 0
+        below = isinstance(recall, (int, float)) and recall == recall and fraud >= policy.min_labelled_fraud and recall < policy.realised_recall_floor
+        events.append((record.storage_id, record.asset_materialization.partition, bool(below)))
+    return events
+
+
 @sensor(
     name="drift_retraining_sensor",
     job_name="training_job",
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Requests a training_job run when drift_metrics reports drift: once per drift event (run key), "
-    "at most one per cooldown (the retraining_policy resource, FRAUD_DRIFT_COOLDOWN_HOURS).",
+    description="Requests a training_job run when drift_metrics reports drift, or when model_performance shows realised "
+    "recall below the floor on enough labelled days: once per drift event (run key), at most one per cooldown (the "
+    "retraining_policy resource).",
 )
 def drift_retraining_sensor(context: SensorEvaluationContext, retraining_policy: RetrainingPolicy):
     cursor = json.loads(context.cursor) if context.cursor else {}
@@ -60,13 +100,20 @@ def drift_retraining_sensor(context: SensorEvaluationContext, retraining_policy:
         mat = record.asset_materialization
         drifted = mat.metadata.get("drift_detected")
         events.append((record.storage_id, mat.partition, bool(drifted and drifted.value)))
-    requests, new_cursor = drift_requests(events, cursor, time.time(), retraining_policy.drift_cooldown_hours * 3600)
+    now, cooldown = time.time(), retraining_policy.drift_cooldown_hours * 3600
+    requests, new_cursor = drift_requests(events, cursor, now, cooldown)
+    performance = _performance_events(context, new_cursor, retraining_policy)
+    by_recall, new_cursor = performance_requests(performance, new_cursor, now, cooldown, retraining_policy.performance_drift_days)
     context.update_cursor(json.dumps(new_cursor))
-    if not requests:
-        return SkipReason(f"{len(events)} new drift_metrics materialisations, no retraining needed")
+    if not requests and not by_recall:
+        return SkipReason(f"{len(events)} new drift_metrics and {len(performance)} new model_performance materialisations, "
+                          "no retraining needed")
     return [
         RunRequest(run_key=r["run_key"], tags={"fraud/trigger": "drift", "fraud/drift_partition": str(r["partition"])})
         for r in requests
+    ] + [
+        RunRequest(run_key=r["run_key"], tags={"fraud/trigger": "realised_recall", "fraud/low_recall_days": ",".join(r["partitions"])})
+        for r in by_recall
     ]
 
 

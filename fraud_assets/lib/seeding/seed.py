@@ -36,9 +36,9 @@ from fraud_assets.lib.seeding.synthetic import (
 
 def seed_dates(days: int, start_date: str | None = None, today: dt.date | None = None) -> list[str]:
     """`days` consecutive dates from start_date; by default the `days` days ending yesterday (UTC),
-    the most recent complete days."""
-    if not isinstance(days, int) or days < 1:
-        raise ValueError(f"days must be a positive whole number, got {days!r}")
+    the most recent complete days. 0 days: none (a training-only run)."""
+    if not isinstance(days, int) or days < 0:
+        raise ValueError(f"days must be a whole number >= 0, got {days!r}")
     if start_date is None:
         today = today or dt.datetime.now(dt.timezone.utc).date()
         first = today - dt.timedelta(days=days)
@@ -87,16 +87,20 @@ def seed_platform(
     seed: int = DEFAULT_SEED,
     label_delay_days: int = DEFAULT_LABEL_DELAY_DAYS,
     pending_labels: dict[str, bytes] | None = None,
+    labels_as_of: dt.date | None = None,
 ) -> dict[str, Any]:
     """Upload the raw training CSV, `days` daily batches and the label files that are due (see the
     module's docstring) to names.data_bucket; drift (0..1) of `drift_kind` is applied on dates >=
     drift_from. With csv_path the file is validated (RawDataError, nothing uploaded) and uploaded as
     it is, and the daily batches are sampled from its rows; without it a synthetic set of `rows`
     rows is generated. The label files not yet due go into `pending_labels` (date -> body) when
-    given, for a caller that lets time pass (`put_label_file` publishes one). Returns a summary of
-    what was written."""
+    given, for a caller that lets time pass (`put_label_file` publishes one); `labels_as_of` moves
+    "today" (e.g. to the first day, for a caller that simulates the days one by one). Returns a
+    summary of what was written."""
     dates = seed_dates(days, start_date)
-    labelled = labels_due(dates, dt.date.fromisoformat(dates[-1]) + dt.timedelta(days=1), label_delay_days)
+    if labels_as_of is None and dates:
+        labels_as_of = dt.date.fromisoformat(dates[-1]) + dt.timedelta(days=1)
+    labelled = labels_due(dates, labels_as_of, label_delay_days) if dates else []
     if drift_from is not None:
         parse_iso_date(drift_from, "drift_from date")
     if not 0.0 <= drift <= 1.0:

@@ -109,7 +109,7 @@ _DRIFT_LOG_AMOUNT = 0.4
 # also moves (amounts up, a nudge along the known direction: what the score-based drift rule sees).
 DRIFT_KINDS: tuple[str, ...] = ("shift", "new-pattern")
 DEFAULT_DRIFT_KIND = "shift"
-_NEW_PATTERN_SHARE = 0.012  # new-pattern fraud per transaction at drift=1 (~7x the usual fraud rate)
+_NEW_PATTERN_SHARE = 0.02  # new-pattern fraud per transaction at drift=1 (~12x the usual fraud rate)
 _NEW_PATTERN_DIRECTION = np.zeros(_N_COMPONENTS)
 for _name, _mean in {"V13": 4.5, "V15": -4.0, "V22": 3.5, "V23": -3.0, "V24": 2.8, "V25": -2.5, "V26": 2.2, "V28": 1.6}.items():
     _NEW_PATTERN_DIRECTION[int(_name[1:]) - 1] = _mean
@@ -295,7 +295,7 @@ def generate_labelled_daily_batch(
 ) -> LabelledBatch:
     """One day's transactions and their truth. drift in [0, 1]: 0 is an ordinary day; with
     drift_kind "shift", 1 shifts the fraud-relevant components and the amounts and raises the
-    fraud-like share to ~22%; with "new-pattern", 1 adds ~1.2% fraud of a kind the training data
+    fraud-like share to ~22%; with "new-pattern", 1 adds ~2% fraud of a kind the training data
     never had (see DRIFT_KINDS) and moves the population as "shift" does. Deterministic for
     (seed, date, drift, drift_kind); the customer and merchant pools depend on the seed only, so
     customers recur across days."""
