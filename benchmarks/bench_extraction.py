@@ -42,10 +42,12 @@ def daily_rows(days: int, per_day: int, seed: int = 7) -> pd.DataFrame:
     dates = pd.date_range("2026-01-01", periods=days, freq="D").strftime("%Y-%m-%d")
     day = np.repeat(np.arange(days), per_day)
     index = np.tile(np.arange(per_day), days)
-    # 1% of each day's ids repeat the previous day's (a transaction reported again).
-    repeated = (index < per_day // 100) & (day > 0)
+    # The last 1% of each day's rows repeat the previous day's first ids (a transaction reported again).
+    first_repeat = per_day - per_day // 100
+    repeated = (index >= first_repeat) & (day > 0)
     id_day = np.where(repeated, day - 1, day)
-    ids = [f"TXN-{dates[d]}-{i:06d}" for d, i in zip(id_day.tolist(), index.tolist())]
+    id_index = np.where(repeated, index - first_repeat, index)
+    ids = [f"TXN-{dates[d]}-{i:06d}" for d, i in zip(id_day.tolist(), id_index.tolist())]
     base.insert(0, "transactionId", ids)
     base["source"] = [f"daily:{dates[d]}" for d in day.tolist()]
     return extraction.normalise(base)
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "pandas_seconds": round(pandas_s, 2), "pandas_ratio": round(pandas_s / base_s, 2)})
     del frame
     if not args.skip_spark:
-        spark = prep_engines.local_spark_session(**{"spark.app.name": "bench-extraction", "spark.driver.memory": "4g",
+        spark = prep_engines.local_spark_session(**{"spark.app.name": "bench-extraction", "spark.driver.memory": "3g",
                                                     "spark.ui.showConsoleProgress": "false"})
         with tempfile.TemporaryDirectory() as tmp:
             spark_s, (by_spark, _) = timed(lambda: prep_engines.extract_with_spark(spark, csv, "bench.csv", daily, 42, None, Path(tmp)))
