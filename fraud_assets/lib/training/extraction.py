@@ -19,6 +19,8 @@ The pandas engine is `extract_with_pandas`; the Spark twin is glue_scripts/fraud
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dataclasses
 import datetime as dt
 from typing import Any, Sequence
@@ -153,7 +155,7 @@ def extraction_summary(
 
 
 def extract_with_pandas(
-    csv_bytes: bytes, source: str, daily: pd.DataFrame, seed: int, legit_cap: int | None = None
+    csv_bytes: bytes | Path, source: str, daily: pd.DataFrame, seed: int, legit_cap: int | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     from fraud_assets.lib.training.raw_data import read_raw_csv
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -158,8 +159,10 @@ def split_dataset_with_pandas(dataset: pd.DataFrame, seed: int, ratios: Sequence
 
     ratios = tuple(ratios)
     codes = assign_splits(dataset[TRANSACTION_ID].to_numpy(), seed, ratios)
-    frame = dataset.loc[:, [TRANSACTION_ID, *RAW_COLUMNS]]
-    return {name: frame[codes == i].reset_index(drop=True) for i, name in enumerate(SPLITS)}
+    rows = [np.flatnonzero(codes == i) for i in range(len(SPLITS))]
+    # A column at a time, one array per column: the splits cost their own size, no full copy first.
+    return {name: pd.DataFrame({c: dataset[c].to_numpy()[r] for c in (TRANSACTION_ID, *RAW_COLUMNS)}, copy=False)
+            for name, r in zip(SPLITS, rows)}
 
 
 def split_dataset_with_spark(
@@ -181,7 +184,7 @@ def split_dataset_with_spark(
 
 
 def extract_with_spark(
-    spark, csv_bytes: bytes, source: str, daily: pd.DataFrame, seed: int, legit_cap: int | None = None,
+    spark, csv_bytes: bytes | Path, source: str, daily: pd.DataFrame, seed: int, legit_cap: int | None = None,
     workdir: str | Path | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The Glue script's `extract_training_dataset_spark` on a local Spark session: the CSV and the
@@ -193,8 +196,11 @@ def extract_with_spark(
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fraud-extract-", dir=workdir) as tmp:
-        input_path = Path(tmp) / (_SOURCE_NAME.sub("_", Path(str(source)).name)[:100] or "input.csv")
-        input_path.write_bytes(csv_bytes)
+        if isinstance(csv_bytes, Path):  # already a local file
+            input_path = csv_bytes
+        else:
+            input_path = Path(tmp) / (_SOURCE_NAME.sub("_", Path(str(source)).name)[:100] or "input.csv")
+            input_path.write_bytes(csv_bytes)
         daily_path = None
         if len(daily):
             daily_path = Path(tmp) / "daily.parquet"
