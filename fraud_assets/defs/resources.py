@@ -98,7 +98,7 @@ class RetrainingPolicy(ConfigurableResource):
         default=0.5, description="A labelled day whose realised recall at 0.8 is below this counts towards a retraining."
     )
     performance_drift_days: int = Field(
-        default=3,
+        default=10,
         description="Labelled days below the recall floor before a retraining is requested: a new pattern must be labelled "
         "on more days than the held-out recent window for the retraining to learn it.",
     )
