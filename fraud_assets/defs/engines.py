@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import boto3
 import pandas as pd
 from dagster import ConfigurableResource, MetadataValue
 from dagster_aws.pipes import (
@@ -24,6 +23,7 @@ from dagster_aws.pipes import (
 )
 from pydantic import Field
 
+from fraud_assets.lib.aws.clients import make_client
 from fraud_assets.lib.aws.storage import (
     S3Uri,
     download_to_file,
@@ -278,8 +278,8 @@ class DataPrepEngine(ConfigurableResource):
         self, context, s3_client, raw_uri: S3Uri, seed, ratios, glue_client, logs_client, input_format: str = "csv",
         input_records: int | None = None,
     ):
-        glue_client = glue_client or boto3.client("glue")
-        logs_client = logs_client or boto3.client("logs")
+        glue_client = glue_client or make_client("glue")
+        logs_client = logs_client or make_client("logs")
         run_id = validate_key_part(context.run_id, "run id")
         output_uri = prep_engines.glue_output_uri(self.bucket, run_id)
         script_uri = self.upload_script(s3_client)

@@ -9,8 +9,8 @@ FRAUD_* variables through `dg.EnvVar` when those are set, so the launchpad shows
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
+from typing import Literal
 
 import dagster as dg
 from dagster import ConfigurableResource
@@ -18,7 +18,8 @@ from dagster_aws.s3 import S3Resource
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
 
-from fraud_assets.lib.config import DEFAULT_REGION, PlatformNames
+from fraud_assets.lib.aws.clients import ClientSettings, make_client
+from fraud_assets.lib.config import PlatformNames
 
 _NAME_DEFAULTS = PlatformNames()
 
@@ -48,27 +49,15 @@ class FraudPlatform(ConfigurableResource):
 
 class AwsClients(ResourceWithBoto3Configuration):
     """boto3 clients for the services dagster-aws has no resource for (SageMaker, SageMaker
-    Runtime, DynamoDB, SNS, SQS). Cached per process: building a client costs ~50 ms."""
+    Runtime, DynamoDB, SNS, SSM, CloudWatch, Glue). Every field is honoured (lib/aws/clients.py);
+    what is left unset, boto3 resolves from the environment. `endpoint_url` applies to every
+    service: per-service endpoints (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME) come from the environment."""
+
+    retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
+        default="standard", description="botocore's retry mode; max_attempts counts every attempt, the first included.")
 
     def client(self, service: str):
-        return _client(service, self.region_name or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION, self.endpoint_url, self.max_attempts)
-
-
-def _client(service: str, region: str, endpoint_url: str | None, max_attempts: int):
-    # The environment's endpoints are part of the key: a client made before a stack (re)started
-    # must not be handed out afterwards.
-    env_endpoints = (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"))
-    return _cached_client(service, region, endpoint_url, max_attempts, env_endpoints)
-
-
-@functools.cache
-def _cached_client(service: str, region: str, endpoint_url: str | None, max_attempts: int, _env_endpoints: tuple):
-    import boto3
-    from botocore.config import Config as BotoConfig
-
-    # Standard retry mode backs off on throttling; our own loops add what boto3 does not retry.
-    config = BotoConfig(retries={"mode": "standard", "max_attempts": max_attempts}, max_pool_connections=16)
-    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+        return make_client(service, ClientSettings.from_resource(self))
 
 
 class QualityGates(ConfigurableResource):
@@ -117,7 +106,9 @@ class PerformanceFloors(ConfigurableResource):
 
 
 def s3_client(s3: S3Resource):
-    return _client("s3", s3.region_name or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION, s3.endpoint_url, s3.max_attempts)
+    """The S3 client of an S3Resource, every field honoured (S3Resource.get_client would build a new
+    client, in legacy retry mode, on every call)."""
+    return make_client("s3", ClientSettings.from_resource(s3))
 
 
 def _from_env(resource_cls: type[ConfigurableResource], prefix: str, **fixed) -> ConfigurableResource:

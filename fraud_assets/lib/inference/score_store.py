@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError, ConnectionError as BotoConnectionEr
 
 from fraud_assets.lib.config import TRANSACTION_ID
 from fraud_assets.lib.inference.daily import format_timestamps
-from fraud_assets.lib.inference.scoring import backoff_delay, is_retryable
+from fraud_assets.lib.inference.scoring import backoff_delay
 
 PARTITION_KEY = TRANSACTION_ID
 SORT_KEY = "timestamp"
@@ -30,15 +30,13 @@ MAX_BATCH_SIZE = 25  # BatchWriteItem's limit per request
 SCORED_COLUMNS: tuple[str, ...] = (
     TRANSACTION_ID, "timestamp", "fraudScore", "riskLevel", "scoringTimestamp", "modelVersion", "endpointName",
 )
-# Provisioned-capacity tables throttle with a 400; on-demand ones with ThrottlingException.
-_THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "RequestLimitExceeded"})
 
 
 @dataclasses.dataclass(frozen=True)
 class StoreResult:
     written: int
     batches: int
-    retries: int  # BatchWriteItem calls repeated for unprocessed items or throttling
+    retries: int  # BatchWriteItem calls repeated for unprocessed items
 
 
 class StoreError(RuntimeError):
@@ -84,7 +82,7 @@ def write_scores(
     sleep: Callable[[float], None] = time.sleep,
 ) -> StoreResult:
     """Write `items` (from `to_items`) in BatchWriteItem chunks of <= 25, `max_workers` chunks in
-    flight. A chunk's UnprocessedItems (and throttling errors) are sent again with exponential
+    flight. A chunk's UnprocessedItems are sent again with exponential
     backoff until none remain; after `max_attempts` calls for one chunk, StoreError says how many
     items are still unwritten. Re-running after a failure is safe: puts overwrite.
 
@@ -120,13 +118,14 @@ def write_scores(
         for attempt in range(1, max_attempts + 1):
             try:
                 response = dynamodb_client.batch_write_item(RequestItems={table: requests})
-                unprocessed = response.get("UnprocessedItems", {}).get(table, [])
-                problem = f"{len(unprocessed)} unprocessed"
             except (ClientError, BotoConnectionError, HTTPClientError) as err:
-                if not _retryable(err):
-                    raise fail(_ChunkFailed(f"{table}: items {first}-{first + len(chunk) - 1} rejected: {err}",
-                                            written=len(chunk) - len(requests), remaining=len(requests))) from err
-                unprocessed, problem = requests, f"{type(err).__name__}: {err}"
+                # Throttling, 5xx and dropped connections were retried by the client's retry mode
+                # (lib/aws/clients.py) already; what is left is not worth another round of ours.
+                raise fail(_ChunkFailed(f"{table}: items {first}-{first + len(chunk) - 1} rejected: {err}",
+                                        written=len(chunk) - len(requests), remaining=len(requests))) from err
+            # What botocore does not retry: items DynamoDB accepted the request for but did not write.
+            unprocessed = response.get("UnprocessedItems", {}).get(table, [])
+            problem = f"{len(unprocessed)} unprocessed"
             if not unprocessed:
                 return len(chunk), retries
             if attempt == max_attempts or abort.is_set():
@@ -246,12 +245,6 @@ class _ChunkFailed(Exception):
     def __init__(self, message: str, *, written: int, remaining: int):
         super().__init__(message)
         self.written, self.remaining = written, remaining
-
-
-def _retryable(err: BaseException) -> bool:
-    if isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") in _THROTTLING_CODES:
-        return True
-    return is_retryable(err)
 
 
 def _check_unique_keys(items: list[dict[str, Any]]) -> None:
