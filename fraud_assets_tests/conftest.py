@@ -8,8 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from fraud_assets.lib.aws.clients import USER_AGENT_EXTRA
 from fraud_assets.local.processes import scrubbed_aws_environ
 from fraud_assets.local.stack import LocalStack
+from iam_check import Recorder
+
+# The code location's AWS calls during the e2e tests, for test_least_privilege.py.
+AWS_CALLS = Recorder()
+LEAST_PRIVILEGE_MODULE = "test_least_privilege.py"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -18,6 +24,29 @@ def pytest_configure(config: pytest.Config) -> None:
     scrubbed = scrubbed_aws_environ()
     os.environ.clear()
     os.environ.update(scrubbed)
+    AWS_CALLS.install(USER_AGENT_EXTRA)  # before any client exists
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The e2e tests and the least-privilege comparison run on one xdist worker (one group), the
+    comparison last, so it sees every e2e test's calls."""
+    for item in items:
+        if item.get_closest_marker("e2e") or item.path.name == LEAST_PRIVILEGE_MODULE:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+    items.sort(key=lambda item: item.path.name == LEAST_PRIVILEGE_MODULE)  # stable: only moves it last
+
+
+@pytest.fixture(autouse=True)
+def _record_e2e_aws_calls(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("e2e") is None:
+        yield
+        return
+    AWS_CALLS.active = request.node.nodeid
+    try:
+        yield
+    finally:
+        AWS_CALLS.active = None
+        AWS_CALLS.tests.append(request.node.nodeid)
     # The tests' daily partitions are fixed dates of this year and of the seeded range.
     os.environ.setdefault("FRAUD_FIRST_DAY", "2024-01-01")
 
