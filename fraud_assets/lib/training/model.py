@@ -128,9 +128,31 @@ def package_model(booster: xgb.Booster, metadata: dict[str, Any]) -> bytes:
     """model.tar.gz: `xgboost-model` (JSON) plus our metadata (feature names, version, stats)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        _add(tar, MODEL_FILE, bytes(booster.save_raw("json")))
+        _add(tar, MODEL_FILE, container_model_json(booster))
         _add(tar, METADATA_FILE, json.dumps(metadata, sort_keys=True, default=str).encode())
     return buffer.getvalue()
+
+
+# The SageMaker built-in XGBoost container the endpoint runs (PlatformNames.xgboost_image_uri,
+# sagemaker-xgboost:1.7-1) reads models with XGBoost 1.7.
+CONTAINER_XGBOOST = (1, 7)
+
+
+def container_model_json(booster: xgb.Booster) -> bytes:
+    """The model as JSON that the container's XGBoost 1.7 reads to the same scores. XGBoost >= 3.1
+    writes base_score as a vector ("[5E-1]", one value per target); 1.7 parses that field as one
+    float and, without an error, scores with a different intercept. A single-target model's vector
+    holds one value: write it as the scalar every version reads. The rest of the document is
+    unchanged (1.7 ignores the keys it does not know)."""
+    doc = json.loads(bytes(booster.save_raw("json")))
+    params = doc["learner"]["learner_model_param"]
+    base_score = str(params["base_score"])
+    if base_score.startswith("["):
+        values = [v for v in base_score.strip("[]").split(",") if v.strip()]
+        if len(values) != 1:
+            raise ValueError(f"a model with {len(values)} targets cannot be served by the XGBoost {CONTAINER_XGBOOST} container")
+        params["base_score"] = values[0].strip()
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
