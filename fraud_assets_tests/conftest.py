@@ -24,6 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
     scrubbed = scrubbed_aws_environ()
     os.environ.clear()
     os.environ.update(scrubbed)
+    # The tests' daily partitions are fixed dates of this year and of the seeded range.
+    os.environ.setdefault("FRAUD_FIRST_DAY", "2024-01-01")
     AWS_CALLS.install(USER_AGENT_EXTRA)  # before any client exists
 
 
@@ -47,8 +49,6 @@ def _record_e2e_aws_calls(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         AWS_CALLS.active = None
         AWS_CALLS.tests.append(request.node.nodeid)
-    # The tests' daily partitions are fixed dates of this year and of the seeded range.
-    os.environ.setdefault("FRAUD_FIRST_DAY", "2024-01-01")
 
 
 @pytest.fixture(scope="session")
