@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench bench-scale check dev stack clean
+.PHONY: install run test test-fast bench bench-scale check dev stack clean least-privilege
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+# The e2e tests and the IAM comparison in one process: the code location's policy allows exactly what they call.
+least-privilege: install
+	$(BIN)/python -m pytest -n 0 -q -p no:logging -m "e2e or least_privilege" fraud_assets_tests
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -30,12 +30,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The e2e tests and the least-privilege comparison run on one xdist worker (one group), the
-    comparison last, so it sees every e2e test's calls."""
-    for item in items:
-        if item.get_closest_marker("e2e") or item.path.name == LEAST_PRIVILEGE_MODULE:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
-    items.sort(key=lambda item: item.path.name == LEAST_PRIVILEGE_MODULE)  # stable: only moves it last
+    """The least-privilege comparison runs after the e2e tests of its process (stable sort)."""
+    items.sort(key=lambda item: item.path.name == LEAST_PRIVILEGE_MODULE)
 
 
 @pytest.fixture(autouse=True)

@@ -35,6 +35,8 @@ def test_a_profile_names_region_and_credentials(tmp_path, monkeypatch):
     credentials.write_text("[fraud-test]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret\n")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    for var in ("AWS_DEFAULT_REGION", "AWS_REGION"):  # they would win over the profile's region, as boto3 resolves it
+        monkeypatch.delenv(var, raising=False)
     for client in (AwsClients(profile_name="fraud-test").client("sns"), s3_client(S3Resource(profile_name="fraud-test"))):
         assert client.meta.region_name == "ap-southeast-2"
         assert client._request_signer._credentials.access_key == "AKIDPROFILE"

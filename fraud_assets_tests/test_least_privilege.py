@@ -2,7 +2,9 @@
 as the local stack deployed it) allows every AWS call the end-to-end tests made, and nothing that no
 call needs, apart from the few calls below that the tests cannot reach.
 
-conftest records the calls during the e2e tests and runs this module after them on the same worker.
+conftest records the calls during the e2e tests and runs this module after them. The comparison
+needs the e2e tests in the same process: `make least-privilege` (pytest -n 0 -m "e2e or
+least_privilege"); under xdist, where they run on other workers, it skips and says why.
 """
 
 from __future__ import annotations
@@ -48,13 +50,14 @@ def deployed_policy(stack: LocalStack) -> dict:
     return resolver.resolve(policy)
 
 
+@pytest.mark.least_privilege
 def test_code_location_policy_allows_exactly_what_the_e2e_tests_call(request: pytest.FixtureRequest, aws: LocalStack) -> None:
     e2e = {item.nodeid for item in request.session.items if item.get_closest_marker("e2e")}
     if not e2e:
         pytest.skip("no e2e test selected: the calls to compare come from them (run the whole suite or -m 'e2e or not e2e')")
     missing = e2e - set(AWS_CALLS.tests)
     if missing:
-        pytest.skip(f"e2e tests did not run before this one on this worker: {sorted(missing)}")
+        pytest.skip(f"e2e tests did not run in this process before this one (make least-privilege runs them together): {sorted(missing)}")
     policy = deployed_policy(aws)
     verdict = check(policy, AWS_CALLS.calls, UNREACHABLE)
     assert verdict.ok, verdict.explain()
