@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.lib.inference.alerts import alert_messages, high_risk_alerts, publish_alerts
+from fraud_assets.lib.inference.alerts import (
+    MAX_DETAIL_CHARS, SNS_MAX_BYTES, MissingTopicError, alert_messages, find_topic_arn, high_risk_alerts, publish_alerts, publish_size,
+)
 from fraud_assets.lib.aws.storage import InvalidKeyError, get_json
 
 DATE = "2024-05-01"
@@ -72,6 +74,53 @@ def test_messages_hold_at_most_100_alerts_and_every_alert_once(n, per_message):
         assert alert_messages(alerts, "2024-05-02", per_message)[0]["messageKey"] != messages[0]["messageKey"]
 
 
+def sized_alerts(lengths: list[int], scores: list[float]) -> list[dict]:
+    """Alerts as the day makes them, with free text of the given lengths and whatever else an alert
+    may carry (e.g. per-alert reasons), highest score first."""
+    order = sorted(range(len(lengths)), key=lambda i: -scores[i])
+    return [{"transactionId": f"T-{i:05d}", "fraudScore": scores[i], "alertPriority": "URGENT" if scores[i] > 0.95 else "HIGH",
+             "merchant": "é" * lengths[i], "reasons": [{"feature": f"V{j}", "contribution": 0.1} for j in range(lengths[i] % 5)]}
+            for i in order]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 260).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(0, 8_000), min_size=n, max_size=n), st.lists(st.floats(0.8, 1.0), min_size=n, max_size=n))),
+    st.sampled_from([SNS_MAX_BYTES, 60_000]))
+def test_messages_never_exceed_100_alerts_or_256_kib_and_keep_every_alert_once_in_order(lengths_scores, max_bytes):
+    alerts = sized_alerts(*lengths_scores)
+    messages = alert_messages(alerts, DATE, max_bytes=max_bytes)
+    assert all(1 <= m["alertCount"] == len(m["alerts"]) <= 100 for m in messages)
+    assert all(publish_size(m) <= max_bytes for m in messages)
+    # Every high-risk transaction in exactly one message, in score order.
+    assert [a for m in messages for a in m["alerts"]] == alerts
+    assert [m["part"] for m in messages] == list(range(1, len(messages) + 1))
+    assert all(m["parts"] == len(messages) for m in messages)
+
+
+def test_a_day_of_long_merchant_names_is_cut_by_size_not_lost(aws, alerts_topic):
+    # The issue's day: 100 alerts with long merchant names made one 325,855-byte message and 0 were sent.
+    topic_arn, received = alerts_topic
+    scored, transactions = day(list(np.linspace(0.81, 0.99, 129)))
+    transactions["merchant"] = "Long Merchant Name " * 160  # 3,040 characters
+    alerts = high_risk_alerts(scored, transactions)
+    messages = alert_messages(alerts, DATE)
+    assert messages[0]["alertCount"] < 100 and all(publish_size(m) <= SNS_MAX_BYTES for m in messages)
+    assert publish(aws, topic_arn, messages).sent == [m["messageKey"] for m in messages]
+    delivered = [json.loads(e["Message"]) for e in received()]
+    assert sorted(a["transactionId"] for m in delivered for a in m["alerts"]) == sorted(a["transactionId"] for a in alerts)
+
+
+def test_absurdly_long_text_is_cut_so_one_alert_always_fits():
+    scored, transactions = day([0.9])
+    transactions["merchant"] = "x" * 400_000
+    [alert] = high_risk_alerts(scored, transactions)
+    assert len(alert["merchant"]) == MAX_DETAIL_CHARS and alert["merchant"].endswith("…")
+    assert len(alert_messages([alert], DATE)) == 1
+    with pytest.raises(ValueError, match="alert for 'T-000' is .* bytes"):
+        alert_messages([{**alert, "merchant": "x" * 300_000}], DATE)
+
+
 def test_message_priority_and_limits():
     messages = alert_messages(fake_alerts(250, urgent_every=150), DATE)
     assert [m["alertCount"] for m in messages] == [100, 100, 50]
@@ -127,7 +176,7 @@ def test_publishing_twice_sends_each_message_once_and_resend_sends_again(aws, al
     assert body["messageKey"] == keys[0] and len(body["alerts"]) == 100 and body["alerts"][0]["fraudScore"] == 0.99
     assert envelope["MessageAttributes"]["alertCount"] == {"Type": "Number", "Value": "100"}
     assert envelope["MessageAttributes"]["maxPriority"]["Value"] == "URGENT"
-    ledger = get_json(aws.client("s3"), f"s3://{aws.names.workflow_bucket}/alert-ledger/{DATE}/{keys[0]}.json")
+    ledger = get_json(aws.client("s3"), f"s3://{aws.names.workflow_bucket}/alert-ledger/{DATE}/{aws.names.alerts_topic}/{keys[0]}.json")
     assert ledger["messageKey"] == keys[0] and ledger["messageId"] and ledger["alertCount"] == 100
 
     resent = publish(aws, topic_arn, messages, resend=True)
@@ -157,6 +206,33 @@ def test_a_retry_after_a_crash_sends_only_what_was_not_sent(aws, alerts_topic):
     assert retry.skipped == [m["messageKey"] for m in messages[:2]]
     assert retry.sent == [m["messageKey"] for m in messages[2:]]
     assert sorted(json.loads(e["Message"])["part"] for e in received()) == [1, 2, 3, 4, 5]
+
+
+def test_a_missing_topic_is_an_error_naming_it_and_creates_nothing(aws, alerts_topic):
+    sns = aws.client("sns")
+    topic_arn, _ = alerts_topic
+    assert find_topic_arn(sns, aws.names.alerts_topic) == topic_arn
+    before = sns.list_topics()["Topics"]
+    with pytest.raises(MissingTopicError, match="SNS topic 'fraud-detection-alertz' does not exist"):
+        find_topic_arn(sns, "fraud-detection-alertz")
+    assert sns.list_topics()["Topics"] == before
+
+
+def test_the_ledger_is_kept_per_topic(aws, alerts_topic):
+    # Sent to another topic is not delivered to this one: a re-run with the right topic sends it all.
+    topic_arn, received = alerts_topic
+    other = aws.client("sns").create_topic(Name="another-alerts-topic")["TopicArn"]
+    messages = alert_messages(fake_alerts(150), DATE)
+    assert len(publish(aws, other, messages).sent) == 2
+    assert publish(aws, topic_arn, messages).sent == [m["messageKey"] for m in messages]
+    assert publish(aws, topic_arn, messages).skipped == [m["messageKey"] for m in messages]
+    delivered = received()
+    assert len(delivered) == 2
+    ledger = get_json(aws.client("s3"), f"s3://{aws.names.workflow_bucket}/alert-ledger/{DATE}/{aws.names.alerts_topic}/"
+                                         f"{messages[0]['messageKey']}.json")
+    assert ledger["topicArn"] == topic_arn
+    # The deduplication id a subscriber drops a repeat by (delivery is at-least-once).
+    assert delivered[0]["MessageAttributes"]["messageKey"]["Value"] == json.loads(delivered[0]["Message"])["messageKey"]
 
 
 def test_ledger_prefix_and_message_keys_are_validated(aws, alerts_topic):

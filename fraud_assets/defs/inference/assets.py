@@ -228,8 +228,11 @@ def fraud_alerts(
 
 
 def _topic_arn(sns, name: str) -> str:
-    # CreateTopic is idempotent and returns the ARN without needing the account id.
-    return sns.create_topic(Name=name)["TopicArn"]
+    # Looked up, never created: a mistyped name fails the step instead of alerting nobody.
+    try:
+        return alerts_lib.find_topic_arn(sns, name)
+    except alerts_lib.MissingTopicError as err:
+        raise Failure(str(err), metadata={"topic": name}) from err
 
 
 @asset(

@@ -24,6 +24,7 @@ from dagster_aws.s3 import S3Resource
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, RetrainingPolicy, s3_client
 from fraud_assets.lib.aws.cloudwatch import publish_metrics
 from fraud_assets.lib.config import LABELS_PREFIX
+from fraud_assets.lib.inference.alerts import find_topic_arn
 
 
 def drift_requests(events: list[tuple[int, str | None, bool]], cursor: dict, now: float, cooldown_s: float) -> tuple[list[dict], dict]:
@@ -133,10 +134,14 @@ def pipeline_failure_sensor(context: RunFailureSensorContext, aws: AwsClients, p
         "failedSteps": failed_steps,
         "error": context.failure_event.message,
         "partition": context.dagster_run.tags.get("dagster/partition"),
+        # The deduplication id: the sensor may announce a run again after a daemon restart.
+        "messageKey": f"run-failure-{context.dagster_run.run_id}",
     }
     sns = aws.client("sns")
-    topic = sns.create_topic(Name=platform.failures_topic)["TopicArn"]
-    sns.publish(TopicArn=topic, Subject=f"fraud_assets run failed: {message['job']}"[:100], Message=json.dumps(message, default=str))
+    # Looked up, never created (MissingTopicError names it): a typo must not swallow failure reports.
+    topic = find_topic_arn(sns, platform.failures_topic)
+    sns.publish(TopicArn=topic, Subject=f"fraud_assets run failed: {message['job']}"[:100], Message=json.dumps(message, default=str),
+                MessageAttributes={"messageKey": {"DataType": "String", "StringValue": f"run-failure-{message['runId']}"}})
     # No dimensions: the template's pipeline-failures alarm counts every failed run.
     publish_metrics(aws.client("cloudwatch"), {"PipelineFailures": 1}, {}, units={"PipelineFailures": "Count"})
 

@@ -1,13 +1,18 @@
 """High-risk alerts (the seeds' Filter High Risk + Alert stages): rank the day's high-risk
-transactions, batch them at most 100 per SNS message, publish each message once.
+transactions, batch them at most 100 and at most 256 KiB per SNS message, publish each message once.
 
-"Once" is kept by a ledger in S3: after a message is published, `<ledger_prefix>/<messageKey>.json`
-records it, and a later run (a retry after a crash, a re-materialisation) skips messages whose
-ledger object exists. The key of a message is a hash of its date and transaction ids, so the same
-alerts always give the same key. The one window left is a crash between Publish and the ledger
-write: that message goes out again on the retry (at-least-once). Subscribers can close it with the
-`messageKey` attribute every message carries; a FIFO topic closes it by itself (the key is its
-deduplication id).
+The topic must exist: run-time code never creates infrastructure, so a mistyped topic name is a
+clear failure (`MissingTopicError`), not alerts published to a new topic nobody subscribes to.
+
+"Once" is kept by a ledger in S3: after a message is published,
+`<ledger_prefix>/<topic name>/<messageKey>.json` records it with the topic ARN and SNS message id,
+and a later run (a retry after a crash, a re-materialisation) skips messages whose ledger object
+exists for that topic. Keyed by topic, so a message sent to another topic is not taken as delivered
+here. The key of a message is a hash of its date and transaction ids, so the same alerts always
+give the same key. Delivery is **at-least-once**: a crash (SIGKILL) between Publish and the ledger
+write sends that one message again on the retry. Every message carries its `messageKey` in the body
+and as a message attribute: the deduplication id subscribers use to drop the repeat; a FIFO topic
+drops it by itself (the key is its deduplication id).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ URGENT_THRESHOLD = 0.95
 MAX_ALERTS_PER_MESSAGE = 100  # the seeds' batching
 SNS_MAX_BYTES = 256 * 1024  # Publish's limit for message + attributes
 SNS_MAX_SUBJECT = 100
+# Free text in an alert is cut to this many characters: one absurd merchant name must not make an
+# alert too big for any message.
+MAX_DETAIL_CHARS = 4_096
 URGENT, HIGH_PRIORITY = "URGENT", "HIGH"
 _TRANSACTION_DETAILS = ("amount", "merchant", "customerId", "category", "timestamp")
 
@@ -39,6 +47,28 @@ _TRANSACTION_DETAILS = ("amount", "merchant", "customerId", "category", "timesta
 class PublishResult:
     sent: list[str]
     skipped: list[str]
+
+
+class MissingTopicError(LookupError):
+    """The SNS topic to publish to does not exist (a mistyped name, or the stack not deployed)."""
+
+    def __init__(self, name: str, region: str | None):
+        self.name = name
+        super().__init__(
+            f"SNS topic {name!r} does not exist in {region or 'this region'}: nothing was published. "
+            "Check the topic name (FRAUD_ALERTS_TOPIC / FRAUD_MONITORING_TOPIC / FRAUD_FAILURES_TOPIC) or "
+            "deploy the platform's topics; run-time code never creates them."
+        )
+
+
+def find_topic_arn(sns, name: str) -> str:
+    """The ARN of the existing topic called `name` (ListTopics), or MissingTopicError. Never
+    CreateTopic: creating on publish would turn a typo into alerts sent to nowhere."""
+    for page in sns.get_paginator("list_topics").paginate():
+        for topic in page.get("Topics", []):
+            if topic["TopicArn"].rsplit(":", 1)[-1] == name:
+                return topic["TopicArn"]
+    raise MissingTopicError(name, getattr(sns.meta, "region_name", None))
 
 
 def high_risk_alerts(
@@ -85,42 +115,93 @@ def high_risk_alerts(
             scores.tolist(),
             levels,
             joined["amount"].to_numpy(dtype=np.float64).tolist(),
-            joined["merchant"].astype(str).tolist(),
-            joined["customerId"].astype(str).tolist(),
-            joined["category"].astype(str).tolist(),
+            _cut(joined["merchant"]),
+            _cut(joined["customerId"]),
+            _cut(joined["category"]),
             format_timestamps(joined["timestamp"]),
         )
     ]
 
 
 def alert_messages(
-    alerts: Sequence[dict[str, Any]], batch_date: str, max_per_message: int = MAX_ALERTS_PER_MESSAGE
+    alerts: Sequence[dict[str, Any]],
+    batch_date: str,
+    max_per_message: int = MAX_ALERTS_PER_MESSAGE,
+    max_bytes: int = SNS_MAX_BYTES,
 ) -> list[dict[str, Any]]:
-    """The alerts in order, cut into messages of at most `max_per_message` (<= 100) alerts. Each
-    message's `messageKey` hashes its date and transaction ids: stable across runs, so the ledger
-    can recognise a message already sent."""
+    """The alerts in order, cut into messages of at most `max_per_message` (<= 100) alerts and at
+    most `max_bytes` as SNS counts a Publish (body + subject + message attributes), whatever each
+    alert dict holds. Each message's `messageKey` hashes its date and transaction ids: stable across
+    runs, so the ledger can recognise a message already sent. An alert too big for a message of its
+    own is a ValueError naming it."""
     validate_key_part(batch_date, "batch date")
     if not 1 <= max_per_message <= MAX_ALERTS_PER_MESSAGE:
         raise ValueError(f"max_per_message must be 1..{MAX_ALERTS_PER_MESSAGE}, not {max_per_message}")
-    parts = [list(alerts[i : i + max_per_message]) for i in range(0, len(alerts), max_per_message)]
+    if not 1 <= max_bytes <= SNS_MAX_BYTES:
+        raise ValueError(f"max_bytes must be 1..{SNS_MAX_BYTES}, not {max_bytes}")
+    # A message's size is its envelope plus its alerts' JSON plus one ", " between alerts; the
+    # envelope is measured with the widest numbers it can hold, so each cut is an upper bound, and
+    # every finished message is measured exactly below.
+    envelope = publish_size(_message(batch_date, 10**6, 10**6, [], priority=URGENT, count=MAX_ALERTS_PER_MESSAGE))
+    sizes = [len(_body(a)) for a in alerts]
+    parts: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    used = envelope
+    for alert, size in zip(alerts, sizes):
+        extra = size + (2 if current else 0)
+        if current and (len(current) == max_per_message or used + extra > max_bytes):
+            parts.append(current)
+            current, used, extra = [], envelope, size
+        if envelope + size > max_bytes:
+            raise ValueError(
+                f"alert for {alert.get(TRANSACTION_ID)!r} is {size} bytes: no SNS message of at most {max_bytes} bytes can hold it"
+            )
+        current.append(alert)
+        used += extra
+    if current:
+        parts.append(current)
     messages = []
     for number, part in enumerate(parts, start=1):
-        ids = [a[TRANSACTION_ID] for a in part]
-        digest = hashlib.sha256("\n".join([batch_date, *ids]).encode()).hexdigest()[:32]
         priority = URGENT if any(a.get("alertPriority") == URGENT for a in part) else HIGH_PRIORITY
-        messages.append(
-            {
-                "messageKey": digest,
-                "batchDate": batch_date,
-                "part": number,
-                "parts": len(parts),
-                "alertCount": len(part),
-                "maxPriority": priority,
-                "subject": f"Fraud alerts {batch_date}: {len(part)} high-risk transactions ({number} of {len(parts)})",
-                "alerts": part,
-            }
-        )
+        message = _message(batch_date, number, len(parts), part, priority=priority, count=len(part))
+        if publish_size(message) > max_bytes:  # the bound above makes this a bug, never a day's fate
+            raise AssertionError(f"message {number} of {batch_date} is {publish_size(message)} bytes, over {max_bytes}")
+        messages.append(message)
     return messages
+
+
+def _message(batch_date: str, number: int, parts: int, alerts: list[dict[str, Any]], *, priority: str, count: int) -> dict[str, Any]:
+    ids = [str(a.get(TRANSACTION_ID)) for a in alerts]
+    return {
+        "messageKey": hashlib.sha256("\n".join([batch_date, *ids]).encode()).hexdigest()[:32],
+        "batchDate": batch_date,
+        "part": number,
+        "parts": parts,
+        "alertCount": count,
+        "maxPriority": priority,
+        "subject": f"Fraud alerts {batch_date}: {count} high-risk transactions ({number} of {parts})",
+        "alerts": alerts,
+    }
+
+
+def publish_size(message: dict[str, Any]) -> int:
+    """Bytes SNS counts against its 256 KiB limit for this message as `publish_alerts` sends it:
+    the body, the subject, and each attribute's name, data type and value."""
+    key = str(message.get("messageKey", ""))
+    attributes = _attributes(key, message)
+    return (
+        len(_body(message))
+        + len(_subject(message).encode())
+        + sum(len(k.encode()) + len(v["DataType"].encode()) + len(v["StringValue"].encode()) for k, v in attributes.items())
+    )
+
+
+def _body(value: Any) -> bytes:
+    return json.dumps(value, default=json_default, allow_nan=False).encode()
+
+
+def _cut(values: pd.Series) -> list[str]:
+    return [v if len(v) <= MAX_DETAIL_CHARS else v[: MAX_DETAIL_CHARS - 1] + "…" for v in values.astype(str).tolist()]
 
 
 def publish_alerts(
@@ -134,12 +215,13 @@ def publish_alerts(
     resend: bool = False,
 ) -> PublishResult:
     """Publish each message (a dict with a `messageKey`; `subject`, `batchDate`, `alertCount`,
-    `maxPriority` used when present) unless its ledger object exists; `resend=True` publishes all
-    again. Returns the message keys sent and skipped, in order.
+    `maxPriority` used when present) unless its ledger object exists for this topic; `resend=True`
+    publishes all again. Returns the message keys sent and skipped, in order.
 
     The ledger prefix is the caller's, per partition (e.g. `alert-ledger/<date>`), so that one
-    day's ledger never hides another day's alerts."""
+    day's ledger never hides another day's alerts; below it, one folder per topic."""
     prefix = "/".join(validate_key_part(part, "ledger prefix part") for part in ledger_prefix.strip("/").split("/"))
+    prefix = f"{prefix}/{_topic_folder(topic_arn)}"
     keys = [validate_key_part(str(m.get("messageKey", "")), "messageKey") for m in messages]
     if len(set(keys)) != len(keys):
         raise ValueError("two messages share a messageKey: the ledger could not tell them apart")
@@ -151,10 +233,10 @@ def publish_alerts(
         if not resend and object_exists(s3, ledger_bucket, ledger_key):
             skipped.append(key)
             continue
-        body = json.dumps(message, default=json_default, allow_nan=False)
+        body = _body(message).decode()
         subject = _subject(message)
         attributes = _attributes(key, message)
-        size = len(body.encode()) + len(subject) + sum(len(k) + len(v["StringValue"]) for k, v in attributes.items())
+        size = publish_size(message)
         if size > SNS_MAX_BYTES:
             raise ValueError(f"message {key} is {size} bytes, over SNS's {SNS_MAX_BYTES}: use fewer alerts per message")
         request: dict[str, Any] = dict(TopicArn=topic_arn, Subject=subject, Message=body, MessageAttributes=attributes)
@@ -179,6 +261,14 @@ def publish_alerts(
         )
         sent.append(key)
     return PublishResult(sent=sent, skipped=skipped)
+
+
+def _topic_folder(topic_arn: str) -> str:
+    name = topic_arn.rsplit(":", 1)[-1]
+    try:
+        return validate_key_part(name, "topic name")
+    except ValueError:  # a name the key alphabet cannot hold (too long): its hash, still one per topic
+        return "topic-" + hashlib.sha256(topic_arn.encode()).hexdigest()[:32]
 
 
 def _subject(message: dict[str, Any]) -> str:
