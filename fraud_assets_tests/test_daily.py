@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fraud_assets.lib.aws.storage import table_to_parquet
 from fraud_assets.lib.config import FEATURE_COLUMNS, TRANSACTION_ID
 from fraud_assets.lib.inference.daily import (
     METADATA_COLUMNS,
@@ -245,3 +246,27 @@ def test_every_record_is_accepted_or_quarantined_never_dropped(rows):
     assert np.isfinite(batch.accepted[list(FEATURE_COLUMNS)].to_numpy()).all()
     assert batch.quarantined["row"].is_monotonic_increasing
     assert all(r.startswith(f"row {n}: ") for n, r in zip(batch.quarantined["row"], batch.quarantined["reason"]))
+
+
+def test_a_lone_surrogate_quarantines_its_row_not_the_day():
+    # json.dumps escapes the surrogate as \ud800, as a batch on the wire would carry it.
+    batch = parse([transaction(0), transaction(1, merchant="Caf\ud800"), transaction(2, id="T-\udfff")])
+    assert batch.accepted[TRANSACTION_ID].tolist() == ["T-00000"]
+    assert reasons(batch) == [
+        r"row 2: merchant 'Caf\ud800' holds a lone UTF-16 surrogate, not valid Unicode text",
+        r"row 3: id 'T-\udfff' holds a lone UTF-16 surrogate, not valid Unicode text",
+    ]
+    table_to_parquet(batch.accepted), table_to_parquet(batch.quarantined)  # what the IO manager writes
+    assert json.loads(batch.quarantined["record"].iloc[0])["merchant"] == "Caf\ud800"
+
+
+@pytest.mark.parametrize("literal, shown", [
+    ("1" + "0" * 2_000_000 + ".5", "a number of 2,000,003 characters (100000000000...0000.5)"),
+    ("1" + "0" * 2_000_000, "a number of 2,000,001 characters (100000000000...000000)"),
+    ("-1e999", "-1e999"),
+])
+def test_a_number_beyond_float_range_is_reported_as_written_not_as_inf(literal, shown):
+    text = json.dumps([transaction(0), with_feature(1, "V3", 12345.25)]).replace("12345.25", literal)
+    batch = parse_daily_batch(text.encode(), SOURCE)
+    assert batch.accepted[TRANSACTION_ID].tolist() == ["T-00000"]
+    assert reasons(batch) == [f"row 2: feature 'V3' is {shown}, beyond the float64 range"]

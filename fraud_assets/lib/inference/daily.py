@@ -46,6 +46,9 @@ AMOUNT_TOLERANCE = 0.005
 _HAS_OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
 _MISSING = object()
 _NO_FIELDS: dict[str, Any] = {}
+# A number literal long enough (or with an exponent big enough) that it may not fit a float64:
+# only a batch holding one is parsed again with the hooks that keep such numbers' text.
+_MAYBE_HUGE_NUMBER = re.compile(rb"[0-9][0-9.]{300,}|[eE][+-]?0*[0-9]{3,}")
 
 
 class BatchError(ValueError):
@@ -147,6 +150,11 @@ def parse_daily_batch(data: bytes, source: str, feature_names: Sequence[str] = F
             else:
                 problems.add(i, f"invalid_{field}", f"{field} is {_show(v)}, not a string")
         text[field] = values
+    # JSON's \ud800 escapes can leave a lone UTF-16 surrogate in a string: not Unicode text, so no
+    # UTF-8 (parquet, DynamoDB, SNS) can hold it. That row is quarantined, not the whole day.
+    for field, values in (("id", ids), *text.items()):
+        for i in np.flatnonzero(np.fromiter((type(v) is str and not _is_utf8(v) for v in values), dtype=bool, count=n)):
+            problems.add(i, f"invalid_{field}", f"{field} {_show(values[i])} holds a lone UTF-16 surrogate, not valid Unicode text")
 
     features = _features(objects, is_object, feature_names, problems)
     if "Amount" in features:
@@ -199,7 +207,10 @@ def _load_array(data: bytes, source: str) -> list[Any]:
     if not data or not data.strip():
         raise BatchError(f"{source}: the batch is empty ({len(data or b'')} bytes, no JSON)")
     try:
-        value = json.loads(data)
+        if _MAYBE_HUGE_NUMBER.search(data):
+            value = json.loads(data, parse_float=_json_float, parse_int=_json_int)
+        else:
+            value = json.loads(data)
     except json.JSONDecodeError as err:
         raise BatchError(f"{source}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
     except UnicodeDecodeError as err:
@@ -309,6 +320,8 @@ def _number_column(values: list[Any], label: str, check: str, active: np.ndarray
             v = values[i]
             if v is _MISSING:
                 problems.add(i, f"missing_{check}", f"missing {label}")
+            elif type(v) is HugeNumber:
+                problems.add(i, f"{check}_out_of_range", f"{label} is {v}, beyond the float64 range")
             else:
                 problems.add(i, f"{check}_not_number", f"{label} is {_show(v)}, not a number")
         number_rows = is_number
@@ -336,6 +349,36 @@ def _duplicates(ids: list[Any], problems: "_Problems") -> None:
 # -- helpers ------------------------------------------------------------------------------------
 
 
+class HugeNumber(str):
+    """A JSON number literal that does not fit a float64 (e.g. 2 MB of digits, or 1e999), kept as its
+    text so the reason says what it was instead of 'inf'."""
+
+    def __str__(self) -> str:
+        text = str.__str__(self)
+        return text if len(text) <= 40 else f"a number of {len(text):,} characters ({text[:12]}...{text[-6:]})"
+
+
+def _json_float(text: str) -> float | HugeNumber:
+    value = float(text)
+    return value if math.isfinite(value) else HugeNumber(text)
+
+
+def _json_int(text: str) -> int | HugeNumber:
+    # int() refuses more than 4,300 digits, and past ~309 digits no float holds the value.
+    if len(text.lstrip("-")) > 308 and not math.isfinite(float(text)):
+        return HugeNumber(text)
+    return int(text)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+
 class _Problems:
     """Reasons per row, collected only for the rows that fail."""
 
@@ -353,7 +396,7 @@ class _Problems:
         return pd.DataFrame(
             {
                 "row": pd.array([r + 1 for r in rows], dtype="int64"),
-                TRANSACTION_ID: pd.array([ids[r] if type(ids[r]) is str else None for r in rows], dtype="str"),
+                TRANSACTION_ID: pd.array([ids[r] if type(ids[r]) is str and _is_utf8(ids[r]) else None for r in rows], dtype="str"),
                 "reason": pd.array(
                     [f"row {r + 1}: " + "; ".join(m for _, m in self._reasons[r]) for r in rows], dtype="str"
                 ),
@@ -376,7 +419,9 @@ def _to_float(v: int | float) -> float:
 
 
 def _record_text(record: Any) -> str:
-    return json.dumps(record, ensure_ascii=False, allow_nan=True, default=str)
+    text = json.dumps(record, ensure_ascii=False, allow_nan=True, default=str)
+    # A lone surrogate cannot go to UTF-8 (parquet): escaped, the record still shows what it held.
+    return text if _is_utf8(text) else json.dumps(record, ensure_ascii=True, allow_nan=True, default=str)
 
 
 def _json_type(value: Any) -> str:
