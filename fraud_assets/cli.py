@@ -34,13 +34,28 @@ def aws_target(state_dir: Path, announce=print):
         yield stack
 
 
+# Run monitoring (the daemon `dagster dev` runs): a run whose process was killed mid-step would stay
+# STARTED forever; past max_runtime_seconds the daemon cancels it, and a cancel nobody answers ends
+# as CANCELED after cancel_timeout_seconds. Six hours is far beyond any run of this platform.
+RUN_MONITORING = """run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_runtime_seconds: 21600
+  poll_interval_seconds: 60
+"""
+
+
 def _dagster_home() -> None:
     """Runs go to a persistent instance so `dagster dev` shows them afterwards."""
     home = Path(os.environ.get("DAGSTER_HOME") or STATE_ROOT / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():  # an explicit (default) instance; no telemetry from a local run
-        config.write_text("telemetry:\n  enabled: false\n")
+        config.write_text("telemetry:\n  enabled: false\n" + RUN_MONITORING)
+    elif "run_monitoring:" not in config.read_text():  # written by an earlier version: add it
+        with config.open("a") as f:
+            f.write("\n" + RUN_MONITORING)
     os.environ["DAGSTER_HOME"] = str(home)
 
 
@@ -109,6 +124,7 @@ def cmd_run(args) -> int:
         os.environ["FRAUD_DATA_PREP_ENGINE"] = args.engine
     if args.feature_engineering:
         os.environ["FRAUD_FEATURE_ENGINEERING"] = "1"
+    _check_partition_dates(args)  # before the stack starts: a bad date costs nothing
     with aws_target(Path(args.state_dir)):
         names = PlatformNames.from_env()
         # The run lives through the days one by one: no label has arrived before the first day.
@@ -126,6 +142,37 @@ def cmd_run(args) -> int:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=_json_safe))
         print(f"Summary written to {args.summary_json}")
     return 0 if summary["training"]["succeeded"] else 1
+
+
+class DateRangeError(ValueError):
+    """The days asked for are not daily partitions of the definitions: refused before any work."""
+
+
+def _check_partition_dates(args) -> None:
+    """Every day `run` would seed and score must be a partition of the definitions' daily
+    partitions (with the first day they will have once this run's days are recorded)."""
+    from fraud_assets.lib.config import FIRST_DAY_VARIABLE
+    from fraud_assets.lib.seeding.seed import seed_dates
+
+    try:
+        dates = seed_dates(args.days, args.start_date)
+    except ValueError as err:
+        raise DateRangeError(str(err)) from None
+    if not dates:  # a training-only run: no day to check
+        return
+    known = [d for d in (os.environ.get(FIRST_DAY_VARIABLE), _read(FIRST_DAY_FILE), *dates) if d]
+    os.environ[FIRST_DAY_VARIABLE] = min(known)  # this process only; recorded once the days are seeded
+    from fraud_assets.defs.common import daily_partitions
+
+    keys = set(daily_partitions.get_partition_keys())
+    outside = [d for d in dates if d not in keys]
+    if outside:
+        span = f"{min(keys)} to {max(keys)}" if keys else "none yet"
+        raise DateRangeError(
+            f"--start-date {args.start_date or dates[0]} --days {args.days} asks for {outside[0]}"
+            f"{f' (and {len(outside) - 1} more days)' if len(outside) > 1 else ''}, not a daily partition "
+            f"(partitions: {span}; the last is yesterday, the last complete UTC day). Nothing was done."
+        )
 
 
 def _json_safe(value):
@@ -276,8 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # one readable line for expected failures; tracebacks stay in Dagster's logs
         from fraud_assets.lib.errors import USER_ERRORS
 
-        if isinstance(err, USER_ERRORS):
+        if isinstance(err, (*USER_ERRORS, DateRangeError)):
             print(f"fraud-assets: error: {err}", file=sys.stderr)
+            return 2
+        from botocore.exceptions import ClientError
+
+        if isinstance(err, ClientError):  # AWS refused: what and why in one line
+            error = err.response.get("Error", {})
+            bucket = f" (bucket {error['BucketName']!r})" if error.get("BucketName") else ""
+            print(f"fraud-assets: error: AWS {err.operation_name} failed: {error.get('Code')}: {error.get('Message')}{bucket}",
+                  file=sys.stderr)
             return 2
         raise
 

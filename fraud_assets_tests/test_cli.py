@@ -93,3 +93,46 @@ def test_run_with_zero_days_trains_and_deploys_only(aws, tmp_path):
     assert summary["training"]["succeeded"] and summary["training"]["deployed"]
     assert summary["days"] == [] and summary["retraining"] is None
     assert raw_keys() == [RAW_DATA_KEY]  # no daily batches, no label files
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    return line
+
+
+def test_a_bad_experiment_id_and_a_missing_bucket_are_one_line_errors(aws, tmp_path):
+    assert "invalid experiment id '../x'" in one_line_error(fraud_assets("experiments", "show", "../x", tmp_path=tmp_path))
+    assert "no experiment 'nope' recorded" in one_line_error(fraud_assets("experiments", "show", "nope", tmp_path=tmp_path))
+    line = one_line_error(fraud_assets("seed", "--rows", "200", "--days", "1", "--transactions-per-day", "5", tmp_path=tmp_path,
+                                       env={"FRAUD_DATA_BUCKET": "no-such-data-bucket"}))
+    assert "NoSuchBucket" in line and "no-such-data-bucket" in line
+
+
+def test_run_refuses_days_that_are_not_partitions_before_any_work(aws, tmp_path):
+    line = one_line_error(fraud_assets("run", "--start-date", "2999-01-01", "--days", "2", tmp_path=tmp_path))
+    assert "asks for 2999-01-01 (and 1 more days), not a daily partition" in line
+    line = one_line_error(fraud_assets("run", "--start-date", "2026-02-30", tmp_path=tmp_path))
+    assert "2026-02-30" in line
+    assert raw_keys() == []  # nothing seeded, nothing trained
+
+
+def test_the_cli_instance_monitors_runs(tmp_path):
+    # A run killed mid-step must not stay STARTED forever: the daemon's run monitoring ends it.
+    from dagster import DagsterInstance
+
+    from fraud_assets.cli import _dagster_home
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # written by an earlier version
+    saved = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        _dagster_home()
+        instance = DagsterInstance.from_config(str(home))
+        assert instance.run_monitoring_enabled and 0 < instance.run_monitoring_max_runtime_seconds <= 24 * 3600
+        assert instance.run_monitoring_cancel_timeout_seconds > 0
+    finally:
+        os.environ.pop("DAGSTER_HOME") if saved is None else os.environ.update(DAGSTER_HOME=saved)

@@ -18,6 +18,7 @@ import math
 import re
 from typing import Any, Iterable, Mapping
 
+from fraud_assets.lib.aws.storage import InvalidKeyError
 from fraud_assets.lib.config import HYPERPARAMETER_PATH
 from fraud_assets.lib.training.model import DEFAULT_HYPERPARAMETERS
 
@@ -187,7 +188,7 @@ def format_value(value: int | float | str) -> str:
 
 def validate_experiment_id(experiment_id: str) -> str:
     if not isinstance(experiment_id, str) or not _EXPERIMENT_ID.match(experiment_id) or ".." in experiment_id:
-        raise ValueError(f"invalid experiment id {experiment_id!r}: use letters, digits and . _ = + - (no '..', no '/')")
+        raise InvalidKeyError(f"invalid experiment id {experiment_id!r}: use letters, digits and . _ = + - (no '..', no '/')")
     return experiment_id
 
 
