@@ -256,13 +256,15 @@ def drift_metrics(
     _, model_meta = load_model_package(get_bytes(client, daily_scores.summary["modelUri"]))
     reference = model_meta.get("reference", {})
     today = pd.DataFrame(model_inputs(daily_transactions.tables["transactions"], model_meta), columns=model_meta["feature_names"])
+    # An empty day (an empty batch, or every row quarantined) is recorded with no verdict: no PSI of nothing.
+    scored_any = len(scores) > 0
     score_psi = (
         drift_lib.population_stability_index(np.asarray(reference["validation_scores"]), scores)
-        if reference.get("validation_scores") else None
+        if reference.get("validation_scores") and scored_any else None
     )
     feature_psi = (
         drift_lib.feature_psi(pd.DataFrame(reference["features"]), today, list(reference["features"]))
-        if reference.get("features") else {}
+        if reference.get("features") and scored_any else {}
     )
     record = {**current, **drift, "scorePsi": score_psi, "featurePsi": feature_psi,
               "maxFeaturePsi": max(feature_psi.values()) if feature_psi else None, "modelVersion": daily_scores.summary["modelVersion"]}
@@ -291,7 +293,7 @@ def drift_metrics(
             "score_psi": score_psi if score_psi is not None else float("nan"),
             "reason": drift.get("reason", ""),
             "feature_psi": MetadataValue.md(markdown_table(["feature", "PSI"], sorted(feature_psi.items(), key=lambda kv: -kv[1]))
-                                            if feature_psi else "no feature reference in the model"),
+                                            if feature_psi else "no transactions on this day" if not scored_any else "no feature reference in the model"),
         }
     )
     yield Output(StageResult(summary=record))
