@@ -145,7 +145,7 @@ def model_performance(
         # the same does not notify again.
         digest = hashlib.sha256("\n".join([str(record["model_version"]), *(v.check_name for v in breached)]).encode()).hexdigest()[:16]
         alerts_lib.publish_alerts(
-            sns, client, topic_arn=sns.create_topic(Name=platform.monitoring_topic)["TopicArn"],
+            sns, client, topic_arn=alerts_lib.find_topic_arn(sns, platform.monitoring_topic),  # looked up, never created
             ledger_bucket=platform.workflow_bucket, ledger_prefix=f"monitoring-ledger/{date}",
             messages=[{"messageKey": f"performance-{digest}", "subject": f"Realised model quality below floor on {date}",
                        "batchDate": date, "warnings": [v.description for v in breached], "performance": record}],
