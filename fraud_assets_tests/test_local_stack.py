@@ -362,3 +362,55 @@ def test_the_item_route_fails_loudly_if_moto_internals_change(monkeypatch) -> No
                                 lambda status, headers: answers.append(status)))
             assert answers == ["500 Internal Server Error"], (method, body)
             assert json.loads(body)["__type"] == "MotoInternalsChanged" and "moto" in json.loads(body)["message"]
+
+
+def _wait(condition, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_killed_child_is_restarted_on_its_port_and_a_restarted_stack_reuses_its_ports(tmp_path) -> None:
+    state = tmp_path / "state"
+    with LocalStack(state_dir=state, snapshot_interval=0) as stack:
+        urls = (stack.moto_url, stack.model_url)
+        model_pid = stack.pids["model-server"]
+        os.kill(model_pid, signal.SIGKILL)
+        assert _wait(lambda: stack.pids.get("model-server") not in (None, model_pid) and stack._model.alive())
+        assert stack.restarts["model-server"] == 1
+        assert stack.client("sagemaker-runtime").meta.endpoint_url == stack.model_url == urls[1]
+        import urllib.request
+        with urllib.request.urlopen(f"{stack.model_url}/ping", timeout=30) as response:
+            assert response.status == 200
+        put_bytes(stack.client("s3"), NAMES.data_bucket, "kept.txt", b"x")
+        stack.snapshot()
+        moto_pid = stack.pids["moto"]
+        os.kill(moto_pid, signal.SIGKILL)  # loses nothing the snapshot holds
+        assert _wait(lambda: stack.pids.get("moto") not in (None, moto_pid) and stack._moto.alive()
+                     and stack.restarts["moto"] == 1 and stack.restored_snapshot_time is not None)
+        assert stack.moto_url == urls[0]
+        assert stack.client("s3").get_object(Bucket=NAMES.data_bucket, Key="kept.txt")["Body"].read() == b"x"
+    with LocalStack(state_dir=state, snapshot_interval=0) as again:
+        assert (again.moto_url, again.model_url) == urls  # free again, so the shells' exports still hold
+
+
+def test_the_state_dir_never_deletes_what_the_stack_did_not_write(tmp_path) -> None:
+    from fraud_assets.local.state import StateError
+
+    folder = tmp_path / "mine"
+    (folder / "objects").mkdir(parents=True)
+    (folder / "objects" / "important.txt").write_text("keep me")
+    with pytest.raises(StateError, match=r"is not empty and was not written by the local stack .*important.txt|objects"):
+        LocalStack(state_dir=folder, snapshot_interval=0).start()
+    assert (folder / "objects" / "important.txt").read_text() == "keep me"
+    assert not (folder / ".fraud-assets-state").exists()
+    # An empty (or new) folder becomes the stack's; a file dropped into it later is still never deleted.
+    state = tmp_path / "state"
+    with LocalStack(state_dir=state, snapshot_interval=0) as stack:
+        (state / "objects" / "notes.txt").write_text("mine")
+        put_bytes(stack.client("s3"), NAMES.data_bucket, "a.txt", b"a")
+        stack.snapshot()
+    assert (state / ".fraud-assets-state").is_file() and (state / "objects" / "notes.txt").read_text() == "mine"

@@ -8,6 +8,13 @@ group, waits, then SIGKILLs whatever is left of it; an `atexit` hook does the sa
 forgets, and each child also exits by itself when its parent dies (it polls its parent pid), so
 even a SIGKILLed test run leaves nothing behind. We only ever signal groups we started.
 
+Supervision: a child that dies (killed, crashed) is started again on the same port, so the
+exported endpoints stay valid: the model server loses nothing (it reloads the endpoint's model from
+the control plane); a restarted moto is replayed from the last snapshot (with a state_dir) and
+bootstrapped, so what changed since that snapshot is lost, as in a crash of the whole stack. With a
+state_dir, the ports are recorded there and a restarted stack asks for the same ones when they are
+free, so shells keep their exported variables.
+
 Persistence (`state_dir`, see `state.py`): moto keeps everything in memory and its internals are
 not ours to pickle, so the state is copied out into plain files (object bytes, JSON manifests,
 DynamoDB-JSON lines) and replayed on start. Everything goes through the public AWS APIs except
@@ -35,11 +42,13 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import logging
 import os
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -87,6 +96,12 @@ class LocalStack:
         self._requested_ports = {"moto": moto_port, "model": model_port}
         self._moto: ManagedProcess | None = None
         self._model: ManagedProcess | None = None
+        self._env: dict[str, str] = {}
+        self._supervisor: threading.Thread | None = None
+        self.restarts: dict[str, int] = {"moto": 0, "model-server": 0}
+        # When the snapshot this stack was restored from was taken: what a crash before this start
+        # changed after that moment is gone (None when nothing was restored).
+        self.restored_snapshot_time: str | None = None
         self._runtime_dir: Path | None = None
         self._store = None  # state.StateStore when state_dir is set
         self._lock = threading.RLock()  # snapshot / reset / stop never interleave
@@ -124,11 +139,18 @@ class LocalStack:
                 self._bootstrap()
                 if self._store is not None and self._store.has_snapshot():
                     self._store.restore(self.client)
+                    self.restored_snapshot_time = self._store.snapshot_time()
+                    log.warning("restored the local stack from the snapshot taken at %s: anything changed after it "
+                                "(e.g. before a crash) is gone; re-run the partitions materialised since", self.restored_snapshot_time)
+                if self._store is not None:
+                    self._store.record_ports({"moto": self._moto.port, "model": self._model.port})  # type: ignore[union-attr]
             except BaseException:
                 self._stop_processes()
                 raise
+            self._stop_event.clear()
+            self._supervisor = threading.Thread(target=self._supervise, name="local-stack-supervisor", daemon=True)
+            self._supervisor.start()
             if self._store is not None and self.snapshot_interval > 0:
-                self._stop_event.clear()
                 self._snapshot_thread = threading.Thread(
                     target=self._snapshot_loop, name="local-stack-snapshots", daemon=True
                 )
@@ -145,37 +167,83 @@ class LocalStack:
             AWS_REGION=self.region,
             PYTHONUNBUFFERED="1",
         )
-        self._moto = ManagedProcess(
-            "moto",
-            [sys.executable, "-m", "fraud_assets.local.moto_server", "--host", self.host,
-             "--port", str(self._requested_ports["moto"])],
-            env,
-            self._runtime_dir,
-        )
-        self._model = ManagedProcess(
-            "model-server",
-            # Started alongside moto (saves a start-up's worth of imports): it reads moto's port
-            # from moto's port file when it first needs the control plane.
-            [sys.executable, "-m", "fraud_assets.local.model_server", "--host", self.host,
-             "--port", str(self._requested_ports["model"]), "--aws-endpoint-port-file", str(self._moto.port_file),
-             "--region", self.region],
-            env,
-            self._runtime_dir,
-        )
+        self._env = env
+        recorded = self._store.recorded_ports() if self._store is not None else {}
+        ports = {name: port or (recorded.get(name, 0) if _port_free(self.host, recorded.get(name, 0)) else 0)
+                 for name, port in self._requested_ports.items()}
+        self._moto = self._child("moto", ports["moto"])
+        self._model = self._child("model-server", ports["model"])
         self._moto.start()
         self._model.start()
         deadline = time.monotonic() + START_TIMEOUT
         self.moto_url = f"http://{self.host}:{self._moto.wait_ready('/moto-api/', deadline)}"
         self.model_url = f"http://{self.host}:{self._model.wait_ready('/ping', deadline)}"
 
+    def _child(self, name: str, port: int) -> ManagedProcess:
+        assert self._runtime_dir is not None
+        if name == "moto":
+            argv = [sys.executable, "-m", "fraud_assets.local.moto_server", "--host", self.host, "--port", str(port)]
+        else:
+            # Started alongside moto (saves a start-up's worth of imports): it reads moto's port
+            # from moto's port file when it first needs the control plane.
+            argv = [sys.executable, "-m", "fraud_assets.local.model_server", "--host", self.host, "--port", str(port),
+                    "--aws-endpoint-port-file", str(self._runtime_dir / "moto.port"), "--region", self.region]
+        return ManagedProcess(name, argv, self._env, self._runtime_dir)
+
+    def _supervise(self) -> None:
+        """Start a dead child again on its port (MAX_RESTARTS times each, then give up: the CLI
+        then reports the death and stops)."""
+        while not self._stop_event.wait(SUPERVISE_INTERVAL):
+            with self._lock:
+                if self._stop_event.is_set() or not self.running:
+                    return
+                for attr, health in (("_moto", "/moto-api/"), ("_model", "/ping")):
+                    proc: ManagedProcess | None = getattr(self, attr)
+                    if proc is None or proc.alive() or self.restarts[proc.name] >= MAX_RESTARTS:
+                        continue
+                    self.restarts[proc.name] += 1
+                    log.warning("local stack: %s (pid %s) died with code %s; restarting it on port %s (restart %d of %d)",
+                                proc.name, proc.pid, proc.popen.returncode if proc.popen else None, proc.port,
+                                self.restarts[proc.name], MAX_RESTARTS)
+                    try:
+                        self._restart(attr, proc, health)
+                    except Exception:
+                        log.exception("local stack: could not restart %s", proc.name)
+
+    def _restart(self, attr: str, dead: ManagedProcess, health: str) -> None:
+        port = dead.port
+        dead.stop()  # reaps it; its group may hold a straggler
+        with contextlib.suppress(FileNotFoundError):
+            dead.port_file.unlink()
+        proc = self._child(dead.name, port or 0)
+        proc.start()
+        try:
+            proc.wait_ready(health, time.monotonic() + START_TIMEOUT)
+            if proc.port != port:
+                raise LocalStackError(f"{proc.name} came back on port {proc.port}, not {port}: exported endpoints are stale")
+        except BaseException:
+            proc.stop()
+            raise
+        setattr(self, attr, proc)  # only once it answers: until then the dead one stays in place
+        if attr == "_moto":
+            self._clients.clear()
+            self._bootstrap()  # as at start: the template first, then the snapshot into it
+            if self._store is not None and self._store.has_snapshot():
+                self._store.restore(self.client)
+                self.restored_snapshot_time = self._store.snapshot_time()
+            log.warning("local stack: moto restarted from %s: changes since then are gone",
+                        f"the snapshot of {self.restored_snapshot_time}" if self.restored_snapshot_time else "nothing")
+
     def stop(self) -> None:
         with self._lock:
             if not self.running:
                 return
             self._stop_event.set()
-            thread, self._snapshot_thread = self._snapshot_thread, None
-        if thread is not None:
-            thread.join()
+            threads = [t for t in (self._snapshot_thread, self._supervisor) if t is not None]
+            self._snapshot_thread = self._supervisor = None
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join()
         with self._lock:
             snapshot_error: BaseException | None = None
             if self._store is not None and self._moto is not None and self._moto.alive():
@@ -270,6 +338,29 @@ class LocalStack:
         bootstrap_with(self.client, self.names, self.region)
 
 
+SUPERVISE_INTERVAL = 0.5
+MAX_RESTARTS = 5
+PORT_WAIT = 5.0
+
+
+def _port_free(host: str, port: int, wait: float = PORT_WAIT) -> bool:
+    """Can a server bind `port`? Waits a little: right after a crash, the dead stack's children are
+    still exiting (they poll for their parent every 0.5 s) and hold the ports for a moment."""
+    if not port:
+        return False
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is free
+            try:
+                probe.bind((host, port))
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+        time.sleep(0.1)
+
+
 _session_lock = threading.Lock()
 _session: Any = None
 
@@ -300,7 +391,7 @@ def _post(url: str) -> None:
 # CLI
 
 
-def run_local_stack_cli(state_dir: str | None, moto_port: int, model_port: int) -> int:
+def run_local_stack_cli(state_dir: str | None, moto_port: int, model_port: int, snapshot_interval: float = 30.0) -> int:
     """Start the stack, print `export` lines, serve until SIGINT/SIGTERM, stop cleanly.
     Exit code 0 after a clean stop; 1 if the stack could not start, a server died, or the final
     snapshot failed."""
@@ -311,7 +402,7 @@ def run_local_stack_cli(state_dir: str | None, moto_port: int, model_port: int) 
 
     # SIGHUP too: closing the terminal should also end in a clean stop and a final snapshot.
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    stack = LocalStack(state_dir=state_dir, moto_port=moto_port, model_port=model_port)
+    stack = LocalStack(state_dir=state_dir, moto_port=moto_port, model_port=model_port, snapshot_interval=snapshot_interval)
     code = 0
     try:
         stack.start()
@@ -319,12 +410,16 @@ def run_local_stack_cli(state_dir: str | None, moto_port: int, model_port: int) 
         print("unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN")
         for var, value in stack.env().items():
             print(f"export {var}={shlex.quote(value)}")
+        if stack.restored_snapshot_time:
+            print(f"# restored from the snapshot taken at {stack.restored_snapshot_time}: anything changed after it is gone; "
+                  "re-run the partitions materialised since (fraud-assets run flags them)")
         where = f", state in {stack.state_dir}" if stack.state_dir else " (nothing persisted)"
         print(f"# local AWS stack running{where}; stop it with Ctrl-C or `kill {os.getpid()}`", flush=True)
         while not stop_requested.wait(0.5):
-            dead = [p for p in (stack._moto, stack._model) if p is not None and not p.alive()]
+            # The supervisor restarts a dead child; one that keeps dying ends the stack.
+            dead = [p for p in (stack._moto, stack._model) if p is not None and not p.alive() and stack.restarts[p.name] >= MAX_RESTARTS]
             if dead:
-                print(f"fraud-assets local-stack: {dead[0].name} died:\n{dead[0].log_tail()}", file=sys.stderr)
+                print(f"fraud-assets local-stack: {dead[0].name} died {MAX_RESTARTS + 1} times:\n{dead[0].log_tail()}", file=sys.stderr)
                 code = 1
                 break
     except Exception as err:  # start-up failed: say why, in one place
@@ -346,9 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", default=None)
     parser.add_argument("--moto-port", type=int, default=0)
     parser.add_argument("--model-port", type=int, default=0)
+    parser.add_argument("--snapshot-interval", type=float, default=30.0, help="seconds between snapshots (0: only on stop)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run_local_stack_cli(args.state_dir, args.moto_port, args.model_port)
+    return run_local_stack_cli(args.state_dir, args.moto_port, args.model_port, args.snapshot_interval)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ still go through DescribeTable/CreateTable.
 
 Layout of `state_dir`:
 
+    .fraud-assets-state       marker: this directory is the stack's. The stack deletes files in it it
+                              no longer references, so it refuses a non-empty directory without the
+                              marker (a user's folder) instead of deleting what it did not write
+    ports.json                the ports the stack last served on, reused on restart when free
     LOCK                      held (flock) while a stack uses the directory: one stack per state_dir
     CURRENT                   name of the current generation; replaced atomically, last
     generations/<gen>/        meta.json, s3.json, dynamodb.json + dynamodb-<n>.jsonl, ssm.json,
@@ -53,10 +57,14 @@ from urllib.parse import quote, urlsplit
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+MARKER = ".fraud-assets-state"
+PORTS = "ports.json"
+LOCK = "LOCK"
 CURRENT = "CURRENT"
 GENERATIONS = "generations"
 OBJECTS = "objects"
 _GENERATION = re.compile(r"^g[0-9]{20}-[0-9]{1,10}$")
+_OWN_GENERATION = re.compile(r"^(?:\.tmp-)?g[0-9]{20}-[0-9]{1,10}$")  # a generation, or one a crash left half-written
 _OBJECT_FILE = re.compile(r"^[0-9a-f]{64}$")
 _ITEMS_FILE = re.compile(r"^dynamodb-[0-9]+\.jsonl$")
 
@@ -67,15 +75,27 @@ class StateError(RuntimeError):
     pass
 
 
+def last_snapshot_time(state_dir: str | Path) -> str | None:
+    """When the current snapshot in `state_dir` was taken (ISO-8601 UTC), read without taking the
+    directory's lock (a running stack may hold it); None without a snapshot."""
+    root = Path(state_dir)
+    try:
+        name = (root / CURRENT).read_text().strip()
+        return _read_json(root / GENERATIONS / name / "meta.json").get("created") if _GENERATION.match(name) else None
+    except FileNotFoundError:
+        return None
+
+
 class StateStore:
     def __init__(self, state_dir: str | Path, region: str):
         self.root = Path(state_dir)
         self.region = region
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _claim(self.root)
         (self.root / GENERATIONS).mkdir(exist_ok=True, mode=0o700)
         (self.root / OBJECTS).mkdir(exist_ok=True, mode=0o700)
         self._snapshot_token: str | None = None  # the moto change counter the last snapshot saw
-        self._lock_file = open(self.root / "LOCK", "a+")
+        self._lock_file = open(self.root / LOCK, "a+")
         try:
             # Two stacks writing one directory would garbage-collect each other's files.
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -104,6 +124,21 @@ class StateStore:
 
     def has_snapshot(self) -> bool:
         return self.current_generation() is not None
+
+    def snapshot_time(self) -> str | None:
+        """When the current snapshot was taken (ISO-8601 UTC): a crash loses what changed after it."""
+        generation = self.current_generation()
+        return _read_json(generation / "meta.json").get("created") if generation is not None else None
+
+    def recorded_ports(self) -> dict[str, int]:
+        try:
+            ports = _read_json(self.root / PORTS)
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {name: port for name, port in ports.items() if isinstance(port, int) and 0 < port < 65536}
+
+    def record_ports(self, ports: dict[str, int]) -> None:
+        _atomic_write(self.root / PORTS, json.dumps(ports, sort_keys=True).encode())
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -152,12 +187,13 @@ class StateStore:
 
     def _collect_garbage(self, current: Path) -> None:
         # Only after CURRENT points at the new generation: until then the old one must stay whole.
+        # Only names the stack gives its own files are ever deleted.
         for path in (self.root / GENERATIONS).iterdir():
-            if path != current:
+            if path != current and _OWN_GENERATION.match(path.name):
                 shutil.rmtree(path, ignore_errors=True)
         referenced = {entry["file"] for entry in _object_index(current).values()}
         for path in (self.root / OBJECTS).iterdir():
-            if path.name not in referenced:
+            if path.name not in referenced and _OBJECT_FILE.match(path.name):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
@@ -181,6 +217,36 @@ class StateStore:
         _restore_sns(client("sns"), _read_json(generation / "sns.json"))
         _restore_sagemaker(client("sagemaker"), _read_json(generation / "sagemaker.json"))
         log.info("restored local stack state from %s in %.1fs", generation, time.monotonic() - started)
+
+
+def _claim(root: Path) -> None:
+    """Make sure `root` is the stack's own directory before anything in it is written or deleted:
+    an empty directory gets the marker; a non-empty one needs it, or (state written before the
+    marker existed) must hold nothing but files the stack writes."""
+    marker = root / MARKER
+    if marker.is_file():
+        return
+    entries = list(root.iterdir())
+    if entries and not all(_is_own(path) for path in entries):
+        foreign = sorted(p.name for p in entries if not _is_own(p))[:5]
+        raise StateError(
+            f"{root} is not empty and was not written by the local stack (no {MARKER} marker; it holds e.g. "
+            f"{', '.join(foreign)}). The stack deletes files it does not reference in its state directory, so it "
+            "refuses to use this one: choose an empty or new directory for --state-dir."
+        )
+    _atomic_write(marker, b"fraud_assets local stack state; files here are deleted when no snapshot refers to them\n")
+
+
+def _is_own(path: Path) -> bool:
+    if path.name in {f".{name}.tmp" for name in (CURRENT, PORTS, MARKER)}:  # an atomic write a crash cut short
+        return path.is_file()
+    if path.name in (LOCK, CURRENT, PORTS):
+        return path.is_file()
+    if path.name == GENERATIONS:
+        return path.is_dir() and all(_OWN_GENERATION.match(p.name) for p in path.iterdir())
+    if path.name == OBJECTS:
+        return path.is_dir() and all(_OBJECT_FILE.match(p.name) for p in path.iterdir())
+    return False
 
 
 # --------------------------------------------------------------------------------------------
