@@ -242,3 +242,34 @@ def test_ledger_prefix_and_message_keys_are_validated(aws, alerts_topic):
                        ledger_prefix="alert-ledger/../other", messages=[])
     with pytest.raises(InvalidKeyError, match="messageKey"):
         publish(aws, topic_arn, [{"messageKey": "a/b"}])
+
+
+def test_a_message_claimed_by_a_live_run_is_left_to_it_and_a_dead_runs_claim_is_taken_over(aws, alerts_topic):
+    import socket
+    import subprocess
+    import sys
+
+    from fraud_assets.lib.aws.storage import put_json
+    from fraud_assets.lib.inference.alerts import AlertsInFlight
+
+    topic_arn, received = alerts_topic
+    messages = alert_messages(fake_alerts(250), DATE)
+    keys = [m["messageKey"] for m in messages]
+    ledger = f"alert-ledger/{DATE}/{aws.names.alerts_topic}"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        for key, pid in ((keys[0], other.pid), (keys[1], dead.pid)):
+            put_json(aws.client("s3"), aws.names.workflow_bucket, f"{ledger}/{key}.json",
+                     {"status": "publishing", "host": socket.gethostname(), "pid": pid, "claimedAt": "2026-01-01T00:00:00+00:00"})
+        with pytest.raises(AlertsInFlight, match="1 alert messages are being published by another run") as raised:
+            publish(aws, topic_arn, messages)
+        assert raised.value.in_flight == keys[:1] and raised.value.sent == keys[1:]
+        assert sorted(json.loads(e["Message"])["part"] for e in received()) == [2, 3]
+    finally:
+        other.kill()
+        other.wait()
+    # Once the other run is gone, a re-run sends what it never did, and nothing twice.
+    assert publish(aws, topic_arn, messages).sent == keys[:1]
+    assert [json.loads(e["Message"])["part"] for e in received()] == [1]

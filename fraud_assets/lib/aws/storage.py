@@ -69,9 +69,13 @@ class S3Uri:
         return cls(bucket, key)
 
 
-def put_bytes(s3, bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> S3Uri:
-    """Every put in the project goes through here, so every object is encrypted at rest."""
-    s3.put_object(Bucket=validate_bucket(bucket), Key=key, Body=body, ContentType=content_type, ServerSideEncryption=SSE)
+def put_bytes(s3, bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream", *,
+              if_absent: bool = False) -> S3Uri:
+    """Every put in the project goes through here, so every object is encrypted at rest.
+    `if_absent`: only create (S3 conditional write, If-None-Match: *); an existing object makes
+    S3 answer PreconditionFailed."""
+    conditions = {"IfNoneMatch": "*"} if if_absent else {}
+    s3.put_object(Bucket=validate_bucket(bucket), Key=key, Body=body, ContentType=content_type, ServerSideEncryption=SSE, **conditions)
     return S3Uri(bucket, key)
 
 
@@ -89,8 +93,8 @@ def download_to_file(s3, uri: S3Uri | str, path: Path) -> Path:
     return path
 
 
-def put_json(s3, bucket: str, key: str, value: Any) -> S3Uri:
-    return put_bytes(s3, bucket, key, to_json_bytes(value), "application/json")
+def put_json(s3, bucket: str, key: str, value: Any, *, if_absent: bool = False) -> S3Uri:
+    return put_bytes(s3, bucket, key, to_json_bytes(value), "application/json", if_absent=if_absent)
 
 
 def get_json(s3, uri: S3Uri | str) -> Any:

@@ -4,10 +4,12 @@ transactions, batch them at most 100 and at most 256 KiB per SNS message, publis
 The topic must exist: run-time code never creates infrastructure, so a mistyped topic name is a
 clear failure (`MissingTopicError`), not alerts published to a new topic nobody subscribes to.
 
-"Once" is kept by a ledger in S3: after a message is published,
-`<ledger_prefix>/<topic name>/<messageKey>.json` records it with the topic ARN and SNS message id,
-and a later run (a retry after a crash, a re-materialisation) skips messages whose ledger object
-exists for that topic. Keyed by topic, so a message sent to another topic is not taken as delivered
+"Once" is kept by a ledger in S3, one entry per message, `<ledger_prefix>/<topic name>/<messageKey>.json`:
+before publishing, a run claims the entry ("publishing", its host and pid) with a conditional put
+that only creates, so of two runs of one day at once exactly one sends each message (the other
+fails the step: re-run to confirm); after publishing it records "sent" with the topic ARN and SNS
+message id, and a later run (a retry after a crash, a re-materialisation) skips sent messages. A
+claim whose process is gone (a SIGKILLed run) is taken over. Keyed by topic, so a message sent to another topic is not taken as delivered
 here. The key of a message is a hash of its date and transaction ids, so the same alerts always
 give the same key. Delivery is **at-least-once**: a crash (SIGKILL) between Publish and the ledger
 write sends that one message again on the retry. Every message carries its `messageKey` in the body
@@ -21,6 +23,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import os
+import socket
 import uuid
 from typing import Any, Sequence
 
@@ -30,12 +34,14 @@ import pandas as pd
 from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, TRANSACTION_ID
 from fraud_assets.lib.inference.daily import format_timestamps
 from fraud_assets.lib.inference.scoring import risk_levels
-from fraud_assets.lib.aws.storage import json_default, object_exists, put_json, validate_key_part
+from fraud_assets.lib.aws.storage import json_default, put_json, validate_key_part
 
 URGENT_THRESHOLD = 0.95
 MAX_ALERTS_PER_MESSAGE = 100  # the seeds' batching
 SNS_MAX_BYTES = 256 * 1024  # Publish's limit for message + attributes
 SNS_MAX_SUBJECT = 100
+# A claim (a ledger entry "publishing") from another host older than this is a dead publisher's.
+CLAIM_TTL_SECONDS = 900
 # Free text in an alert is cut to this many characters: one absurd merchant name must not make an
 # alert too big for any message.
 MAX_DETAIL_CHARS = 4_096
@@ -47,6 +53,19 @@ _TRANSACTION_DETAILS = ("amount", "merchant", "customerId", "category", "timesta
 class PublishResult:
     sent: list[str]
     skipped: list[str]
+
+
+class AlertsInFlight(RuntimeError):
+    """Some messages were claimed by another run publishing the same day at the same time: this run
+    sent the rest and none twice; the step fails so that a re-run confirms the others went out."""
+
+    def __init__(self, sent: list[str], skipped: list[str], in_flight: list[str]):
+        self.sent, self.skipped, self.in_flight = sent, skipped, in_flight
+        super().__init__(
+            f"{len(in_flight)} alert messages are being published by another run of this day right now (e.g. {in_flight[0]}); "
+            f"this run sent {len(sent)} and skipped {len(skipped)} already sent, none twice. Re-run the partition once the "
+            "other run has finished to confirm every message went out."
+        )
 
 
 class MissingTopicError(LookupError):
@@ -228,28 +247,46 @@ def publish_alerts(
     fifo = topic_arn.endswith(".fifo")
     sent: list[str] = []
     skipped: list[str] = []
+    in_flight: list[str] = []
     for key, message in zip(keys, messages):
         ledger_key = f"{prefix}/{key}.json"
-        if not resend and object_exists(s3, ledger_bucket, ledger_key):
-            skipped.append(key)
-            continue
+        if not resend:
+            entry = _ledger_entry(s3, ledger_bucket, ledger_key)
+            if entry is not None and entry.get("status", "sent") == "sent":
+                skipped.append(key)
+                continue
+            if entry is not None:
+                if _claim_is_live(entry):
+                    in_flight.append(key)  # another run is publishing it right now
+                    continue
+                # Claimed by a publisher that died before it could record the send: take it over.
+                s3.delete_object(Bucket=ledger_bucket, Key=ledger_key)
+            if not _claim(s3, ledger_bucket, ledger_key, key, topic_arn):
+                in_flight.append(key)  # another run claimed it between our read and our claim
+                continue
         body = _body(message).decode()
         subject = _subject(message)
         attributes = _attributes(key, message)
         size = publish_size(message)
-        if size > SNS_MAX_BYTES:
-            raise ValueError(f"message {key} is {size} bytes, over SNS's {SNS_MAX_BYTES}: use fewer alerts per message")
         request: dict[str, Any] = dict(TopicArn=topic_arn, Subject=subject, Message=body, MessageAttributes=attributes)
         if fifo:
             request["MessageGroupId"] = str(message.get("batchDate") or "fraud-alerts")
             # A deliberate resend must not be swallowed by the topic's 5-minute deduplication.
             request["MessageDeduplicationId"] = f"{key}-{uuid.uuid4().hex}" if resend else key
-        response = sns.publish(**request)
+        try:
+            if size > SNS_MAX_BYTES:
+                raise ValueError(f"message {key} is {size} bytes, over SNS's {SNS_MAX_BYTES}: use fewer alerts per message")
+            response = sns.publish(**request)
+        except BaseException:
+            if not resend:  # nothing went out: let a retry (in this process too) publish it
+                s3.delete_object(Bucket=ledger_bucket, Key=ledger_key)
+            raise
         put_json(
             s3,
             ledger_bucket,
             ledger_key,
             {
+                "status": "sent",
                 "messageKey": key,
                 "messageId": response.get("MessageId"),
                 "topicArn": topic_arn,
@@ -260,7 +297,48 @@ def publish_alerts(
             },
         )
         sent.append(key)
+    if in_flight:
+        raise AlertsInFlight(sent, skipped, in_flight)
     return PublishResult(sent=sent, skipped=skipped)
+
+
+def _ledger_entry(s3, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def _claim(s3, bucket: str, key: str, message_key: str, topic_arn: str) -> bool:
+    """Write the ledger entry as "publishing" only if there is none (S3 conditional put): of two
+    runs publishing one day at once, exactly one sends each message."""
+    claim = {"status": "publishing", "messageKey": message_key, "topicArn": topic_arn, "host": socket.gethostname(),
+             "pid": os.getpid(), "claimedAt": dt.datetime.now(dt.timezone.utc).isoformat()}
+    try:
+        put_json(s3, bucket, key, claim, if_absent=True)
+    except s3.exceptions.ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise
+    return True
+
+
+def _claim_is_live(entry: dict[str, Any]) -> bool:
+    """Is the publisher that claimed this message still at it? On this host its process says so
+    (a SIGKILLed run's claim is taken over at once); elsewhere, a claim younger than CLAIM_TTL."""
+    if entry.get("host") == socket.gethostname() and isinstance(entry.get("pid"), int):
+        try:
+            os.kill(entry["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return entry["pid"] != os.getpid()  # our own is an attempt this process already gave up
+    try:
+        age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(str(entry.get("claimedAt")))
+    except ValueError:
+        return False
+    return age.total_seconds() < CLAIM_TTL_SECONDS
 
 
 def _topic_folder(topic_arn: str) -> str:
