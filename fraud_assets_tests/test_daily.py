@@ -270,3 +270,19 @@ def test_a_number_beyond_float_range_is_reported_as_written_not_as_inf(literal, 
     batch = parse_daily_batch(text.encode(), SOURCE)
     assert batch.accepted[TRANSACTION_ID].tolist() == ["T-00000"]
     assert reasons(batch) == [f"row 2: feature 'V3' is {shown}, beyond the float64 range"]
+
+
+def test_a_row_already_stored_for_another_day_is_quarantined_naming_that_day():
+    asked = []
+
+    def owner_of(keys):
+        asked.extend(keys)
+        return {key: "2024-04-30" for key in keys if key[0] == "T-00001"}
+
+    batch = parse_daily_batch(json.dumps([transaction(0), transaction(1), transaction(2, amount="x")]).encode(), SOURCE,
+                              owner_of=owner_of)
+    assert batch.accepted[TRANSACTION_ID].tolist() == ["T-00000"]
+    assert asked == [("T-00000", "2024-05-01T00:00:00.000000Z"), ("T-00001", "2024-05-01T01:01:00.000000Z")]  # valid rows only
+    assert reasons(batch)[0] == ("row 2: id 'T-00001' at 2024-05-01T01:01:00.000000Z is already stored for 2024-04-30: "
+                                 "a transaction belongs to one day (a replayed or reused id)")
+    assert batch.quarantined["checks"].tolist()[0] == "reused_id"

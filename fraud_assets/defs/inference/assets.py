@@ -59,18 +59,23 @@ _COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWN
 @asset(
     **_COMMON,
     deps=[daily_batches],
-    kinds={"pandas", "s3", "parquet"},
+    kinds={"pandas", "s3", "parquet", "dynamodb"},
     description="The day's batch parsed and validated (the seeds' ETL stage). Rows with problems go to a "
-    "quarantine table with the reason per row; received = accepted + quarantined, always.",
+    "quarantine table with the reason per row; received = accepted + quarantined, always. A row whose key "
+    "(transactionId, timestamp) is already stored in FraudScores for another day is quarantined (reused_id): "
+    "that day's score stays where it is.",
 )
-def daily_transactions(context: AssetExecutionContext, s3: S3Resource, platform: FraudPlatform) -> StageResult:
+def daily_transactions(context: AssetExecutionContext, s3: S3Resource, aws: AwsClients, platform: FraudPlatform) -> StageResult:
     date = context.partition_key
     client = s3_client(s3)
     key = daily_batch_key(date)
     source = str(S3Uri(platform.data_bucket, key))
     if not object_exists(client, platform.data_bucket, key):
         raise Failure(str(MissingBatchError(platform.data_bucket, key, date)))
-    batch = parse_daily_batch(get_bytes(client, source), source)
+    dynamodb = aws.client("dynamodb")
+    # A score already stored for another day under a row's key stays that day's: the row is quarantined.
+    batch = parse_daily_batch(get_bytes(client, source), source, owner_of=lambda keys: score_store.stored_batch_dates(
+        dynamodb, platform.scores_table, keys, other_than=date))
     counts = {"received": batch.received, "accepted": len(batch.accepted), "quarantined": len(batch.quarantined)}
     reasons = batch.quarantined["reason"].head(10).tolist() if len(batch.quarantined) else []
     context.add_output_metadata(output_name="result", metadata=

@@ -23,7 +23,7 @@ import math
 import operator
 import re
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -96,7 +96,12 @@ class DailyBatch:
         }
 
 
-def parse_daily_batch(data: bytes, source: str, feature_names: Sequence[str] = FEATURE_COLUMNS) -> DailyBatch:
+def parse_daily_batch(
+    data: bytes,
+    source: str,
+    feature_names: Sequence[str] = FEATURE_COLUMNS,
+    owner_of: Callable[[list[tuple[str, str]]], dict[tuple[str, str], str]] | None = None,
+) -> DailyBatch:
     """Parse a daily batch; `source` (e.g. its s3:// URI) names the batch in every error.
 
     Accepted: one row per valid transaction, columns `METADATA_COLUMNS` then `feature_names`
@@ -105,6 +110,11 @@ def parse_daily_batch(data: bytes, source: str, feature_names: Sequence[str] = F
     'abc', not a number; ..."), `checks` (comma-joined check names, for counting) and `record` (the
     raw record as JSON text). A repeated id keeps its first valid occurrence. Keys beyond
     `feature_names` in a record's features are ignored: the model reads only its own features.
+
+    `owner_of` maps the (transactionId, timestamp text) keys of the otherwise valid rows to the day
+    that already stored a score under that key, if another day did (e.g. `score_store.stored_batch_dates`
+    for this batch's date). Such a row is quarantined (`reused_id`): a stored score belongs to one day,
+    and storing it again for this day would silently move it out of the day that owns it.
     """
     feature_names = tuple(feature_names)
     clash = set(feature_names) & set(METADATA_COLUMNS)
@@ -170,6 +180,8 @@ def parse_daily_batch(data: bytes, source: str, feature_names: Sequence[str] = F
             )
 
     _duplicates(ids, problems)
+    if owner_of is not None:
+        _reused(ids, timestamps, owner_of, problems)
 
     keep = np.flatnonzero(~problems.flagged)
     accepted = pd.DataFrame(
@@ -344,6 +356,18 @@ def _duplicates(ids: list[Any], problems: "_Problems") -> None:
     first = series[~repeated]
     for row, tid in zip(series.to_numpy()[repeated], series.index[repeated]):
         problems.add(row, "duplicate_id", f"duplicate id {_show(tid)}, first seen at row {first[tid] + 1}")
+
+
+def _reused(ids: list[Any], timestamps: pd.Series, owner_of, problems: "_Problems") -> None:
+    candidates = np.flatnonzero(~problems.flagged)
+    if not len(candidates):
+        return
+    keys = list(zip(_take(ids, candidates), format_timestamps(timestamps.iloc[candidates])))
+    owners = owner_of(keys)
+    for row, key in zip(candidates, keys):
+        if key in owners:
+            problems.add(row, "reused_id", f"id {_show(key[0])} at {key[1]} is already stored for {owners[key]}: "
+                                           "a transaction belongs to one day (a replayed or reused id)")
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -241,6 +241,33 @@ def verify_stored(dynamodb_client, table: str, items: list[dict[str, Any]], *, m
     return StoredCheck(expected=len(items), found=found, missing=missing[:20], mismatched=mismatched[:20])
 
 
+def stored_batch_dates(dynamodb_client, table: str, keys: list[tuple[str, str]], *, other_than: str,
+                       max_attempts: int = 10, base_delay: float = 0.05, sleep: Callable[[float], None] = time.sleep) -> dict[tuple[str, str], str]:
+    """The batchDate of each (transactionId, timestamp) key already stored for a day other than
+    `other_than` (BatchGetItem by key, consistent reads, 100 keys a call): the keys a day must not
+    write, because their items belong to another day."""
+    _check_date(other_than)
+    owners: dict[tuple[str, str], str] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), MAX_GET_BATCH):
+        request = {table: {"Keys": [{PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": sk}} for pk, sk in unique[start : start + MAX_GET_BATCH]],
+                           "ConsistentRead": True, "ProjectionExpression": "#pk, #sk, batchDate",
+                           "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#sk": SORT_KEY}}}
+        for attempt in range(1, max_attempts + 1):
+            response = dynamodb_client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(table, []):
+                date = item.get("batchDate", {}).get("S")
+                if date != other_than:
+                    owners[(item[PARTITION_KEY]["S"], item[SORT_KEY]["S"])] = str(date)
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            sleep(backoff_delay(attempt, base_delay))
+        else:
+            raise StoreError(f"{table}: keys still unread after {max_attempts} BatchGetItem calls")
+    return owners
+
+
 class _ChunkFailed(Exception):
     def __init__(self, message: str, *, written: int, remaining: int):
         super().__init__(message)
