@@ -125,7 +125,7 @@ def cmd_run(args) -> int:
     if args.feature_engineering:
         os.environ["FRAUD_FEATURE_ENGINEERING"] = "1"
     _check_partition_dates(args)  # before the stack starts: a bad date costs nothing
-    with aws_target(Path(args.state_dir)):
+    with aws_target(Path(args.state_dir)) as stack:
         names = PlatformNames.from_env()
         # The run lives through the days one by one: no label has arrived before the first day.
         pending: dict[str, bytes] = {}
@@ -135,6 +135,12 @@ def cmd_run(args) -> int:
         drifted = seeded.get("drifted_dates") or []
         print(f"Seeded s3://{names.data_bucket}: {seeded.get('rows')} training rows, {len(seeded.get('dates', []))} daily batches"
               + (f", {args.drift_kind} drift from {drifted[0]}." if drifted else "."))
+        if stack is not None and stack.restored_snapshot_time:
+            from dagster import DagsterInstance
+
+            from fraud_assets.main_job import flag_lost_in_restore
+
+            flag_lost_in_restore(DagsterInstance.get(), stack.restored_snapshot_time)  # this run re-runs the seeded days
         summary = run_main_job(seeded.get("dates", []), print, pending_labels=pending, label_delay_days=args.label_delay_days,
                                recent_window_days=args.recent_window_days)
     if args.summary_json:

@@ -197,6 +197,37 @@ def tick_drift_sensor(defs, instance: DagsterInstance, cursor: str | None) -> tu
     return [{"job": r.job_name or sensor.job_name, "run_key": r.run_key, "tags": dict(r.tags)} for r in requests], context.cursor
 
 
+def flag_lost_in_restore(instance: DagsterInstance, snapshot_time: str, announce: Announce = print) -> list[tuple[str, str | None]]:
+    """After the local stack came back from a snapshot taken at `snapshot_time` (ISO-8601): the
+    materialisations recorded after it may have lost their stored objects and items (a crash
+    loses what changed since the last snapshot), though Dagster still shows them. Each gets an
+    observation saying so (visible on the asset in the UI), and the partitions to re-run are
+    announced. Returns (asset, partition) pairs."""
+    import datetime as dt
+
+    from dagster import AssetObservation
+    from dagster._core.event_api import AssetRecordsFilter
+
+    since = dt.datetime.fromisoformat(snapshot_time).timestamp()
+    lost: list[tuple[str, str | None]] = []
+    for key in instance.get_asset_keys():
+        records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, after_timestamp=since), limit=1000).records
+        for partition in sorted({r.partition_key for r in records}, key=str):
+            lost.append((key.to_user_string(), partition))
+            instance.report_runless_asset_event(AssetObservation(
+                asset_key=key, partition=partition,
+                description=f"materialised after the local stack's last snapshot ({snapshot_time}), then the stack was "
+                            "restored from that snapshot: its stored objects/items may be gone. Re-run this partition.",
+                metadata={"lost_in_stack_restore": True, "snapshot_time": snapshot_time},
+            ))
+    if lost:
+        days = sorted({p for _, p in lost if p})
+        announce(f"The local stack was restored from its snapshot of {snapshot_time}: {len(lost)} materialisations after it "
+                 f"may have lost their data (flagged in Dagster). Re-run: {', '.join(days) if days else 'the training graph'}"
+                 + (" and the training graph" if days and any(p is None for _, p in lost) else "") + ".")
+    return lost
+
+
 def _retraining_summary(run: dict) -> dict:
     dataset = run["dataset"]
     return {

@@ -12,8 +12,11 @@ all read exactly what Dagster says was materialised.
 """
 
 
+import json
+
 from dagster import (
     ConfigurableIOManager,
+    Failure,
     InputContext,
     MetadataValue,
     OutputContext,
@@ -30,7 +33,6 @@ from fraud_assets.lib.aws.storage import (
     StageResult,
     execution_prefix,
     get_bytes,
-    get_json,
     parquet_to_table,
     put_bytes,
     put_json,
@@ -73,14 +75,28 @@ class ExecutionsIOManager(ConfigurableIOManager):
         # The loaded-input event names what was read, so the run's log shows the lineage by URI.
         context.add_input_metadata({"uri": MetadataValue.path(uri), "source_run_id": source_run_id})
         client = s3_client(self.s3)
-        document = get_json(client, uri)
+
+        def read(object_uri: str) -> bytes:
+            try:
+                return get_bytes(client, object_uri)
+            except client.exceptions.NoSuchKey as err:
+                # Dagster records the materialisation but storage lost it (e.g. a local stack
+                # restored from a snapshot older than the run): say so, and how to recover.
+                where = context.upstream_output.asset_key.to_user_string() if context.upstream_output else uri
+                raise Failure(
+                    f"{where}: {object_uri}, of the materialisation recorded by run {source_run_id}, is gone from storage; "
+                    "storage and Dagster disagree. Re-run the partition (materialise it again) to restore it.",
+                    metadata={"uri": MetadataValue.path(object_uri), "source_run_id": source_run_id},
+                ) from err
+
+        document = json.loads(read(uri))
         artifacts = document.pop("artifacts", {"tables": {}, "files": {}})
         stored = {name: {"uri": t["uri"], "rows": t["rows"]} for name, t in artifacts["tables"].items()}
         return StageResult(
             summary=document,
             # Read when the asset first touches a table: one that passes them through reads none.
-            tables=LazyTables(list(stored), lambda name: parquet_to_table(get_bytes(client, stored[name]["uri"]))),
-            files={name: get_bytes(client, f["uri"]) for name, f in artifacts["files"].items()},
+            tables=LazyTables(list(stored), lambda name: parquet_to_table(read(stored[name]["uri"]))),
+            files={name: read(f["uri"]) for name, f in artifacts["files"].items()},
             uris={name: a["uri"] for kind in ("tables", "files") for name, a in artifacts[kind].items()},
             stored=stored,
         )
