@@ -138,12 +138,13 @@ def pipeline_failure_sensor(context: RunFailureSensorContext, aws: AwsClients, p
         "messageKey": f"run-failure-{context.dagster_run.run_id}",
     }
     sns = aws.client("sns")
+    # No dimensions: the template's pipeline-failures alarm counts every failed run (first: it must
+    # count even when the topic below is missing).
+    publish_metrics(aws.client("cloudwatch"), {"PipelineFailures": 1}, {}, units={"PipelineFailures": "Count"})
     # Looked up, never created (MissingTopicError names it): a typo must not swallow failure reports.
     topic = find_topic_arn(sns, platform.failures_topic)
     sns.publish(TopicArn=topic, Subject=f"fraud_assets run failed: {message['job']}"[:100], Message=json.dumps(message, default=str),
                 MessageAttributes={"messageKey": {"DataType": "String", "StringValue": f"run-failure-{message['runId']}"}})
-    # No dimensions: the template's pipeline-failures alarm counts every failed run.
-    publish_metrics(aws.client("cloudwatch"), {"PipelineFailures": 1}, {}, units={"PipelineFailures": "Count"})
 
 
 _LABEL_FILE = re.compile(rf"^{LABELS_PREFIX}/(\d{{4}}-\d{{2}}-\d{{2}})\.json$")
