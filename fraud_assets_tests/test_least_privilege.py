@@ -33,6 +33,12 @@ UNREACHABLE: dict[tuple[str, str], str] = {
     ("PassGlueRole", "iam:PassRole"): "Glue engine: CreateJob passes the job's role",
     ("GlueOutputForPipes", "logs:GetLogEvents"): "Glue engine: dagster-aws reads Pipes messages from the job's log",
     ("ReadDataWriteGlueScript", "s3:PutObject"): "Glue engine: uploads glue_scripts/fraud_data_prep.py",
+    # Rolling back to a state with fewer parameters or no production config (rollback-hyperparameters,
+    # a promotion that prunes stale names): exercised by test_promotion.py / test_hyperparameters.py
+    # with the tests' own clients, not by an e2e flow.
+    ("ConfigObjects", "s3:DeleteObject"): "rollback to a backup taken before any production-model-config.yaml",
+    ("Hyperparameters", "ssm:DeleteParameter"): "rollback removes names the backup lacks; clearing the experiment id",
+    ("Hyperparameters", "ssm:DeleteParameters"): "promotion prunes names the new winner no longer sets",
 }
 
 
