@@ -129,6 +129,8 @@ def needs(call: ApiCall, account: str = ACCOUNT) -> list[Need]:
     if call.service == "sns":
         if op == "CreateTopic":
             return [Need("sns:CreateTopic", arn.format("sns", p["Name"]))]
+        if op == "ListTopics":
+            return [Need("sns:ListTopics", "*")]
         if "TopicArn" in p:
             return [Need(f"sns:{op}", p["TopicArn"])]
     if call.service == "ssm":
