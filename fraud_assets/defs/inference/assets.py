@@ -38,6 +38,7 @@ from fraud_assets.lib.aws.storage import (
 from fraud_assets.lib.config import TRANSACTION_ID, daily_batch_key
 from fraud_assets.lib.inference import alerts as alerts_lib
 from fraud_assets.lib.inference import drift as drift_lib
+from fraud_assets.lib.inference import reasons as reasons_lib
 from fraud_assets.lib.inference import score_store, scoring
 from fraud_assets.lib.inference.daily import MissingBatchError, parse_daily_batch
 from fraud_assets.lib.training import endpoint as endpoint_lib
@@ -90,25 +91,34 @@ def daily_transactions(context: AssetExecutionContext, s3: S3Resource, aws: AwsC
                                          checks.schema_and_values(batch.accepted)])
 
 
+class DailyScoresConfig(Config):
+    top_reasons: int = Field(default=reasons_lib.DEFAULT_TOP, ge=0, le=20,
+                             description="Contributing features to record per high-risk transaction (0: none).")
+
+
 @asset(
     **_COMMON,
     kinds={"sagemaker", "s3", "parquet"},
     description="Every accepted transaction scored through the deployed endpoint (boto3 sagemaker-runtime, "
-    "byte-sized CSV batches): fraudScore, riskLevel (HIGH >= 0.8, MEDIUM >= 0.5, LOW), modelVersion.",
+    "byte-sized CSV batches): fraudScore, riskLevel (HIGH >= 0.8, MEDIUM >= 0.5, LOW), modelVersion. The high-risk "
+    "rows also get their top contributing features (TreeSHAP from the very model package the endpoint serves): "
+    "the `reasons` table.",
     # The endpoint it reads is the training graph's deployed_endpoint: lineage shows the link.
     deps=["deployed_endpoint"],
     check_specs=checks.daily_score_check_specs,
 )
 def daily_scores(
-    context: AssetExecutionContext, daily_transactions: StageResult, s3: S3Resource, aws: AwsClients, platform: FraudPlatform
+    context: AssetExecutionContext, config: DailyScoresConfig, daily_transactions: StageResult, s3: S3Resource, aws: AwsClients,
+    platform: FraudPlatform,
 ):
     client = s3_client(s3)
     current = endpoint_lib.current_endpoint(client, platform.names)
     if current is None:
         raise Failure("no deployed endpoint: materialise the training group (deployed_endpoint) first")
     transactions = daily_transactions.tables["transactions"]
-    # The package carries the training statistics the model's engineered features need.
-    _, model_meta = load_model_package(get_bytes(client, current["model_uri"]))
+    # The package carries the training statistics the model's engineered features need, and the
+    # booster the reasons come from: the very artifact the endpoint serves (its recorded URI).
+    booster, model_meta = load_model_package(get_bytes(client, current["model_uri"]))
     model_meta.setdefault("feature_names", current["feature_names"])
     features = model_inputs(transactions, model_meta)
     started = time.perf_counter()
@@ -137,9 +147,15 @@ def daily_scores(
         units={"TransactionsReceived": "Count", "TransactionsQuarantined": "Count", "TransactionsScored": "Count",
                "HighRiskCount": "Count", "ScoringDuration": "Seconds"},
     )
+    high = np.flatnonzero(scored["riskLevel"].to_numpy() == scoring.HIGH) if config.top_reasons else np.empty(0, dtype=int)
+    explanation = reasons_lib.explain(booster, features[high], model_meta["feature_names"])
+    reasons = reasons_lib.reason_table(
+        scored[TRANSACTION_ID].to_numpy()[high], features[high], explanation, model_meta["feature_names"], config.top_reasons
+    )
     context.add_output_metadata(output_name="result", metadata=
         {
             "scoring_seconds": scoring_seconds,
+            "explained": len(high),
             "scored": len(scored),
             "high_risk": summary["highRiskCount"],
             "medium_risk": summary["mediumRiskCount"],
@@ -152,10 +168,11 @@ def daily_scores(
     )
     yield Output(StageResult(
         summary={"date": context.partition_key, "modelVersion": current["model_version"], "modelUri": current["model_uri"],
-                 "endpointName": current["endpoint_name"], **summary},
-        tables={"scores": scored},
+                 "endpointName": current["endpoint_name"], **summary, "explained": len(high), "topReasons": config.top_reasons},
+        tables={"scores": scored, "reasons": reasons},
     ))
-    yield from selected_checks(context, [checks.every_transaction_scored_once(scored, transactions)])
+    yield from selected_checks(context, [checks.every_transaction_scored_once(scored, transactions),
+                                         checks.reasons_match_endpoint(explanation, scores[high])])
 
 
 @asset(
@@ -167,7 +184,8 @@ def daily_scores(
 )
 def stored_scores(context: AssetExecutionContext, daily_scores: StageResult, aws: AwsClients, platform: FraudPlatform):
     dynamodb = aws.client("dynamodb")
-    items = score_store.to_items(daily_scores.tables["scores"], context.partition_key)
+    items = score_store.to_items(daily_scores.tables["scores"], context.partition_key,
+                                 reasons=reasons_lib.reasons_by_transaction(daily_scores.tables.get("reasons")))
     result = score_store.write_scores(dynamodb, platform.scores_table, items)
     context.add_output_metadata(output_name="result", metadata={"written": result.written, "batches": result.batches, "retries": result.retries})
     yield Output(StageResult(
@@ -196,7 +214,8 @@ def fraud_alerts(
 ) -> StageResult:
     date = context.partition_key
     alerts = alerts_lib.high_risk_alerts(
-        daily_scores.tables["scores"], daily_transactions.tables["transactions"], urgent_threshold=config.urgent_threshold
+        daily_scores.tables["scores"], daily_transactions.tables["transactions"], urgent_threshold=config.urgent_threshold,
+        reasons=reasons_lib.reasons_by_transaction(daily_scores.tables.get("reasons")),
     )
     messages = alerts_lib.alert_messages(alerts, date)
     sns = aws.client("sns")
@@ -220,8 +239,9 @@ def fraud_alerts(
             "messages_sent": len(published.sent),
             "messages_skipped": len(published.skipped),
             "top_alerts": MetadataValue.md(markdown_table(
-                ["transactionId", "fraudScore", "priority", "amount", "merchant"],
-                [(a["transactionId"], a["fraudScore"], a["alertPriority"], a["amount"], a["merchant"]) for a in alerts[:10]],
+                ["transactionId", "fraudScore", "priority", "amount", "merchant", "top reasons"],
+                [(a["transactionId"], a["fraudScore"], a["alertPriority"], a["amount"], a["merchant"],
+                  ", ".join(f"{r['feature']} {r['contribution']:+.2f}" for r in a["topReasons"])) for a in alerts[:10]],
             )),
         }
     )

@@ -40,6 +40,9 @@ def schema_and_values(accepted: pd.DataFrame) -> AssetCheckResult:
 daily_score_check_specs = [
     AssetCheckSpec("every_transaction_scored_once", asset="daily_scores", blocking=True,
                    description="Every accepted transaction scored exactly once, with a score in [0, 1]."),
+    AssetCheckSpec("reasons_match_endpoint", asset="daily_scores", blocking=True,
+                   description="The high-risk rows' reasons come from the model that scored them: the in-process score equals "
+                   "the endpoint's and TreeSHAP contributions + bias add up to the margin."),
 ]
 
 
@@ -55,6 +58,23 @@ def every_transaction_scored_once(scores: pd.DataFrame, accepted: pd.DataFrame) 
         passed=duplicates == missing == extra == out_of_range == 0,
         metadata={"scored": len(scores), "accepted": len(accepted_ids), "duplicates": duplicates, "unscored": missing,
                   "unexpected": extra, "out_of_range": out_of_range},
+    )
+
+
+def reasons_match_endpoint(explanation, endpoint_scores: np.ndarray) -> AssetCheckResult:
+    """The reasons come from the model that scored: the in-process probability of each explained
+    row equals the endpoint's, and each row's contributions plus bias add up to its margin."""
+    from fraud_assets.lib.inference.reasons import ADDITIVITY_TOLERANCE, SCORE_TOLERANCE
+
+    score_diff = float(np.max(np.abs(explanation.probabilities - endpoint_scores))) if len(endpoint_scores) else 0.0
+    additivity = explanation.additivity_error
+    return AssetCheckResult(
+        check_name="reasons_match_endpoint",
+        passed=score_diff <= SCORE_TOLERANCE and additivity <= ADDITIVITY_TOLERANCE,
+        metadata={"explained": len(endpoint_scores), "max_score_difference": score_diff, "max_additivity_error": additivity,
+                  "score_tolerance": SCORE_TOLERANCE, "additivity_tolerance": ADDITIVITY_TOLERANCE},
+        description=f"{len(endpoint_scores)} explained rows: in-process vs endpoint score differ by at most {score_diff:.2e}, "
+        f"contributions + bias vs margin by at most {additivity:.2e}",
     )
 
 

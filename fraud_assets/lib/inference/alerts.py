@@ -95,10 +95,12 @@ def high_risk_alerts(
     transactions: pd.DataFrame,
     threshold: float = HIGH_RISK_THRESHOLD,
     urgent_threshold: float = URGENT_THRESHOLD,
+    reasons: dict[str, list[dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Transactions with fraudScore >= `threshold`, highest score first (ties by transactionId),
     with the transaction's details. alertPriority is URGENT when the score is above
-    `urgent_threshold` (strictly), HIGH otherwise."""
+    `urgent_threshold` (strictly), HIGH otherwise. With `reasons` (transactionId -> top
+    contributing features, from reasons.reasons_by_transaction) each alert carries `topReasons`."""
     if not 0.0 <= threshold <= urgent_threshold <= 1.0:
         raise ValueError(f"need 0 <= threshold ({threshold}) <= urgent_threshold ({urgent_threshold}) <= 1")
     _require(scored, (TRANSACTION_ID, "fraudScore"), "scored")
@@ -117,7 +119,7 @@ def high_risk_alerts(
     joined = joined.sort_values(["fraudScore", TRANSACTION_ID], ascending=[False, True], kind="mergesort")
     scores = joined["fraudScore"].to_numpy(dtype=np.float64)
     levels = (joined["riskLevel"] if "riskLevel" in joined.columns else pd.Series(risk_levels(scores))).astype(str).tolist()
-    return [
+    alerts = [
         {
             "transactionId": tid,
             "fraudScore": score,
@@ -140,6 +142,10 @@ def high_risk_alerts(
             format_timestamps(joined["timestamp"]),
         )
     ]
+    if reasons is not None:
+        for alert in alerts:
+            alert["topReasons"] = reasons.get(alert["transactionId"], [])
+    return alerts
 
 
 def alert_messages(

@@ -45,9 +45,11 @@ class StoreError(RuntimeError):
         self.written, self.remaining = written, remaining
 
 
-def to_items(scored: pd.DataFrame, batch_date: str) -> list[dict[str, Any]]:
+def to_items(scored: pd.DataFrame, batch_date: str, reasons: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """One FraudScores item per scored transaction, in Python types for the TypeSerializer:
-    strings, and fraudScore as a Decimal of the float's shortest text (DynamoDB rejects floats)."""
+    strings, and fraudScore as a Decimal of the float's shortest text (DynamoDB rejects floats).
+    A transaction in `reasons` (the high-risk ones) also gets `topReasons`, a list of maps
+    {feature, value, contribution}."""
     _check_date(batch_date)
     missing = [c for c in SCORED_COLUMNS if c not in scored.columns]
     if missing:
@@ -67,7 +69,12 @@ def to_items(scored: pd.DataFrame, batch_date: str) -> list[dict[str, Any]]:
         "batchDate": [batch_date] * len(scored),
     }
     names = list(columns)
-    return [dict(zip(names, values)) for values in zip(*columns.values())]
+    items = [dict(zip(names, values)) for values in zip(*columns.values())]
+    for item in items if reasons else ():
+        if item[TRANSACTION_ID] in reasons:
+            item["topReasons"] = [{"feature": r["feature"], "value": Decimal(repr(float(r["value"]))),
+                                   "contribution": Decimal(repr(float(r["contribution"])))} for r in reasons[item[TRANSACTION_ID]]]
+    return items
 
 
 def write_scores(
