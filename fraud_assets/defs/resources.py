@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Literal
+from typing import Literal, Optional
 
 import dagster as dg
 from dagster import ConfigurableResource
@@ -69,6 +69,22 @@ class QualityGates(ConfigurableResource):
     high_risk_precision_floor: float = Field(default=0.60, description="Precision of the score >= 0.8 bucket the alerts act on.")
     regression_tolerance: float = Field(default=0.02, description="How far PR-AUC may fall below the production model's.")
     split_ratio_tolerance: float = Field(default=0.01, description="Allowed deviation of each split's share from 70/15/15.")
+
+
+class RiskThresholds(ConfigurableResource):
+    """The threshold policy a model is released with (FRAUD_RISK_<FIELD>): the seeds' fixed 0.8/0.5 on
+    calibrated scores, or the high-risk threshold chosen on validation by a target recall or precision."""
+
+    high_risk_threshold: float = Field(default=0.8, description="High-risk threshold on the calibrated score (fixed policy).")
+    medium_risk_threshold: float = Field(default=0.5, description="Medium-risk threshold on the calibrated score.")
+    target_recall: Optional[float] = Field(default=None, description="Choose the highest high-risk threshold reaching this recall on validation.")
+    target_precision: Optional[float] = Field(default=None, description="Choose the lowest high-risk threshold reaching this precision on validation.")
+
+    def policy(self):
+        from fraud_assets.lib.training.calibration import ThresholdPolicy
+
+        return ThresholdPolicy(high=self.high_risk_threshold, medium=self.medium_risk_threshold,
+                               target_recall=self.target_recall, target_precision=self.target_precision)
 
 
 class FeatureEngineering(ConfigurableResource):
@@ -152,6 +168,7 @@ def resources() -> dg.Definitions:
             "aws": AwsClients(),
             "platform": platform,
             "quality_gates": _from_env(QualityGates, "FRAUD_GATE_"),
+            "risk_thresholds": _from_env(RiskThresholds, "FRAUD_RISK_"),
             "feature_engineering": FeatureEngineering(enabled=_typed(bool, os.environ.get("FRAUD_FEATURE_ENGINEERING", "0"))),
             "data_prep_engine": DataPrepEngine(engine=os.environ.get("FRAUD_DATA_PREP_ENGINE", "pandas")),
             "retraining_policy": _from_env(RetrainingPolicy, "FRAUD_"),

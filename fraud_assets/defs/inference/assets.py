@@ -35,7 +35,8 @@ from fraud_assets.lib.aws.storage import (
     object_exists,
     put_json,
 )
-from fraud_assets.lib.config import TRANSACTION_ID, daily_batch_key
+from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, TRANSACTION_ID, daily_batch_key
+from fraud_assets.lib.training.calibration import calibrate, thresholds_of
 from fraud_assets.lib.inference import alerts as alerts_lib
 from fraud_assets.lib.inference import drift as drift_lib
 from fraud_assets.lib.inference import reasons as reasons_lib
@@ -122,20 +123,25 @@ def daily_scores(
     model_meta.setdefault("feature_names", current["feature_names"])
     features = model_inputs(transactions, model_meta)
     started = time.perf_counter()
-    scores = scoring.score_through_endpoint(aws.client("sagemaker-runtime"), current["endpoint_name"], features)
+    raw_scores = scoring.score_through_endpoint(aws.client("sagemaker-runtime"), current["endpoint_name"], features)
     scoring_seconds = time.perf_counter() - started
+    # The built-in XGBoost container serves the booster's raw probability; the package's
+    # calibration map and thresholds (fitted in training) turn it into the released score here.
+    scores = calibrate(raw_scores, model_meta.get("calibration"))
+    high_threshold, medium_threshold = thresholds_of(model_meta)
     scored = pd.DataFrame(
         {
             TRANSACTION_ID: transactions[TRANSACTION_ID].to_numpy(),
             "timestamp": transactions["timestamp"].to_numpy(),
             "fraudScore": scores.astype(float),
-            "riskLevel": scoring.risk_levels(scores),
+            "rawScore": raw_scores.astype(float),
+            "riskLevel": scoring.risk_levels(scores, high_threshold, medium_threshold),
             "scoringTimestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "modelVersion": current["model_version"],
             "endpointName": current["endpoint_name"],
         }
     )
-    summary = scoring.score_summary(scores)
+    summary = scoring.score_summary(scores, high_threshold, medium_threshold)
     publish_metrics(
         aws.client("cloudwatch"),
         {"TransactionsReceived": daily_transactions.summary["received"],
@@ -164,15 +170,18 @@ def daily_scores(
             "high_risk_rate": summary["highRiskCount"] / len(scored) if len(scored) else 0.0,
             "model_version": current["model_version"],
             "endpoint_name": current["endpoint_name"],
+            "high_risk_threshold": high_threshold,
+            "calibrated": bool(model_meta.get("calibration")),
         }
     )
     yield Output(StageResult(
         summary={"date": context.partition_key, "modelVersion": current["model_version"], "modelUri": current["model_uri"],
-                 "endpointName": current["endpoint_name"], **summary, "explained": len(high), "topReasons": config.top_reasons},
+                 "endpointName": current["endpoint_name"], **summary, "explained": len(high), "topReasons": config.top_reasons,
+                 "thresholds": {"high": high_threshold, "medium": medium_threshold}, "calibrated": bool(model_meta.get("calibration"))},
         tables={"scores": scored, "reasons": reasons},
     ))
     yield from selected_checks(context, [checks.every_transaction_scored_once(scored, transactions),
-                                         checks.reasons_match_endpoint(explanation, scores[high])])
+                                         checks.reasons_match_endpoint(explanation, raw_scores[high])])
 
 
 @asset(
@@ -213,8 +222,10 @@ def fraud_alerts(
     s3: S3Resource, aws: AwsClients, platform: FraudPlatform,
 ) -> StageResult:
     date = context.partition_key
+    high_threshold = daily_scores.summary.get("thresholds", {}).get("high", HIGH_RISK_THRESHOLD)
     alerts = alerts_lib.high_risk_alerts(
-        daily_scores.tables["scores"], daily_transactions.tables["transactions"], urgent_threshold=config.urgent_threshold,
+        daily_scores.tables["scores"], daily_transactions.tables["transactions"], threshold=high_threshold,
+        urgent_threshold=max(config.urgent_threshold, high_threshold),
         reasons=reasons_lib.reasons_by_transaction(daily_scores.tables.get("reasons")),
     )
     messages = alerts_lib.alert_messages(alerts, date)

@@ -28,6 +28,7 @@ from fraud_assets.defs.resources import (
     FeatureEngineering,
     FraudPlatform,
     QualityGates,
+    RiskThresholds,
     s3_client,
 )
 from fraud_assets.defs.training.checks import (
@@ -67,6 +68,7 @@ from fraud_assets.lib.training.model import (
     predict,
     train_model,
 )
+from fraud_assets.lib.training.calibration import calibrate, release_policy, thresholds_of
 from fraud_assets.lib.training.splits import SPLITS, split_summary
 
 raw_transactions = AssetSpec(
@@ -278,9 +280,12 @@ def engineered_features(
     kinds={"xgboost", "s3"},
     owners=OWNERS,
     description="XGBoost binary classifier trained in-process with early stopping on the validation split; "
-    "model.tar.gz holding `xgboost-model` (JSON), loadable by the SageMaker built-in XGBoost container.",
+    "model.tar.gz holding `xgboost-model` (JSON), loadable by the SageMaker built-in XGBoost container, plus the "
+    "isotonic calibration map fitted on validation and the chosen risk thresholds (plain JSON in the package metadata).",
 )
-def fraud_model(context: AssetExecutionContext, engineered_features: StageResult, model_hyperparameters: StageResult) -> StageResult:
+def fraud_model(
+    context: AssetExecutionContext, engineered_features: StageResult, model_hyperparameters: StageResult, risk_thresholds: RiskThresholds
+) -> StageResult:
     hyperparameters = model_hyperparameters.summary["hyperparameters"]
     train, validation = engineered_features.tables["train"], engineered_features.tables["validation"]
     started = time.perf_counter()
@@ -288,6 +293,7 @@ def fraud_model(context: AssetExecutionContext, engineered_features: StageResult
     seconds = time.perf_counter() - started
     version = f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{context.run_id[:8]}"
     experiment_id = model_hyperparameters.summary.get("experimentId")
+    calibration, thresholds = release_policy(trained.predict(validation), validation[LABEL_COLUMN].to_numpy(), risk_thresholds.policy())
     metadata = {
         "model_version": version,
         "feature_names": trained.feature_names,
@@ -298,9 +304,11 @@ def fraud_model(context: AssetExecutionContext, engineered_features: StageResult
         "train_rows": len(train),
         "feature_stats": engineered_features.summary["featureStats"],
         "training_seconds": seconds,
+        "calibration": calibration,
+        "thresholds": thresholds,
     }
     importance = feature_importance(trained.booster)
-    metadata["reference"] = drift_reference(trained, validation, train, [n for n, _ in importance[:5]])
+    metadata["reference"] = drift_reference(trained, validation, train, [n for n, _ in importance[:5]], calibration)
     context.add_output_metadata(
         {
             "model_version": version,
@@ -310,6 +318,8 @@ def fraud_model(context: AssetExecutionContext, engineered_features: StageResult
             "validation_aucpr": trained.best_validation_score,
             "training_seconds": seconds,
             "top_features": MetadataValue.md(markdown_table(["feature", "gain"], importance)),
+            "calibration_breakpoints": len(calibration["x"]),
+            **_threshold_metadata(thresholds),
         }
     )
     summary = {
@@ -321,8 +331,30 @@ def fraud_model(context: AssetExecutionContext, engineered_features: StageResult
         "experimentId": experiment_id,
         "trainingSeconds": seconds,
         "topFeatures": importance,
+        "thresholds": thresholds,
     }
     return StageResult(summary=summary, files={"model.tar.gz": package_model(trained.booster, metadata)})
+
+
+def _threshold_metadata(thresholds: dict) -> dict:
+    """The chosen thresholds and what they gave on validation, as UI metadata."""
+    expected = thresholds["expected"]
+
+    def number(value):
+        return float("nan") if value is None else value
+
+    return {
+        "threshold_policy": thresholds["policy"] + (f" {thresholds['target']}" if thresholds["target"] is not None else "")
+        + ("" if thresholds["target_met"] else " (not reached: fixed threshold kept)"),
+        "high_risk_threshold": thresholds["high"],
+        "medium_risk_threshold": thresholds["medium"],
+        "expected_high_risk_precision": number(expected["high"]["precision"]),
+        "expected_high_risk_recall": number(expected["high"]["recall"]),
+        "thresholds": MetadataValue.md(markdown_table(
+            ["bucket", "threshold (calibrated)", "validation precision", "validation recall", "validation share"],
+            [(name, thresholds[name], *("-" if expected[name][k] is None else expected[name][k] for k in ("precision", "recall", "share")))
+             for name in ("high", "medium")])),
+    }
 
 
 def _production_model(s3, platform: FraudPlatform):
@@ -336,7 +368,12 @@ def _production_model(s3, platform: FraudPlatform):
 
 
 def _evaluate(booster, meta, frame) -> dict:
-    return evaluate_scores(frame[LABEL_COLUMN].to_numpy(), predict(booster, model_inputs(frame, meta), meta["feature_names"]))
+    """A package's model on raw rows as production sees it: scores calibrated with the package's
+    map, the high-risk bucket at its threshold; the AUCs rank the raw scores."""
+    raw = predict(booster, model_inputs(frame, meta), meta["feature_names"])
+    high, _ = thresholds_of(meta)
+    return evaluate_scores(frame[LABEL_COLUMN].to_numpy(), calibrate(raw, meta.get("calibration")), high_risk_threshold=high,
+                           ranking_scores=raw)
 
 
 # What the side-by-side shows of each model, by the names the run summary uses.
@@ -359,7 +396,7 @@ _EVALUATION_METRIC_NAMES = {
     kinds={"scikitlearn", "s3"},
     owners=OWNERS,
     description="The model scored on the test split: accuracy, precision, recall, F1, ROC-AUC, PR-AUC, confusion "
-    "matrix, the high-risk bucket (score >= 0.8); and the challenger against the model in production (champion) on "
+    "matrix, the high-risk bucket (calibrated score >= the model's high-risk threshold, 0.8 by default); and the challenger against the model in production (champion) on "
     "the recent labelled window and the test split. The no-regression gate compares them on the recent window when "
     "it holds both classes, else on the test split.",
     check_specs=model_gate_specs,
@@ -406,6 +443,8 @@ def evaluation_metrics(
         {
             **{m: metrics[m] for m in (*HEADLINE_METRICS, "high_risk_precision", "high_risk_recall")},
             "test_samples": metrics["test_samples"],
+            "high_risk_share": metrics["high_risk_share"],
+            **(_threshold_metadata(meta["thresholds"]) if meta.get("thresholds") else {}),
             "model_version": meta["model_version"],
             "production_model_version": champion_version or "none",
             "recent_window_rows": len(window),
@@ -433,6 +472,7 @@ def evaluation_metrics(
         "recent_window": {"dates": window_dates, "rows": len(window),
                           "challenger": sides["challenger_recent"], "champion": sides["champion_recent"]},
         "deploy_recommended": all(g.passed for g in gates),
+        "thresholds": meta.get("thresholds"),
     }
     yield Output(StageResult(summary=summary))
     yield from selected_checks(context, (gate_result("evaluation_metrics", gate) for gate in gates))
@@ -478,6 +518,10 @@ def deployed_endpoint(
             "experiment_id": meta.get("experiment_id"),
             "health_check_transaction": str(known[TRANSACTION_ID].iloc[0]),
             "run_id": context.run_id,
+            "thresholds": meta.get("thresholds"),
+            # The endpoint serves raw probabilities (the built-in container has no calibration
+            # hook); this is what the known transaction's calibrated score is client-side.
+            "health_check_calibrated_score": float(calibrate([expected], meta.get("calibration"))[0]),
         },
     )
     context.add_output_metadata(output_name="result", metadata=

@@ -359,17 +359,18 @@ def score_one_at_a_time(runtime, endpoint_name: str, features: np.ndarray) -> np
 # -- risk levels --------------------------------------------------------------------------------
 
 
-def risk_levels(scores: np.ndarray) -> np.ndarray:
-    """HIGH when fraudScore >= 0.8, MEDIUM when >= 0.5, else LOW (the seeds' buckets)."""
+def risk_levels(scores: np.ndarray, high: float = HIGH_RISK_THRESHOLD, medium: float = MEDIUM_RISK_THRESHOLD) -> np.ndarray:
+    """HIGH when fraudScore >= `high` (the seeds' 0.8, or the model's chosen threshold), MEDIUM
+    when >= `medium` (0.5), else LOW."""
     scores = _checked_scores(scores)
-    return np.where(scores >= HIGH_RISK_THRESHOLD, HIGH, np.where(scores >= MEDIUM_RISK_THRESHOLD, MEDIUM, LOW))
+    return np.where(scores >= high, HIGH, np.where(scores >= medium, MEDIUM, LOW))
 
 
-def score_summary(scores: np.ndarray) -> dict[str, Any]:
+def score_summary(scores: np.ndarray, high_threshold: float = HIGH_RISK_THRESHOLD, medium_threshold: float = MEDIUM_RISK_THRESHOLD) -> dict[str, Any]:
     """The stage summary's risk distribution; averageScore is None for an empty day."""
     scores = _checked_scores(scores)
-    high = int((scores >= HIGH_RISK_THRESHOLD).sum())
-    medium = int(((scores >= MEDIUM_RISK_THRESHOLD) & (scores < HIGH_RISK_THRESHOLD)).sum())
+    high = int((scores >= high_threshold).sum())
+    medium = int(((scores >= medium_threshold) & (scores < high_threshold)).sum())
     return {
         "count": len(scores),
         "highRiskCount": high,
