@@ -1,6 +1,8 @@
-"""What the fraud analysts get, end to end against the local stack: alert messages received through
-an SQS subscription carry each transaction's reasons, and recomputing them from the deployed model
-package gives the same numbers; the FraudScores items of high-risk transactions carry them too."""
+"""What the fraud analysts get, end to end against the local stack: a model released with a
+calibration map and a threshold chosen by target recall (shown in the evaluation metadata); alert
+messages received through an SQS subscription carry each transaction's reasons, and recomputing
+them from the deployed model package gives the same numbers; the FraudScores items of high-risk
+transactions carry them too; and every scored day has its HTML report in the metrics bucket."""
 
 import json
 
@@ -10,12 +12,13 @@ import pytest
 from dagster import DagsterInstance
 
 from fraud_assets.definitions import location_defs
-from fraud_assets.defs.resources import QualityGates
+from fraud_assets.defs.resources import QualityGates, RiskThresholds
 from fraud_assets.lib.aws.storage import get_bytes, put_bytes
 from fraud_assets.lib.config import RAW_DATA_KEY, TRANSACTION_ID, PlatformNames, daily_batch_key
 from fraud_assets.lib.inference import reasons as reasons_lib
 from fraud_assets.lib.inference.daily import parse_daily_batch
 from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
+from fraud_assets.lib.inference.report import report_key
 from fraud_assets.lib.training.endpoint import current_endpoint
 from fraud_assets.lib.training.model import load_model_package, model_inputs
 
@@ -40,6 +43,12 @@ def drain(url: str) -> list[dict]:
     return messages
 
 
+def metadata_of(result, asset: str) -> dict:
+    [materialization] = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+                         if e.event_specific_data.materialization.asset_key.to_user_string() == asset]
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
 def test_alerts_carry_reasons_recomputable_from_the_deployed_model(aws):
     s3 = boto3.client("s3")
     put_bytes(s3, NAMES.data_bucket, RAW_DATA_KEY, to_csv_bytes(generate_transactions(n_rows=60_000, seed=21)))
@@ -48,14 +57,26 @@ def test_alerts_carry_reasons_recomputable_from_the_deployed_model(aws):
         put_bytes(s3, NAMES.data_bucket, daily_batch_key(date), batch_to_json_bytes(batch))
     alerts_queue = subscribe_queue(NAMES.alerts_topic, "analyst-alerts")
 
-    defs = location_defs(quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0))
+    defs = location_defs(quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0),
+                         risk_thresholds=RiskThresholds(target_recall=0.7))
     instance = DagsterInstance.ephemeral()
-    assert defs.resolve_job_def("training_job").execute_in_process(instance=instance).success
+    training = defs.resolve_job_def("training_job").execute_in_process(instance=instance)
+    assert training.success
+    evaluation = metadata_of(training, "evaluation_metrics")
+    assert evaluation["threshold_policy"] == "target_recall 0.7"
+    assert evaluation["expected_high_risk_recall"] >= 0.7
+    high_threshold = evaluation["high_risk_threshold"]
     inference = defs.resolve_job_def("inference_job")
+    reports = {}
     for date in DATES:
         result = inference.execute_in_process(instance=instance, partition_key=date)
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
         assert checks["reasons_match_endpoint"].passed, checks["reasons_match_endpoint"].metadata
+        scores, report = metadata_of(result, "daily_scores"), metadata_of(result, "daily_report")
+        assert scores["calibrated"] and scores["high_risk_threshold"] == high_threshold
+        assert report["report_key"] == report_key(date) and report["high_risk"] == scores["high_risk"]
+        assert report["transactions_processed"] == 1_500 and report["high_risk_threshold"] == high_threshold
+        reports[date] = get_bytes(s3, f"s3://{NAMES.metrics_bucket}/{report_key(date)}").decode()
 
     # Recompute from the deployed package, through the URI the pointer records.
     deployed = current_endpoint(s3, NAMES)
@@ -74,6 +95,8 @@ def test_alerts_carry_reasons_recomputable_from_the_deployed_model(aws):
         explanation = reasons_lib.explain(booster, features, meta["feature_names"])
         expected = reasons_lib.reasons_by_transaction(reasons_lib.reason_table(ids, features, explanation, meta["feature_names"]))
         for alert in message["alerts"]:
+            assert alert["fraudScore"] >= high_threshold  # alerts act on the calibrated score
+            assert alert["transactionId"] in reports[message["batchDate"]]  # and the day's report lists them
             assert len(alert["topReasons"]) == reasons_lib.DEFAULT_TOP
             assert alert["topReasons"] == expected[alert["transactionId"]]
             assert alert["topReasons"][0]["contribution"] >= alert["topReasons"][-1]["contribution"]
@@ -86,3 +109,5 @@ def test_alerts_carry_reasons_recomputable_from_the_deployed_model(aws):
     stored = [{"feature": r["M"]["feature"]["S"], "value": float(r["M"]["value"]["N"]), "contribution": float(r["M"]["contribution"]["N"])}
               for r in item["topReasons"]["L"]]
     assert stored == first["topReasons"]
+    for date, page in reports.items():
+        assert page.count("<svg") == 3 and deployed["model_version"] in page and f"Daily fraud report: {date}" in page

@@ -1,0 +1,75 @@
+"""The daily fraud report: the day on one HTML page in the metrics bucket, for the analysts and
+their team lead, who never open Dagster."""
+
+import math
+
+import numpy as np
+from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster_aws.s3 import S3Resource
+
+from fraud_assets.defs.common import INFERENCE, OWNERS, daily_partitions
+from fraud_assets.defs.resources import FraudPlatform, s3_client
+from fraud_assets.lib.aws.storage import S3Uri, StageResult, get_bytes, get_json, object_exists, put_bytes
+from fraud_assets.lib.inference import drift as drift_lib
+from fraud_assets.lib.inference import report as report_lib
+from fraud_assets.lib.inference.performance import performance_key
+from fraud_assets.lib.training.model import load_model_package
+
+
+def _alerts(fraud_alerts: StageResult) -> list[dict]:
+    """The alerts exactly as fraud_alerts sent them (ranked, with topReasons)."""
+    table = fraud_alerts.tables.get("alerts")
+    if table is None or table.empty:
+        return []
+    records = table.to_dict("records")
+    for record in records:
+        reasons = record.get("topReasons")
+        record["topReasons"] = [dict(r) for r in reasons] if isinstance(reasons, (list, np.ndarray)) else []
+    return records
+
+
+@asset(
+    group_name=INFERENCE,
+    partitions_def=daily_partitions,
+    owners=OWNERS,
+    kinds={"s3", "html"},
+    description="The seeds' daily report: a self-contained HTML page at s3://<metrics bucket>/reports/fraud-daily-{date}.html "
+    "(transactions processed, risk distribution, alerts ranked with their reasons, top merchants and categories among "
+    "high-risk transactions, drift and the 30-day trend as inline SVG charts, model version and threshold policy, and "
+    "confirmed fraud, false positive rate and alert precision from performance/{date}.json once labels exist).",
+)
+def daily_report(
+    context: AssetExecutionContext, daily_transactions: StageResult, daily_scores: StageResult, fraud_alerts: StageResult,
+    drift_metrics: StageResult, s3: S3Resource, platform: FraudPlatform,
+) -> StageResult:
+    date = context.partition_key
+    client = s3_client(s3)
+    _, model_meta = load_model_package(get_bytes(client, daily_scores.summary["modelUri"]))
+    performance = (get_json(client, S3Uri(platform.metrics_bucket, performance_key(date)))
+                   if object_exists(client, platform.metrics_bucket, performance_key(date)) else None)
+    figures = report_lib.report_figures(
+        date=date,
+        counts=daily_transactions.summary,
+        score_summary=daily_scores.summary,
+        alerts=_alerts(fraud_alerts),
+        drift=drift_metrics.summary,
+        history=drift_lib.load_history(client, platform.metrics_bucket, date, days=drift_lib.HISTORY_DAYS - 1),
+        model={"modelVersion": daily_scores.summary["modelVersion"], "thresholds": model_meta.get("thresholds"),
+               "calibrated": bool(model_meta.get("calibration"))},
+        performance=performance,
+        alert_messages_sent=fraud_alerts.summary.get("alertsSent"),
+    )
+    page = report_lib.render_html(figures)
+    uri = put_bytes(client, platform.metrics_bucket, report_lib.report_key(date), page.encode("utf-8"), content_type="text/html; charset=utf-8")
+    headline = report_lib.headline(figures)
+    context.add_output_metadata({
+        "report_uri": MetadataValue.path(str(uri)),
+        "report_key": uri.key,
+        "report_bytes": len(page.encode("utf-8")),
+        "model_version": str(figures["model_version"]),
+        "labels_available": performance is not None,
+        **headline,
+    })
+    return StageResult(summary={"date": date, "reportUri": str(uri), "modelVersion": figures["model_version"],
+                                "labelsAvailable": performance is not None,
+                                **{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in headline.items()}})

@@ -1,0 +1,121 @@
+"""The daily fraud report: what it says, that data cannot inject markup, and that it renders in a
+real headless Chromium with its charts and without console errors."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from fraud_assets.lib.inference import report as report_lib
+
+HOSTILE = "<script>alert('x')</script>"
+DATE = "2026-04-30"
+
+
+def figures(performance: dict | None = None, alerts: int = 120) -> dict:
+    rng = np.random.default_rng(1)
+    alert_rows = [
+        {"transactionId": f"txn-{i:04d}" if i else f'txn-"{HOSTILE}', "fraudScore": float(0.99 - i / 1_000),
+         "alertPriority": "URGENT" if i < 10 else "HIGH", "amount": float(rng.uniform(10, 3_000)),
+         "merchant": HOSTILE if i % 7 == 0 else f"merchant-{i % 5}", "category": "electronics & games" if i % 2 else "travel",
+         "customerId": f"cust-{i}", "topReasons": [{"feature": "V14", "value": -7.25, "contribution": 2.5},
+                                                  {"feature": f"V{i % 28 + 1}", "value": 1.5, "contribution": 0.75}]}
+        for i in range(alerts)
+    ]
+    history = [{"date": f"2026-04-{d:02d}", "avgScore": 0.01 + 0.001 * d, "highRiskPct": 0.002 + 0.0001 * d,
+                "driftDetected": d == 20} for d in range(1, 30)]
+    today = {"date": DATE, "avgScore": 0.05, "highRiskPct": 0.012, "driftDetected": True, "reason": "avgScore moved 0.04 > 0.1? no: high-risk share",
+             "scorePsi": 0.31, "maxFeaturePsi": 0.12,
+             "scoreHistogram": {"binEdges": [round(0.05 * i, 2) for i in range(21)], "counts": [9_000, 400, 100, 50] + [10] * 15 + [alerts]}}
+    return report_lib.report_figures(
+        date=DATE, counts={"received": 10_002, "accepted": 10_000, "quarantined": 2},
+        score_summary={"highRiskCount": alerts, "mediumRiskCount": 40, "lowRiskCount": 10_000 - alerts - 40, "averageScore": 0.05},
+        alerts=alert_rows, drift=today, history=history,
+        model={"modelVersion": "20260401-000000-abcd", "calibrated": True,
+               "thresholds": {"policy": "target_recall", "target": 0.8, "target_met": True, "high": 0.62, "medium": 0.5,
+                              "expected": {"high": {"precision": 0.91, "recall": 0.8, "share": 0.001}}}},
+        performance=performance, alert_messages_sent=2,
+    )
+
+
+PERFORMANCE = {"date": DATE, "model_version": "20260401-000000-abcd", "labelled": 9_000, "label_coverage": 0.9, "fraud": 31,
+               "alerted": 120, "alert_precision": 0.2, "false_positive_rate_at_0_8": 0.0106, "precision_at_0_8": 0.2,
+               "recall_at_0_8": 0.77, "missed_fraud": 7, "missed_fraud_amount": 1234.5, "roc_auc": None, "pr_auc": 0.7}
+
+
+def test_the_page_escapes_data_and_shows_the_day():
+    page = report_lib.render_html(figures(PERFORMANCE))
+    assert HOSTILE not in page and "<script" not in page.lower()
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "electronics &amp; games" in page
+    assert page.count("<svg") == 3 and 'id="trend-average-score"' in page and 'id="risk-distribution"' in page
+    assert "10,002" in page and "20260401-000000-abcd" in page and "target_recall 0.8" in page
+    assert "confirmed fraud" in page and "1.06%" in page  # the false positive rate, from performance/{date}.json
+    # ranked: the highest score first
+    assert page.index("txn-0001") < page.index("txn-0002") < page.index("txn-0119")
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
+
+
+def test_without_labels_the_report_says_so_and_the_headline_has_nan():
+    f = figures(None, alerts=0)
+    page = report_lib.render_html(f)
+    assert "No labels for this day yet" in page and "No high-risk transactions today" in page
+    headline = report_lib.headline(f)
+    assert headline["transactions_processed"] == 10_002 and headline["high_risk"] == 0
+    assert np.isnan(headline["alert_precision"]) and np.isnan(headline["confirmed_fraud"])
+    assert report_lib.headline(figures(PERFORMANCE))["false_positive_rate"] == pytest.approx(0.0106)
+
+
+def test_report_key_takes_only_a_date():
+    assert report_lib.report_key(DATE) == f"reports/fraud-daily-{DATE}.html"
+    with pytest.raises(ValueError):
+        report_lib.report_key("../../etc")
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", "--window-size=1100,1400")
+
+
+def chromium_paths() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.mark.skipif(chromium_paths() is None, reason="chromium and chromedriver are not installed "
+                    "(apt-get install -y chromium chromium-driver; .ci/run does this)")
+def test_the_page_renders_in_headless_chromium_with_its_charts(tmp_path, monkeypatch):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # selenium manager must never try to download a driver
+    page = tmp_path / "report.html"
+    page.write_text(report_lib.render_html(figures(PERFORMANCE)), encoding="utf-8")
+    browser, driver_path = chromium_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        driver.get(page.as_uri())
+        assert driver.title == f"Fraud report {DATE}"
+        charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
+        assert {c.get_attribute("id") for c in charts} == {"risk-distribution", "trend-average-score", "trend-high-risk-share"}
+        for chart in charts:
+            assert chart.size["width"] > 300 and chart.size["height"] > 100
+            assert chart.find_elements(By.CSS_SELECTOR, "rect, polyline")
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#alerts tbody tr")) == 120
+        assert len(driver.find_elements(By.TAG_NAME, "script")) == 0  # the hostile merchant stayed text
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == []
+        shot = tmp_path / "report.png"
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        if os.environ.get("FRAUD_REPORT_SCREENSHOT"):  # to look at it: FRAUD_REPORT_SCREENSHOT=/tmp/report.png
+            shutil.copy(shot, os.environ["FRAUD_REPORT_SCREENSHOT"])
+    finally:
+        driver.quit()
