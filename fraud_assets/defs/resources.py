@@ -66,7 +66,7 @@ class QualityGates(ConfigurableResource):
 
     accuracy_floor: float = Field(default=0.90, description="The seeds' gate: accuracy >= 0.90.")
     pr_auc_floor: float = Field(default=0.60, description="Area under the precision-recall curve on the test split.")
-    high_risk_precision_floor: float = Field(default=0.60, description="Precision of the score >= 0.8 bucket the alerts act on.")
+    high_risk_precision_floor: float = Field(default=0.60, description="Precision of the high-risk bucket the alerts act on (calibrated score >= the model's threshold).")
     regression_tolerance: float = Field(default=0.02, description="How far PR-AUC may fall below the production model's.")
     split_ratio_tolerance: float = Field(default=0.01, description="Allowed deviation of each split's share from 70/15/15.")
 

@@ -101,7 +101,8 @@ class DailyScoresConfig(Config):
     **_COMMON,
     kinds={"sagemaker", "s3", "parquet"},
     description="Every accepted transaction scored through the deployed endpoint (boto3 sagemaker-runtime, "
-    "byte-sized CSV batches): fraudScore, riskLevel (HIGH >= 0.8, MEDIUM >= 0.5, LOW), modelVersion. The high-risk "
+    "byte-sized CSV batches), then calibrated with the model package's map: fraudScore (calibrated), rawScore, riskLevel "
+    "(HIGH / MEDIUM / LOW by the model's thresholds, the seeds' 0.8 / 0.5 by default), modelVersion. The high-risk "
     "rows also get their top contributing features (TreeSHAP from the very model package the endpoint serves): "
     "the `reasons` table.",
     # The endpoint it reads is the training graph's deployed_endpoint: lineage shows the link.
@@ -214,7 +215,8 @@ class FraudAlertsConfig(Config):
 @asset(
     **_COMMON,
     kinds={"sns"},
-    description="High-risk transactions (fraudScore >= 0.8) ranked by score with priority and details, published to "
+    description="High-risk transactions (calibrated fraudScore >= the model's high-risk threshold, 0.8 by default) "
+    "ranked by score with priority, details and top reasons, published to "
     "SNS fraud-detection-alerts at most 100 per message, once per day: a ledger in S3 records what was sent.",
 )
 def fraud_alerts(

@@ -396,8 +396,8 @@ _EVALUATION_METRIC_NAMES = {
     kinds={"scikitlearn", "s3"},
     owners=OWNERS,
     description="The model scored on the test split: accuracy, precision, recall, F1, ROC-AUC, PR-AUC, confusion "
-    "matrix, the high-risk bucket (calibrated score >= the model's high-risk threshold, 0.8 by default); and the challenger against the model in production (champion) on "
-    "the recent labelled window and the test split. The no-regression gate compares them on the recent window when "
+    "matrix, the high-risk bucket (calibrated score >= the model's high-risk threshold, 0.8 by default); and the "
+    "challenger against the model in production (champion) on the recent labelled window and the test split. The no-regression gate compares them on the recent window when "
     "it holds both classes, else on the test split.",
     check_specs=model_gate_specs,
 )

@@ -26,7 +26,8 @@ split_check_specs = [
 _MODEL_GATES = {
     "accuracy_gate": "accuracy >= the floor (the seeds' 0.90).",
     "pr_auc_gate": "PR-AUC on the test split >= the floor: accuracy alone says little at 0.17% fraud.",
-    "high_risk_precision_gate": "Precision of the score >= 0.8 bucket (what becomes an alert) >= the floor.",
+    "high_risk_precision_gate": "Precision of the high-risk bucket (calibrated score >= the model's threshold, 0.8 by default; "
+    "what becomes an alert) >= the floor.",
     "no_regression_gate": "PR-AUC not below the production model's by more than the tolerance (champion/challenger), "
     "compared on the recent labelled window when it holds both classes, else on the test split.",
 }
