@@ -36,6 +36,7 @@ least-privilege: install
 bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.bench_spark
+	$(BIN)/python -m benchmarks.bench_analyst
 	$(BIN)/python -m benchmarks.bench_launched
 	$(BIN)/python -m benchmarks.bench_extraction --json .fraud_assets/bench_extraction.json
 
