@@ -27,6 +27,8 @@ run: install
 		--label-delay-days 1 --recent-window-days 2 --transactions-per-day 5000 --summary-json .fraud_assets/summary.json
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 # The e2e tests and the IAM comparison in one process: the code location's policy allows exactly what they call.

@@ -36,8 +36,8 @@ def timed(fn, repeat: int = 3) -> tuple[float, object]:
 
 
 def bench_data_prep(csv_bytes: bytes) -> dict:
-    from fraud_assets.lib.training.prep_engines import prepare_with_pandas
     from fraud_assets.lib.aws.storage import table_to_parquet
+    from fraud_assets.lib.training.prep_engines import prepare_with_pandas
 
     def ours():
         splits = prepare_with_pandas(csv_bytes, "bench.csv", 42)
@@ -77,8 +77,14 @@ def bench_training(splits: dict) -> dict:
     def raw():
         dtrain = xgb.DMatrix(train[list(FEATURE_COLUMNS)].to_numpy(np.float32), label=train[LABEL_COLUMN].to_numpy())
         dvalid = xgb.DMatrix(validation[list(FEATURE_COLUMNS)].to_numpy(np.float32), label=validation[LABEL_COLUMN].to_numpy())
-        return xgb.train(booster_params(DEFAULT_HYPERPARAMETERS), dtrain, DEFAULT_NUM_ROUND, evals=[(dvalid, "validation")],
-                         early_stopping_rounds=DEFAULT_EARLY_STOPPING_ROUNDS, verbose_eval=False)
+        return xgb.train(
+            booster_params(DEFAULT_HYPERPARAMETERS),
+            dtrain,
+            DEFAULT_NUM_ROUND,
+            evals=[(dvalid, "validation")],
+            early_stopping_rounds=DEFAULT_EARLY_STOPPING_ROUNDS,
+            verbose_eval=False,
+        )
 
     ours_s, trained = timed(ours)
     raw_s, _ = timed(raw)
@@ -93,10 +99,17 @@ def deploy_for_bench(trained, names) -> None:
 
     s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
     put_bytes(s3, names.models_bucket, "bench/model.tar.gz", package_model(trained.booster, {"feature_names": trained.feature_names}))
-    sagemaker.create_model(ModelName="bench-model", PrimaryContainer={"Image": names.xgboost_image_uri,
-                           "ModelDataUrl": f"s3://{names.models_bucket}/bench/model.tar.gz"}, ExecutionRoleArn=names.sagemaker_role_arn)
-    sagemaker.create_endpoint_config(EndpointConfigName="bench-config", ProductionVariants=[
-        {"VariantName": "AllTraffic", "ModelName": "bench-model", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sagemaker.create_model(
+        ModelName="bench-model",
+        PrimaryContainer={"Image": names.xgboost_image_uri, "ModelDataUrl": f"s3://{names.models_bucket}/bench/model.tar.gz"},
+        ExecutionRoleArn=names.sagemaker_role_arn,
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="bench-config",
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": "bench-model", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        ],
+    )
     sagemaker.create_endpoint(EndpointName="bench-endpoint", EndpointConfigName="bench-config")
 
 
@@ -155,9 +168,8 @@ def bench_scoring(trained, features: np.ndarray) -> dict:
 def bench_training_graph() -> dict:
     from dagster import DagsterInstance
 
-    from fraud_assets.main_job import QUIET
-
     from fraud_assets.definitions import location_defs
+    from fraud_assets.main_job import QUIET
 
     job = location_defs().resolve_job_def("training_job")
     started = time.perf_counter()
@@ -170,8 +182,8 @@ def bench_inference(sizes: list[int]) -> dict:
     from dagster import DagsterInstance
 
     from fraud_assets.definitions import location_defs
-    from fraud_assets.lib.config import PlatformNames, daily_batch_key
     from fraud_assets.lib.aws.storage import put_bytes
+    from fraud_assets.lib.config import PlatformNames, daily_batch_key
     from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch
     from fraud_assets.main_job import QUIET
 
@@ -185,8 +197,11 @@ def bench_inference(sizes: list[int]) -> dict:
         started = time.perf_counter()
         result = job.execute_in_process(instance=DagsterInstance.get(), partition_key=date, run_config=QUIET, raise_on_error=False)
         wall = time.perf_counter() - started
-        steps = {e.step_key: round(e.event_specific_data.duration_ms / 1000, 3) for e in result.all_events
-                 if e.event_type_value == "STEP_SUCCESS"}
+        steps = {
+            e.step_key: round(e.event_specific_data.duration_ms / 1000, 3)
+            for e in result.all_events
+            if e.event_type_value == "STEP_SUCCESS"
+        }
         out[str(size)] = {"wall_s": wall, "succeeded": result.success, "us_per_transaction": wall / size * 1e6, "steps_s": steps}
     if len(sizes) == 2:
         a, b = (out[str(s)]["wall_s"] for s in sizes)
@@ -203,10 +218,10 @@ def main() -> None:
 
     import boto3
 
-    from fraud_assets.lib.config import FIRST_DAY_VARIABLE, RAW_DATA_KEY, FEATURE_COLUMNS, PlatformNames
-    from fraud_assets.lib.training.prep_engines import prepare_with_pandas
     from fraud_assets.lib.aws.storage import put_bytes
+    from fraud_assets.lib.config import FEATURE_COLUMNS, FIRST_DAY_VARIABLE, RAW_DATA_KEY, PlatformNames
     from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
+    from fraud_assets.lib.training.prep_engines import prepare_with_pandas
     from fraud_assets.local.stack import LocalStack
 
     os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="fraud-bench-dagster-")

@@ -47,7 +47,8 @@ def main() -> None:
         s3 = boto3.client("s3")
         put_bytes(s3, names.data_bucket, RAW_DATA_KEY, to_csv_bytes(generate_transactions(n_rows=args.rows)))
         without_job = define_asset_job(
-            "inference_without_reasons_or_report", partitions_def=daily_partitions,
+            "inference_without_reasons_or_report",
+            partitions_def=daily_partitions,
             selection=AssetSelection.groups(INFERENCE) - AssetSelection.assets("daily_report"),
         )
         loaded = location_defs(quality_gates=QualityGates(pr_auc_floor=0.0, high_risk_precision_floor=0.0))
@@ -56,8 +57,7 @@ def main() -> None:
         assert defs.resolve_job_def("training_job").execute_in_process(instance=instance, run_config=QUIET).success
         variants = {
             "with": (defs.resolve_job_def("inference_job"), QUIET),
-            "without": (defs.resolve_job_def(without_job.name),
-                        {**QUIET, "ops": {"daily_scores": {"config": {"top_reasons": 0}}}}),
+            "without": (defs.resolve_job_def(without_job.name), {**QUIET, "ops": {"daily_scores": {"config": {"top_reasons": 0}}}}),
         }
         day = 0
         for size in sizes:
@@ -66,13 +66,21 @@ def main() -> None:
                 for name in ("without", "with"):
                     day += 1
                     date = f"2026-02-{day:02d}"  # a fresh day per run: no ledger or stored item from an earlier run
-                    put_bytes(s3, names.data_bucket, daily_batch_key(date),
-                              batch_to_json_bytes(generate_daily_batch(date, n_transactions=size, seed=17, fraud_rate=0.01)))
+                    put_bytes(
+                        s3,
+                        names.data_bucket,
+                        daily_batch_key(date),
+                        batch_to_json_bytes(generate_daily_batch(date, n_transactions=size, seed=17, fraud_rate=0.01)),
+                    )
                     job, config = variants[name]
                     started = time.perf_counter()
                     result = job.execute_in_process(instance=instance, partition_key=date, run_config=config)
                     wall = time.perf_counter() - started
-                    steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+                    steps = {
+                        e.step_key: e.event_specific_data.duration_ms / 1000
+                        for e in result.all_events
+                        if e.event_type_value == "STEP_SUCCESS"
+                    }
                     runs[name].append({"wall_s": wall, "steps_s": steps, "succeeded": result.success})
             med = {name: statistics.median(r["wall_s"] for r in runs[name]) for name in runs}
             added = statistics.median(
@@ -80,13 +88,19 @@ def main() -> None:
                 for w, o in zip(runs["with"], runs["without"])
             )
             results[str(size)] = {
-                "with_s": med["with"], "without_s": med["without"], "ratio": med["with"] / med["without"],
+                "with_s": med["with"],
+                "without_s": med["without"],
+                "ratio": med["with"] / med["without"],
                 "report_step_s": statistics.median(r["steps_s"].get("daily_report", 0.0) for r in runs["with"]),
-                "added_step_s": added, "runs": runs,
+                "added_step_s": added,
+                "runs": runs,
             }
-            print(f"{size:>7,} transactions: with reasons + report {med['with']:.1f} s, without {med['without']:.1f} s, "
-                  f"ratio {med['with'] / med['without']:.3f}; report step {results[str(size)]['report_step_s']:.2f} s, "
-                  f"reasons + report steps add {added:.2f} s", flush=True)
+            print(
+                f"{size:>7,} transactions: with reasons + report {med['with']:.1f} s, without {med['without']:.1f} s, "
+                f"ratio {med['with'] / med['without']:.3f}; report step {results[str(size)]['report_step_s']:.2f} s, "
+                f"reasons + report steps add {added:.2f} s",
+                flush=True,
+            )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
 

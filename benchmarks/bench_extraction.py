@@ -93,12 +93,19 @@ def main(argv: list[str] | None = None) -> dict:
     figures["baseline_seconds"] = round(base_s, 2)
     pandas_s, (frame, summary) = timed(lambda: extraction.extract_with_pandas(csv, "bench.csv", daily, 42))
     assert frame[["transactionId", "source"]].equals(expected[["transactionId", "source"]].astype(frame["source"].dtype))
-    figures.update({"rows_out": len(frame), "duplicates_dropped": summary["duplicatesDropped"],
-                    "pandas_seconds": round(pandas_s, 2), "pandas_ratio": round(pandas_s / base_s, 2)})
+    figures.update(
+        {
+            "rows_out": len(frame),
+            "duplicates_dropped": summary["duplicatesDropped"],
+            "pandas_seconds": round(pandas_s, 2),
+            "pandas_ratio": round(pandas_s / base_s, 2),
+        }
+    )
     del frame
     if not args.skip_spark:
-        spark = prep_engines.local_spark_session(**{"spark.app.name": "bench-extraction", "spark.driver.memory": "3g",
-                                                    "spark.ui.showConsoleProgress": "false"})
+        spark = prep_engines.local_spark_session(
+            **{"spark.app.name": "bench-extraction", "spark.driver.memory": "3g", "spark.ui.showConsoleProgress": "false"}
+        )
         with tempfile.TemporaryDirectory() as tmp:
             spark_s, (by_spark, _) = timed(lambda: prep_engines.extract_with_spark(spark, csv, "bench.csv", daily, 42, None, Path(tmp)))
         assert len(by_spark) == figures["rows_out"]

@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def import_seconds(repeat: int = 3) -> float:
     code = "import time; t = time.perf_counter(); from fraud_assets.definitions import defs; defs(); print(time.perf_counter() - t)"
-    times = [float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT).stdout)
-             for _ in range(repeat)]
+    times = [
+        float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT).stdout)
+        for _ in range(repeat)
+    ]
     return sorted(times)[len(times) // 2]
 
 
@@ -63,10 +65,15 @@ def main() -> None:
     # Launched at once (DefaultRunCoordinator): under `dagster dev` runs wait in a queue for the
     # daemon's next tick first, a wait that depends on the daemon, not on the run.
     (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n")
+        "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
     os.environ["DAGSTER_HOME"] = str(home)
-    results: dict = {"rows": args.rows, "transactions_per_day": args.transactions_per_day, "cores": os.cpu_count(),
-                     "code_location_import_s": import_seconds()}
+    results: dict = {
+        "rows": args.rows,
+        "transactions_per_day": args.transactions_per_day,
+        "cores": os.cpu_count(),
+        "code_location_import_s": import_seconds(),
+    }
     with LocalStack() as stack:
         os.environ.update(stack.env())
         names = PlatformNames.from_env()
@@ -82,8 +89,14 @@ def main() -> None:
             result = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition, run_config=QUIET)
             in_process = time.perf_counter() - started
             launched, status = launched_seconds(instance, job, partition if partition is None else seeded["dates"][1])
-            results[job] = {"in_process_s": round(in_process, 2), "in_process_ok": result.success, "launched_s": round(launched, 2),
-                            "launched_status": status, "ratio": round(launched / in_process, 2), "target": 1.5}
+            results[job] = {
+                "in_process_s": round(in_process, 2),
+                "in_process_ok": result.success,
+                "launched_s": round(launched, 2),
+                "launched_status": status,
+                "ratio": round(launched / in_process, 2),
+                "target": 1.5,
+            }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -98,8 +98,10 @@ def run_job(monitor: TreeMonitor, job, **kwargs) -> dict:
         if event.event_type == DagsterEventType.STEP_START:
             starts[event.step_key] = entry.timestamp
         elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE) and event.step_key in starts:
-            steps[event.step_key] = {**monitor.window(starts[event.step_key], entry.timestamp),
-                                     "succeeded": event.event_type == DagsterEventType.STEP_SUCCESS}
+            steps[event.step_key] = {
+                **monitor.window(starts[event.step_key], entry.timestamp),
+                "succeeded": event.event_type == DagsterEventType.STEP_SUCCESS,
+            }
     return {"succeeded": result.success, **monitor.window(started, ended), "steps": steps}
 
 
@@ -119,11 +121,16 @@ def growth(runs: dict[str, dict], sizes: list[int]) -> list[dict]:
         if not a or not b or not a["succeeded"] or not b["succeeded"]:
             continue
         factor = large / small
-        out.append({
-            "from": small, "to": large, "size_ratio": round(factor, 2),
-            **{f"{k}_ratio": round(b[k] / a[k], 2) for k in ("wall_s", "cpu_s", "peak_tree_rss_mb", "peak_main_rss_mb") if a[k]},
-            "us_per_row_small": round(a["wall_s"] / small * 1e6, 1), "us_per_row_large": round(b["wall_s"] / large * 1e6, 1),
-        })
+        out.append(
+            {
+                "from": small,
+                "to": large,
+                "size_ratio": round(factor, 2),
+                **{f"{k}_ratio": round(b[k] / a[k], 2) for k in ("wall_s", "cpu_s", "peak_tree_rss_mb", "peak_main_rss_mb") if a[k]},
+                "us_per_row_small": round(a["wall_s"] / small * 1e6, 1),
+                "us_per_row_large": round(b["wall_s"] / large * 1e6, 1),
+            }
+        )
     return out
 
 
@@ -153,8 +160,13 @@ def main() -> None:
 
     out_path = Path(args.json)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "cores": os.cpu_count(),
-                     "memory_mb": round(psutil.virtual_memory().total / MB), "training": {}, "daily": {}}
+    results: dict = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "cores": os.cpu_count(),
+        "memory_mb": round(psutil.virtual_memory().total / MB),
+        "training": {},
+        "daily": {},
+    }
 
     def save() -> None:
         out_path.write_text(json.dumps(results, indent=2))
@@ -166,17 +178,26 @@ def main() -> None:
             runs = results["training"].setdefault(engine, {})
             job = location_defs(data_prep_engine=DataPrepEngine(engine=engine)).resolve_job_def("training_job")
             for rows in training_rows:
-                upload_s = upload_in_child(env, (
-                    "import boto3\n"
-                    "from fraud_assets.lib.aws.storage import put_bytes\n"
-                    "from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames\n"
-                    "from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes\n"
-                    f"data = to_csv_bytes(generate_transactions(n_rows={rows}))\n"
-                    "put_bytes(boto3.client('s3'), PlatformNames.from_env().data_bucket, RAW_DATA_KEY, data)\n"
-                    "print(len(data))\n"))
+                upload_s = upload_in_child(
+                    env,
+                    (
+                        "import boto3\n"
+                        "from fraud_assets.lib.aws.storage import put_bytes\n"
+                        "from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames\n"
+                        "from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes\n"
+                        f"data = to_csv_bytes(generate_transactions(n_rows={rows}))\n"
+                        "put_bytes(boto3.client('s3'), PlatformNames.from_env().data_bucket, RAW_DATA_KEY, data)\n"
+                        "print(len(data))\n"
+                    ),
+                )
                 csv_mb = _raw_csv_mb()
-                run = {"load_before": load(), "csv_mb": csv_mb, "generate_and_upload_s": round(upload_s, 1),
-                       **run_job(monitor, job), "load_after": load()}
+                run = {
+                    "load_before": load(),
+                    "csv_mb": csv_mb,
+                    "generate_and_upload_s": round(upload_s, 1),
+                    **run_job(monitor, job),
+                    "load_after": load(),
+                }
                 prep = run["steps"].get("prepared_splits")
                 if prep:
                     run["prep_peak_main_rss_over_csv"] = round(prep["peak_main_rss_mb"] / csv_mb, 2)
@@ -189,15 +210,23 @@ def main() -> None:
         job = location_defs().resolve_job_def("inference_job")
         for i, size in enumerate(days):
             date = f"2026-03-{10 + i:02d}"
-            upload_s = upload_in_child(env, (
-                "import boto3\n"
-                "from fraud_assets.lib.aws.storage import put_bytes\n"
-                "from fraud_assets.lib.config import PlatformNames, daily_batch_key\n"
-                "from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch\n"
-                f"data = batch_to_json_bytes(generate_daily_batch({date!r}, n_transactions={size}))\n"
-                f"put_bytes(boto3.client('s3'), PlatformNames.from_env().data_bucket, daily_batch_key({date!r}), data)\n"))
-            run = {"load_before": load(), "generate_and_upload_s": round(upload_s, 1),
-                   **run_job(monitor, job, partition_key=date), "load_after": load()}
+            upload_s = upload_in_child(
+                env,
+                (
+                    "import boto3\n"
+                    "from fraud_assets.lib.aws.storage import put_bytes\n"
+                    "from fraud_assets.lib.config import PlatformNames, daily_batch_key\n"
+                    "from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch\n"
+                    f"data = batch_to_json_bytes(generate_daily_batch({date!r}, n_transactions={size}))\n"
+                    f"put_bytes(boto3.client('s3'), PlatformNames.from_env().data_bucket, daily_batch_key({date!r}), data)\n"
+                ),
+            )
+            run = {
+                "load_before": load(),
+                "generate_and_upload_s": round(upload_s, 1),
+                **run_job(monitor, job, partition_key=date),
+                "load_after": load(),
+            }
             run["us_per_transaction"] = round(run["wall_s"] / size * 1e6, 1)
             run["cpu_us_per_transaction"] = round(run["cpu_s"] / size * 1e6, 1)
             results["daily"][str(size)] = run

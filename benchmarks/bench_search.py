@@ -12,10 +12,10 @@ import time
 
 from fraud_assets.lib.config import LABEL_COLUMN
 from fraud_assets.lib.experimentation.experiments import run_experiment
-from fraud_assets.lib.training.metrics import evaluate_scores
-from fraud_assets.lib.training.splits import prepare_splits
 from fraud_assets.lib.seeding.synthetic import generate_transactions
+from fraud_assets.lib.training.metrics import evaluate_scores
 from fraud_assets.lib.training.model import DEFAULT_HYPERPARAMETERS, train_model
+from fraud_assets.lib.training.splits import prepare_splits
 
 
 def test_metrics(splits, hyperparameters) -> dict:

@@ -42,8 +42,9 @@ def spark_session(driver_memory: str):
     from fraud_assets.lib.training.prep_engines import local_spark_session
 
     # The 10x set's cache must fit in the driver or spill.
-    return local_spark_session(**{"spark.app.name": "bench-spark", "spark.ui.showConsoleProgress": "false",
-                                  "spark.driver.memory": driver_memory})
+    return local_spark_session(
+        **{"spark.app.name": "bench-spark", "spark.ui.showConsoleProgress": "false", "spark.driver.memory": driver_memory}
+    )
 
 
 def run_pandas(csv: bytes, repeat: int) -> tuple[float, dict]:

@@ -106,9 +106,18 @@ def _seed(args, names, pending_labels: dict | None = None, labels_as_of=None) ->
     if args.drift_last:
         drift_from = seed_dates(args.days, args.start_date)[-args.drift_last]
     return seed_platform(
-        boto3.client("s3"), names, csv_path=args.csv, days=args.days, start_date=args.start_date,
-        drift_from=drift_from, drift_kind=args.drift_kind, transactions_per_day=args.transactions_per_day, rows=args.rows,
-        label_delay_days=args.label_delay_days, pending_labels=pending_labels, labels_as_of=labels_as_of,
+        boto3.client("s3"),
+        names,
+        csv_path=args.csv,
+        days=args.days,
+        start_date=args.start_date,
+        drift_from=drift_from,
+        drift_kind=args.drift_kind,
+        transactions_per_day=args.transactions_per_day,
+        rows=args.rows,
+        label_delay_days=args.label_delay_days,
+        pending_labels=pending_labels,
+        labels_as_of=labels_as_of,
     )
 
 
@@ -133,16 +142,23 @@ def cmd_run(args) -> int:
         seeded = _seed(args, names, pending, labels_as_of=dt.date.fromisoformat(first[0]) if first else None)
         _record_first_day(seeded.get("dates", []))
         drifted = seeded.get("drifted_dates") or []
-        print(f"Seeded s3://{names.data_bucket}: {seeded.get('rows')} training rows, {len(seeded.get('dates', []))} daily batches"
-              + (f", {args.drift_kind} drift from {drifted[0]}." if drifted else "."))
+        print(
+            f"Seeded s3://{names.data_bucket}: {seeded.get('rows')} training rows, {len(seeded.get('dates', []))} daily batches"
+            + (f", {args.drift_kind} drift from {drifted[0]}." if drifted else ".")
+        )
         if stack is not None and stack.restored_snapshot_time:
             from dagster import DagsterInstance
 
             from fraud_assets.main_job import flag_lost_in_restore
 
             flag_lost_in_restore(DagsterInstance.get(), stack.restored_snapshot_time)  # this run re-runs the seeded days
-        summary = run_main_job(seeded.get("dates", []), print, pending_labels=pending, label_delay_days=args.label_delay_days,
-                               recent_window_days=args.recent_window_days)
+        summary = run_main_job(
+            seeded.get("dates", []),
+            print,
+            pending_labels=pending,
+            label_delay_days=args.label_delay_days,
+            recent_window_days=args.recent_window_days,
+        )
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=_json_safe))
@@ -237,8 +253,13 @@ def cmd_rollback_model(args) -> int:
     from fraud_assets.lib.training.endpoint import rollback_model
 
     with aws_target(Path(args.state_dir)):
-        result = rollback_model(sagemaker=boto3.client("sagemaker"), runtime=boto3.client("sagemaker-runtime"),
-                                s3=boto3.client("s3"), names=PlatformNames.from_env(), version=args.version)
+        result = rollback_model(
+            sagemaker=boto3.client("sagemaker"),
+            runtime=boto3.client("sagemaker-runtime"),
+            s3=boto3.client("s3"),
+            names=PlatformNames.from_env(),
+            version=args.version,
+        )
     print(json.dumps({k: result[k] for k in ("endpoint_name", "model_version", "rolled_back_from", "model_uri", "deployed_at")}, indent=2))
     return 0
 
@@ -274,10 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--start-date", help="first daily batch, YYYY-MM-DD (default: the days ending yesterday)")
         p.add_argument("--drift-from", help="inject drift into the daily batches from this date (YYYY-MM-DD)")
         p.add_argument("--drift-last", type=int, default=0, metavar="N", help="inject drift into the last N daily batches")
-        p.add_argument("--drift-kind", choices=["shift", "new-pattern"], default="shift",
-                       help="shift: more fraud of the known kind; new-pattern: fraud the training data never had")
-        p.add_argument("--label-delay-days", type=int, default=1, metavar="N",
-                       help="a day's label file exists once the day is at least N days old (today = the day after the last day)")
+        p.add_argument(
+            "--drift-kind",
+            choices=["shift", "new-pattern"],
+            default="shift",
+            help="shift: more fraud of the known kind; new-pattern: fraud the training data never had",
+        )
+        p.add_argument(
+            "--label-delay-days",
+            type=int,
+            default=1,
+            metavar="N",
+            help="a day's label file exists once the day is at least N days old (today = the day after the last day)",
+        )
         p.add_argument("--transactions-per-day", type=int, default=10_000)
         p.add_argument("--rows", type=int, default=284_807, help="rows of the synthetic training set (without --csv)")
 
@@ -290,8 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--summary-json", help="write the run summary as JSON here")
     run.add_argument("--engine", choices=["pandas", "spark", "glue"], help="data-prep engine (default pandas)")
     run.add_argument("--feature-engineering", action="store_true", help="train and score on engineered features too")
-    run.add_argument("--recent-window-days", type=int, metavar="N",
-                     help="labelled days held out of training for champion vs challenger (default: the asset's, 7)")
+    run.add_argument(
+        "--recent-window-days",
+        type=int,
+        metavar="N",
+        help="labelled days held out of training for champion vs challenger (default: the asset's, 7)",
+    )
     run.set_defaults(func=cmd_run)
 
     experiments = add("experiments", help="hyperparameter experiments recorded in S3")
@@ -315,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.set_defaults(func=cmd_rollback)
 
     rollback_model = add("rollback-model", help="point the endpoint back at an earlier model version (health-checked)")
-    rollback_model.add_argument("version", nargs="?", help="model version from the deployment history (default: the one before the current)")
+    rollback_model.add_argument(
+        "version", nargs="?", help="model version from the deployment history (default: the one before the current)"
+    )
     rollback_model.set_defaults(func=cmd_rollback_model)
     return parser
 
@@ -337,8 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, ClientError):  # AWS refused: what and why in one line
             error = err.response.get("Error", {})
             bucket = f" (bucket {error['BucketName']!r})" if error.get("BucketName") else ""
-            print(f"fraud-assets: error: AWS {err.operation_name} failed: {error.get('Code')}: {error.get('Message')}{bucket}",
-                  file=sys.stderr)
+            print(
+                f"fraud-assets: error: AWS {err.operation_name} failed: {error.get('Code')}: {error.get('Message')}{bucket}",
+                file=sys.stderr,
+            )
             return 2
         raise
 

@@ -21,6 +21,10 @@ def location_defs(**resource_overrides) -> dg.Definitions:
     if not resource_overrides:
         return loaded
     return dg.Definitions(
-        assets=loaded.assets, asset_checks=loaded.asset_checks, jobs=loaded.jobs, schedules=loaded.schedules,
-        sensors=loaded.sensors, resources={**(loaded.resources or {}), **resource_overrides},
+        assets=loaded.assets,
+        asset_checks=loaded.asset_checks,
+        jobs=loaded.jobs,
+        schedules=loaded.schedules,
+        sensors=loaded.sensors,
+        resources={**(loaded.resources or {}), **resource_overrides},
     )

@@ -86,9 +86,13 @@ def run_training(
         "failed_checks": failed,
         "errors": _failures(result),
         "dataset": mats.get("training_dataset", {}),
-        "recent_window": {"dates": mats.get("recent_labelled_window", {}).get("dates") or [],
-                          **{side: {m: _finite(evaluation.get(f"{side}_recent_{m}")) for m in ("recall_at_0_8", "pr_auc")}
-                             for side in ("champion", "challenger")}},
+        "recent_window": {
+            "dates": mats.get("recent_labelled_window", {}).get("dates") or [],
+            **{
+                side: {m: _finite(evaluation.get(f"{side}_recent_{m}")) for m in ("recall_at_0_8", "pr_auc")}
+                for side in ("champion", "challenger")
+            },
+        },
     }
     announce(_training_report(summary, passed))
     return summary
@@ -109,9 +113,11 @@ def _training_report(summary: dict, passed: list[str]) -> str:
     if dataset:
         lines.append(f"  training data: {dataset.get('rows')} rows, {dataset.get('rows_from_daily')} from labelled daily batches")
     if window["dates"]:
-        lines.append(f"  recent window {', '.join(window['dates'])}: recall@0.8 challenger {_fmt(window['challenger']['recall_at_0_8'])} "
-                     f"vs champion {_fmt(window['champion']['recall_at_0_8'])}; PR-AUC {_fmt(window['challenger']['pr_auc'])} "
-                     f"vs {_fmt(window['champion']['pr_auc'])}")
+        lines.append(
+            f"  recent window {', '.join(window['dates'])}: recall@0.8 challenger {_fmt(window['challenger']['recall_at_0_8'])} "
+            f"vs champion {_fmt(window['champion']['recall_at_0_8'])}; PR-AUC {_fmt(window['challenger']['pr_auc'])} "
+            f"vs {_fmt(window['champion']['pr_auc'])}"
+        )
     if summary["metrics"].get("accuracy") is not None:
         lines.append("  test metrics: " + ", ".join(f"{m}={_fmt(v)}" for m, v in summary["metrics"].items()))
     lines.append(f"  model {summary['model_version']} -> {summary['model_uri']}")
@@ -134,17 +140,16 @@ def day_performance(metadata: dict) -> dict | None:
     Undefined figures (NaN in metadata, so the UI can plot the rest) become null."""
     if not metadata.get("labelled"):
         return None
-    return {
-        k: None if isinstance(v, float) and not math.isfinite(v) else v
-        for k, v in ((k, metadata.get(k)) for k in PERFORMANCE_SUMMARY)
-    }
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in ((k, metadata.get(k)) for k in PERFORMANCE_SUMMARY)}
 
 
 def _performance_note(performance: dict | None) -> str:
     if performance is None:
         return ", no labels yet"
-    return (f", labels {performance['labelled']} ({performance['fraud']} fraud): realised recall@0.8 "
-            f"{_fmt(performance['recall_at_0_8'])}, alert precision {_fmt(performance['alert_precision'])}")
+    return (
+        f", labels {performance['labelled']} ({performance['fraud']} fraud): realised recall@0.8 "
+        f"{_fmt(performance['recall_at_0_8'])}, alert precision {_fmt(performance['alert_precision'])}"
+    )
 
 
 def _inference_day(job, instance: DagsterInstance, date: str, announce: Announce) -> dict:
@@ -169,7 +174,8 @@ def _inference_day(job, instance: DagsterInstance, date: str, announce: Announce
     announce(
         f"  {date}: {day['transactions']} received, {day['scored']} scored, {day['quarantined']} quarantined, "
         f"{day['high_risk']} high-risk, {day['alerts_sent']} alert messages, avg score {_fmt(day['avg_score'])}, "
-        f"drift {'YES' if day['drift_detected'] else 'no'}" + _performance_note(day["performance"])
+        f"drift {'YES' if day['drift_detected'] else 'no'}"
+        + _performance_note(day["performance"])
         + ("" if day["succeeded"] else f" FAILED: {day['errors']}")
     )
     return day
@@ -214,17 +220,23 @@ def flag_lost_in_restore(instance: DagsterInstance, snapshot_time: str, announce
         records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, after_timestamp=since), limit=1000).records
         for partition in sorted({r.partition_key for r in records}, key=str):
             lost.append((key.to_user_string(), partition))
-            instance.report_runless_asset_event(AssetObservation(
-                asset_key=key, partition=partition,
-                description=f"materialised after the local stack's last snapshot ({snapshot_time}), then the stack was "
-                            "restored from that snapshot: its stored objects/items may be gone. Re-run this partition.",
-                metadata={"lost_in_stack_restore": True, "snapshot_time": snapshot_time},
-            ))
+            instance.report_runless_asset_event(
+                AssetObservation(
+                    asset_key=key,
+                    partition=partition,
+                    description=f"materialised after the local stack's last snapshot ({snapshot_time}), then the stack was "
+                    "restored from that snapshot: its stored objects/items may be gone. Re-run this partition.",
+                    metadata={"lost_in_stack_restore": True, "snapshot_time": snapshot_time},
+                )
+            )
     if lost:
         days = sorted({p for _, p in lost if p})
-        announce(f"The local stack was restored from its snapshot of {snapshot_time}: {len(lost)} materialisations after it "
-                 f"may have lost their data (flagged in Dagster). Re-run: {', '.join(days) if days else 'the training graph'}"
-                 + (" and the training graph" if days and any(p is None for _, p in lost) else "") + ".")
+        announce(
+            f"The local stack was restored from its snapshot of {snapshot_time}: {len(lost)} materialisations after it "
+            f"may have lost their data (flagged in Dagster). Re-run: {', '.join(days) if days else 'the training graph'}"
+            + (" and the training graph" if days and any(p is None for _, p in lost) else "")
+            + "."
+        )
     return lost
 
 
@@ -242,7 +254,11 @@ def _retraining_summary(run: dict) -> dict:
 
 
 def run_main_job(
-    dates: list[str], announce: Announce = print, *, pending_labels: dict[str, bytes] | None = None, label_delay_days: int = 1,
+    dates: list[str],
+    announce: Announce = print,
+    *,
+    pending_labels: dict[str, bytes] | None = None,
+    label_delay_days: int = 1,
     recent_window_days: int | None = None,
 ) -> dict:
     """Train and deploy, then live through `dates` one day at a time: the labels that are due arrive

@@ -7,11 +7,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from iam_check import Recorder
 
 from fraud_assets.lib.aws.clients import USER_AGENT_EXTRA
 from fraud_assets.local.processes import scrubbed_aws_environ
 from fraud_assets.local.stack import LocalStack
-from iam_check import Recorder
 
 # The code location's AWS calls during the e2e tests, for test_least_privilege.py.
 AWS_CALLS = Recorder()

@@ -137,15 +137,20 @@ def needs(call: ApiCall, account: str = ACCOUNT) -> list[Need]:
         names = [p["Path"]] if op == "GetParametersByPath" else list(p.get("Names") or [p.get("Name")])
         return [Need(f"ssm:{op}", arn.format("ssm", f"parameter/{n.lstrip('/')}")) for n in names]
     if call.service in ("sagemaker", "sagemaker-runtime"):
+
         def res(kind: str, name: str) -> str:
             return arn.format("sagemaker", f"{kind}/{name.lower()}")
 
         if op == "CreateModel":
-            return [Need("sagemaker:CreateModel", res("model", p["ModelName"])),
-                    Need("iam:PassRole", p["ExecutionRoleArn"], (("iam:PassedToService", "sagemaker.amazonaws.com"),))]
+            return [
+                Need("sagemaker:CreateModel", res("model", p["ModelName"])),
+                Need("iam:PassRole", p["ExecutionRoleArn"], (("iam:PassedToService", "sagemaker.amazonaws.com"),)),
+            ]
         if op in ("CreateEndpoint", "UpdateEndpoint"):
-            return [Need(f"sagemaker:{op}", res("endpoint", p["EndpointName"])),
-                    Need(f"sagemaker:{op}", res("endpoint-config", p["EndpointConfigName"]))]
+            return [
+                Need(f"sagemaker:{op}", res("endpoint", p["EndpointName"])),
+                Need(f"sagemaker:{op}", res("endpoint-config", p["EndpointConfigName"])),
+            ]
         if "EndpointName" in p:
             return [Need(f"sagemaker:{op}", res("endpoint", p["EndpointName"]))]
         if "EndpointConfigName" in p:
@@ -212,14 +217,15 @@ class Verdict:
         return not self.denied and not self.unused
 
     def explain(self) -> str:
-        lines = [f"DENIED: {n.action} on {n.resource} (context {dict(n.context)}), needed by {c.service} {c.operation}"
-                 for n, c in self.denied.items()]
+        lines = [
+            f"DENIED: {n.action} on {n.resource} (context {dict(n.context)}), needed by {c.service} {c.operation}"
+            for n, c in self.denied.items()
+        ]
         lines += [f"UNUSED: statement {sid} allows {action}, which no recorded call needs" for sid, action in self.unused]
         return "\n".join(lines + ["(the policy is CodeLocationRole in infra/fraud-detection.yaml)"])
 
 
-def check(policy: dict[str, Any], calls: Iterable[ApiCall], unreachable: dict[tuple[str, str], str],
-          account: str = ACCOUNT) -> Verdict:
+def check(policy: dict[str, Any], calls: Iterable[ApiCall], unreachable: dict[tuple[str, str], str], account: str = ACCOUNT) -> Verdict:
     """Every call's needs allowed by some statement; every (statement, action) used by some need,
     unless `unreachable` excuses it ((Sid, action) -> why the tests cannot reach it)."""
     denied: dict[Need, ApiCall] = {}
@@ -230,10 +236,12 @@ def check(policy: dict[str, Any], calls: Iterable[ApiCall], unreachable: dict[tu
             if not statements:
                 denied.setdefault(need, call)
             for statement in statements:
-                used.update((statement.get("Sid", "?"), a) for a in _as_list(statement["Action"])
-                            if _matches(a, need.action, case=False))
-    unused = [(statement.get("Sid", "?"), action)
-              for statement in _as_list(policy["Statement"]) if statement["Effect"] == "Allow"
-              for action in _as_list(statement["Action"])
-              if (statement.get("Sid", "?"), action) not in used and (statement.get("Sid", "?"), action) not in unreachable]
+                used.update((statement.get("Sid", "?"), a) for a in _as_list(statement["Action"]) if _matches(a, need.action, case=False))
+    unused = [
+        (statement.get("Sid", "?"), action)
+        for statement in _as_list(policy["Statement"])
+        if statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"])
+        if (statement.get("Sid", "?"), action) not in used and (statement.get("Sid", "?"), action) not in unreachable
+    ]
     return Verdict(denied, unused)

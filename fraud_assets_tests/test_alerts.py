@@ -11,26 +11,41 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.lib.inference.alerts import (
-    MAX_DETAIL_CHARS, SNS_MAX_BYTES, MissingTopicError, alert_messages, find_topic_arn, high_risk_alerts, publish_alerts, publish_size,
-)
 from fraud_assets.lib.aws.storage import InvalidKeyError, get_json
+from fraud_assets.lib.inference.alerts import (
+    MAX_DETAIL_CHARS,
+    SNS_MAX_BYTES,
+    MissingTopicError,
+    alert_messages,
+    find_topic_arn,
+    high_risk_alerts,
+    publish_alerts,
+    publish_size,
+)
 
 DATE = "2024-05-01"
 
 
 def day(scores: list[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
     ids = [f"T-{i:03d}" for i in range(len(scores))]
-    scored = pd.DataFrame({
-        "transactionId": ids, "timestamp": "ignored", "fraudScore": scores,
-        "riskLevel": ["HIGH" if s >= 0.8 else "MEDIUM" if s >= 0.5 else "LOW" for s in scores],
-    })
-    transactions = pd.DataFrame({
-        "transactionId": ids[::-1],  # another order: the join must not rely on position
-        "timestamp": pd.to_datetime([f"2024-05-01T10:{i % 60:02d}:00Z" for i in range(len(ids))][::-1], utc=True),
-        "amount": [100.0 + i for i in range(len(ids))][::-1],
-        "category": "online", "customerId": [f"C-{i}" for i in range(len(ids))][::-1], "merchant": "Suspicious Store",
-    })
+    scored = pd.DataFrame(
+        {
+            "transactionId": ids,
+            "timestamp": "ignored",
+            "fraudScore": scores,
+            "riskLevel": ["HIGH" if s >= 0.8 else "MEDIUM" if s >= 0.5 else "LOW" for s in scores],
+        }
+    )
+    transactions = pd.DataFrame(
+        {
+            "transactionId": ids[::-1],  # another order: the join must not rely on position
+            "timestamp": pd.to_datetime([f"2024-05-01T10:{i % 60:02d}:00Z" for i in range(len(ids))][::-1], utc=True),
+            "amount": [100.0 + i for i in range(len(ids))][::-1],
+            "category": "online",
+            "customerId": [f"C-{i}" for i in range(len(ids))][::-1],
+            "merchant": "Suspicious Store",
+        }
+    )
     return scored, transactions
 
 
@@ -40,8 +55,15 @@ def test_high_risk_alerts_are_ranked_with_priority_and_details():
     assert [a["transactionId"] for a in alerts] == ["T-002", "T-004", "T-006", "T-001", "T-003"]
     assert [a["alertPriority"] for a in alerts] == ["URGENT", "URGENT", "HIGH", "HIGH", "HIGH"]  # 0.95 is not above
     assert alerts[0] == {
-        "transactionId": "T-002", "fraudScore": 0.97, "riskLevel": "HIGH", "alertPriority": "URGENT", "amount": 102.0,
-        "merchant": "Suspicious Store", "customerId": "C-2", "category": "online", "timestamp": "2024-05-01T10:02:00.000000Z",
+        "transactionId": "T-002",
+        "fraudScore": 0.97,
+        "riskLevel": "HIGH",
+        "alertPriority": "URGENT",
+        "amount": 102.0,
+        "merchant": "Suspicious Store",
+        "customerId": "C-2",
+        "category": "online",
+        "timestamp": "2024-05-01T10:02:00.000000Z",
     }
     json.dumps(alerts)  # plain JSON types only
     assert high_risk_alerts(*day([0.1, 0.5])) == []
@@ -54,8 +76,9 @@ def test_a_scored_transaction_without_details_is_an_error():
 
 
 def fake_alerts(n: int, urgent_every: int = 7) -> list[dict]:
-    return [{"transactionId": f"T-{i:05d}", "fraudScore": 0.9, "alertPriority": "URGENT" if i % urgent_every == 0 else "HIGH"}
-            for i in range(n)]
+    return [
+        {"transactionId": f"T-{i:05d}", "fraudScore": 0.9, "alertPriority": "URGENT" if i % urgent_every == 0 else "HIGH"} for i in range(n)
+    ]
 
 
 @settings(max_examples=50, deadline=None)
@@ -78,15 +101,25 @@ def sized_alerts(lengths: list[int], scores: list[float]) -> list[dict]:
     """Alerts as the day makes them, with free text of the given lengths and whatever else an alert
     may carry (e.g. per-alert reasons), highest score first."""
     order = sorted(range(len(lengths)), key=lambda i: -scores[i])
-    return [{"transactionId": f"T-{i:05d}", "fraudScore": scores[i], "alertPriority": "URGENT" if scores[i] > 0.95 else "HIGH",
-             "merchant": "é" * lengths[i], "reasons": [{"feature": f"V{j}", "contribution": 0.1} for j in range(lengths[i] % 5)]}
-            for i in order]
+    return [
+        {
+            "transactionId": f"T-{i:05d}",
+            "fraudScore": scores[i],
+            "alertPriority": "URGENT" if scores[i] > 0.95 else "HIGH",
+            "merchant": "é" * lengths[i],
+            "reasons": [{"feature": f"V{j}", "contribution": 0.1} for j in range(lengths[i] % 5)],
+        }
+        for i in order
+    ]
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 260).flatmap(lambda n: st.tuples(
-    st.lists(st.integers(0, 8_000), min_size=n, max_size=n), st.lists(st.floats(0.8, 1.0), min_size=n, max_size=n))),
-    st.sampled_from([SNS_MAX_BYTES, 60_000]))
+@given(
+    st.integers(0, 260).flatmap(
+        lambda n: st.tuples(st.lists(st.integers(0, 8_000), min_size=n, max_size=n), st.lists(st.floats(0.8, 1.0), min_size=n, max_size=n))
+    ),
+    st.sampled_from([SNS_MAX_BYTES, 60_000]),
+)
 def test_messages_never_exceed_100_alerts_or_256_kib_and_keep_every_alert_once_in_order(lengths_scores, max_bytes):
     alerts = sized_alerts(*lengths_scores)
     messages = alert_messages(alerts, DATE, max_bytes=max_bytes)
@@ -153,9 +186,15 @@ def alerts_topic(aws):
 
 
 def publish(aws, topic_arn, messages, resend=False, sns=None):
-    return publish_alerts(sns or aws.client("sns"), aws.client("s3"), topic_arn=topic_arn,
-                          ledger_bucket=aws.names.workflow_bucket, ledger_prefix=f"alert-ledger/{DATE}",
-                          messages=messages, resend=resend)
+    return publish_alerts(
+        sns or aws.client("sns"),
+        aws.client("s3"),
+        topic_arn=topic_arn,
+        ledger_bucket=aws.names.workflow_bucket,
+        ledger_prefix=f"alert-ledger/{DATE}",
+        messages=messages,
+        resend=resend,
+    )
 
 
 def test_publishing_twice_sends_each_message_once_and_resend_sends_again(aws, alerts_topic):
@@ -228,8 +267,9 @@ def test_the_ledger_is_kept_per_topic(aws, alerts_topic):
     assert publish(aws, topic_arn, messages).skipped == [m["messageKey"] for m in messages]
     delivered = received()
     assert len(delivered) == 2
-    ledger = get_json(aws.client("s3"), f"s3://{aws.names.workflow_bucket}/alert-ledger/{DATE}/{aws.names.alerts_topic}/"
-                                         f"{messages[0]['messageKey']}.json")
+    ledger = get_json(
+        aws.client("s3"), f"s3://{aws.names.workflow_bucket}/alert-ledger/{DATE}/{aws.names.alerts_topic}/{messages[0]['messageKey']}.json"
+    )
     assert ledger["topicArn"] == topic_arn
     # The deduplication id a subscriber drops a repeat by (delivery is at-least-once).
     assert delivered[0]["MessageAttributes"]["messageKey"]["Value"] == json.loads(delivered[0]["Message"])["messageKey"]
@@ -238,8 +278,14 @@ def test_the_ledger_is_kept_per_topic(aws, alerts_topic):
 def test_ledger_prefix_and_message_keys_are_validated(aws, alerts_topic):
     topic_arn, _ = alerts_topic
     with pytest.raises(InvalidKeyError, match="ledger prefix part"):
-        publish_alerts(aws.client("sns"), aws.client("s3"), topic_arn=topic_arn, ledger_bucket=aws.names.workflow_bucket,
-                       ledger_prefix="alert-ledger/../other", messages=[])
+        publish_alerts(
+            aws.client("sns"),
+            aws.client("s3"),
+            topic_arn=topic_arn,
+            ledger_bucket=aws.names.workflow_bucket,
+            ledger_prefix="alert-ledger/../other",
+            messages=[],
+        )
     with pytest.raises(InvalidKeyError, match="messageKey"):
         publish(aws, topic_arn, [{"messageKey": "a/b"}])
 
@@ -261,8 +307,12 @@ def test_a_message_claimed_by_a_live_run_is_left_to_it_and_a_dead_runs_claim_is_
     dead.wait()
     try:
         for key, pid in ((keys[0], other.pid), (keys[1], dead.pid)):
-            put_json(aws.client("s3"), aws.names.workflow_bucket, f"{ledger}/{key}.json",
-                     {"status": "publishing", "host": socket.gethostname(), "pid": pid, "claimedAt": "2026-01-01T00:00:00+00:00"})
+            put_json(
+                aws.client("s3"),
+                aws.names.workflow_bucket,
+                f"{ledger}/{key}.json",
+                {"status": "publishing", "host": socket.gethostname(), "pid": pid, "claimedAt": "2026-01-01T00:00:00+00:00"},
+            )
         with pytest.raises(AlertsInFlight, match="1 alert messages are being published by another run") as raised:
             publish(aws, topic_arn, messages)
         assert raised.value.in_flight == keys[:1] and raised.value.sent == keys[1:]

@@ -7,7 +7,6 @@ transactions carry them too; and every scored day has its HTML report in the met
 import json
 
 import boto3
-import numpy as np
 import pytest
 from dagster import DagsterInstance
 
@@ -17,8 +16,8 @@ from fraud_assets.lib.aws.storage import get_bytes, put_bytes
 from fraud_assets.lib.config import RAW_DATA_KEY, TRANSACTION_ID, PlatformNames, daily_batch_key
 from fraud_assets.lib.inference import reasons as reasons_lib
 from fraud_assets.lib.inference.daily import parse_daily_batch
-from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
 from fraud_assets.lib.inference.report import report_key
+from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
 from fraud_assets.lib.training.endpoint import current_endpoint
 from fraud_assets.lib.training.model import load_model_package, model_inputs
 
@@ -44,8 +43,11 @@ def drain(url: str) -> list[dict]:
 
 
 def metadata_of(result, asset: str) -> dict:
-    [materialization] = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
-                         if e.event_specific_data.materialization.asset_key.to_user_string() == asset]
+    [materialization] = [
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.event_specific_data.materialization.asset_key.to_user_string() == asset
+    ]
     return {k: v.value for k, v in materialization.metadata.items()}
 
 
@@ -57,8 +59,9 @@ def test_alerts_carry_reasons_recomputable_from_the_deployed_model(aws):
         put_bytes(s3, NAMES.data_bucket, daily_batch_key(date), batch_to_json_bytes(batch))
     alerts_queue = subscribe_queue(NAMES.alerts_topic, "analyst-alerts")
 
-    defs = location_defs(quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0),
-                         risk_thresholds=RiskThresholds(target_recall=0.7))
+    defs = location_defs(
+        quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0), risk_thresholds=RiskThresholds(target_recall=0.7)
+    )
     instance = DagsterInstance.ephemeral()
     training = defs.resolve_job_def("training_job").execute_in_process(instance=instance)
     assert training.success
@@ -106,8 +109,10 @@ def test_alerts_carry_reasons_recomputable_from_the_deployed_model(aws):
     item = boto3.client("dynamodb").get_item(
         TableName=NAMES.scores_table, Key={TRANSACTION_ID: {"S": first["transactionId"]}, "timestamp": {"S": first["timestamp"]}}
     )["Item"]
-    stored = [{"feature": r["M"]["feature"]["S"], "value": float(r["M"]["value"]["N"]), "contribution": float(r["M"]["contribution"]["N"])}
-              for r in item["topReasons"]["L"]]
+    stored = [
+        {"feature": r["M"]["feature"]["S"], "value": float(r["M"]["value"]["N"]), "contribution": float(r["M"]["contribution"]["N"])}
+        for r in item["topReasons"]["L"]
+    ]
     assert stored == first["topReasons"]
     for date, page in reports.items():
         assert page.count("<svg") == 3 and deployed["model_version"] in page and f"Daily fraud report: {date}" in page

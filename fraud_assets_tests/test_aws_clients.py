@@ -10,9 +10,16 @@ from fraud_assets.lib.aws.clients import USER_AGENT_EXTRA, ClientSettings, make_
 
 
 def test_explicit_fields_reach_the_client():
-    aws = AwsClients(region_name="eu-west-1", endpoint_url="http://127.0.0.1:1", aws_access_key_id="AKIDEXAMPLE",
-                     aws_secret_access_key="secret-example", aws_session_token="token-example", max_attempts=3,
-                     retry_mode="adaptive", use_ssl=False)
+    aws = AwsClients(
+        region_name="eu-west-1",
+        endpoint_url="http://127.0.0.1:1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret-example",
+        aws_session_token="token-example",
+        max_attempts=3,
+        retry_mode="adaptive",
+        use_ssl=False,
+    )
     client = aws.client("dynamodb")
     assert (client.meta.region_name, client.meta.endpoint_url) == ("eu-west-1", "http://127.0.0.1:1")
     credentials = client._request_signer._credentials
@@ -21,8 +28,16 @@ def test_explicit_fields_reach_the_client():
     assert USER_AGENT_EXTRA in client.meta.config.user_agent_extra
     assert aws.client("dynamodb") is client  # cached: building a client costs ~50 ms
 
-    s3 = s3_client(S3Resource(region_name="eu-central-1", endpoint_url="http://127.0.0.1:2", max_attempts=2, verify=False,
-                              aws_access_key_id="AKIDS3", aws_secret_access_key="s3-secret"))
+    s3 = s3_client(
+        S3Resource(
+            region_name="eu-central-1",
+            endpoint_url="http://127.0.0.1:2",
+            max_attempts=2,
+            verify=False,
+            aws_access_key_id="AKIDS3",
+            aws_secret_access_key="s3-secret",
+        )
+    )
     assert (s3.meta.region_name, s3.meta.endpoint_url) == ("eu-central-1", "http://127.0.0.1:2")
     assert s3._request_signer._credentials.access_key == "AKIDS3"
     assert s3.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}

@@ -79,8 +79,10 @@ def test_two_retrainings_flag_the_same_share_above_0_8():
     train, validation, test = data.iloc[order[:42_000]], data.iloc[order[42_000:51_000]], data.iloc[order[51_000:]]
     shares = {}
     # A fast learner and a slow one whose raw probabilities never reach 0.8 at all.
-    for name, hyperparameters in {"fast learner": {"max_depth": 4, "eta": 0.3, "seed": 1, "num_round": 60},
-                                  "slow learner": {"max_depth": 3, "eta": 0.02, "subsample": 0.8, "seed": 7, "num_round": 60}}.items():
+    for name, hyperparameters in {
+        "fast learner": {"max_depth": 4, "eta": 0.3, "seed": 1, "num_round": 60},
+        "slow learner": {"max_depth": 3, "eta": 0.02, "subsample": 0.8, "seed": 7, "num_round": 60},
+    }.items():
         trained = train_model(train, validation, hyperparameters)
         calibration, thresholds = release_policy(trained.predict(validation), validation[LABEL_COLUMN].to_numpy())
         raw = trained.predict(test)

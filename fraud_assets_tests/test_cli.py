@@ -16,8 +16,9 @@ NAMES = PlatformNames()
 def fraud_assets(*args: str, tmp_path: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     environ = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"), **(env or {})}
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
-    return subprocess.run([sys.executable, "-m", "fraud_assets.cli", *args], capture_output=True, text=True, env=environ,
-                          cwd=tmp_path, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fraud_assets.cli", *args], capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=300
+    )
 
 
 def raw_keys() -> list[str]:
@@ -59,12 +60,23 @@ def test_non_numeric_value_is_named_by_row_and_column(aws, tmp_path):
 
 
 def test_seed_uploads_raw_data_daily_batches_and_due_labels(aws, tmp_path):
-    result = fraud_assets("seed", "--rows", "2000", "--days", "2", "--start-date", "2026-05-01",
-                          "--transactions-per-day", "50", "--label-delay-days", "2", tmp_path=tmp_path)
+    result = fraud_assets(
+        "seed",
+        "--rows",
+        "2000",
+        "--days",
+        "2",
+        "--start-date",
+        "2026-05-01",
+        "--transactions-per-day",
+        "50",
+        "--label-delay-days",
+        "2",
+        tmp_path=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     # Today is 2026-05-03: only the first day is two days old, so only it has labels yet.
-    assert sorted(raw_keys()) == ["daily-batches/2026-05-01.json", "daily-batches/2026-05-02.json", "labels/2026-05-01.json",
-                                  RAW_DATA_KEY]
+    assert sorted(raw_keys()) == ["daily-batches/2026-05-01.json", "daily-batches/2026-05-02.json", "labels/2026-05-01.json", RAW_DATA_KEY]
 
 
 def test_experiments_list_is_readable_when_empty(aws, tmp_path):
@@ -76,16 +88,31 @@ def test_code_location_loads_without_aws_or_environment(tmp_path):
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
     root = Path(__file__).resolve().parents[1]
     dagster = Path(sys.executable).with_name("dagster")
-    result = subprocess.run([str(dagster), "definitions", "validate", "-w", str(root / "workspace.yaml")], capture_output=True,
-                            text=True, env=env, cwd=root, timeout=300)
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", str(root / "workspace.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
 @pytest.mark.e2e
 def test_run_with_zero_days_trains_and_deploys_only(aws, tmp_path):
     summary_path = tmp_path / "summary.json"
-    result = fraud_assets("run", "--days", "0", "--rows", "30000", "--summary-json", str(summary_path), tmp_path=tmp_path,
-                          env={"FRAUD_GATE_PR_AUC_FLOOR": "0", "FRAUD_GATE_HIGH_RISK_PRECISION_FLOOR": "0"})  # 51 frauds: gates are not the point
+    result = fraud_assets(
+        "run",
+        "--days",
+        "0",
+        "--rows",
+        "30000",
+        "--summary-json",
+        str(summary_path),
+        tmp_path=tmp_path,
+        env={"FRAUD_GATE_PR_AUC_FLOOR": "0", "FRAUD_GATE_HIGH_RISK_PRECISION_FLOOR": "0"},
+    )  # 51 frauds: gates are not the point
     assert result.returncode == 0, result.stderr[-2000:]
     import json
 
@@ -105,8 +132,19 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 def test_a_bad_experiment_id_and_a_missing_bucket_are_one_line_errors(aws, tmp_path):
     assert "invalid experiment id '../x'" in one_line_error(fraud_assets("experiments", "show", "../x", tmp_path=tmp_path))
     assert "no experiment 'nope' recorded" in one_line_error(fraud_assets("experiments", "show", "nope", tmp_path=tmp_path))
-    line = one_line_error(fraud_assets("seed", "--rows", "200", "--days", "1", "--transactions-per-day", "5", tmp_path=tmp_path,
-                                       env={"FRAUD_DATA_BUCKET": "no-such-data-bucket"}))
+    line = one_line_error(
+        fraud_assets(
+            "seed",
+            "--rows",
+            "200",
+            "--days",
+            "1",
+            "--transactions-per-day",
+            "5",
+            tmp_path=tmp_path,
+            env={"FRAUD_DATA_BUCKET": "no-such-data-bucket"},
+        )
+    )
     assert "NoSuchBucket" in line and "no-such-data-bucket" in line
 
 

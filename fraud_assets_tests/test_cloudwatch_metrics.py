@@ -17,9 +17,13 @@ DIMS = {"EndpointName": "fraud-detection-prod", "ModelVersion": "20260301-000000
 
 
 @settings(deadline=None)
-@given(st.dictionaries(st.sampled_from([f"Metric{c}{i}" for c in "ABC" for i in range(12)]),
-                       st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True)),
-                       max_size=30))
+@given(
+    st.dictionaries(
+        st.sampled_from([f"Metric{c}{i}" for c in "ABC" for i in range(12)]),
+        st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True, allow_infinity=True)),
+        max_size=30,
+    )
+)
 def test_every_finite_value_goes_out_under_both_dimension_sets(metrics):
     data = metric_data(metrics, DIMS)
     finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
@@ -46,18 +50,36 @@ def test_published_metrics_read_back_from_the_stack(aws):
     cloudwatch = boto3.client("cloudwatch")
     many = {f"Metric{i:03d}": float(i) for i in range(MAX_DATA_PER_CALL)}  # 2x the batch size of data
     assert publish_metrics(cloudwatch, {**many, "HighRiskRate": 0.025, "Undefined": float("nan")}, DIMS) == 2 * (len(many) + 1)
-    listed = {(m["MetricName"], tuple(sorted(d["Name"] for d in m["Dimensions"])))
-              for m in cloudwatch.list_metrics(Namespace=NAMESPACE, MetricName="HighRiskRate")["Metrics"]}
+    listed = {
+        (m["MetricName"], tuple(sorted(d["Name"] for d in m["Dimensions"])))
+        for m in cloudwatch.list_metrics(Namespace=NAMESPACE, MetricName="HighRiskRate")["Metrics"]
+    }
     assert listed == {("HighRiskRate", ("EndpointName",)), ("HighRiskRate", ("EndpointName", "ModelVersion"))}
     assert not cloudwatch.list_metrics(Namespace=NAMESPACE, MetricName="Undefined")["Metrics"]
     now = dt.datetime.now(dt.timezone.utc)
     result = cloudwatch.get_metric_data(
-        MetricDataQueries=[{"Id": "rate", "MetricStat": {"Metric": {
-            "Namespace": NAMESPACE, "MetricName": "HighRiskRate",
-            "Dimensions": [{"Name": "EndpointName", "Value": DIMS["EndpointName"]}]}, "Period": 60, "Stat": "Maximum"}}],
-        StartTime=now - dt.timedelta(minutes=10), EndTime=now + dt.timedelta(minutes=10))
+        MetricDataQueries=[
+            {
+                "Id": "rate",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": NAMESPACE,
+                        "MetricName": "HighRiskRate",
+                        "Dimensions": [{"Name": "EndpointName", "Value": DIMS["EndpointName"]}],
+                    },
+                    "Period": 60,
+                    "Stat": "Maximum",
+                },
+            }
+        ],
+        StartTime=now - dt.timedelta(minutes=10),
+        EndTime=now + dt.timedelta(minutes=10),
+    )
     assert result["MetricDataResults"][0]["Values"] == [pytest.approx(0.025)]
     # The template's alarm on that metric is there to watch it.
     alarm = cloudwatch.describe_alarms(AlarmNames=["fraud-detection-high-fraud-rate"])["MetricAlarms"][0]
     assert (alarm["MetricName"], alarm["Threshold"], alarm["Dimensions"]) == (
-        "HighRiskRate", 0.02, [{"Name": "EndpointName", "Value": DIMS["EndpointName"]}])
+        "HighRiskRate",
+        0.02,
+        [{"Name": "EndpointName", "Value": DIMS["EndpointName"]}],
+    )

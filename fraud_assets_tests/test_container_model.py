@@ -61,8 +61,12 @@ def test_the_containers_xgboost_reads_the_artifact_to_the_same_scores(booster, t
         "    out[name] = b.predict(xgb.DMatrix(rows)).tolist()\n"
         "print(json.dumps(out))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code, os.environ["FRAUD_CONTAINER_XGBOOST_SITE"], str(tmp_path / "rows.npy"), str(tmp_path)],
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-c", code, os.environ["FRAUD_CONTAINER_XGBOOST_SITE"], str(tmp_path / "rows.npy"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(run.stdout)
     assert result["version"].startswith("1.7.")
     ours = booster.inplace_predict(ROWS)

@@ -111,17 +111,26 @@ _DELETE = object()
         (with_feature(1, "V7", float("nan")), "row 2: feature 'V7' is nan, not a finite number", "feature_not_finite"),
         (with_feature(1, "V7", float("-inf")), "row 2: feature 'V7' is -inf, not a finite number", "feature_not_finite"),
         (transaction(1, features=[1, 2]), "row 2: features is an array, not an object", "invalid_features"),
-        (transaction(1, amount=-4.5), "row 2: amount is -4.5, negative; amount -4.5 differs from features.Amount 11.25",
-         "negative_amount,amount_mismatch"),
+        (
+            transaction(1, amount=-4.5),
+            "row 2: amount is -4.5, negative; amount -4.5 differs from features.Amount 11.25",
+            "negative_amount,amount_mismatch",
+        ),
         (transaction(1, amount=12.0), "row 2: amount 12.0 differs from features.Amount 11.25", "amount_mismatch"),
         (transaction(1, amount="11.25"), "row 2: amount is '11.25', not a number", "amount_not_number"),
         (transaction(1, id=""), "row 2: id is '', not a non-empty string", "invalid_id"),
         (transaction(1, id=17), "row 2: id is 17, not a non-empty string", "invalid_id"),
         ({k: v for k, v in transaction(1).items() if k != "id"}, "row 2: missing id", "missing_id"),
-        (transaction(1, timestamp="2024-05-01T10:00:00"),
-         "row 2: timestamp '2024-05-01T10:00:00' has no UTC designator (Z or +00:00)", "invalid_timestamp"),
-        (transaction(1, timestamp="2024-02-30T10:00:00Z"),
-         "row 2: timestamp '2024-02-30T10:00:00Z' is not a valid ISO-8601 time", "invalid_timestamp"),
+        (
+            transaction(1, timestamp="2024-05-01T10:00:00"),
+            "row 2: timestamp '2024-05-01T10:00:00' has no UTC designator (Z or +00:00)",
+            "invalid_timestamp",
+        ),
+        (
+            transaction(1, timestamp="2024-02-30T10:00:00Z"),
+            "row 2: timestamp '2024-02-30T10:00:00Z' is not a valid ISO-8601 time",
+            "invalid_timestamp",
+        ),
         (transaction(1, timestamp=1714557600), "row 2: timestamp is 1714557600, not an ISO-8601 string", "invalid_timestamp"),
         (transaction(1, merchant=None), "row 2: merchant is null, not a string", "invalid_merchant"),
         ({k: v for k, v in transaction(1).items() if k != "customerId"}, "row 2: missing customerId", "missing_customerId"),
@@ -212,8 +221,7 @@ def corrupt(record: dict[str, Any], kind: str, draw_value: Any) -> Any:
     return record
 
 
-CORRUPTIONS = ["not_object", "bad_feature", "missing_feature", "nan_feature", "negative_amount", "no_id",
-               "bad_timestamp", "features_array"]
+CORRUPTIONS = ["not_object", "bad_feature", "missing_feature", "nan_feature", "negative_amount", "no_id", "bad_timestamp", "features_array"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -260,11 +268,14 @@ def test_a_lone_surrogate_quarantines_its_row_not_the_day():
     assert json.loads(batch.quarantined["record"].iloc[0])["merchant"] == "Caf\ud800"
 
 
-@pytest.mark.parametrize("literal, shown", [
-    ("1" + "0" * 2_000_000 + ".5", "a number of 2,000,003 characters (100000000000...0000.5)"),
-    ("1" + "0" * 2_000_000, "a number of 2,000,001 characters (100000000000...000000)"),
-    ("-1e999", "-1e999"),
-])
+@pytest.mark.parametrize(
+    "literal, shown",
+    [
+        ("1" + "0" * 2_000_000 + ".5", "a number of 2,000,003 characters (100000000000...0000.5)"),
+        ("1" + "0" * 2_000_000, "a number of 2,000,001 characters (100000000000...000000)"),
+        ("-1e999", "-1e999"),
+    ],
+)
 def test_a_number_beyond_float_range_is_reported_as_written_not_as_inf(literal, shown):
     text = json.dumps([transaction(0), with_feature(1, "V3", 12345.25)]).replace("12345.25", literal)
     batch = parse_daily_batch(text.encode(), SOURCE)
@@ -279,10 +290,11 @@ def test_a_row_already_stored_for_another_day_is_quarantined_naming_that_day():
         asked.extend(keys)
         return {key: "2024-04-30" for key in keys if key[0] == "T-00001"}
 
-    batch = parse_daily_batch(json.dumps([transaction(0), transaction(1), transaction(2, amount="x")]).encode(), SOURCE,
-                              owner_of=owner_of)
+    batch = parse_daily_batch(json.dumps([transaction(0), transaction(1), transaction(2, amount="x")]).encode(), SOURCE, owner_of=owner_of)
     assert batch.accepted[TRANSACTION_ID].tolist() == ["T-00000"]
     assert asked == [("T-00000", "2024-05-01T00:00:00.000000Z"), ("T-00001", "2024-05-01T01:01:00.000000Z")]  # valid rows only
-    assert reasons(batch)[0] == ("row 2: id 'T-00001' at 2024-05-01T01:01:00.000000Z is already stored for 2024-04-30: "
-                                 "a transaction belongs to one day (a replayed or reused id)")
+    assert reasons(batch)[0] == (
+        "row 2: id 'T-00001' at 2024-05-01T01:01:00.000000Z is already stored for 2024-04-30: "
+        "a transaction belongs to one day (a replayed or reused id)"
+    )
     assert batch.quarantined["checks"].tolist()[0] == "reused_id"

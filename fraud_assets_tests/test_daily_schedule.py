@@ -18,8 +18,9 @@ NAMES = PlatformNames()
 
 
 def tick(instance, when: dt.datetime):
-    with build_schedule_context(instance=instance, scheduled_execution_time=when,
-                                resources={"s3": S3Resource(), "platform": FraudPlatform()}) as context:
+    with build_schedule_context(
+        instance=instance, scheduled_execution_time=when, resources={"s3": S3Resource(), "platform": FraudPlatform()}
+    ) as context:
         return daily_inference_schedule(context)
 
 
@@ -44,7 +45,6 @@ def _skip_then_run(instance) -> None:
 
 def test_processed_days_and_days_before_the_first_partition_are_not_requested() -> None:
     yesterday = dt.date(2026, 3, 10)
-    run, waiting = days_to_run(yesterday, dt.date(2026, 3, 7), landed=lambda d: d != "2026-03-09",
-                               processed=lambda d: d == "2026-03-08")
+    run, waiting = days_to_run(yesterday, dt.date(2026, 3, 7), landed=lambda d: d != "2026-03-09", processed=lambda d: d == "2026-03-08")
     assert run == ["2026-03-10", "2026-03-07"]
     assert waiting == ["2026-03-09"]

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from fraud_assets.lib.aws.storage import put_bytes, put_json
 from fraud_assets.lib.inference.drift import (
     SCORE_BIN_EDGES,
     baseline,
@@ -20,7 +21,6 @@ from fraud_assets.lib.inference.drift import (
     load_history,
     population_stability_index,
 )
-from fraud_assets.lib.aws.storage import put_bytes, put_json
 
 samples = hnp.arrays(np.float64, st.integers(1, 200), elements=st.floats(-1e6, 1e6, allow_nan=False))
 
@@ -121,8 +121,9 @@ def test_fewer_than_seven_days_never_drift(days, avg, high):
 
 def test_the_seeds_thresholds_are_strict_and_days_without_scores_do_not_count():
     history = [day(i, 0.25, 0.0625) for i in range(7)] + [day(8, 0.9, 0.9, count=0)]
-    at_threshold = detect_drift({**day(20, 0.375, 0.125), "date": "2024-05-01"}, history,
-                                avg_score_threshold=0.125, high_risk_threshold=0.0625)
+    at_threshold = detect_drift(
+        {**day(20, 0.375, 0.125), "date": "2024-05-01"}, history, avg_score_threshold=0.125, high_risk_threshold=0.0625
+    )
     assert at_threshold["historyDays"] == 7 and at_threshold["driftDetected"] is False
     above = detect_drift({**day(20, 0.5, 0.0625), "date": "2024-05-01"}, history)
     assert above["driftDetected"] and above["reason"].startswith("avgScore 0.5000 vs baseline 0.2500 (drift 0.2500 > 0.1)")

@@ -7,12 +7,12 @@ from dagster import DagsterInstance
 
 from fraud_assets.definitions import location_defs
 from fraud_assets.defs.resources import QualityGates
-from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames
-from fraud_assets.lib.training.endpoint import current_endpoint
-from fraud_assets.lib.experimentation.experiments import format_experiment_detail, list_experiments, load_experiment
-from fraud_assets.lib.training.hyperparameters import read_hyperparameters
 from fraud_assets.lib.aws.storage import put_bytes
+from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames
+from fraud_assets.lib.experimentation.experiments import format_experiment_detail, list_experiments, load_experiment
 from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
+from fraud_assets.lib.training.endpoint import current_endpoint
+from fraud_assets.lib.training.hyperparameters import read_hyperparameters
 from fraud_assets.main_job import promote_and_maybe_retrain
 
 pytestmark = pytest.mark.e2e

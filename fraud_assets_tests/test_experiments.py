@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.config import LABEL_COLUMN, PlatformNames
 from fraud_assets.lib.experimentation.experiments import (
     DEFAULT_SEARCH_SPACE,
@@ -23,13 +24,14 @@ from fraud_assets.lib.experimentation.experiments import (
     validate_search_space,
 )
 from fraud_assets.lib.training.hyperparameters import HyperparameterError, validate_hyperparameters
-from fraud_assets.lib.aws.storage import put_bytes
 
 NAMES = PlatformNames()
 # Short boosting loops and one thread: the machine is shared and a trial must stay well under a second.
 FAST = {"num_round": 40, "early_stopping_rounds": 10}
-SPLIT_URIS = {"train": "s3://fraud-detection-workflow-local/executions/run-1/train_split/output.json",
-              "validation": "s3://fraud-detection-workflow-local/executions/run-1/validation_split/output.json"}
+SPLIT_URIS = {
+    "train": "s3://fraud-detection-workflow-local/executions/run-1/train_split/output.json",
+    "validation": "s3://fraud-detection-workflow-local/executions/run-1/validation_split/output.json",
+}
 
 
 def synthetic_split(rows: int, seed: int, fraud_rate: float = 0.03) -> pd.DataFrame:
@@ -106,8 +108,7 @@ def test_failed_trials_are_recorded_with_their_error_and_the_search_goes_on(aws,
         # xgboost itself refuses per-node column sampling with the exact tree method.
         "tree_method": {"type": "categorical", "choices": ["hist", "exact"]},
     }
-    result = _run(splits, strategy="grid", n_trials=10, search_space=space,
-                  base_hyperparameters={**FAST, "colsample_bynode": 0.5})
+    result = _run(splits, strategy="grid", n_trials=10, search_space=space, base_hyperparameters={**FAST, "colsample_bynode": 0.5})
     assert len(result.trials) == 4  # the grid is exhausted before n_trials
     by_params = {(t["params"]["max_depth"], t["params"]["tree_method"]): t for t in result.trials}
     assert by_params[(3, "hist")]["state"] == "COMPLETE"
@@ -183,16 +184,22 @@ def test_records_are_never_overwritten_and_ids_are_validated(aws, splits):
         load_experiment(s3, NAMES.workflow_bucket, "20250101T000000Z-random-missing")
 
 
-@pytest.mark.parametrize("space, error", [
-    ({"max_dept": {"type": "int", "low": 1, "high": 3}}, HyperparameterError),
-    ({"max_depth": {"type": "int", "low": 5, "high": 3}}, SearchSpaceError),
-    ({"eta": {"type": "float", "low": 0.0, "high": 0.3, "log": True}}, SearchSpaceError),
-    ({"eta": {"type": "uniform", "low": 0.1, "high": 0.3}}, SearchSpaceError),
-    ({"eta": {"type": "float", "low": 0.1, "high": 0.3, "grid": [0.5]}}, SearchSpaceError),
-    ({"eta": {"type": "float", "low": 0.1, "high": 0.3, "steps": 3}}, SearchSpaceError),
-    ({"eta": {"type": "float", "low": 0.1, "high": 0.3}, "learning_rate": {"type": "float", "low": 0.1, "high": 0.3}}, SearchSpaceError),
-    ({}, SearchSpaceError),
-])
+@pytest.mark.parametrize(
+    "space, error",
+    [
+        ({"max_dept": {"type": "int", "low": 1, "high": 3}}, HyperparameterError),
+        ({"max_depth": {"type": "int", "low": 5, "high": 3}}, SearchSpaceError),
+        ({"eta": {"type": "float", "low": 0.0, "high": 0.3, "log": True}}, SearchSpaceError),
+        ({"eta": {"type": "uniform", "low": 0.1, "high": 0.3}}, SearchSpaceError),
+        ({"eta": {"type": "float", "low": 0.1, "high": 0.3, "grid": [0.5]}}, SearchSpaceError),
+        ({"eta": {"type": "float", "low": 0.1, "high": 0.3, "steps": 3}}, SearchSpaceError),
+        (
+            {"eta": {"type": "float", "low": 0.1, "high": 0.3}, "learning_rate": {"type": "float", "low": 0.1, "high": 0.3}},
+            SearchSpaceError,
+        ),
+        ({}, SearchSpaceError),
+    ],
+)
 def test_malformed_search_spaces_are_refused_before_any_trial(space, error):
     with pytest.raises(error):
         validate_search_space(space)

@@ -62,12 +62,14 @@ class StackProcess:
     def start(self) -> "StackProcess":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fraud_assets.local.stack", "--state-dir", str(self.state), "--snapshot-interval", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         self.env, self.notes = {}, []
         for line in self.proc.stdout:  # type: ignore[union-attr]
             if line.startswith("export "):
-                var, _, value = line[len("export "):].strip().partition("=")
+                var, _, value = line[len("export ") :].strip().partition("=")
                 self.env[var] = value
             elif line.startswith("#"):
                 self.notes.append(line.strip())
@@ -106,8 +108,12 @@ def platform(tmp_path_factory):
         s3 = boto3.client("s3")
         put_bytes(s3, NAMES.data_bucket, RAW_DATA_KEY, to_csv_bytes(generate_transactions(n_rows=20_000, seed=5)))
         for i, date in enumerate(DAYS):
-            put_bytes(s3, NAMES.data_bucket, daily_batch_key(date),
-                      batch_to_json_bytes(generate_daily_batch(date, n_transactions=PER_DAY, seed=300 + i, drift=0.6)))
+            put_bytes(
+                s3,
+                NAMES.data_bucket,
+                daily_batch_key(date),
+                batch_to_json_bytes(generate_daily_batch(date, n_transactions=PER_DAY, seed=300 + i, drift=0.6)),
+            )
         from fraud_assets.definitions import location_defs
         from fraud_assets.defs.resources import QualityGates
 
@@ -129,8 +135,9 @@ def platform(tmp_path_factory):
 
 
 def run_in_subprocess(date: str, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", RUNNER, date, *extra], env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", RUNNER, date, *extra], env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
 def kill_when_step_starts(proc: subprocess.Popen, step: str, kill, timeout: float = 240) -> bool:
@@ -152,9 +159,16 @@ def materialise(date: str, alerts_topic: str = NAMES.alerts_topic) -> bool:
     from fraud_assets.defs.resources import FraudPlatform
 
     defs = location_defs(platform=FraudPlatform(alerts_topic=alerts_topic))
-    return defs.resolve_job_def("inference_job").execute_in_process(
-        instance=DagsterInstance.get(), partition_key=date, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}).success
+    return (
+        defs.resolve_job_def("inference_job")
+        .execute_in_process(
+            instance=DagsterInstance.get(),
+            partition_key=date,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        .success
+    )
 
 
 def received(queue: str) -> list[dict]:
@@ -168,9 +182,16 @@ def received(queue: str) -> list[dict]:
 def high_risk_ids(date: str) -> list[str]:
     """Ground truth from the table, not from the job: the day's items with fraudScore >= 0.8."""
     paginator = boto3.client("dynamodb").get_paginator("query")
-    return [item["transactionId"]["S"] for page in paginator.paginate(
-        TableName=NAMES.scores_table, IndexName=NAMES.scores_gsi, KeyConditionExpression="batchDate = :d AND fraudScore >= :t",
-        ExpressionAttributeValues={":d": {"S": date}, ":t": {"N": "0.8"}}) for item in page["Items"]]
+    return [
+        item["transactionId"]["S"]
+        for page in paginator.paginate(
+            TableName=NAMES.scores_table,
+            IndexName=NAMES.scores_gsi,
+            KeyConditionExpression="batchDate = :d AND fraudScore >= :t",
+            ExpressionAttributeValues={":d": {"S": date}, ":t": {"N": "0.8"}},
+        )
+        for item in page["Items"]
+    ]
 
 
 def account(date: str, messages: list[dict]) -> dict:
@@ -268,9 +289,16 @@ def test_the_stack_sigkilled_and_restarted_from_its_state_dir(platform):
 
     from fraud_assets.definitions import location_defs
 
-    alone = location_defs().resolve_job_def("inference_job").execute_in_process(
-        instance=DagsterInstance.get(), partition_key=DAYS[6], asset_selection=[AssetKey("stored_scores")], raise_on_error=False)
-    assert not alone.success and "is gone from storage; storage and Dagster disagree. Re-run the partition" in _step_failure("stored_scores")
+    alone = (
+        location_defs()
+        .resolve_job_def("inference_job")
+        .execute_in_process(
+            instance=DagsterInstance.get(), partition_key=DAYS[6], asset_selection=[AssetKey("stored_scores")], raise_on_error=False
+        )
+    )
+    assert not alone.success and "is gone from storage; storage and Dagster disagree. Re-run the partition" in _step_failure(
+        "stored_scores"
+    )
     assert materialise(DAYS[6])
     # Its alerts went out again (the ledger was lost with the rest): at-least-once across a stack crash.
     again = assert_exact(DAYS[6], received(platform["queue"]))

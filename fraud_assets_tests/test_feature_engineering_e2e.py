@@ -7,11 +7,11 @@ from dagster import DagsterInstance
 
 from fraud_assets.definitions import location_defs
 from fraud_assets.defs.resources import FeatureEngineering, QualityGates
+from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.config import FEATURE_COLUMNS, RAW_DATA_KEY, PlatformNames, daily_batch_key
+from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
 from fraud_assets.lib.training.endpoint import current_endpoint
 from fraud_assets.lib.training.features import engineered_feature_names
-from fraud_assets.lib.aws.storage import put_bytes
-from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
 
 pytestmark = pytest.mark.e2e
 NAMES = PlatformNames()

@@ -86,7 +86,13 @@ def test_kaggle_schema_gets_time_and_amount_features_only():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(-1e7, 1e7, allow_nan=False) | st.sampled_from([3600.0 * k + d for k in range(-3, 30) for d in (-1e-9, 0.0, 1e-9)]), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.floats(-1e7, 1e7, allow_nan=False) | st.sampled_from([3600.0 * k + d for k in range(-3, 30) for d in (-1e-9, 0.0, 1e-9)]),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_hour_of_day_is_python_floor_division(times):
     got = hour_of_day(np.array(times))
     assert got.tolist() == [int((t // 3600) % 24) for t in times]

@@ -27,10 +27,10 @@ import pytest
 from dagster import MaterializeResult, asset, materialize
 
 from fraud_assets.defs.engines import DataPrepEngine, job_definition_drifted
-from fraud_assets.lib.training import prep_engines
-from fraud_assets.lib.config import TRANSACTION_ID, PlatformNames
-from fraud_assets.lib.training.splits import DEFAULT_RATIOS, SPLITS
 from fraud_assets.lib.aws.storage import SSE, InvalidKeyError, S3Uri, put_bytes
+from fraud_assets.lib.config import TRANSACTION_ID, PlatformNames
+from fraud_assets.lib.training import prep_engines
+from fraud_assets.lib.training.splits import DEFAULT_RATIOS, SPLITS
 
 pytestmark = pytest.mark.xdist_group("spark")
 
@@ -50,7 +50,12 @@ def test_glue_argv_is_parsed_past_glues_own_arguments():
         "--dagster-pipes-context", "eJyrVg==", "--dagster-pipes-messages", "eJyrVg==",
     ]  # fmt: skip
     args = prep.parse_args(argv)
-    assert (args.input, args.output, args.seed, args.ratios) == ("s3://b/raw/creditcard.csv", "s3://w/executions/r/glue_data_prep", -3, DEFAULT_RATIOS)
+    assert (args.input, args.output, args.seed, args.ratios) == (
+        "s3://b/raw/creditcard.csv",
+        "s3://w/executions/r/glue_data_prep",
+        -3,
+        DEFAULT_RATIOS,
+    )
     assert prep._pipes_args(argv) == {"DAGSTER_PIPES_CONTEXT": "eJyrVg==", "DAGSTER_PIPES_MESSAGES": "eJyrVg=="}
     assert prep._pipes_args(["--input", "x"]) == {}
     with pytest.raises(ValueError, match="ratios"):
@@ -77,7 +82,13 @@ def test_job_arguments_and_output_location_are_validated():
 
 def test_job_definition_drift_compares_only_what_we_set():
     wanted = DataPrepEngine(engine="glue").glue_job_definition()
-    returned = {**wanted, "Name": "fraud-data-prep", "CreatedOn": 0, "Command": {**wanted["Command"], "Runtime": "x"}, "Description": "edited"}
+    returned = {
+        **wanted,
+        "Name": "fraud-data-prep",
+        "CreatedOn": 0,
+        "Command": {**wanted["Command"], "Runtime": "x"},
+        "Description": "edited",
+    }
     assert not job_definition_drifted(returned, wanted)
     assert job_definition_drifted({**returned, "NumberOfWorkers": 10}, wanted)
     assert job_definition_drifted({**returned, "Command": {**wanted["Command"], "ScriptLocation": "s3://b/old.py"}}, wanted)
@@ -112,8 +123,9 @@ def test_script_upload_is_encrypted_and_job_created_once(aws):
 
 @pytest.fixture(scope="module")
 def spark():
-    session = prep_engines.local_spark_session(**{"spark.app.name": "fraud-assets-glue-engine", "spark.sql.shuffle.partitions": "2",
-                                     "spark.default.parallelism": "2"})
+    session = prep_engines.local_spark_session(
+        **{"spark.app.name": "fraud-assets-glue-engine", "spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}
+    )
     yield session
     session.stop()
 
@@ -137,7 +149,13 @@ class FakeGlue:
         run_id, job_name = parsed["JobRunId"], self._pending["JobName"]
         job = self.glue.get_job(JobName=job_name)["Job"]
         arguments = {**job.get("DefaultArguments", {}), **self._pending.get("Arguments", {})}
-        glue_own = {"--JOB_ID": "j_fake", "--JOB_RUN_ID": run_id, "--JOB_NAME": job_name, "--TempDir": "s3://aws-glue-temp/", "--job-bookmark-option": "job-bookmark-disable"}
+        glue_own = {
+            "--JOB_ID": "j_fake",
+            "--JOB_RUN_ID": run_id,
+            "--JOB_NAME": job_name,
+            "--TempDir": "s3://aws-glue-temp/",
+            "--job-bookmark-option": "job-bookmark-disable",
+        }
         script = S3Uri.parse(job["Command"]["ScriptLocation"])
         with tempfile.TemporaryDirectory() as tmp:
             # Run the object Glue would run: the uploaded bytes, loaded on their own.
@@ -173,7 +191,9 @@ class FakeGlue:
         self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
         now = int(time.time() * 1000)
         lines = [line for line in stdout.getvalue().splitlines() if line.strip()]
-        self.logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": now, "message": line} for line in lines])
+        self.logs.put_log_events(
+            logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": now, "message": line} for line in lines]
+        )
         self.runs.append({"run_id": run_id, "arguments": dict(self._pending.get("Arguments", {})), "stdout": lines})
 
 
@@ -241,11 +261,19 @@ def test_reading_back_refuses_uncommitted_or_short_output(aws, spark, tmp_path):
     summary = prep.prepare_splits_spark(spark, str(tmp_path / "in.csv"), str(tmp_path / "out"), 1)
     for path in (tmp_path / "out").rglob("*"):
         if path.is_file() and not path.name.endswith(".crc"):
-            put_bytes(s3, NAMES.workflow_bucket, f"executions/r1/glue_data_prep/{path.relative_to(tmp_path / 'out').as_posix()}", path.read_bytes())
+            put_bytes(
+                s3,
+                NAMES.workflow_bucket,
+                f"executions/r1/glue_data_prep/{path.relative_to(tmp_path / 'out').as_posix()}",
+                path.read_bytes(),
+            )
     frames = prep_engines.read_splits_from_s3(s3, out)
     prep_engines.check_against_summary(frames, summary)
     assert sum(len(f) for f in frames.values()) == 30
-    short = {**summary, "splits": {**summary["splits"], "train": {**summary["splits"]["train"], "rows": summary["splits"]["train"]["rows"] + 1}}}
+    short = {
+        **summary,
+        "splits": {**summary["splits"], "train": {**summary["splits"]["train"], "rows": summary["splits"]["train"]["rows"] + 1}},
+    }
     with pytest.raises(RuntimeError, match="train split"):
         prep_engines.check_against_summary(frames, short)
 
@@ -256,11 +284,12 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
     Glue job splits the training data set (raw history + labelled daily rows, parquet) that
     data_extraction stored; the engine builds its own boto3 clients (plain AWS code), so the stand-in
     hooks the default session. The splits equal the pandas engine's from the same data set."""
+    from dagster_aws.s3 import S3Resource
+
     from fraud_assets.defs.io_manager import ExecutionsIOManager
     from fraud_assets.defs.resources import FraudPlatform, QualityGates
     from fraud_assets.defs.training.assets import data_extraction, prepared_splits
-    from dagster_aws.s3 import S3Resource
-    from fraud_assets.lib.aws.storage import parquet_to_table, get_bytes
+    from fraud_assets.lib.aws.storage import get_bytes, parquet_to_table
     from fraud_assets.lib.seeding.seed import seed_platform
     from fraud_assets.lib.training import extraction
 
@@ -295,7 +324,10 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
         [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == f"{name}_split"]
         metadata = event.materialization.metadata
         assert metadata["rows"].value == len(expected[name])
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=NAMES.workflow_bucket, Prefix=f"executions/{result.run_id}/{name}_split/")["Contents"]]
+        keys = [
+            o["Key"]
+            for o in s3.list_objects_v2(Bucket=NAMES.workflow_bucket, Prefix=f"executions/{result.run_id}/{name}_split/")["Contents"]
+        ]
         [table_key] = [k for k in keys if k.endswith(".parquet")]
         stored = parquet_to_table(get_bytes(s3, f"s3://{NAMES.workflow_bucket}/{table_key}"))
         pd.testing.assert_frame_equal(stored, expected[name], check_exact=True)

@@ -25,8 +25,9 @@ def app(request: Request) -> Response:
     if request.path == "/boom":
         raise RuntimeError("a bug in the application")
     body = request.get_data()
-    return Response(json.dumps({"method": request.method, "length": len(body), "tail": body[-5:].decode()}),
-                    content_type="application/json")
+    return Response(
+        json.dumps({"method": request.method, "length": len(body), "tail": body[-5:].decode()}), content_type="application/json"
+    )
 
 
 @pytest.fixture
@@ -50,8 +51,7 @@ def test_one_connection_serves_every_kind_of_request(server):
         assert response.getheader("Connection") != "close"
         return response
 
-    assert json.loads(call("POST", "/echo", b"x" * 3_000_000 + b"12345").read()) == \
-        {"method": "POST", "length": 3_000_005, "tail": "12345"}
+    assert json.loads(call("POST", "/echo", b"x" * 3_000_000 + b"12345").read()) == {"method": "POST", "length": 3_000_005, "tail": "12345"}
     assert call("POST", "/ignore-body", b"y" * 500_000).read() == b"ignored"
     chunked = call("POST", "/echo", iter([b"abc", b"de" * 1000, b"fghij"]))  # http.client sends it chunked
     assert json.loads(chunked.read()) == {"method": "POST", "length": 2008, "tail": "fghij"}

@@ -167,6 +167,7 @@ def test_the_seeds_defaults_are_valid():
 
 # --- Parameter Store ---------------------------------------------------------------------------
 
+
 def test_empty_parameter_store_reads_as_the_defaults(aws):
     found = read_hyperparameters(boto3.client("ssm"))
     assert found.source == SOURCE_DEFAULTS
@@ -177,9 +178,21 @@ def test_empty_parameter_store_reads_as_the_defaults(aws):
 def test_written_values_read_back_typed_across_pages(aws):
     ssm = boto3.client("ssm")
     # 13 names: more than one 10-parameter page of GetParametersByPath.
-    values = {"eta": 0.05, "max_depth": 7, "min_child_weight": 2.5, "subsample": 0.8, "colsample_bytree": 0.9,
-              "gamma": 0.0, "lambda": 1.0, "alpha": 0.5, "scale_pos_weight": 20.0, "max_delta_step": 1.0,
-              "num_round": 300, "early_stopping_rounds": 30, "eval_metric": "aucpr"}
+    values = {
+        "eta": 0.05,
+        "max_depth": 7,
+        "min_child_weight": 2.5,
+        "subsample": 0.8,
+        "colsample_bytree": 0.9,
+        "gamma": 0.0,
+        "lambda": 1.0,
+        "alpha": 0.5,
+        "scale_pos_weight": 20.0,
+        "max_delta_step": 1.0,
+        "num_round": 300,
+        "early_stopping_rounds": 30,
+        "eval_metric": "aucpr",
+    }
     versions = write_hyperparameters(ssm, values, "20250101T000000Z-random-abc123")
     assert versions == {name: 1 for name in values}
     found = read_hyperparameters(ssm)

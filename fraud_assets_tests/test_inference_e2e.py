@@ -8,13 +8,13 @@ import math
 
 import boto3
 import pytest
-from dagster import DagsterInstance, build_run_status_sensor_context, build_sensor_context, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRunStatus, build_run_status_sensor_context, build_sensor_context
 
 from fraud_assets.definitions import location_defs
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, QualityGates
+from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key
 from fraud_assets.lib.inference.score_store import count_items_for_date
-from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
 
 pytestmark = pytest.mark.e2e
@@ -60,8 +60,10 @@ def test_a_week_of_partitions_is_exact_idempotent_and_drift_triggers_retraining(
     days = {}
     for date in DATES:
         result = inference.execute_in_process(instance=instance, partition_key=date)
-        mats = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
-                for e in result.get_asset_materialization_events()}
+        mats = {
+            e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
         days[date] = {k: {m: v.value for m, v in meta.items()} for k, meta in mats.items()}
         assert all(c.passed for c in result.get_asset_check_evaluations() if c.severity.value == "ERROR")
 
@@ -81,18 +83,38 @@ def test_a_week_of_partitions_is_exact_idempotent_and_drift_triggers_retraining(
 
     # CloudWatch FraudDetection: what the days published, read back from the stack.
     cloudwatch = boto3.client("cloudwatch")
-    published = {m["MetricName"] for m in cloudwatch.get_paginator("list_metrics").paginate(Namespace="FraudDetection")
-                 .build_full_result()["Metrics"]}
-    assert {"TransactionsReceived", "TransactionsScored", "TransactionsQuarantined", "HighRiskCount", "HighRiskRate",
-            "AverageScore", "AlertsSent", "ScoringDuration", "AvgScoreDrift", "DriftDetected", "EvaluationPrAuc"} <= published
+    published = {
+        m["MetricName"]
+        for m in cloudwatch.get_paginator("list_metrics").paginate(Namespace="FraudDetection").build_full_result()["Metrics"]
+    }
+    assert {
+        "TransactionsReceived",
+        "TransactionsScored",
+        "TransactionsQuarantined",
+        "HighRiskCount",
+        "HighRiskRate",
+        "AverageScore",
+        "AlertsSent",
+        "ScoringDuration",
+        "AvgScoreDrift",
+        "DriftDetected",
+        "EvaluationPrAuc",
+    } <= published
     now = dt.datetime.now(dt.timezone.utc)
     # By model version too: moto matches a query's dimensions as a subset (AWS matches them exactly),
     # so the endpoint alone would add up both dimension sets.
     received = cloudwatch.get_metric_statistics(
-        Namespace="FraudDetection", MetricName="TransactionsReceived", Statistics=["Sum"], Period=3600,
-        Dimensions=[{"Name": "EndpointName", "Value": NAMES.endpoint_name},
-                    {"Name": "ModelVersion", "Value": days[DATES[0]]["daily_scores"]["model_version"]}],
-        StartTime=now - dt.timedelta(hours=1), EndTime=now + dt.timedelta(hours=1))["Datapoints"]
+        Namespace="FraudDetection",
+        MetricName="TransactionsReceived",
+        Statistics=["Sum"],
+        Period=3600,
+        Dimensions=[
+            {"Name": "EndpointName", "Value": NAMES.endpoint_name},
+            {"Name": "ModelVersion", "Value": days[DATES[0]]["daily_scores"]["model_version"]},
+        ],
+        StartTime=now - dt.timedelta(hours=1),
+        EndTime=now + dt.timedelta(hours=1),
+    )["Datapoints"]
     assert sum(p["Sum"] for p in received) == PER_DAY * len(DATES)
     monitoring = drain(monitoring_queue)
     assert len(monitoring) == 1 and monitoring[0]["batchDate"] == DRIFT_DATE
@@ -105,10 +127,14 @@ def test_a_week_of_partitions_is_exact_idempotent_and_drift_triggers_retraining(
 
     # The drift sensor asks for exactly one training run, and not again on its next tick.
     sensor = location_defs().resolve_sensor_def("drift_retraining_sensor")
-    context = build_sensor_context(instance=instance, definitions=defs, resources={"retraining_policy": defs.resources["retraining_policy"]})
+    context = build_sensor_context(
+        instance=instance, definitions=defs, resources={"retraining_policy": defs.resources["retraining_policy"]}
+    )
     requests = sensor(context)
     assert len(requests) == 1 and DRIFT_DATE in requests[0].run_key
-    context = build_sensor_context(instance=instance, definitions=defs, resources={"retraining_policy": defs.resources["retraining_policy"]}, cursor=context.cursor)
+    context = build_sensor_context(
+        instance=instance, definitions=defs, resources={"retraining_policy": defs.resources["retraining_policy"]}, cursor=context.cursor
+    )
     assert not isinstance(sensor(context), list)
 
     # A missing batch fails the run clearly; the failure sensor announces it on SNS.
@@ -118,7 +144,10 @@ def test_a_week_of_partitions_is_exact_idempotent_and_drift_triggers_retraining(
     failure_sensor = defs.resolve_sensor_def("pipeline_failure_sensor")
     failure_event = next(e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE")
     failure_context = build_run_status_sensor_context(
-        sensor_name="pipeline_failure_sensor", dagster_instance=instance, dagster_run=run, dagster_event=failure_event,
+        sensor_name="pipeline_failure_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure_event,
         resources={"aws": AwsClients(), "platform": FraudPlatform()},
     ).for_run_failure()
     failure_sensor(failure_context)

@@ -64,8 +64,8 @@ def test_every_resource_moto_lacks_is_a_named_gap(aws: LocalStack) -> None:
     known = collections.Counter(r["ResourceType"] for r in listed if r.get("LogicalResourceId"))
     resolver = Resolver(template, {k: str(v.get("Default")) for k, v in template["Parameters"].items()}, {}, aws.region, "123456789012")
     wanted = collections.Counter(
-        r["Type"] for r in template["Resources"].values()
-        if "Condition" not in r or resolver.condition(r["Condition"]))
+        r["Type"] for r in template["Resources"].values() if "Condition" not in r or resolver.condition(r["Condition"])
+    )
     handled = {t for (t, prop) in MOTO_GAPS if prop is None} | set(NOT_DEPLOYED_LOCALLY)
     missing = {t: n for t, n in (wanted - known).items()}
     assert set(missing) <= handled, f"moto's CloudFormation does not create {missing}: handle them in bootstrap.MOTO_GAPS"
@@ -85,8 +85,12 @@ def test_the_deployed_stack_has_retention_recovery_and_encryption(aws: LocalStac
         assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
         rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
         assert any(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") for r in rules)
-    days = {(b, r["Filter"].get("Prefix", "")): r["Expiration"]["Days"]
-            for b in NAMES.buckets for r in s3.get_bucket_lifecycle_configuration(Bucket=b)["Rules"] if "Expiration" in r}
+    days = {
+        (b, r["Filter"].get("Prefix", "")): r["Expiration"]["Days"]
+        for b in NAMES.buckets
+        for r in s3.get_bucket_lifecycle_configuration(Bucket=b)["Rules"]
+        if "Expiration" in r
+    }
     assert days[(NAMES.data_bucket, "")] == 365  # raw data 1 year
     assert days[(NAMES.workflow_bucket, "executions/")] == 90  # prepared data (every stage's output) 90 days
     assert days[(NAMES.models_bucket, "models/")] == 365  # model artifacts 1 year
@@ -108,8 +112,13 @@ def test_the_deployed_stack_has_retention_recovery_and_encryption(aws: LocalStac
     groups = aws.client("logs").describe_log_groups()["logGroups"]
     assert groups and all(g["retentionInDays"] == 30 for g in groups)
     alarms = {a["AlarmName"] for a in aws.client("cloudwatch").describe_alarms()["MetricAlarms"]}
-    assert {"fraud-detection-high-fraud-rate", "fraud-detection-realised-accuracy", "fraud-detection-pipeline-failures",
-            "fraud-detection-endpoint-errors", "fraud-detection-score-drift"} <= alarms
+    assert {
+        "fraud-detection-high-fraud-rate",
+        "fraud-detection-realised-accuracy",
+        "fraud-detection-pipeline-failures",
+        "fraud-detection-endpoint-errors",
+        "fraud-detection-score-drift",
+    } <= alarms
     assert aws.client("cloudwatch").get_dashboard(DashboardName="fraud-detection")["DashboardBody"]
     roles = {r["RoleName"] for r in aws.client("iam").list_roles()["Roles"]}
     assert {"fraud-detection-sagemaker", "fraud-detection-glue", "fraud-detection-code-location"} <= roles

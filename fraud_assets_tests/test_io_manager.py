@@ -100,8 +100,12 @@ def test_downstream_loads_what_the_recorded_materialization_points_at(aws):
     VALUE["n"] = 2
     materialize([upstream_stage], resources=resources(), instance=instance)
     # A newer stray output in another execution folder must not be picked up: only the recorded URI counts.
-    put_json(boto3.client("s3"), BUCKET, execution_prefix("zzzz-stray-run", "upstream_stage") + "output.json",
-             {"recordCount": 99, "artifacts": {"tables": {}, "files": {}}})
+    put_json(
+        boto3.client("s3"),
+        BUCKET,
+        execution_prefix("zzzz-stray-run", "upstream_stage") + "output.json",
+        {"recordCount": 99, "artifacts": {"tables": {}, "files": {}}},
+    )
     second_run = instance.fetch_materializations(dg_key("upstream_stage"), limit=1).records[0].run_id
     loaded = materialize([upstream_stage, downstream_stage], selection=[downstream_stage], resources=resources(), instance=instance)
     assert summary_of(instance, "downstream_stage")["seen"] == 2
@@ -119,14 +123,20 @@ def test_partitions_have_their_own_folders_and_load_their_own_partition(aws):
         result = materialize([daily_stage], partition_key=day, resources=resources(), instance=instance)
         uri = result.asset_materializations_for_node("daily_stage")[0].metadata[OUTPUT_URI].value
         assert uri == f"s3://{BUCKET}/executions/{result.run_id}/daily_stage/{day}/output.json"
-    materialize([daily_stage, daily_downstream], selection=[daily_downstream], partition_key="2026-03-01",
-                resources=resources(), instance=instance)
+    materialize(
+        [daily_stage, daily_downstream], selection=[daily_downstream], partition_key="2026-03-01", resources=resources(), instance=instance
+    )
     assert summary_of(instance, "daily_downstream", "2026-03-01")["from"] == "2026-03-01"
 
 
 def test_missing_upstream_materialization_is_a_clear_error(aws):
-    result = materialize([upstream_stage, downstream_stage], selection=[downstream_stage], resources=resources(),
-                         instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    result = materialize(
+        [upstream_stage, downstream_stage],
+        selection=[downstream_stage],
+        resources=resources(),
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     error = failure.step_failure_data.error
@@ -170,5 +180,6 @@ def test_a_passed_through_table_points_at_the_upstream_parquet(aws):
     keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"executions/{run}/passing_through/")["Contents"]}
     assert keys == {f"executions/{run}/passing_through/output.json"}  # no parquet of its own
     assert summary_of(instance, "passing_through")["artifacts"]["tables"] == {
-        "rows": {"uri": f"s3://{BUCKET}/executions/{run}/upstream_stage/rows.parquet", "rows": 2}}
+        "rows": {"uri": f"s3://{BUCKET}/executions/{run}/upstream_stage/rows.parquet", "rows": 2}
+    }
     assert summary_of(instance, "reads_through") == {"rows": 2, "n": 0.4, "artifacts": {"tables": {}, "files": {}}}

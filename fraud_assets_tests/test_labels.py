@@ -122,10 +122,15 @@ _records = st.one_of(
         lambda tid, verdict, when, source, drop: {
             k: v for k, v in {"transactionId": tid, "isFraud": verdict, "labelledAt": when, "source": source}.items() if k != drop
         },
-        _ids, _verdicts, st.sampled_from(["2026-03-09T12:00:00Z", "2026-03-09T12:00:00+01:00", "soon", 5]),
-        st.sampled_from(["chargeback", "analyst", ""]), st.sampled_from([None, *LABEL_FIELDS]),
+        _ids,
+        _verdicts,
+        st.sampled_from(["2026-03-09T12:00:00Z", "2026-03-09T12:00:00+01:00", "soon", 5]),
+        st.sampled_from(["chargeback", "analyst", ""]),
+        st.sampled_from([None, *LABEL_FIELDS]),
     ),
-    st.integers(), st.none(), st.lists(st.integers(), max_size=2),
+    st.integers(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
 )
 
 
@@ -141,8 +146,16 @@ def test_every_label_is_accepted_or_quarantined_and_accepted_labels_are_unambigu
         assert set(batch.accepted["transactionId"]) <= known
     # Every accepted verdict is what every well-formed copy of that id in the file says.
     for tid, verdict in zip(batch.accepted["transactionId"], batch.accepted["isFraud"]):
-        said = {r["isFraud"] in (True, 1) for r in records
-                if isinstance(r, dict) and set(LABEL_FIELDS) <= set(r) and r["transactionId"] == tid
-                and type(r["isFraud"]) in (bool, int) and r["isFraud"] in (0, 1)
-                and isinstance(r["labelledAt"], str) and r["labelledAt"].endswith(("Z", "+01:00")) and r["source"]}
+        said = {
+            r["isFraud"] in (True, 1)
+            for r in records
+            if isinstance(r, dict)
+            and set(LABEL_FIELDS) <= set(r)
+            and r["transactionId"] == tid
+            and type(r["isFraud"]) in (bool, int)
+            and r["isFraud"] in (0, 1)
+            and isinstance(r["labelledAt"], str)
+            and r["labelledAt"].endswith(("Z", "+01:00"))
+            and r["source"]
+        }
         assert said == {bool(verdict)}

@@ -26,8 +26,9 @@ ROLE, POLICY = "fraud-detection-code-location", "fraud-assets"
 UNREACHABLE: dict[tuple[str, str], str] = {
     # The Glue data-prep engine (engine=glue); the e2e tests prepare data with pandas, and moto runs
     # no Glue job (test_glue_engine.py drives that path with a fake Glue).
-    **{("GlueJob", f"glue:{a}"): "Glue engine" for a in
-       ("GetJob", "CreateJob", "UpdateJob", "StartJobRun", "GetJobRun", "BatchStopJobRun")},
+    **{
+        ("GlueJob", f"glue:{a}"): "Glue engine" for a in ("GetJob", "CreateJob", "UpdateJob", "StartJobRun", "GetJobRun", "BatchStopJobRun")
+    },
     ("GlueSecurityConfiguration", "glue:GetSecurityConfiguration"): "Glue engine",
     ("GlueSecurityConfiguration", "glue:CreateSecurityConfiguration"): "Glue engine",
     ("PassGlueRole", "iam:PassRole"): "Glue engine: CreateJob passes the job's role",
@@ -50,8 +51,11 @@ def deployed_policy(stack: LocalStack) -> dict:
     physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in listed if r.get("LogicalResourceId")}
     parameters = {**{k: str(v.get("Default")) for k, v in template["Parameters"].items()}, **stack_parameters(stack.names)}
     resolver = Resolver(template, parameters, physical, stack.region, ACCOUNT)
-    (role,) = [r["Properties"] for r in template["Resources"].values()
-               if r["Type"] == "AWS::IAM::Role" and resolver.resolve(r["Properties"]["RoleName"]) == ROLE]
+    (role,) = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::IAM::Role" and resolver.resolve(r["Properties"]["RoleName"]) == ROLE
+    ]
     (policy,) = [p["PolicyDocument"] for p in role["Policies"] if p["PolicyName"] == POLICY]
     return resolver.resolve(policy)
 
@@ -93,8 +97,13 @@ def test_removing_or_adding_an_action_fails_the_check(aws: LocalStack) -> None:
         _call("cloudwatch", "PutMetricData", Namespace="FraudDetection", MetricData=()),
     ]
     assert not check(policy, calls, UNREACHABLE).denied
-    for sid, action in [("Topics", "sns:Publish"), ("MetricsObjects", "s3:PutObject"), ("Scores", "dynamodb:BatchWriteItem"),
-                        ("Endpoint", "sagemaker:InvokeEndpoint"), ("Metrics", "cloudwatch:PutMetricData")]:
+    for sid, action in [
+        ("Topics", "sns:Publish"),
+        ("MetricsObjects", "s3:PutObject"),
+        ("Scores", "dynamodb:BatchWriteItem"),
+        ("Endpoint", "sagemaker:InvokeEndpoint"),
+        ("Metrics", "cloudwatch:PutMetricData"),
+    ]:
         mutated = copy.deepcopy(policy)
         (statement,) = [s for s in mutated["Statement"] if s.get("Sid") == sid]
         statement["Action"] = [a for a in statement["Action"] if a != action] if isinstance(statement["Action"], list) else []

@@ -60,13 +60,20 @@ def test_env_points_plain_boto3_at_the_stack(aws: LocalStack) -> None:
 
     table = boto3.resource("dynamodb").Table(NAMES.scores_table)
     for i, score in enumerate([0.9, 0.1, 0.5]):
-        table.put_item(Item={"transactionId": f"t{i}", "timestamp": "2024-01-01T00:00:00Z",
-                             "batchDate": "2024-01-01", "fraudScore": Decimal(str(score))})
-    table.put_item(Item={"transactionId": "other", "timestamp": "x", "batchDate": "2024-01-02",
-                         "fraudScore": Decimal("0.99")})
-    res = table.query(IndexName=NAMES.scores_gsi,
-                      KeyConditionExpression="batchDate = :d AND fraudScore > :s",
-                      ExpressionAttributeValues={":d": "2024-01-01", ":s": Decimal("0.4")})
+        table.put_item(
+            Item={
+                "transactionId": f"t{i}",
+                "timestamp": "2024-01-01T00:00:00Z",
+                "batchDate": "2024-01-01",
+                "fraudScore": Decimal(str(score)),
+            }
+        )
+    table.put_item(Item={"transactionId": "other", "timestamp": "x", "batchDate": "2024-01-02", "fraudScore": Decimal("0.99")})
+    res = table.query(
+        IndexName=NAMES.scores_gsi,
+        KeyConditionExpression="batchDate = :d AND fraudScore > :s",
+        ExpressionAttributeValues={":d": "2024-01-01", ":s": Decimal("0.4")},
+    )
     assert sorted(i["transactionId"] for i in res["Items"]) == ["t0", "t2"]
 
     topics = {t["TopicArn"].rsplit(":", 1)[1] for t in boto3.client("sns").list_topics()["Topics"]}
@@ -105,14 +112,19 @@ def test_cli_stops_cleanly_on_signal(sig: signal.Signals) -> None:
         exports = {}
         for line in proc.stdout:  # type: ignore[union-attr]
             if line.startswith("export "):
-                var, _, value = line[len("export "):].strip().partition("=")
+                var, _, value = line[len("export ") :].strip().partition("=")
                 exports[var] = value
             elif line.startswith("#"):
                 assert "stop" in line
                 break
         assert exports.keys() >= {"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_DEFAULT_REGION"}
-        s3 = boto3.client("s3", endpoint_url=exports["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=exports["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         assert NAMES.data_bucket in {b["Name"] for b in s3.list_buckets()["Buckets"]}
         kids = _children(proc.pid)
         assert len(kids) == 2
@@ -136,22 +148,34 @@ def test_state_survives_a_restart(tmp_path) -> None:
         pids = stack.pids
         s3 = stack.client("s3")
         put_bytes(s3, NAMES.data_bucket, "raw/a.csv", b"x,y\n1,2\n", "text/csv")
-        s3.put_object(Bucket=NAMES.config_bucket, Key=odd_key, Body=b"odd", Metadata={"owner": "me"},
-                      ServerSideEncryption="AES256")
+        s3.put_object(Bucket=NAMES.config_bucket, Key=odd_key, Body=b"odd", Metadata={"owner": "me"}, ServerSideEncryption="AES256")
         ddb = stack.client("dynamodb")
-        item = {"transactionId": {"S": "t1"}, "timestamp": {"S": "2024-01-01T00:00:00Z"},
-                "batchDate": {"S": "2024-01-01"}, "fraudScore": {"N": "0.93"}, "raw": {"B": b"\x00\xff"},
-                "tags": {"SS": ["a", "b"]}, "detail": {"M": {"n": {"L": [{"N": "1"}, {"NULL": True}]}}}}
+        item = {
+            "transactionId": {"S": "t1"},
+            "timestamp": {"S": "2024-01-01T00:00:00Z"},
+            "batchDate": {"S": "2024-01-01"},
+            "fraudScore": {"N": "0.93"},
+            "raw": {"B": b"\x00\xff"},
+            "tags": {"SS": ["a", "b"]},
+            "detail": {"M": {"n": {"L": [{"N": "1"}, {"NULL": True}]}}},
+        }
         ddb.put_item(TableName=NAMES.scores_table, Item=item)
         ssm = stack.client("ssm")
         ssm.put_parameter(Name="/fraud-detection/hyperparameters/max_depth", Value="5", Type="String")
         ssm.put_parameter(Name="/fraud-detection/hyperparameters/max_depth", Value="6", Type="String", Overwrite=True)
         sm = stack.client("sagemaker")
         for tag in ("a", "b"):
-            sm.create_model(ModelName=f"m-{tag}", ExecutionRoleArn=NAMES.sagemaker_role_arn,
-                            PrimaryContainer={"Image": NAMES.xgboost_image_uri, "ModelDataUrl": f"s3://{NAMES.models_bucket}/{tag}/model.tar.gz"})
-            sm.create_endpoint_config(EndpointConfigName=f"c-{tag}", ProductionVariants=[
-                {"VariantName": "AllTraffic", "ModelName": f"m-{tag}", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+            sm.create_model(
+                ModelName=f"m-{tag}",
+                ExecutionRoleArn=NAMES.sagemaker_role_arn,
+                PrimaryContainer={"Image": NAMES.xgboost_image_uri, "ModelDataUrl": f"s3://{NAMES.models_bucket}/{tag}/model.tar.gz"},
+            )
+            sm.create_endpoint_config(
+                EndpointConfigName=f"c-{tag}",
+                ProductionVariants=[
+                    {"VariantName": "AllTraffic", "ModelName": f"m-{tag}", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+                ],
+            )
         sm.create_endpoint(EndpointName=NAMES.endpoint_name, EndpointConfigName="c-a")
         sm.update_endpoint(EndpointName=NAMES.endpoint_name, EndpointConfigName="c-b")
         queue_url = stack.client("sqs").create_queue(QueueName="alerts-inbox")["QueueUrl"]
@@ -185,8 +209,9 @@ def test_state_survives_a_restart(tmp_path) -> None:
         assert got["Body"].read() == b"odd" and got["Metadata"] == {"owner": "me"}
         assert got["ServerSideEncryption"] == "AES256"
         assert s3.get_object(Bucket=NAMES.data_bucket, Key="raw/b.csv")["ContentType"] == "application/octet-stream"
-        restored = stack.client("dynamodb").get_item(TableName=NAMES.scores_table,
-                                                      Key={"transactionId": {"S": "t1"}, "timestamp": {"S": "2024-01-01T00:00:00Z"}})["Item"]
+        restored = stack.client("dynamodb").get_item(
+            TableName=NAMES.scores_table, Key={"transactionId": {"S": "t1"}, "timestamp": {"S": "2024-01-01T00:00:00Z"}}
+        )["Item"]
         assert restored == item
         history = stack.client("ssm").get_parameter_history(Name="/fraud-detection/hyperparameters/max_depth")["Parameters"]
         assert [(p["Version"], p["Value"]) for p in history] == [(1, "5"), (2, "6")]
@@ -236,10 +261,19 @@ def test_a_failed_start_says_why_and_leaves_nothing() -> None:
 
 
 def _score_items(date: str, n: int, prefix: str = "t") -> list[dict]:
-    return [{"transactionId": f"{prefix}{date}-{i:05d}", "timestamp": "2024-01-01 00:00:00",
-             "fraudScore": Decimal(repr((i % 997) / 997)), "riskLevel": "LOW" if i % 3 else "HIGH",
-             "modelVersion": "v1", "endpointName": "fraud-ep", "scoringTimestamp": "2024-01-02 00:00:00",
-             "batchDate": date} for i in range(n)]
+    return [
+        {
+            "transactionId": f"{prefix}{date}-{i:05d}",
+            "timestamp": "2024-01-01 00:00:00",
+            "fraudScore": Decimal(repr((i % 997) / 997)),
+            "riskLevel": "LOW" if i % 3 else "HIGH",
+            "modelVersion": "v1",
+            "endpointName": "fraud-ep",
+            "scoringTimestamp": "2024-01-02 00:00:00",
+            "batchDate": date,
+        }
+        for i in range(n)
+    ]
 
 
 def test_many_scores_survive_a_restart(tmp_path) -> None:
@@ -259,8 +293,11 @@ def test_many_scores_survive_a_restart(tmp_path) -> None:
         assert time.monotonic() - started < 20  # Scan took ~30 s for this many on a busy box
         items_file = first / "dynamodb-0.jsonl"
         assert sum(1 for _ in items_file.open("rb")) == sum(dates.values())
-        keys = [{"transactionId": {"S": f"t{d}-{i:05d}"}, "timestamp": {"S": "2024-01-01 00:00:00"}}
-                for d in dates for i in (0, 1, 4_321, 8_999)]
+        keys = [
+            {"transactionId": {"S": f"t{d}-{i:05d}"}, "timestamp": {"S": "2024-01-01 00:00:00"}}
+            for d in dates
+            for i in (0, 1, 4_321, 8_999)
+        ]
         before = [ddb.get_item(TableName=NAMES.scores_table, Key=k)["Item"] for k in keys]
         # A change elsewhere: a new generation, which shares the unchanged items file.
         inode = items_file.stat().st_ino
@@ -321,12 +358,22 @@ def test_item_export_matches_scan(aws: LocalStack) -> None:
 
     ddb = aws.client("dynamodb")
     for i in range(60):
-        item = {"transactionId": {"S": f"x{i}"}, "timestamp": {"S": str(i)}, "batchDate": {"S": "2024-01-01"},
-                "fraudScore": {"N": f"0.{i}"}, "raw": {"B": bytes([i, 255])}, "flags": {"BOOL": i % 2 == 0},
-                "nested": {"M": {"l": {"L": [{"N": str(i)}, {"NULL": True}, {"SS": ["a", "b"]}]}}}}
+        item = {
+            "transactionId": {"S": f"x{i}"},
+            "timestamp": {"S": str(i)},
+            "batchDate": {"S": "2024-01-01"},
+            "fraudScore": {"N": f"0.{i}"},
+            "raw": {"B": bytes([i, 255])},
+            "flags": {"BOOL": i % 2 == 0},
+            "nested": {"M": {"l": {"L": [{"N": str(i)}, {"NULL": True}, {"SS": ["a", "b"]}]}}},
+        }
         ddb.put_item(TableName=NAMES.scores_table, Item=item)
-    ddb.update_item(TableName=NAMES.scores_table, Key={"transactionId": {"S": "x1"}, "timestamp": {"S": "1"}},
-                    UpdateExpression="SET extra = :e", ExpressionAttributeValues={":e": {"NS": ["1", "2"]}})
+    ddb.update_item(
+        TableName=NAMES.scores_table,
+        Key={"transactionId": {"S": "x1"}, "timestamp": {"S": "1"}},
+        UpdateExpression="SET extra = :e",
+        ExpressionAttributeValues={":e": {"NS": ["1", "2"]}},
+    )
     url = f"{aws.moto_url}/_fraud_assets/dynamodb/{aws.region}/{NAMES.scores_table}/items"
     with urllib.request.urlopen(url) as resp:
         exported = [json.loads(line) for line in resp.read().splitlines()]
@@ -350,16 +397,27 @@ def test_the_item_route_fails_loudly_if_moto_internals_change(monkeypatch) -> No
     class Table:  # what a table would look like if moto stored its items elsewhere
         range_key_attr = "timestamp"
 
-    for broken in (Table(), type("T", (), {"items": {"h": ["not a dict"]}, "range_key_attr": "r"})(),
-                   type("T", (), {"items": {"h": {"r": object()}}, "range_key_attr": "r"})()):
+    for broken in (
+        Table(),
+        type("T", (), {"items": {"h": ["not a dict"]}, "range_key_attr": "r"})(),
+        type("T", (), {"items": {"h": {"r": object()}}, "range_key_attr": "r"})(),
+    ):
         monkeypatch.setattr(stack_module, "_moto_table", lambda region, name, broken=broken: broken)
         app = stack_module._InternalRoutes(lambda environ, start_response: [])
         for method in ("GET", "POST"):
             answers: list[str] = []
             line = b'{"transactionId":{"S":"t"},"timestamp":{"S":"x"}}\n'
-            body = b"".join(app({"PATH_INFO": f"/_fraud_assets/dynamodb/us-east-1/{NAMES.scores_table}/items",
-                                 "REQUEST_METHOD": method, "CONTENT_LENGTH": str(len(line)), "wsgi.input": io.BytesIO(line)},
-                                lambda status, headers: answers.append(status)))
+            body = b"".join(
+                app(
+                    {
+                        "PATH_INFO": f"/_fraud_assets/dynamodb/us-east-1/{NAMES.scores_table}/items",
+                        "REQUEST_METHOD": method,
+                        "CONTENT_LENGTH": str(len(line)),
+                        "wsgi.input": io.BytesIO(line),
+                    },
+                    lambda status, headers: answers.append(status),
+                )
+            )
             assert answers == ["500 Internal Server Error"], (method, body)
             assert json.loads(body)["__type"] == "MotoInternalsChanged" and "moto" in json.loads(body)["message"]
 
@@ -383,14 +441,21 @@ def test_a_killed_child_is_restarted_on_its_port_and_a_restarted_stack_reuses_it
         assert stack.restarts["model-server"] == 1
         assert stack.client("sagemaker-runtime").meta.endpoint_url == stack.model_url == urls[1]
         import urllib.request
+
         with urllib.request.urlopen(f"{stack.model_url}/ping", timeout=30) as response:
             assert response.status == 200
         put_bytes(stack.client("s3"), NAMES.data_bucket, "kept.txt", b"x")
         stack.snapshot()
         moto_pid = stack.pids["moto"]
         os.kill(moto_pid, signal.SIGKILL)  # loses nothing the snapshot holds
-        assert _wait(lambda: stack.pids.get("moto") not in (None, moto_pid) and stack._moto.alive()
-                     and stack.restarts["moto"] == 1 and stack.restored_snapshot_time is not None)
+        assert _wait(
+            lambda: (
+                stack.pids.get("moto") not in (None, moto_pid)
+                and stack._moto.alive()
+                and stack.restarts["moto"] == 1
+                and stack.restored_snapshot_time is not None
+            )
+        )
         assert stack.moto_url == urls[0]
         assert stack.client("s3").get_object(Bucket=NAMES.data_bucket, Key="kept.txt")["Body"].read() == b"x"
     with LocalStack(state_dir=state, snapshot_interval=0) as again:

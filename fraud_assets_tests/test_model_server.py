@@ -13,8 +13,8 @@ import pytest
 import xgboost as xgb
 from botocore.exceptions import ClientError
 
-from fraud_assets.lib.config import FEATURE_COLUMNS, PlatformNames
 from fraud_assets.lib.aws.storage import put_bytes
+from fraud_assets.lib.config import FEATURE_COLUMNS, PlatformNames
 from fraud_assets.local.stack import LocalStack
 
 NAMES = PlatformNames()
@@ -60,8 +60,14 @@ def _deploy(booster: xgb.Booster, tag: str) -> str:
     )
     sm.create_endpoint_config(
         EndpointConfigName=f"fraud-config-{tag}",
-        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": f"fraud-model-{tag}",
-                             "InitialInstanceCount": 1, "InstanceType": NAMES.endpoint_instance_type}],
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": f"fraud-model-{tag}",
+                "InitialInstanceCount": 1,
+                "InstanceType": NAMES.endpoint_instance_type,
+            }
+        ],
     )
     return f"fraud-config-{tag}"
 
@@ -80,9 +86,7 @@ def _csv(rows: np.ndarray) -> bytes:
 
 
 def _invoke(body: bytes, content_type: str = "text/csv", accept: str = "text/csv", endpoint: str = ENDPOINT) -> dict:
-    return boto3.client("sagemaker-runtime").invoke_endpoint(
-        EndpointName=endpoint, Body=body, ContentType=content_type, Accept=accept
-    )
+    return boto3.client("sagemaker-runtime").invoke_endpoint(EndpointName=endpoint, Body=body, ContentType=content_type, Accept=accept)
 
 
 def _scores(body: bytes) -> np.ndarray:
@@ -166,11 +170,17 @@ def test_archive_without_an_xgboost_json_model_is_refused() -> None:
 
 def test_missing_artifact_is_a_model_error_not_retried(aws: LocalStack) -> None:
     sm = boto3.client("sagemaker")
-    sm.create_model(ModelName="m-missing", ExecutionRoleArn=NAMES.sagemaker_role_arn,
-                    PrimaryContainer={"Image": NAMES.xgboost_image_uri,
-                                      "ModelDataUrl": f"s3://{NAMES.models_bucket}/nothing/model.tar.gz"})
-    sm.create_endpoint_config(EndpointConfigName="c-missing", ProductionVariants=[
-        {"VariantName": "AllTraffic", "ModelName": "m-missing", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_model(
+        ModelName="m-missing",
+        ExecutionRoleArn=NAMES.sagemaker_role_arn,
+        PrimaryContainer={"Image": NAMES.xgboost_image_uri, "ModelDataUrl": f"s3://{NAMES.models_bucket}/nothing/model.tar.gz"},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="c-missing",
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": "m-missing", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        ],
+    )
     sm.create_endpoint(EndpointName="e-missing", EndpointConfigName="c-missing")
     err = _error(b"1\n", endpoint="e-missing")
     assert err.response["Error"]["Code"] == "ModelError"

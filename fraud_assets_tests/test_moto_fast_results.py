@@ -8,22 +8,38 @@ import boto3
 from moto import mock_aws
 
 ITEMS = [
-    {"pk": {"S": "a"}, "sk": {"N": "1"}, "day": {"S": "2026-02-10"}, "score": {"N": "0.125"},
-     "nested": {"M": {"list": {"L": [{"S": "x"}, {"N": "-2.5e-7"}, {"BOOL": True}, {"NULL": True}]}}},
-     "tags": {"SS": ["p", "q"]}, "counts": {"NS": ["1", "2"]}},
-    {"pk": {"S": "b"}, "sk": {"N": "2"}, "day": {"S": "2026-02-10"}, "score": {"N": "0.9"}, "text": {"S": "é \" \\ \n"}},
+    {
+        "pk": {"S": "a"},
+        "sk": {"N": "1"},
+        "day": {"S": "2026-02-10"},
+        "score": {"N": "0.125"},
+        "nested": {"M": {"list": {"L": [{"S": "x"}, {"N": "-2.5e-7"}, {"BOOL": True}, {"NULL": True}]}}},
+        "tags": {"SS": ["p", "q"]},
+        "counts": {"NS": ["1", "2"]},
+    },
+    {"pk": {"S": "b"}, "sk": {"N": "2"}, "day": {"S": "2026-02-10"}, "score": {"N": "0.9"}, "text": {"S": 'é " \\ \n'}},
     {"pk": {"S": "c"}, "sk": {"N": "3"}, "day": {"S": "2026-02-11"}, "score": {"N": "0.5"}, "blob": {"B": b"\x00\xffbinary"}},
 ]
 
 
 def exercise(client) -> list[dict]:
     client.create_table(
-        TableName="fast", BillingMode="PAY_PER_REQUEST",
+        TableName="fast",
+        BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"},
-                              {"AttributeName": "day", "AttributeType": "S"}, {"AttributeName": "score", "AttributeType": "N"}],
-        GlobalSecondaryIndexes=[{"IndexName": "byDay", "Projection": {"ProjectionType": "ALL"}, "KeySchema": [
-            {"AttributeName": "day", "KeyType": "HASH"}, {"AttributeName": "score", "KeyType": "RANGE"}]}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+            {"AttributeName": "day", "AttributeType": "S"},
+            {"AttributeName": "score", "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "byDay",
+                "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [{"AttributeName": "day", "KeyType": "HASH"}, {"AttributeName": "score", "KeyType": "RANGE"}],
+            }
+        ],
     )
     answers = [client.batch_write_item(RequestItems={"fast": [{"PutRequest": {"Item": i}} for i in ITEMS[:2]]})]
     answers.append(client.put_item(TableName="fast", Item=ITEMS[2], ReturnConsumedCapacity="TOTAL"))
@@ -32,14 +48,31 @@ def exercise(client) -> list[dict]:
     for key in keys:
         answers.append(client.get_item(TableName="fast", Key=key, ConsistentRead=True))
     answers.append(client.batch_get_item(RequestItems={"fast": {"Keys": keys, "ConsistentRead": True}}))
-    answers.append(client.batch_get_item(RequestItems={"fast": {
-        "Keys": keys, "ProjectionExpression": "#p, score, nested", "ExpressionAttributeNames": {"#p": "pk"}}}))
-    answers.append(client.query(TableName="fast", IndexName="byDay", KeyConditionExpression="#d = :d",
-                                ExpressionAttributeNames={"#d": "day"}, ExpressionAttributeValues={":d": {"S": "2026-02-10"}}))
-    answers.append(client.query(TableName="fast", IndexName="byDay", KeyConditionExpression="#d = :d", Select="COUNT",
-                                ExpressionAttributeNames={"#d": "day"}, ExpressionAttributeValues={":d": {"S": "2026-02-10"}}))
-    answers.append(client.query(TableName="fast", KeyConditionExpression="pk = :p", Limit=1,
-                                ExpressionAttributeValues={":p": {"S": "a"}}))
+    answers.append(
+        client.batch_get_item(
+            RequestItems={"fast": {"Keys": keys, "ProjectionExpression": "#p, score, nested", "ExpressionAttributeNames": {"#p": "pk"}}}
+        )
+    )
+    answers.append(
+        client.query(
+            TableName="fast",
+            IndexName="byDay",
+            KeyConditionExpression="#d = :d",
+            ExpressionAttributeNames={"#d": "day"},
+            ExpressionAttributeValues={":d": {"S": "2026-02-10"}},
+        )
+    )
+    answers.append(
+        client.query(
+            TableName="fast",
+            IndexName="byDay",
+            KeyConditionExpression="#d = :d",
+            Select="COUNT",
+            ExpressionAttributeNames={"#d": "day"},
+            ExpressionAttributeValues={":d": {"S": "2026-02-10"}},
+        )
+    )
+    answers.append(client.query(TableName="fast", KeyConditionExpression="pk = :p", Limit=1, ExpressionAttributeValues={":p": {"S": "a"}}))
     answers.append(client.scan(TableName="fast", Limit=2))
     answers.append(client.scan(TableName="fast", FilterExpression="score > :s", ExpressionAttributeValues={":s": {"N": "0.2"}}))
     for answer in answers:
@@ -62,5 +95,7 @@ def test_plain_json_answers_equal_motos_serializer(aws, monkeypatch):
         reference = exercise(boto3.client("dynamodb", region_name=aws.region))
     assert served == reference
     assert any("Items" in a and a["Items"] for a in served) and any(a.get("Attributes") for a in served)
-    assert served[-2:] == [{"put": 400_000}, {"refused": 410_000, "Code": "ValidationException",
-                                              "Message": "Item size has exceeded the maximum allowed size"}]
+    assert served[-2:] == [
+        {"put": 400_000},
+        {"refused": 410_000, "Code": "ValidationException", "Message": "Item size has exceeded the maximum allowed size"},
+    ]

@@ -22,8 +22,10 @@ def table(rows: list[tuple[float, bool | None]], version: str = "v1", amount: fl
     ids = [f"T-{i}" for i in range(len(rows))]
     scores = pd.DataFrame({"transactionId": ids, "fraudScore": [s for s, _ in rows], "modelVersion": version})
     transactions = pd.DataFrame({"transactionId": ids, "amount": amount})
-    labels = pd.DataFrame([(t, f, "2026-03-05T00:00:00Z", "chargeback") for t, (_, f) in zip(ids, rows) if f is not None],
-                          columns=["transactionId", "isFraud", "labelledAt", "source"])
+    labels = pd.DataFrame(
+        [(t, f, "2026-03-05T00:00:00Z", "chargeback") for t, (_, f) in zip(ids, rows) if f is not None],
+        columns=["transactionId", "isFraud", "labelledAt", "source"],
+    )
     return join_labels(scores, transactions, labels)
 
 
@@ -31,11 +33,26 @@ def test_a_day_without_labels_has_counts_and_nulls_not_zeros():
     record = realised_performance(table([(0.9, None), (0.1, None)]), "2026-03-01", None)
     assert list(record) == list(PERFORMANCE_KEYS)
     assert record | {"computed_at": None} == {
-        "date": "2026-03-01", "model_version": "v1", "labelled": 0, "label_coverage": 0.0, "fraud": 0,
-        "precision_at_0_8": None, "recall_at_0_8": None, "false_positive_rate_at_0_8": None,
-        "precision_at_0_5": None, "recall_at_0_5": None, "false_positive_rate_at_0_5": None,
-        "alert_precision": None, "alerted": 1, "missed_fraud": 0, "missed_fraud_amount": 0.0,
-        "roc_auc": None, "pr_auc": None, "accuracy": None, "labels_source": None, "computed_at": None,
+        "date": "2026-03-01",
+        "model_version": "v1",
+        "labelled": 0,
+        "label_coverage": 0.0,
+        "fraud": 0,
+        "precision_at_0_8": None,
+        "recall_at_0_8": None,
+        "false_positive_rate_at_0_8": None,
+        "precision_at_0_5": None,
+        "recall_at_0_5": None,
+        "false_positive_rate_at_0_5": None,
+        "alert_precision": None,
+        "alerted": 1,
+        "missed_fraud": 0,
+        "missed_fraud_amount": 0.0,
+        "roc_auc": None,
+        "pr_auc": None,
+        "accuracy": None,
+        "labels_source": None,
+        "computed_at": None,
     }
 
 
@@ -62,9 +79,11 @@ def test_one_class_has_no_auc_and_a_mixed_day_names_every_version():
 
 def test_a_label_for_an_unscored_transaction_is_refused_by_the_join():
     with pytest.raises(ValueError, match="'T-0' is not among the day's transactions"):
-        join_labels(pd.DataFrame({"transactionId": ["T-0"], "fraudScore": [0.5], "modelVersion": ["v1"]}),
-                    pd.DataFrame({"transactionId": ["T-1"], "amount": [1.0]}),
-                    pd.DataFrame(columns=["transactionId", "isFraud", "labelledAt", "source"]))
+        join_labels(
+            pd.DataFrame({"transactionId": ["T-0"], "fraudScore": [0.5], "modelVersion": ["v1"]}),
+            pd.DataFrame({"transactionId": ["T-1"], "amount": [1.0]}),
+            pd.DataFrame(columns=["transactionId", "isFraud", "labelledAt", "source"]),
+        )
 
 
 @settings(max_examples=80, deadline=None)

@@ -30,9 +30,15 @@ DATE = "2026-03-02"
 
 def stored_scores(date: str) -> dict[str, tuple[float, str]]:
     """transactionId -> (fraudScore, modelVersion), straight from FraudScores through its date index."""
-    pages = boto3.client("dynamodb").get_paginator("query").paginate(
-        TableName=NAMES.scores_table, IndexName=NAMES.scores_gsi, KeyConditionExpression="batchDate = :d",
-        ExpressionAttributeValues={":d": {"S": date}},
+    pages = (
+        boto3.client("dynamodb")
+        .get_paginator("query")
+        .paginate(
+            TableName=NAMES.scores_table,
+            IndexName=NAMES.scores_gsi,
+            KeyConditionExpression="batchDate = :d",
+            ExpressionAttributeValues={":d": {"S": date}},
+        )
     )
     return {i["transactionId"]["S"]: (float(i["fraudScore"]["N"]), i["modelVersion"]["S"]) for p in pages for i in p["Items"]}
 
@@ -41,10 +47,23 @@ def metric(name: str, stat: str, **dimensions: str) -> float | None:
     """One statistic of a FraudDetection metric over the last hour (one period), None without data."""
     now = dt.datetime.now(dt.timezone.utc)
     result = boto3.client("cloudwatch").get_metric_data(
-        MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": {
-            "Namespace": "FraudDetection", "MetricName": name,
-            "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()]}, "Period": 7200, "Stat": stat}}],
-        StartTime=now - dt.timedelta(hours=1), EndTime=now + dt.timedelta(hours=1))
+        MetricDataQueries=[
+            {
+                "Id": "m",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "FraudDetection",
+                        "MetricName": name,
+                        "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+                    },
+                    "Period": 7200,
+                    "Stat": stat,
+                },
+            }
+        ],
+        StartTime=now - dt.timedelta(hours=1),
+        EndTime=now + dt.timedelta(hours=1),
+    )
     values = result["MetricDataResults"][0]["Values"]
     return values[0] if values else None
 
@@ -55,19 +74,31 @@ def expected_figures(scores: dict[str, tuple[float, str]], amounts: dict[str, fl
     known = np.array([i in labels for i in ids])
     y = np.array([labels.get(i, False) for i in ids])
     ratio = lambda a, b: a / b if b else None  # noqa: E731
-    out = {"model_version": ",".join(sorted({v for _, v in scores.values()})), "labelled": int(known.sum()),
-           "label_coverage": known.sum() / len(ids), "fraud": int(y[known].sum())}
+    out = {
+        "model_version": ",".join(sorted({v for _, v in scores.values()})),
+        "labelled": int(known.sum()),
+        "label_coverage": known.sum() / len(ids),
+        "fraud": int(y[known].sum()),
+    }
     for name, t in (("0_8", 0.8), ("0_5", 0.5)):
         pos = s >= t
         tp, fp = int((pos & y & known).sum()), int((pos & ~y & known).sum())
         fn, tn = int((~pos & y & known).sum()), int((~pos & ~y & known).sum())
-        out |= {f"precision_at_{name}": ratio(tp, tp + fp), f"recall_at_{name}": ratio(tp, tp + fn),
-                f"false_positive_rate_at_{name}": ratio(fp, fp + tn)}
+        out |= {
+            f"precision_at_{name}": ratio(tp, tp + fp),
+            f"recall_at_{name}": ratio(tp, tp + fn),
+            f"false_positive_rate_at_{name}": ratio(fp, fp + tn),
+        }
     alerted, missed = s >= 0.8, y & known & (s < 0.8)
-    out |= {"alerted": int(alerted.sum()), "alert_precision": ratio(int((alerted & y & known).sum()), int(alerted.sum())),
-            "missed_fraud": int(missed.sum()), "missed_fraud_amount": sum(amounts[i] for i, m in zip(ids, missed) if m),
-            "roc_auc": roc_auc_score(y[known], s[known]), "pr_auc": average_precision_score(y[known], s[known]),
-            "accuracy": ((s[known] >= 0.5) == y[known]).mean()}
+    out |= {
+        "alerted": int(alerted.sum()),
+        "alert_precision": ratio(int((alerted & y & known).sum()), int(alerted.sum())),
+        "missed_fraud": int(missed.sum()),
+        "missed_fraud_amount": sum(amounts[i] for i, m in zip(ids, missed) if m),
+        "roc_auc": roc_auc_score(y[known], s[known]),
+        "pr_auc": average_precision_score(y[known], s[known]),
+        "accuracy": ((s[known] >= 0.5) == y[known]).mean(),
+    }
     return out
 
 
@@ -86,15 +117,19 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     monitoring = subscribe_queue(NAMES.monitoring_topic, "performance-monitoring")
 
     # A recall floor no model reaches: the warning fires, and must reach the topic once only.
-    defs = location_defs(quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0),
-                         performance_floors=PerformanceFloors(recall_floor=1.01))
+    defs = location_defs(
+        quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0), performance_floors=PerformanceFloors(recall_floor=1.01)
+    )
     instance = DagsterInstance.ephemeral()
     assert defs.resolve_job_def("training_job").execute_in_process(instance=instance).success
 
     # Scored before any label came back: the day is measured with no labels, and says so.
     result = defs.resolve_job_def("inference_job").execute_in_process(instance=instance, partition_key=DATE)
-    [meta] = [e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
-              if e.event_specific_data.materialization.asset_key.to_user_string() == "model_performance"]
+    [meta] = [
+        e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.event_specific_data.materialization.asset_key.to_user_string() == "model_performance"
+    ]
     assert day_performance({k: v.value for k, v in meta.items()}) is None
     first = json.loads(s3.get_object(Bucket=NAMES.metrics_bucket, Key=performance_key(DATE))["Body"].read())
     assert first["labelled"] == 0 and first["labels_source"] is None and first["recall_at_0_8"] is None
@@ -108,8 +143,9 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
 
     def tick():
         nonlocal cursor
-        context = build_sensor_context(instance=instance, definitions=defs, cursor=cursor,
-                                       resources={"s3": S3Resource(), "platform": FraudPlatform()})
+        context = build_sensor_context(
+            instance=instance, definitions=defs, cursor=cursor, resources={"s3": S3Resource(), "platform": FraudPlatform()}
+        )
         requests = sensor(context)
         cursor = context.cursor
         return requests if isinstance(requests, list) else []
@@ -144,14 +180,18 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     run = job.execute_in_process(instance=instance, partition_key=DATE)
     checks = {c.check_name: c for c in run.get_asset_check_evaluations()}
     assert not checks["labels_clean"].passed and checks["labels_clean"].description == (
-        f"5 of {len(records)} labels quarantined: conflicting_label 2, duplicate_label 1, non_boolean 1, unknown_transaction 1")
+        f"5 of {len(records)} labels quarantined: conflicting_label 2, duplicate_label 1, non_boolean 1, unknown_transaction 1"
+    )
     assert not checks["realised_recall"].passed and checks["realised_recall"].severity.value == "WARN"
     stored = json.loads(s3.get_object(Bucket=NAMES.metrics_bucket, Key=performance_key(DATE))["Body"].read())
     assert_figures(stored, expected_figures(scores, amounts, labels))
     assert stored["labels_source"] == {"uri": f"s3://{NAMES.data_bucket}/{label_file_key(DATE)}", "etag": etag, "version_id": version}
     assert stored["fraud"] > 0 and stored["missed_fraud"] > 0 and stored["alert_precision"] < 1
-    [meta] = [e.event_specific_data.materialization.metadata for e in run.get_asset_materialization_events()
-              if e.event_specific_data.materialization.asset_key.to_user_string() == "model_performance"]
+    [meta] = [
+        e.event_specific_data.materialization.metadata
+        for e in run.get_asset_materialization_events()
+        if e.event_specific_data.materialization.asset_key.to_user_string() == "model_performance"
+    ]
     assert day_performance({k: v.value for k, v in meta.items()}) == {k: stored[k] for k in PERFORMANCE_SUMMARY}
     assert meta["roc_auc"].value == stored["roc_auc"]
     # CloudWatch has the figures under the roll-up the template's alarms watch and per model version;
@@ -201,5 +241,7 @@ def test_label_requests_one_per_change_and_none_for_what_is_already_measured():
     # A changed file and a removed one (03-01, measured with labels) each recompute their day once.
     requests, cursor = label_requests({"2026-03-02": "b2"}, cursor, scored, measured)
     assert [(r["partition"], r["run_key"]) for r in requests] == [
-        ("2026-03-02", "labels-2026-03-02-b2"), ("2026-03-01", "labels-2026-03-01-removed-a1")]
+        ("2026-03-02", "labels-2026-03-02-b2"),
+        ("2026-03-01", "labels-2026-03-01-removed-a1"),
+    ]
     assert cursor == {"2026-03-02": "b2"}

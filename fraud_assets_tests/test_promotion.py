@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from fraud_assets.lib.aws.storage import StageResult, put_bytes, put_json
 from fraud_assets.lib.config import HYPERPARAMETER_PATH, LABEL_COLUMN, PRODUCTION_MODEL_CONFIG_KEY, PlatformNames
 from fraud_assets.lib.experimentation.experiments import record_experiment, run_experiment
-from fraud_assets.lib.training.hyperparameters import list_parameters, read_hyperparameters
 from fraud_assets.lib.experimentation.promotion import (
     PromotionRefused,
     RetrainRequestFailed,
@@ -22,7 +22,7 @@ from fraud_assets.lib.experimentation.promotion import (
     promote_to_production,
     rollback_hyperparameters,
 )
-from fraud_assets.lib.aws.storage import StageResult, put_bytes, put_json
+from fraud_assets.lib.training.hyperparameters import list_parameters, read_hyperparameters
 
 NAMES = PlatformNames()
 T0 = dt.datetime(2025, 3, 2, 10, 0, 0, tzinfo=dt.timezone.utc)
@@ -46,13 +46,22 @@ def experiments():
     train, validation = _split(2500, 11), _split(800, 12)
     results = []
     for suffix, depth in (("aaaaaa", 3), ("bbbbbb", 6)):
-        results.append(run_experiment(
-            train, validation, strategy="random", n_trials=2, seed=1, nthread=1,
-            search_space={"eta": {"type": "float", "low": 0.05, "high": 0.3, "log": True},
-                          "subsample": {"type": "float", "low": 0.6, "high": 1.0}},
-            base_hyperparameters={"num_round": 30, "early_stopping_rounds": 5, "max_depth": depth},
-            experiment_id=f"20250301T00000{depth}Z-random-{suffix}",
-        ))
+        results.append(
+            run_experiment(
+                train,
+                validation,
+                strategy="random",
+                n_trials=2,
+                seed=1,
+                nthread=1,
+                search_space={
+                    "eta": {"type": "float", "low": 0.05, "high": 0.3, "log": True},
+                    "subsample": {"type": "float", "low": 0.6, "high": 1.0},
+                },
+                base_hyperparameters={"num_round": 30, "early_stopping_rounds": 5, "max_depth": depth},
+                experiment_id=f"20250301T00000{depth}Z-random-{suffix}",
+            )
+        )
     return results
 
 
@@ -148,8 +157,12 @@ def test_promotion_backs_up_prunes_and_archives_the_previous_config_exactly(reco
     assert summary["archived_config"] == f"s3://{NAMES.config_bucket}/{archive}"
     config = yaml.safe_load(_config_bytes(s3))
     assert config["version"] == 8 and config["experiment_id"] == second
-    assert config["previous"] == {"version": 7, "experiment_id": None, "config": f"s3://{NAMES.config_bucket}/{archive}",
-                                  "hyperparameters": {"gamma": 2.5, "max_depth": 5}}
+    assert config["previous"] == {
+        "version": 7,
+        "experiment_id": None,
+        "config": f"s3://{NAMES.config_bucket}/{archive}",
+        "hyperparameters": {"gamma": 2.5, "max_depth": 5},
+    }
 
 
 def _tamper_best(s3, experiment_id: str, **changes) -> None:
@@ -160,8 +173,9 @@ def _tamper_best(s3, experiment_id: str, **changes) -> None:
     put_json(s3, NAMES.workflow_bucket, key, best)
 
 
-@pytest.mark.parametrize("change, named", [({"subsample": 1.5}, "'subsample'"), ({"max_dept": 4}, "'max_dept'"),
-                                            ({"objective": "multi:softmax"}, "'objective'")])
+@pytest.mark.parametrize(
+    "change, named", [({"subsample": 1.5}, "'subsample'"), ({"max_dept": 4}, "'max_dept'"), ({"objective": "multi:softmax"}, "'objective'")]
+)
 def test_a_refused_promotion_changes_nothing(recorded, change, named):
     (first, second), _ = recorded
     s3, ssm = _clients()
@@ -182,8 +196,11 @@ def test_missing_or_unfinished_experiments_are_refused_without_writes(recorded):
     put_json(s3, NAMES.workflow_bucket, "experiments/20250301T000000Z-grid-nobest0/config.json", {"status": "no_successful_trials"})
     put_json(s3, NAMES.workflow_bucket, "experiments/20250301T000000Z-grid-nobest0/trials.json", {"trials": []})
     ssm_before, s3_before = _ssm_state(ssm), _s3_state(s3)
-    for experiment_id, reason in (("20250301T000000Z-grid-absent", "no experiment"), ("20250301T000000Z-grid-nobest0", "no trial completed"),
-                                  ("../../etc", "invalid experiment id")):
+    for experiment_id, reason in (
+        ("20250301T000000Z-grid-absent", "no experiment"),
+        ("20250301T000000Z-grid-nobest0", "no trial completed"),
+        ("../../etc", "invalid experiment id"),
+    ):
         with pytest.raises(PromotionRefused, match=reason):
             promote_to_production(experiment_id, s3=s3, ssm=ssm, names=NAMES)
     assert _ssm_state(ssm) == ssm_before and _s3_state(s3) == s3_before
@@ -228,12 +245,22 @@ def test_rollback_refusals_change_nothing(recorded):
     with pytest.raises(RollbackRefused, match="nothing to roll back"):
         rollback_hyperparameters(None, s3=s3, ssm=ssm, names=NAMES)
     promote_to_production(first, s3=s3, ssm=ssm, names=NAMES, now=T0)
-    bad = {"backup_id": "x", "reason": "promotion", "path": HYPERPARAMETER_PATH, "production_experiment_id": None,
-           "parameters": {"max_depth": {"value": "99", "version": 1}}, "production_config": {"existed": False, "archived_as": None}}
+    bad = {
+        "backup_id": "x",
+        "reason": "promotion",
+        "path": HYPERPARAMETER_PATH,
+        "production_experiment_id": None,
+        "parameters": {"max_depth": {"value": "99", "version": 1}},
+        "production_config": {"existed": False, "archived_as": None},
+    }
     put_json(s3, NAMES.config_bucket, "hyperparameter-backups/20250101T000000.000000Z.json", bad)
     ssm_before, s3_before = _ssm_state(ssm), _s3_state(s3)
-    for name, reason in (("20250101T000000.000000Z", "'max_depth'"), ("20240101T000000.000000Z", "no backup"),
-                         ("../x", "invalid backup name"), ("s3://fraud-detection-data/hyperparameter-backups/a.json", "not in the config bucket")):
+    for name, reason in (
+        ("20250101T000000.000000Z", "'max_depth'"),
+        ("20240101T000000.000000Z", "no backup"),
+        ("../x", "invalid backup name"),
+        ("s3://fraud-detection-data/hyperparameter-backups/a.json", "not in the config bucket"),
+    ):
         with pytest.raises(RollbackRefused, match=reason):
             rollback_hyperparameters(name, s3=s3, ssm=ssm, names=NAMES)
     assert _ssm_state(ssm) == ssm_before and _s3_state(s3) == s3_before
@@ -295,6 +322,7 @@ def test_a_write_failing_half_way_puts_the_old_parameters_back(recorded):
 
 # --- Dagster wiring: tuning_experiment asset -> promote_experiment job -> retraining sensor -------
 
+
 @pytest.mark.e2e
 def test_experiment_asset_then_promotion_job_then_retraining_request(aws):
     from dagster import DagsterInstance, Definitions, RunRequest, SkipReason, asset, build_run_status_sensor_context, materialize
@@ -318,15 +346,32 @@ def test_experiment_asset_then_promotion_job_then_retraining_request(aws):
     s3, ssm = _clients()
     sensor = promotion_retraining_sensor
     resources = location_defs().resources
-    defs = Definitions(assets=[train_split, validation_split, tuning_experiment], jobs=[training_job, tuning_experiment_job, promote_experiment],
-                       sensors=[sensor], resources=resources)
+    defs = Definitions(
+        assets=[train_split, validation_split, tuning_experiment],
+        jobs=[training_job, tuning_experiment_job, promote_experiment],
+        sensors=[sensor],
+        resources=resources,
+    )
     instance = DagsterInstance.ephemeral()
     assert materialize([train_split, validation_split], resources=resources, instance=instance).success
 
     space = {"max_depth": {"type": "categorical", "choices": [3, 5, 50]}}
-    tuning = defs.resolve_job_def("tuning_experiment_job").execute_in_process(instance=instance, run_config={"ops": {"tuning_experiment": {
-        "config": {"strategy": "grid", "n_trials": 5, "search_space": space, "nthread": 1,
-                   "base_hyperparameters": {"num_round": 30, "early_stopping_rounds": 5}}}}})
+    tuning = defs.resolve_job_def("tuning_experiment_job").execute_in_process(
+        instance=instance,
+        run_config={
+            "ops": {
+                "tuning_experiment": {
+                    "config": {
+                        "strategy": "grid",
+                        "n_trials": 5,
+                        "search_space": space,
+                        "nthread": 1,
+                        "base_hyperparameters": {"num_round": 30, "early_stopping_rounds": 5},
+                    }
+                }
+            }
+        },
+    )
     assert tuning.success
     (materialization,) = tuning.asset_materializations_for_node("tuning_experiment")
     meta = materialization.metadata
@@ -338,18 +383,26 @@ def test_experiment_asset_then_promotion_job_then_retraining_request(aws):
     assert meta["output_uri"].value == f"s3://{NAMES.workflow_bucket}/executions/{tuning.run_id}/tuning_experiment/output.json"
     record = load_experiment(s3, NAMES.workflow_bucket, experiment_id)
     assert record["config"]["splits"]["train"].startswith(f"s3://{NAMES.workflow_bucket}/executions/")
-    assert record["config"]["origin"] == {"dagster_run_id": tuning.run_id, "base": "production", "base_source": "defaults", "base_experiment_id": None}
+    assert record["config"]["origin"] == {
+        "dagster_run_id": tuning.run_id,
+        "base": "production",
+        "base_source": "defaults",
+        "base_experiment_id": None,
+    }
     assert [e["experiment_id"] for e in list_experiments(s3, NAMES.workflow_bucket)] == [experiment_id]
 
     promote = defs.resolve_job_def("promote_experiment")
-    promotion = promote.execute_in_process(instance=instance, run_config={"ops": {"promote": {"config": {"experiment_id": experiment_id, "retrain": True}}}})
+    promotion = promote.execute_in_process(
+        instance=instance, run_config={"ops": {"promote": {"config": {"experiment_id": experiment_id, "retrain": True}}}}
+    )
     assert promotion.success
     assert read_hyperparameters(ssm).experiment_id == experiment_id
     assert read_hyperparameters(ssm).values == record["best"]["hyperparameters"]
 
     def evaluate(result):
-        context = build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=result.get_run_success_event(),
-                                                  dagster_instance=instance, dagster_run=result.dagster_run)
+        context = build_run_status_sensor_context(
+            sensor_name=sensor.name, dagster_event=result.get_run_success_event(), dagster_instance=instance, dagster_run=result.dagster_run
+        )
         return sensor(context)
 
     request = evaluate(promotion)
@@ -360,7 +413,10 @@ def test_experiment_asset_then_promotion_job_then_retraining_request(aws):
     quiet = promote.execute_in_process(instance=instance, run_config={"ops": {"promote": {"config": {"experiment_id": experiment_id}}}})
     assert quiet.success and isinstance(evaluate(quiet), SkipReason)
     ssm_before, s3_before = _ssm_state(ssm), _s3_state(s3)
-    refused = promote.execute_in_process(instance=instance, raise_on_error=False,
-                                         run_config={"ops": {"promote": {"config": {"experiment_id": "20250101T000000Z-grid-absent", "retrain": True}}}})
+    refused = promote.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"ops": {"promote": {"config": {"experiment_id": "20250101T000000Z-grid-absent", "retrain": True}}}},
+    )
     assert not refused.success
     assert _ssm_state(ssm) == ssm_before and _s3_state(s3) == s3_before

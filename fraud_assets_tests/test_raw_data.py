@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS
-from fraud_assets.lib.training.raw_data import RawDataError, read_raw_csv
 from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
+from fraud_assets.lib.training.raw_data import RawDataError, read_raw_csv
 
 SOURCE = "s3://fraud-detection-data/raw/creditcard.csv"
 

@@ -61,11 +61,27 @@ def test_reason_table_ranks_the_largest_contributions_first(contribs, top):
 
 def test_alerts_and_items_carry_the_reasons():
     reasons = {"t1": [{"feature": "V14", "value": -7.5, "contribution": 2.25}]}
-    scored = pd.DataFrame({TRANSACTION_ID: ["t1", "t2"], "timestamp": ["2026-03-01T10:00:00Z"] * 2, "fraudScore": [0.95, 0.1],
-                           "riskLevel": ["HIGH", "LOW"], "scoringTimestamp": ["2026-03-02T00:00:00Z"] * 2, "modelVersion": "m",
-                           "endpointName": "e"})
-    transactions = pd.DataFrame({TRANSACTION_ID: ["t1", "t2"], "amount": [10.0, 2.0], "merchant": ["m1", "m2"],
-                                 "customerId": ["c1", "c2"], "category": ["x", "y"], "timestamp": ["2026-03-01T10:00:00Z"] * 2})
+    scored = pd.DataFrame(
+        {
+            TRANSACTION_ID: ["t1", "t2"],
+            "timestamp": ["2026-03-01T10:00:00Z"] * 2,
+            "fraudScore": [0.95, 0.1],
+            "riskLevel": ["HIGH", "LOW"],
+            "scoringTimestamp": ["2026-03-02T00:00:00Z"] * 2,
+            "modelVersion": "m",
+            "endpointName": "e",
+        }
+    )
+    transactions = pd.DataFrame(
+        {
+            TRANSACTION_ID: ["t1", "t2"],
+            "amount": [10.0, 2.0],
+            "merchant": ["m1", "m2"],
+            "customerId": ["c1", "c2"],
+            "category": ["x", "y"],
+            "timestamp": ["2026-03-01T10:00:00Z"] * 2,
+        }
+    )
     [alert] = high_risk_alerts(scored, transactions, reasons=reasons)
     assert alert["topReasons"] == reasons["t1"]
     items = {i[TRANSACTION_ID]: i for i in to_items(scored, "2026-03-01", reasons=reasons)}

@@ -16,32 +16,75 @@ DATE = "2026-04-30"
 def figures(performance: dict | None = None, alerts: int = 120) -> dict:
     rng = np.random.default_rng(1)
     alert_rows = [
-        {"transactionId": f"txn-{i:04d}" if i else f'txn-"{HOSTILE}', "fraudScore": float(0.99 - i / 1_000),
-         "alertPriority": "URGENT" if i < 10 else "HIGH", "amount": float(rng.uniform(10, 3_000)),
-         "merchant": HOSTILE if i % 7 == 0 else f"merchant-{i % 5}", "category": "electronics & games" if i % 2 else "travel",
-         "customerId": f"cust-{i}", "topReasons": [{"feature": "V14", "value": -7.25, "contribution": 2.5},
-                                                  {"feature": f"V{i % 28 + 1}", "value": 1.5, "contribution": 0.75}]}
+        {
+            "transactionId": f"txn-{i:04d}" if i else f'txn-"{HOSTILE}',
+            "fraudScore": float(0.99 - i / 1_000),
+            "alertPriority": "URGENT" if i < 10 else "HIGH",
+            "amount": float(rng.uniform(10, 3_000)),
+            "merchant": HOSTILE if i % 7 == 0 else f"merchant-{i % 5}",
+            "category": "electronics & games" if i % 2 else "travel",
+            "customerId": f"cust-{i}",
+            "topReasons": [
+                {"feature": "V14", "value": -7.25, "contribution": 2.5},
+                {"feature": f"V{i % 28 + 1}", "value": 1.5, "contribution": 0.75},
+            ],
+        }
         for i in range(alerts)
     ]
-    history = [{"date": f"2026-04-{d:02d}", "avgScore": 0.01 + 0.001 * d, "highRiskPct": 0.002 + 0.0001 * d,
-                "driftDetected": d == 20} for d in range(1, 30)]
-    today = {"date": DATE, "avgScore": 0.05, "highRiskPct": 0.012, "driftDetected": True, "reason": "avgScore moved 0.04 > 0.1? no: high-risk share",
-             "scorePsi": 0.31, "maxFeaturePsi": 0.12,
-             "scoreHistogram": {"binEdges": [round(0.05 * i, 2) for i in range(21)], "counts": [9_000, 400, 100, 50] + [10] * 15 + [alerts]}}
+    history = [
+        {"date": f"2026-04-{d:02d}", "avgScore": 0.01 + 0.001 * d, "highRiskPct": 0.002 + 0.0001 * d, "driftDetected": d == 20}
+        for d in range(1, 30)
+    ]
+    today = {
+        "date": DATE,
+        "avgScore": 0.05,
+        "highRiskPct": 0.012,
+        "driftDetected": True,
+        "reason": "avgScore moved 0.04 > 0.1? no: high-risk share",
+        "scorePsi": 0.31,
+        "maxFeaturePsi": 0.12,
+        "scoreHistogram": {"binEdges": [round(0.05 * i, 2) for i in range(21)], "counts": [9_000, 400, 100, 50] + [10] * 15 + [alerts]},
+    }
     return report_lib.report_figures(
-        date=DATE, counts={"received": 10_002, "accepted": 10_000, "quarantined": 2},
+        date=DATE,
+        counts={"received": 10_002, "accepted": 10_000, "quarantined": 2},
         score_summary={"highRiskCount": alerts, "mediumRiskCount": 40, "lowRiskCount": 10_000 - alerts - 40, "averageScore": 0.05},
-        alerts=alert_rows, drift=today, history=history,
-        model={"modelVersion": "20260401-000000-abcd", "calibrated": True,
-               "thresholds": {"policy": "target_recall", "target": 0.8, "target_met": True, "high": 0.62, "medium": 0.5,
-                              "expected": {"high": {"precision": 0.91, "recall": 0.8, "share": 0.001}}}},
-        performance=performance, alert_messages_sent=2,
+        alerts=alert_rows,
+        drift=today,
+        history=history,
+        model={
+            "modelVersion": "20260401-000000-abcd",
+            "calibrated": True,
+            "thresholds": {
+                "policy": "target_recall",
+                "target": 0.8,
+                "target_met": True,
+                "high": 0.62,
+                "medium": 0.5,
+                "expected": {"high": {"precision": 0.91, "recall": 0.8, "share": 0.001}},
+            },
+        },
+        performance=performance,
+        alert_messages_sent=2,
     )
 
 
-PERFORMANCE = {"date": DATE, "model_version": "20260401-000000-abcd", "labelled": 9_000, "label_coverage": 0.9, "fraud": 31,
-               "alerted": 120, "alert_precision": 0.2, "false_positive_rate_at_0_8": 0.0106, "precision_at_0_8": 0.2,
-               "recall_at_0_8": 0.77, "missed_fraud": 7, "missed_fraud_amount": 1234.5, "roc_auc": None, "pr_auc": 0.7}
+PERFORMANCE = {
+    "date": DATE,
+    "model_version": "20260401-000000-abcd",
+    "labelled": 9_000,
+    "label_coverage": 0.9,
+    "fraud": 31,
+    "alerted": 120,
+    "alert_precision": 0.2,
+    "false_positive_rate_at_0_8": 0.0106,
+    "precision_at_0_8": 0.2,
+    "recall_at_0_8": 0.77,
+    "missed_fraud": 7,
+    "missed_fraud_amount": 1234.5,
+    "roc_auc": None,
+    "pr_auc": 0.7,
+}
 
 
 def test_the_page_escapes_data_and_shows_the_day():
@@ -73,8 +116,17 @@ def test_report_key_takes_only_a_date():
         report_lib.report_key("../../etc")
 
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", "--window-size=1100,1400")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1100,1400",
+)
 
 
 def chromium_paths() -> tuple[str, str] | None:
@@ -83,8 +135,10 @@ def chromium_paths() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-@pytest.mark.skipif(chromium_paths() is None, reason="chromium and chromedriver are not installed "
-                    "(apt-get install -y chromium chromium-driver; .ci/run does this)")
+@pytest.mark.skipif(
+    chromium_paths() is None,
+    reason="chromium and chromedriver are not installed (apt-get install -y chromium chromium-driver; .ci/run does this)",
+)
 def test_the_page_renders_in_headless_chromium_with_its_charts(tmp_path, monkeypatch):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

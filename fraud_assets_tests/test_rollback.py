@@ -31,12 +31,22 @@ NAMES = PlatformNames()
 
 def deploy(version: str, booster, health_check: np.ndarray) -> dict:
     s3 = boto3.client("s3")
-    uri = put_bytes(s3, NAMES.models_bucket, f"models/{version}/model.tar.gz",
-                    package_model(booster, {"model_version": version, "feature_names": list(FEATURE_COLUMNS)}))
+    uri = put_bytes(
+        s3,
+        NAMES.models_bucket,
+        f"models/{version}/model.tar.gz",
+        package_model(booster, {"model_version": version, "feature_names": list(FEATURE_COLUMNS)}),
+    )
     return deploy_model(
-        sagemaker=boto3.client("sagemaker"), runtime=boto3.client("sagemaker-runtime"), s3=s3, names=NAMES,
-        model_uri=str(uri), model_version=version, feature_names=list(FEATURE_COLUMNS),
-        health_check_features=health_check.tolist(), expected_score=float(booster.inplace_predict(health_check.reshape(1, -1))[0]),
+        sagemaker=boto3.client("sagemaker"),
+        runtime=boto3.client("sagemaker-runtime"),
+        s3=s3,
+        names=NAMES,
+        model_uri=str(uri),
+        model_version=version,
+        feature_names=list(FEATURE_COLUMNS),
+        health_check_features=health_check.tolist(),
+        expected_score=float(booster.inplace_predict(health_check.reshape(1, -1))[0]),
         wait_timeout_s=30,
     )
 
@@ -49,8 +59,14 @@ def served(rows: np.ndarray) -> np.ndarray:
 
 
 def cli(*args: str, tmp_path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fraud_assets.cli", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "DAGSTER_HOME": str(tmp_path)}, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, "-m", "fraud_assets.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+        cwd=tmp_path,
+    )
 
 
 def test_rollback_model_serves_the_previous_model_and_refuses_unknown_versions(aws, tmp_path):
@@ -67,7 +83,7 @@ def test_rollback_model_serves_the_previous_model_and_refuses_unknown_versions(a
 
     rolled = cli("rollback-model", tmp_path=tmp_path)
     assert rolled.returncode == 0, rolled.stderr[-2000:]
-    assert json.loads(rolled.stdout[rolled.stdout.index("{"):])["model_version"] == "v1"
+    assert json.loads(rolled.stdout[rolled.stdout.index("{") :])["model_version"] == "v1"
     np.testing.assert_allclose(served(rows), expected_first, atol=1e-6)
     pointer = current_endpoint(boto3.client("s3"), NAMES)
     assert (pointer["model_version"], pointer["action"], pointer["rolled_back_from"]) == ("v1", "rollback", "v2")
@@ -79,8 +95,11 @@ def test_rollback_model_serves_the_previous_model_and_refuses_unknown_versions(a
     assert len(deployment_history(boto3.client("s3"), NAMES)) == 3
 
     # The UI's job, forward again to v2, with the history as a table in its metadata.
-    result = location_defs().resolve_job_def("rollback_model").execute_in_process(
-        instance=DagsterInstance.ephemeral(), run_config={"ops": {"rollback_endpoint": {"config": {"version": "v2"}}}})
+    result = (
+        location_defs()
+        .resolve_job_def("rollback_model")
+        .execute_in_process(instance=DagsterInstance.ephemeral(), run_config={"ops": {"rollback_endpoint": {"config": {"version": "v2"}}}})
+    )
     assert result.success
     [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = output.event_specific_data.metadata
@@ -109,8 +128,12 @@ def test_rollback_target(history, current, asked, expected):
 
 @pytest.mark.parametrize(
     ("history", "asked", "message"),
-    [([], None, "nothing to roll back"), (["a"], None, "no model version other"), (["a", "b"], "b", "already serving"),
-     (["a", "b"], "zz", "unknown model version 'zz'")],
+    [
+        ([], None, "nothing to roll back"),
+        (["a"], None, "no model version other"),
+        (["a", "b"], "b", "already serving"),
+        (["a", "b"], "zz", "unknown model version 'zz'"),
+    ],
 )
 def test_rollback_refusals_say_why(history, asked, message):
     current = record(history[-1]) if history else None

@@ -96,8 +96,9 @@ def test_every_item_is_written_exactly_once_in_chunks_of_at_most_25(n, batch_siz
             return call < 30 and rng.random() < 0.3  # flaky at first, then everything goes through
 
     client = RecordingDynamoDB(unprocess)
-    result = write_scores(client, "FraudScores", to_items(scored_frame(n), DATE), batch_size=batch_size,
-                          max_attempts=50, sleep=lambda _: None)
+    result = write_scores(
+        client, "FraudScores", to_items(scored_frame(n), DATE), batch_size=batch_size, max_attempts=50, sleep=lambda _: None
+    )
     assert result.written == n == len(client.table)
     assert all(len(copies) == 1 for copies in client.table.values())
     assert result.batches == -(-n // batch_size)
@@ -151,8 +152,9 @@ def test_unprocessed_items_are_retried_until_all_are_written(aws):
     assert (result.written, result.batches, result.retries) == (120, 5, 6)
     assert client.calls == 11 and len(delays) == 6
     assert count_items_for_date(dynamodb, aws.names.scores_table, aws.names.scores_gsi, DATE) == 120
-    stored = dynamodb.get_item(TableName=aws.names.scores_table,
-                               Key={"transactionId": {"S": "T-00119"}, "timestamp": {"S": "2024-05-01T23:00:00.000000Z"}})
+    stored = dynamodb.get_item(
+        TableName=aws.names.scores_table, Key={"transactionId": {"S": "T-00119"}, "timestamp": {"S": "2024-05-01T23:00:00.000000Z"}}
+    )
     assert Decimal(stored["Item"]["fraudScore"]["N"]) == 1 and stored["Item"]["batchDate"] == {"S": DATE}
 
 

@@ -11,12 +11,17 @@ NAMES = PlatformNames()
 
 
 def scored(n: int) -> pd.DataFrame:
-    return pd.DataFrame({
-        "transactionId": [f"TXN-{i:05d}" for i in range(n)],
-        "timestamp": pd.Timestamp("2026-06-01T10:00:00", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s"),
-        "fraudScore": np.linspace(0, 1, n),
-        "riskLevel": "LOW", "scoringTimestamp": "2026-06-02T01:00:00+00:00", "modelVersion": "v1", "endpointName": "e",
-    })
+    return pd.DataFrame(
+        {
+            "transactionId": [f"TXN-{i:05d}" for i in range(n)],
+            "timestamp": pd.Timestamp("2026-06-01T10:00:00", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s"),
+            "fraudScore": np.linspace(0, 1, n),
+            "riskLevel": "LOW",
+            "scoringTimestamp": "2026-06-02T01:00:00+00:00",
+            "modelVersion": "v1",
+            "endpointName": "e",
+        }
+    )
 
 
 def test_verify_finds_every_item_and_reports_missing_and_changed_ones(aws):
@@ -34,5 +39,4 @@ def test_verify_finds_every_item_and_reports_missing_and_changed_ones(aws):
     assert result.mismatched == ["TXN-00007"] and result.missing == ["TXN-00250"]
     # Read back a window at a time (here 60 items): the same verdict.
     windowed = verify_stored(dynamodb, NAMES.scores_table, changed + never_written, window=60)
-    assert (windowed.expected, windowed.found, windowed.missing, windowed.mismatched) == \
-        (251, 250, ["TXN-00250"], ["TXN-00007"])
+    assert (windowed.expected, windowed.found, windowed.missing, windowed.mismatched) == (251, 250, ["TXN-00250"], ["TXN-00007"])

@@ -80,7 +80,7 @@ def test_csv_batches_are_as_full_as_the_limit_allows(features, max_bytes):
 
 
 def test_float64_features_go_out_as_shortest_float32_text():
-    (start, stop, body), = csv_batches(np.array([[0.1, 1e-30, 123.456789012345], [-0.0, 2.0, 3.5]]))
+    ((start, stop, body),) = csv_batches(np.array([[0.1, 1e-30, 123.456789012345], [-0.0, 2.0, 3.5]]))
     assert (start, stop) == (0, 2)
     assert body == b"0.1,1e-30,123.45679\n-0.0,2.0,3.5\n"
 
@@ -152,7 +152,11 @@ def test_risk_level_boundaries_and_summary():
     scores = np.array([0.0, 0.4999, 0.5, 0.7999, 0.8, 1.0])
     assert risk_levels(scores).tolist() == ["LOW", "LOW", "MEDIUM", "MEDIUM", "HIGH", "HIGH"]
     assert score_summary(scores) == {
-        "count": 6, "highRiskCount": 2, "mediumRiskCount": 2, "lowRiskCount": 2, "averageScore": pytest.approx(3.5998 / 6)
+        "count": 6,
+        "highRiskCount": 2,
+        "mediumRiskCount": 2,
+        "lowRiskCount": 2,
+        "averageScore": pytest.approx(3.5998 / 6),
     }
     assert score_summary(np.array([]))["averageScore"] is None
     with pytest.raises(ValueError, match="NaN would silently count as LOW"):
@@ -167,8 +171,9 @@ class FakeEndpoint:
     `script` gives the first responses (status, error type, message); after it runs out, the
     endpoint scores each CSV row with `model`."""
 
-    def __init__(self, model: Callable[[np.ndarray], np.ndarray], script: list[tuple[int, str, str]] | None = None,
-                 json_output: bool = False):
+    def __init__(
+        self, model: Callable[[np.ndarray], np.ndarray], script: list[tuple[int, str, str]] | None = None, json_output: bool = False
+    ):
         self.model, self.script, self.json_output = model, list(script or []), json_output
         self.calls: list[tuple[str, int]] = []  # (path, rows) of each request
         self.lock = threading.Lock()
@@ -186,10 +191,8 @@ class FakeEndpoint:
             status, error_type, message, *original = scripted
             payload = {"__type": error_type, "message": message}
             if error_type == "ModelError":  # the container's own status rides along
-                payload.update(OriginalStatusCode=original[0] if original else 500, OriginalMessage=message,
-                               LogStreamArn="arn:x")
-            return Response(json.dumps(payload), status=status, content_type="application/json",
-                            headers={"x-amzn-ErrorType": error_type})
+                payload.update(OriginalStatusCode=original[0] if original else 500, OriginalMessage=message, LogStreamArn="arn:x")
+            return Response(json.dumps(payload), status=status, content_type="application/json", headers={"x-amzn-ErrorType": error_type})
         if request.content_type != "text/csv":
             return Response(json.dumps({"__type": "ValidationError", "message": "415"}), status=415)
         rows = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float32, ndmin=2)
@@ -221,8 +224,12 @@ def serve() -> Iterator[Callable[[FakeEndpoint], str]]:
 def runtime_client(url: str):
     # boto3's own retries off: what the test sees is score_through_endpoint's retrying.
     return boto3.client(
-        "sagemaker-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-        aws_secret_access_key="testing", config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+        "sagemaker-runtime",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
     )
 
 
@@ -236,16 +243,21 @@ def no_sleep(delays: list[float]) -> Callable[[float], None]:
 
 
 def test_throttling_and_unavailability_are_retried_and_rows_come_back_in_order(serve):
-    endpoint = FakeEndpoint(first_feature_model, script=[
-        (503, "ServiceUnavailable", "busy"), (429, "ThrottlingException", "slow down"),
-        (500, "ModelError", "worker restarting"),
-    ])
+    endpoint = FakeEndpoint(
+        first_feature_model,
+        script=[
+            (503, "ServiceUnavailable", "busy"),
+            (429, "ThrottlingException", "slow down"),
+            (500, "ModelError", "worker restarting"),
+        ],
+    )
     runtime = runtime_client(serve(endpoint))
     features = np.repeat(np.linspace(0, 1, 500, dtype=np.float32)[:, None], 3, axis=1)
     delays: list[float] = []
     messages: list[str] = []
-    scores = score_through_endpoint(runtime, "x", features, max_bytes=400, max_workers=2, base_delay=0.01,
-                                    sleep=no_sleep(delays), on_retry=messages.append)
+    scores = score_through_endpoint(
+        runtime, "x", features, max_bytes=400, max_workers=2, base_delay=0.01, sleep=no_sleep(delays), on_retry=messages.append
+    )
     np.testing.assert_array_equal(scores, features[:, 0].astype(np.float64))
     requests = len(list(csv_batches(features, 400)))
     assert requests > 10
@@ -257,8 +269,10 @@ def test_throttling_and_unavailability_are_retried_and_rows_come_back_in_order(s
 @pytest.mark.parametrize(
     "scripted, expected",
     [
-        ((400, "ValidationError", "Endpoint x of account 1 not found."),
-         r"endpoint x, rows 0-9: ValidationError \(400\): Endpoint x of account 1 not found"),
+        (
+            (400, "ValidationError", "Endpoint x of account 1 not found."),
+            r"endpoint x, rows 0-9: ValidationError \(400\): Endpoint x of account 1 not found",
+        ),
         ((424, "ModelError", "unsupported content type", 415), r"ModelError \(424\): unsupported content type"),
     ],
 )
@@ -317,15 +331,20 @@ def test_scores_on_the_benchmark_rows_are_bit_identical_to_the_previous_encoder(
 
     frame = generate_transactions(n_rows=20_000)
     rows = frame[list(FEATURE_COLUMNS)].to_numpy(np.float32)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 4, "nthread": 1},
-                        xgb.DMatrix(rows, label=frame[LABEL_COLUMN].to_numpy()), 30)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 4, "nthread": 1}, xgb.DMatrix(rows, label=frame[LABEL_COLUMN].to_numpy()), 30
+    )
     names = [f"f{j}" for j in range(rows.shape[1])]
-    loaded = model_server.LoadedModel(booster, rows.shape[1], "", "", names, pacsv.ConvertOptions(
-        column_types={c: pa.float32() for c in names}))
+    loaded = model_server.LoadedModel(
+        booster, rows.shape[1], "", "", names, pacsv.ConvertOptions(column_types={c: pa.float32() for c in names})
+    )
 
     previous_sink = io.BytesIO()  # the previous encoder, as it was
-    pacsv.write_csv(pa.table({n: rows[:, j] for j, n in enumerate(names)}), previous_sink,
-                    pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    pacsv.write_csv(
+        pa.table({n: rows[:, j] for j, n in enumerate(names)}),
+        previous_sink,
+        pacsv.WriteOptions(include_header=False, quoting_style="none"),
+    )
     previous_matrix = model_server.parse_csv(previous_sink.getvalue(), loaded)
     new_matrix = np.concatenate([model_server.parse_csv(body, loaded) for _, _, body in csv_batches(rows)])
     np.testing.assert_array_equal(new_matrix.view(np.uint32), rows.view(np.uint32))

@@ -9,12 +9,12 @@ import boto3
 import pandas as pd
 import pytest
 
-from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key, label_file_key
-from fraud_assets.lib.training.raw_data import RawDataError, read_raw_csv
-from fraud_assets.lib.seeding.seed import labels_due, seed_dates, seed_platform
 from fraud_assets.lib.aws.storage import SSE
+from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key, label_file_key
 from fraud_assets.lib.inference.labels import parse_label_file
+from fraud_assets.lib.seeding.seed import labels_due, seed_dates, seed_platform
 from fraud_assets.lib.seeding.synthetic import generate_daily_batch, generate_labelled_daily_batch, generate_transactions, to_csv_bytes
+from fraud_assets.lib.training.raw_data import RawDataError, read_raw_csv
 
 NAMES = PlatformNames()
 DATES = ["2024-05-01", "2024-05-02", "2024-05-03"]
@@ -30,9 +30,7 @@ def body(s3, key: str) -> bytes:
 
 def test_synthetic_seed_uploads_encrypted_raw_data_and_batches(aws):
     s3 = boto3.client("s3")
-    summary = seed_platform(
-        s3, NAMES, days=3, start_date=DATES[0], rows=2_000, transactions_per_day=150, drift_from=DATES[2], seed=9
-    )
+    summary = seed_platform(s3, NAMES, days=3, start_date=DATES[0], rows=2_000, transactions_per_day=150, drift_from=DATES[2], seed=9)
 
     expected_keys = [RAW_DATA_KEY, *(daily_batch_key(d) for d in DATES), *(label_file_key(d) for d in DATES)]
     assert sorted(stored_keys(s3)) == sorted(expected_keys)
@@ -55,8 +53,17 @@ def test_label_files_carry_the_generators_truth_and_arrive_late(aws):
     s3 = boto3.client("s3")
     pending: dict[str, bytes] = {}
     summary = seed_platform(
-        s3, NAMES, days=3, start_date=DATES[0], rows=500, transactions_per_day=400, drift_from=DATES[1],
-        drift_kind="new-pattern", seed=3, label_delay_days=3, pending_labels=pending,
+        s3,
+        NAMES,
+        days=3,
+        start_date=DATES[0],
+        rows=500,
+        transactions_per_day=400,
+        drift_from=DATES[1],
+        drift_kind="new-pattern",
+        seed=3,
+        label_delay_days=3,
+        pending_labels=pending,
     )
     # "Today" is the day after the last seeded day (05-04): only the first day is three days old.
     assert list(summary["label_uris"]) == [DATES[0]] and summary["unlabelled_dates"] == DATES[1:]

@@ -24,9 +24,8 @@ import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.lib.training import features
-from fraud_assets.lib.training import splits
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
+from fraud_assets.lib.training import features, splits
 from fraud_assets.lib.training.prep_engines import (
     DATA_PREP_SCRIPT,
     FEATURE_ENG_SCRIPT,
@@ -44,8 +43,14 @@ feng = load_glue_script(FEATURE_ENG_SCRIPT)
 
 @pytest.fixture(scope="module")
 def spark():
-    session = local_spark_session(**{"spark.app.name": "fraud-assets-parity", "spark.sql.shuffle.partitions": "2",
-                                     "spark.default.parallelism": "2", "spark.sql.files.openCostInBytes": "0"})
+    session = local_spark_session(
+        **{
+            "spark.app.name": "fraud-assets-parity",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.sql.files.openCostInBytes": "0",
+        }
+    )
     yield session
     session.stop()
 
@@ -199,7 +204,9 @@ def test_large_synthetic_set_splits_identically(large_csv, large_splits):
 
 
 def test_summary_and_layout_of_the_script(spark, tmp_path):
-    csv = b"Time,V1,V2,V3,V4,V5,V6,V7,V8,V9,V10,V11,V12,V13,V14,V15,V16,V17,V18,V19,V20,V21,V22,V23,V24,V25,V26,V27,V28,Amount,Class,extra\n"
+    csv = (
+        b"Time,V1,V2,V3,V4,V5,V6,V7,V8,V9,V10,V11,V12,V13,V14,V15,V16,V17,V18,V19,V20,V21,V22,V23,V24,V25,V26,V27,V28,Amount,Class,extra\n"
+    )
     csv += b"".join(f"{i},{','.join(['0.5'] * 28)},{i * 1.25},{i % 2},x\n".encode() for i in range(50))
     (tmp_path / "in.csv").write_bytes(csv)
     summary = prep.prepare_splits_spark(spark, str(tmp_path / "in.csv"), str(tmp_path / "out"), 5, (0.6, 0.2, 0.2), expected_records=50)

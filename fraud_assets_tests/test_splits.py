@@ -103,8 +103,8 @@ def test_summary_reconciles_with_the_input():
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(min_value=0, max_value=300), crlf=st.booleans(), trailing_newline=st.booleans(), blank_lines=st.integers(0, 3))
 def test_input_record_count_is_independent_of_the_parser(n, crlf, trailing_newline, blank_lines):
-    from fraud_assets.lib.training.prep_engines import count_csv_records
     from fraud_assets.lib.seeding.synthetic import to_csv_bytes
+    from fraud_assets.lib.training.prep_engines import count_csv_records
 
     text = to_csv_bytes(raw_frame(n)).rstrip(b"\n")
     if crlf:

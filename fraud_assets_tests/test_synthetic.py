@@ -284,8 +284,10 @@ def test_the_deployed_model_misses_the_new_pattern_and_a_model_with_its_labels_c
     labelled = generate_labelled_daily_batch("2024-05-01", 8_000, seed=12, drift=1.0, drift_kind="new-pattern")
     retrained = xgb.train(
         params,
-        xgb.DMatrix(np.vstack([train[columns].to_numpy(), batch_features(labelled.records)]),
-                    label=np.concatenate([train[LABEL_COLUMN].to_numpy(), labelled.is_fraud])),
+        xgb.DMatrix(
+            np.vstack([train[columns].to_numpy(), batch_features(labelled.records)]),
+            label=np.concatenate([train[LABEL_COLUMN].to_numpy(), labelled.is_fraud]),
+        ),
         60,
     )
     later = generate_labelled_daily_batch("2024-05-02", 8_000, seed=12, drift=1.0, drift_kind="new-pattern")

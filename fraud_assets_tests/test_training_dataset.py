@@ -12,12 +12,12 @@ from dagster import DagsterInstance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.lib.aws.storage import parquet_to_table, put_bytes, get_bytes
+from fraud_assets.lib.aws.storage import get_bytes, parquet_to_table, put_bytes
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_DATA_KEY, TRANSACTION_ID, PlatformNames
-from fraud_assets.lib.training import extraction
-from fraud_assets.lib.training.splits import transaction_ids
 from fraud_assets.lib.seeding.seed import put_label_file, seed_platform
 from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
+from fraud_assets.lib.training import extraction
+from fraud_assets.lib.training.splits import transaction_ids
 
 NAMES = PlatformNames()
 
@@ -69,8 +69,12 @@ def test_sampling_keeps_every_fraud_and_about_the_cap(cap, seed):
     assert sampled[LABEL_COLUMN].sum() == full[LABEL_COLUMN].sum()  # every fraud kept
     kept = int((sampled[LABEL_COLUMN] == 0).sum())
     legit = int((full[LABEL_COLUMN] == 0).sum())
-    assert summary["sampling"] == {"legitimateCap": cap, "legitimateRowsBefore": legit, "legitimateRowsKept": kept,
-                                   "legitimateRate": min(1.0, cap / legit)}
+    assert summary["sampling"] == {
+        "legitimateCap": cap,
+        "legitimateRowsBefore": legit,
+        "legitimateRowsKept": kept,
+        "legitimateRate": min(1.0, cap / legit),
+    }
     assert set(sampled[TRANSACTION_ID]) <= set(full[TRANSACTION_ID])
     assert abs(kept - min(cap, legit)) <= 4 * np.sqrt(min(cap, legit)) + 2  # a hash sample: about the cap
     again, _ = extraction.combine(raw, daily, seed, legit_cap=cap)
@@ -107,7 +111,9 @@ def _materialized(result, name: str) -> dict:
 
 
 def _table(result, stage: str, name: str) -> pd.DataFrame:
-    return parquet_to_table(get_bytes(boto3.client("s3"), f"s3://{NAMES.workflow_bucket}/executions/{result.run_id}/{stage}/{name}.parquet"))
+    return parquet_to_table(
+        get_bytes(boto3.client("s3"), f"s3://{NAMES.workflow_bucket}/executions/{result.run_id}/{stage}/{name}.parquet")
+    )
 
 
 @pytest.mark.e2e
@@ -115,8 +121,19 @@ def test_retraining_learns_the_new_pattern_from_labelled_days_and_beats_the_cham
     s3 = boto3.client("s3")
     dates = [f"2024-05-0{i}" for i in range(1, 7)]
     pending: dict[str, bytes] = {}
-    seed_platform(s3, NAMES, days=6, start_date=dates[0], rows=100, transactions_per_day=2_500, drift_from=dates[1],
-                  drift_kind="new-pattern", label_delay_days=99, pending_labels=pending, seed=5)
+    seed_platform(
+        s3,
+        NAMES,
+        days=6,
+        start_date=dates[0],
+        rows=100,
+        transactions_per_day=2_500,
+        drift_from=dates[1],
+        drift_kind="new-pattern",
+        label_delay_days=99,
+        pending_labels=pending,
+        seed=5,
+    )
     put_bytes(s3, NAMES.data_bucket, RAW_DATA_KEY, to_csv_bytes(generate_transactions(30_000, fraud_rate=0.01, seed=5)))
     instance = DagsterInstance.ephemeral()
 
@@ -147,8 +164,10 @@ def test_retraining_learns_the_new_pattern_from_labelled_days_and_beats_the_cham
     assert evaluation["champion_recent_recall_at_0_8"] < 0.4
     gate = {e.check_name: e for e in challenger.get_asset_check_evaluations()}["no_regression_gate"]
     assert gate.passed and "on the recent window (2024-05-05, 2024-05-06" in gate.description
-    assert any(e.asset_key.to_user_string() == "deployed_endpoint" for e in
-               (ev.event_specific_data.materialization for ev in challenger.get_asset_materialization_events()))
+    assert any(
+        e.asset_key.to_user_string() == "deployed_endpoint"
+        for e in (ev.event_specific_data.materialization for ev in challenger.get_asset_materialization_events())
+    )
 
 
 @pytest.mark.e2e

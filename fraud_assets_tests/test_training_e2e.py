@@ -7,15 +7,22 @@ from dagster import DagsterInstance
 
 from fraud_assets.definitions import location_defs
 from fraud_assets.defs.resources import QualityGates
-from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames
-from fraud_assets.lib.training.endpoint import current_endpoint, invoke_one
 from fraud_assets.lib.aws.storage import put_bytes
+from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames
 from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
+from fraud_assets.lib.training.endpoint import current_endpoint, invoke_one
 
 pytestmark = pytest.mark.e2e
 NAMES = PlatformNames()
-TRAINING_STAGES = ("train_split", "validation_split", "test_split", "model_hyperparameters", "fraud_model",
-                   "evaluation_metrics", "deployed_endpoint")
+TRAINING_STAGES = (
+    "train_split",
+    "validation_split",
+    "test_split",
+    "model_hyperparameters",
+    "fraud_model",
+    "evaluation_metrics",
+    "deployed_endpoint",
+)
 # Floors low enough for a small data set; the gate mechanics are what this test is about.
 LENIENT = QualityGates(pr_auc_floor=0.3, high_risk_precision_floor=0.3)
 
@@ -55,8 +62,10 @@ def test_training_graph_deploys_and_a_failing_gate_keeps_the_previous_model(aws)
     second = run_training(instance, QualityGates(pr_auc_floor=1.0))
     failed = {e.check_name for e in second.get_asset_check_evaluations() if not e.passed}
     assert "pr_auc_gate" in failed
-    assert not any(e.asset_key.to_user_string() == "deployed_endpoint" for e in
-                   (ev.event_specific_data.materialization for ev in second.get_asset_materialization_events()))
+    assert not any(
+        e.asset_key.to_user_string() == "deployed_endpoint"
+        for e in (ev.event_specific_data.materialization for ev in second.get_asset_materialization_events())
+    )
     assert f"executions/{second.run_id}/deployed_endpoint/output.json" not in stage_keys(second.run_id)
     assert current_endpoint(s3, NAMES)["model_version"] == deployed["model_version"]
     assert invoke_one(runtime, NAMES.endpoint_name, known) == pytest.approx(deployed["health_check"]["expected_score"], abs=1e-5)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from fraud_assets.lib.config import FEATURE_COLUMNS
-from fraud_assets.lib.training.metrics import compare_with_production, evaluate_scores
-from fraud_assets.lib.training.splits import prepare_splits
 from fraud_assets.lib.seeding.synthetic import generate_transactions
+from fraud_assets.lib.training.metrics import compare_with_production, evaluate_scores
 from fraud_assets.lib.training.model import MODEL_FILE, load_model_package, package_model, train_model
+from fraud_assets.lib.training.splits import prepare_splits
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,9 @@ def test_archive_without_model_is_refused():
 
 
 def test_unknown_hyperparameter_is_an_error(splits):
-    with pytest.raises(Exception):
+    import xgboost
+
+    with pytest.raises(xgboost.core.XGBoostError, match="max_depth"):
         train_model(splits["train"], splits["validation"], {"max_depth": -3, "num_round": 2})
 
 

@@ -153,9 +153,7 @@ def read_positioned(spark, input_path: str, header: Sequence[str]):
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    schema = T.StructType(
-        [T.StructField(f"_c{i}", T.StringType()) for i in range(len(header))] + [T.StructField(_CORRUPT, T.StringType())]
-    )
+    schema = T.StructType([T.StructField(f"_c{i}", T.StringType()) for i in range(len(header))] + [T.StructField(_CORRUPT, T.StringType())])
     rows = (
         spark.read.schema(schema)
         .option("header", True)
@@ -180,9 +178,7 @@ def read_positioned(spark, input_path: str, header: Sequence[str]):
         offsets.append((block[_BLOCK], block["first"], total))
         total += block["n"]
     offset_frame = spark.createDataFrame(offsets, f"{_BLOCK} long, _first long, _offset long")
-    positioned = rows.join(F.broadcast(offset_frame), _BLOCK).withColumn(
-        _POS, F.col("_offset") + F.col(_MONO) - F.col("_first")
-    )
+    positioned = rows.join(F.broadcast(offset_frame), _BLOCK).withColumn(_POS, F.col("_offset") + F.col(_MONO) - F.col("_first"))
     return positioned.drop(_FILE, _BLOCK, _MONO, "_first", "_offset"), total
 
 
@@ -235,9 +231,7 @@ def _bad_row_error(spark_row, header: Sequence[str], input_path: str) -> DataVal
         text = spark_row[_CORRUPT]
         n_fields = len(next(csv.reader([text]), []))
         shown = text if len(text) <= 200 else text[:200] + "..."
-        return DataValidationError(
-            input_path, f"malformed row: expected {len(header)} fields, got {n_fields}:", row=row, value=shown
-        )
+        return DataValidationError(input_path, f"malformed row: expected {len(header)} fields, got {n_fields}:", row=row, value=shown)
     for name in sorted(RAW_COLUMNS, key=list(header).index):  # the leftmost bad column, in file order
         found = value_problem(name, spark_row[f"_c{list(header).index(name)}"])
         if found is not None:
@@ -275,8 +269,11 @@ def prepare_splits_spark(
 
     typed, all_ok = typed_columns(header)
     prepared = positioned.select(
-        _POS, *typed, split_code_column(transaction_id_column(F.col(_POS)), seed, ratios).alias(_SPLIT),
-        all_ok.alias("_ok"), F.col(_CORRUPT).isNotNull().alias("_malformed"),
+        _POS,
+        *typed,
+        split_code_column(transaction_id_column(F.col(_POS)), seed, ratios).alias(_SPLIT),
+        all_ok.alias("_ok"),
+        F.col(_CORRUPT).isNotNull().alias("_malformed"),
     )
     malformed = F.col("_malformed")
     # Cached (typed values only) so the CSV is parsed once more only: the aggregate below fills the
@@ -370,15 +367,22 @@ def extract_training_dataset_spark(
         first_bad = stats["first_malformed"] if stats["first_malformed"] is not None else stats["first_invalid"]
         if first_bad is not None:
             raise _bad_row_error(positioned.where(F.col(_POS) == first_bad).first(), header, input_path)
-        parts = [prepared.select(
-            transaction_id_column(F.col(_POS)).alias(TRANSACTION_ID), *RAW_COLUMNS, F.lit(RAW_SOURCE).alias(SOURCE_COLUMN),
-            F.lit(0).alias("_priority"),
-        )]
+        parts = [
+            prepared.select(
+                transaction_id_column(F.col(_POS)).alias(TRANSACTION_ID),
+                *RAW_COLUMNS,
+                F.lit(RAW_SOURCE).alias(SOURCE_COLUMN),
+                F.lit(0).alias("_priority"),
+            )
+        ]
         daily_rows = 0
         if daily_path is not None:
             daily = spark.read.parquet(daily_path).select(
-                F.col(TRANSACTION_ID).cast("string"), *[F.col(c).cast("double") for c in FEATURE_COLUMNS],
-                F.col(LABEL_COLUMN).cast("bigint"), F.col(SOURCE_COLUMN).cast("string"), F.lit(1).alias("_priority"),
+                F.col(TRANSACTION_ID).cast("string"),
+                *[F.col(c).cast("double") for c in FEATURE_COLUMNS],
+                F.col(LABEL_COLUMN).cast("bigint"),
+                F.col(SOURCE_COLUMN).cast("string"),
+                F.lit(1).alias("_priority"),
             )
             daily_rows = daily.count()
             parts.append(daily)
@@ -399,8 +403,12 @@ def extract_training_dataset_spark(
     finally:
         prepared.unpersist()
     return {
-        "rawRowsRead": total, "dailyRowsRead": daily_rows, "duplicatesDropped": total + daily_rows - int(counts["rows"]),
-        "legitimateRowsBefore": int(counts["legit"]), "legitimateRate": rate, "engine": "spark",
+        "rawRowsRead": total,
+        "dailyRowsRead": daily_rows,
+        "duplicatesDropped": total + daily_rows - int(counts["rows"]),
+        "legitimateRowsBefore": int(counts["legit"]),
+        "legitimateRate": rate,
+        "engine": "spark",
     }
 
 
@@ -414,11 +422,16 @@ def split_dataset_spark(spark, input_path: str, output_dir: str, seed: int, rati
     frame = spark.read.parquet(input_path)
     missing = tuple(c for c in (TRANSACTION_ID, *RAW_COLUMNS) if c not in frame.columns)
     if missing:
-        raise DataValidationError(input_path, "missing required columns" if len(missing) > 1 else "missing required column",
-                                  column=missing if len(missing) > 1 else missing[0])
+        raise DataValidationError(
+            input_path,
+            "missing required columns" if len(missing) > 1 else "missing required column",
+            column=missing if len(missing) > 1 else missing[0],
+        )
     coded = frame.select(
-        F.col(TRANSACTION_ID).cast("string").alias(TRANSACTION_ID), *[F.col(c).cast("double") for c in FEATURE_COLUMNS],
-        F.col(LABEL_COLUMN).cast("bigint"), split_code_column(F.col(TRANSACTION_ID), int(seed), ratios).alias(_SPLIT),
+        F.col(TRANSACTION_ID).cast("string").alias(TRANSACTION_ID),
+        *[F.col(c).cast("double") for c in FEATURE_COLUMNS],
+        F.col(LABEL_COLUMN).cast("bigint"),
+        split_code_column(F.col(TRANSACTION_ID), int(seed), ratios).alias(_SPLIT),
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         stats = coded.agg(
@@ -443,8 +456,13 @@ def split_dataset_spark(spark, input_path: str, output_dir: str, seed: int, rati
     summary: dict[str, Any] = {"recordCount": total, "splits": {}, "seed": int(seed), "ratios": list(ratios), "engine": "spark"}
     for i, name in enumerate(SPLITS):
         rows, fraud = int(stats[f"rows_{i}"]), int(stats[f"fraud_{i}"] or 0)
-        summary["splits"][name] = {"rows": rows, "fraudCount": fraud, "fraudRate": fraud / rows if rows else 0.0,
-                                   "fraction": rows / total, "path": split_path(base, name)}
+        summary["splits"][name] = {
+            "rows": rows,
+            "fraudCount": fraud,
+            "fraudRate": fraud / rows if rows else 0.0,
+            "fraction": rows / total,
+            "path": split_path(base, name),
+        }
     return summary
 
 
@@ -461,8 +479,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--ratios", default=",".join(str(r) for r in DEFAULT_RATIOS), help="train,validation,test")
     parser.add_argument("--expected-records", type=int, default=None)
-    parser.add_argument("--input-format", choices=("csv", "parquet"), default="csv",
-                        help="csv: the raw file, validated; parquet: a prepared data set with transactionIds")
+    parser.add_argument(
+        "--input-format",
+        choices=("csv", "parquet"),
+        default="csv",
+        help="csv: the raw file, validated; parquet: a prepared data set with transactionIds",
+    )
     args, _unknown = parser.parse_known_args(list(argv))
     args.ratios = validate_ratios([float(r) for r in args.ratios.split(",")])
     return args

@@ -155,9 +155,7 @@ def add_features_spark(df, stats: dict[str, Any]):
         out = out.withColumn(
             name, F.when(loose, F.lit(1).cast("long")).otherwise(F.count(F.lit(1)).over(by_customer.rangeBetween(-window, 0)))
         )
-    scores = spark.createDataFrame(
-        [(m, float(s)) for m, s in stats["merchant_risk"].items()], "_merchant string, _score double"
-    )
+    scores = spark.createDataFrame([(m, float(s)) for m, s in stats["merchant_risk"].items()], "_merchant string, _score double")
     out = out.join(F.broadcast(scores), F.col("merchant").cast("string") == F.col("_merchant"), "left")
     out = out.withColumn("merchant_risk_score", F.coalesce(F.col("_score"), F.lit(float(stats["merchant_prior"]))))
     new = [*TIME_FEATURES, *AMOUNT_FEATURES, *CUSTOMER_FEATURES]
@@ -247,7 +245,9 @@ def main(argv: Sequence[str] | None = None, spark=None) -> dict[str, Any]:
         summary = engineer_features_spark(spark, args.input, args.output, merchant_smoothing=args.merchant_smoothing)
         summary["statsPath"] = write_stats(summary["stats"], args.output)
         if pipes is not None:
-            pipes.log.info(f"fraud_feature_eng: {args.input} -> {args.output}: " + str({n: s["rows"] for n, s in summary["splits"].items()}))
+            pipes.log.info(
+                f"fraud_feature_eng: {args.input} -> {args.output}: " + str({n: s["rows"] for n, s in summary["splits"].items()})
+            )
             pipes.report_custom_message({"kind": "fraud_feature_eng_summary", "summary": summary})
     print(json.dumps({"fraud_feature_eng": {k: v for k, v in summary.items() if k != "stats"}}, sort_keys=True))
     return summary

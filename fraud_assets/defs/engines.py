@@ -166,13 +166,24 @@ class DataPrepEngine(ConfigurableResource):
                 frame, summary = prep_engines.extract_with_spark(self.spark_session(), path, str(uri), daily, seed, legit_cap, self.workdir)
             else:
                 frame, summary = extract_with_pandas(path, str(uri), daily, seed, legit_cap)
-        metadata = {"engine": self.engine, "extract_engine": "spark" if self.engine == "spark" else "pandas",
-                    "engine_seconds": round(time.perf_counter() - started, 3)}
+        metadata = {
+            "engine": self.engine,
+            "extract_engine": "spark" if self.engine == "spark" else "pandas",
+            "engine_seconds": round(time.perf_counter() - started, 3),
+        }
         return frame, summary, metadata
 
     def split_dataset(
-        self, context, s3_client, dataset: pd.DataFrame, dataset_uri: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS,
-        *, glue_client=None, logs_client=None,
+        self,
+        context,
+        s3_client,
+        dataset: pd.DataFrame,
+        dataset_uri: str,
+        seed: int,
+        ratios: Sequence[float] = DEFAULT_RATIOS,
+        *,
+        glue_client=None,
+        logs_client=None,
     ) -> PreparedSplits:
         """The splits of a prepared data set (training_dataset's rows; `dataset_uri` its parquet,
         which the Glue job reads), by the hash of its transactionIds: the same frames on every engine."""
@@ -186,8 +197,15 @@ class DataPrepEngine(ConfigurableResource):
             metadata["spark_master"] = self.spark_config.get("spark.master", "")
         elif self.engine == "glue":
             frames, metadata = self._prepare_with_glue(
-                context, s3_client, S3Uri.parse(dataset_uri), seed, ratios, glue_client, logs_client,
-                input_format="parquet", input_records=len(dataset),
+                context,
+                s3_client,
+                S3Uri.parse(dataset_uri),
+                seed,
+                ratios,
+                glue_client,
+                logs_client,
+                input_format="parquet",
+                input_records=len(dataset),
             )
         else:
             raise ValueError(f"unknown data-prep engine {self.engine!r}")
@@ -275,7 +293,15 @@ class DataPrepEngine(ConfigurableResource):
         return "unchanged"
 
     def _prepare_with_glue(
-        self, context, s3_client, raw_uri: S3Uri, seed, ratios, glue_client, logs_client, input_format: str = "csv",
+        self,
+        context,
+        s3_client,
+        raw_uri: S3Uri,
+        seed,
+        ratios,
+        glue_client,
+        logs_client,
+        input_format: str = "csv",
         input_records: int | None = None,
     ):
         glue_client = glue_client or make_client("glue")

@@ -11,7 +11,6 @@ partition's), never by looking for the newest file: replay, single-asset debuggi
 all read exactly what Dagster says was materialised.
 """
 
-
 import json
 
 from dagster import (
@@ -49,7 +48,9 @@ class ExecutionsIOManager(ConfigurableIOManager):
 
     def handle_output(self, context: OutputContext, obj: StageResult) -> None:
         if not isinstance(obj, StageResult):
-            raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; assets on this IO manager return StageResult")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; assets on this IO manager return StageResult"
+            )
         client = s3_client(self.s3)
         partition = context.partition_key if context.has_partition_key else None
         prefix = execution_prefix(context.run_id, context.asset_key.path[-1], partition)

@@ -54,7 +54,8 @@ class AwsClients(ResourceWithBoto3Configuration):
     service: per-service endpoints (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME) come from the environment."""
 
     retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
-        default="standard", description="botocore's retry mode; max_attempts counts every attempt, the first included.")
+        default="standard", description="botocore's retry mode; max_attempts counts every attempt, the first included."
+    )
 
     def client(self, service: str):
         return make_client(service, ClientSettings.from_resource(self))
@@ -66,7 +67,9 @@ class QualityGates(ConfigurableResource):
 
     accuracy_floor: float = Field(default=0.90, description="The seeds' gate: accuracy >= 0.90.")
     pr_auc_floor: float = Field(default=0.60, description="Area under the precision-recall curve on the test split.")
-    high_risk_precision_floor: float = Field(default=0.60, description="Precision of the high-risk bucket the alerts act on (calibrated score >= the model's threshold).")
+    high_risk_precision_floor: float = Field(
+        default=0.60, description="Precision of the high-risk bucket the alerts act on (calibrated score >= the model's threshold)."
+    )
     regression_tolerance: float = Field(default=0.02, description="How far PR-AUC may fall below the production model's.")
     split_ratio_tolerance: float = Field(default=0.01, description="Allowed deviation of each split's share from 70/15/15.")
 
@@ -77,14 +80,22 @@ class RiskThresholds(ConfigurableResource):
 
     high_risk_threshold: float = Field(default=0.8, description="High-risk threshold on the calibrated score (fixed policy).")
     medium_risk_threshold: float = Field(default=0.5, description="Medium-risk threshold on the calibrated score.")
-    target_recall: Optional[float] = Field(default=None, description="Choose the highest high-risk threshold reaching this recall on validation.")
-    target_precision: Optional[float] = Field(default=None, description="Choose the lowest high-risk threshold reaching this precision on validation.")
+    target_recall: Optional[float] = Field(
+        default=None, description="Choose the highest high-risk threshold reaching this recall on validation."
+    )
+    target_precision: Optional[float] = Field(
+        default=None, description="Choose the lowest high-risk threshold reaching this precision on validation."
+    )
 
     def policy(self):
         from fraud_assets.lib.training.calibration import ThresholdPolicy
 
-        return ThresholdPolicy(high=self.high_risk_threshold, medium=self.medium_risk_threshold,
-                               target_recall=self.target_recall, target_precision=self.target_precision)
+        return ThresholdPolicy(
+            high=self.high_risk_threshold,
+            medium=self.medium_risk_threshold,
+            target_recall=self.target_recall,
+            target_precision=self.target_precision,
+        )
 
 
 class FeatureEngineering(ConfigurableResource):
@@ -108,7 +119,8 @@ class RetrainingPolicy(ConfigurableResource):
         "on more days than the held-out recent window for the retraining to learn it.",
     )
     min_labelled_fraud: int = Field(
-        default=20, description="A day with fewer confirmed frauds is too noisy a recall estimate to count (at 0.17% fraud: ~12,000 transactions)."
+        default=20,
+        description="A day with fewer confirmed frauds is too noisy a recall estimate to count (at 0.17% fraud: ~12,000 transactions).",
     )
 
 
@@ -134,7 +146,13 @@ def _from_env(resource_cls: type[ConfigurableResource], prefix: str, **fixed) ->
     for name, field in resource_cls.model_fields.items():
         var = f"{prefix}{name.upper()}"
         if var in os.environ and name not in values:
-            values[name] = dg.EnvVar.int(var) if field.annotation is int else dg.EnvVar(var) if field.annotation is str else _typed(field.annotation, os.environ[var])
+            values[name] = (
+                dg.EnvVar.int(var)
+                if field.annotation is int
+                else dg.EnvVar(var)
+                if field.annotation is str
+                else _typed(field.annotation, os.environ[var])
+            )
     return resource_cls(**values)
 
 

@@ -69,8 +69,11 @@ def bootstrap_with(client: Callable[[str], Any], names: PlatformNames, region: s
     if stack["StackStatus"] != "CREATE_COMPLETE":  # moto creates synchronously; AWS would need a waiter
         cfn.get_waiter("stack_create_complete").wait(StackName=STACK_NAME, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     # Resources of a type moto does not know are listed without ids: the gaps below create them.
-    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
-                for r in cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"] if r.get("LogicalResourceId")}
+    physical = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
+        if r.get("LogicalResourceId")
+    }
     resolver = Resolver(template, {**_parameter_defaults(template), **parameters}, physical, region, _account_id(stack))
     apply_moto_gaps(client, template, resolver)
 
@@ -150,8 +153,13 @@ class Resolver:
 
     def __init__(self, template: dict[str, Any], parameters: dict[str, str], physical: dict[str, str], region: str, account: str):
         self.template, self.parameters, self.physical = template, parameters, physical
-        self.pseudo = {"AWS::Region": region, "AWS::AccountId": account, "AWS::Partition": "aws",
-                       "AWS::StackName": STACK_NAME, "AWS::URLSuffix": "amazonaws.com"}
+        self.pseudo = {
+            "AWS::Region": region,
+            "AWS::AccountId": account,
+            "AWS::Partition": "aws",
+            "AWS::StackName": STACK_NAME,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
 
     def condition(self, name: str) -> bool:
         return bool(self.resolve(self.template["Conditions"][name]))
@@ -162,7 +170,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (fn, arg), = value.items()
+            ((fn, arg),) = value.items()
             if fn == "Ref":
                 return self.ref(arg)
             if fn == "Fn::GetAtt":
@@ -240,7 +248,8 @@ def _apply_property(client: Callable[[str], Any], kind: str, name: str, prop: st
             s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=value)
         elif prop == "LifecycleConfiguration":
             s3.put_bucket_lifecycle_configuration(
-                Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in value["Rules"]]})
+                Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in value["Rules"]]}
+            )
     elif kind == "AWS::DynamoDB::Table":
         ddb = client("dynamodb")
         if prop == "PointInTimeRecoverySpecification":
@@ -257,13 +266,25 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
     if "NoncurrentVersionExpiration" in rule:
         out["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])}
     if "AbortIncompleteMultipartUpload" in rule:
-        out["AbortIncompleteMultipartUpload"] = {
-            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+        out["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
     return out
 
 
-_ALARM_FIELDS = ("AlarmName", "AlarmDescription", "Namespace", "MetricName", "Dimensions", "Statistic", "Period",
-                 "EvaluationPeriods", "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmActions", "Metrics")
+_ALARM_FIELDS = (
+    "AlarmName",
+    "AlarmDescription",
+    "Namespace",
+    "MetricName",
+    "Dimensions",
+    "Statistic",
+    "Period",
+    "EvaluationPeriods",
+    "Threshold",
+    "ComparisonOperator",
+    "TreatMissingData",
+    "AlarmActions",
+    "Metrics",
+)
 
 
 def _apply_whole_resource(client: Callable[[str], Any], kind: str, props: dict[str, Any]) -> None:

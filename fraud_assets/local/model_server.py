@@ -395,8 +395,7 @@ class ModelServerApp:
         start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
         return [body]
 
-    def _resolve_and_parse(self, endpoint: str, body: bytes | bytearray,
-                           timings: dict[str, float]) -> tuple[EndpointState, np.ndarray]:
+    def _resolve_and_parse(self, endpoint: str, body: bytes | bytearray, timings: dict[str, float]) -> tuple[EndpointState, np.ndarray]:
         t0 = time.perf_counter()
         cached = self.resolver.cached(endpoint)
         if cached is None:
@@ -464,8 +463,7 @@ class ModelServerApp:
         timings.update(predict=t1 - t0, format=time.perf_counter() - t1)
         # Where the time went, for benchmarks (the standard Server-Timing header, milliseconds).
         timing = ", ".join(f"{name};dur={1000 * d:.1f}" for name, d in timings.items())
-        headers = [("Content-Type", accept), ("x-Amzn-Invoked-Production-Variant", state.variant_name),
-                   ("Server-Timing", timing)]
+        headers = [("Content-Type", accept), ("x-Amzn-Invoked-Production-Variant", state.variant_name), ("Server-Timing", timing)]
         return 200, headers, payload
 
 
@@ -505,13 +503,26 @@ def _drain(stream: Any) -> None:
         pass
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
-            413: "Payload Too Large", 415: "Unsupported Media Type", 424: "Failed Dependency",
-            500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    424: "Failed Dependency",
+    500: "Internal Server Error",
+}
 
 
-def make_app(aws_endpoint: str | None, region: str, resolve_interval: float = 1.0,
-             aws_endpoint_port_file: str | None = None, predict_threads: int = 1) -> ModelServerApp:
+def make_app(
+    aws_endpoint: str | None,
+    region: str,
+    resolve_interval: float = 1.0,
+    aws_endpoint_port_file: str | None = None,
+    predict_threads: int = 1,
+) -> ModelServerApp:
     clients = _LazyClients(aws_endpoint, region, aws_endpoint_port_file)
     return ModelServerApp(EndpointResolver(clients, resolve_interval, predict_threads))
 
@@ -559,10 +570,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default=None)
     parser.add_argument("--resolve-interval", type=float, default=1.0)
     parser.add_argument(
-        "--predict-threads", type=int, default=1,
+        "--predict-threads",
+        type=int,
+        default=1,
         help="xgboost threads per request (0: all cores). One, because clients send requests in "
-             "parallel (the scoring code keeps two in flight): requests then fill the cores without "
-             "OpenMP teams fighting over them, and single rows answer in ~0.1 ms instead of ~3 ms.",
+        "parallel (the scoring code keeps two in flight): requests then fill the cores without "
+        "OpenMP teams fighting over them, and single rows answer in ~0.1 ms instead of ~3 ms.",
     )
     parser.add_argument("--port-file", help="write the bound port here once listening")
     parser.add_argument("--parent-pid", type=int, help="exit when this process is no longer our parent")
@@ -578,8 +591,9 @@ def main(argv: list[str] | None = None) -> int:
     from fraud_assets.lib.config import DEFAULT_REGION
     from fraud_assets.local.processes import serve_as_child
 
-    app = make_app(args.aws_endpoint, args.region or DEFAULT_REGION, args.resolve_interval,
-                   args.aws_endpoint_port_file, args.predict_threads)
+    app = make_app(
+        args.aws_endpoint, args.region or DEFAULT_REGION, args.resolve_interval, args.aws_endpoint_port_file, args.predict_threads
+    )
     # xgboost (and through it sklearn/pandas) takes seconds to import: do it behind /ping so the
     # server is up at once and warm by the first invocation.
     threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()

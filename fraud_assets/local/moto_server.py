@@ -253,8 +253,11 @@ def _query_protocol_action(environ: dict[str, Any]) -> str | None:
         return action[0]
     content_type = environ.get("CONTENT_TYPE", "")
     length = int(environ.get("CONTENT_LENGTH") or 0)
-    if environ.get("REQUEST_METHOD") != "POST" or not content_type.startswith("application/x-www-form-urlencoded") \
-            or not 0 < length <= 1024 * 1024:
+    if (
+        environ.get("REQUEST_METHOD") != "POST"
+        or not content_type.startswith("application/x-www-form-urlencoded")
+        or not 0 < length <= 1024 * 1024
+    ):
         return None
     body = environ["wsgi.input"].read(length)
     environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
@@ -294,8 +297,7 @@ def _table_items(table: Any) -> list[Any]:
     writers go on."""
     items = getattr(table, "items", None)
     if not isinstance(items, dict) or not hasattr(table, "range_key_attr"):
-        raise MotoInternalsChanged(
-            f"moto's DynamoDB Table has no dict `items` / `range_key_attr` (got {type(items).__name__})")
+        raise MotoInternalsChanged(f"moto's DynamoDB Table has no dict `items` / `range_key_attr` (got {type(items).__name__})")
     if table.range_key_attr:
         found = []
         for by_range in _copy_values(items):
@@ -364,7 +366,8 @@ def import_table_items(table: Any, body: bytes) -> int:
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"line {n}: not an item of {getattr(table, 'name', '?')}: {type(err).__name__}: {err}") from None
         if hash_key.type != getattr(table, "hash_key_type", hash_key.type) or (
-                range_key is not None and range_key.type != getattr(table, "range_key_type", range_key.type)):
+            range_key is not None and range_key.type != getattr(table, "range_key_type", range_key.type)
+        ):
             raise ValueError(f"line {n}: a key attribute has the wrong type for {getattr(table, 'name', '?')}")
         loaded.append(item)
     # Only once every line parsed: a bad file loads nothing.

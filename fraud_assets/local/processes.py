@@ -94,9 +94,7 @@ class ManagedProcess:
         assert self.popen is not None
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
-                raise LocalStackError(
-                    f"{self.name} exited with code {self.popen.returncode} during start-up:\n{self.log_tail()}"
-                )
+                raise LocalStackError(f"{self.name} exited with code {self.popen.returncode} during start-up:\n{self.log_tail()}")
             if self.port is None and self.port_file.exists():
                 self.port = int(self.port_file.read_text().strip())
             if self.port is not None and _http_answers(LOCAL_HOST, self.port, health_path):
@@ -171,6 +169,7 @@ def serve_as_child(server: Any, port_file: str | None, parent_pid: int | None) -
     signal.signal(signal.SIGINT, on_signal)
 
     if parent_pid:
+
         def watch_parent() -> None:
             while True:
                 time.sleep(0.5)

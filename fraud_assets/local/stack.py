@@ -140,8 +140,11 @@ class LocalStack:
                 if self._store is not None and self._store.has_snapshot():
                     self._store.restore(self.client)
                     self.restored_snapshot_time = self._store.snapshot_time()
-                    log.warning("restored the local stack from the snapshot taken at %s: anything changed after it "
-                                "(e.g. before a crash) is gone; re-run the partitions materialised since", self.restored_snapshot_time)
+                    log.warning(
+                        "restored the local stack from the snapshot taken at %s: anything changed after it "
+                        "(e.g. before a crash) is gone; re-run the partitions materialised since",
+                        self.restored_snapshot_time,
+                    )
                 if self._store is not None:
                     self._store.record_ports({"moto": self._moto.port, "model": self._model.port})  # type: ignore[union-attr]
             except BaseException:
@@ -151,9 +154,7 @@ class LocalStack:
             self._supervisor = threading.Thread(target=self._supervise, name="local-stack-supervisor", daemon=True)
             self._supervisor.start()
             if self._store is not None and self.snapshot_interval > 0:
-                self._snapshot_thread = threading.Thread(
-                    target=self._snapshot_loop, name="local-stack-snapshots", daemon=True
-                )
+                self._snapshot_thread = threading.Thread(target=self._snapshot_loop, name="local-stack-snapshots", daemon=True)
                 self._snapshot_thread.start()
             return self
 
@@ -169,8 +170,10 @@ class LocalStack:
         )
         self._env = env
         recorded = self._store.recorded_ports() if self._store is not None else {}
-        ports = {name: port or (recorded.get(name, 0) if _port_free(self.host, recorded.get(name, 0)) else 0)
-                 for name, port in self._requested_ports.items()}
+        ports = {
+            name: port or (recorded.get(name, 0) if _port_free(self.host, recorded.get(name, 0)) else 0)
+            for name, port in self._requested_ports.items()
+        }
         self._moto = self._child("moto", ports["moto"])
         self._model = self._child("model-server", ports["model"])
         self._moto.start()
@@ -186,8 +189,19 @@ class LocalStack:
         else:
             # Started alongside moto (saves a start-up's worth of imports): it reads moto's port
             # from moto's port file when it first needs the control plane.
-            argv = [sys.executable, "-m", "fraud_assets.local.model_server", "--host", self.host, "--port", str(port),
-                    "--aws-endpoint-port-file", str(self._runtime_dir / "moto.port"), "--region", self.region]
+            argv = [
+                sys.executable,
+                "-m",
+                "fraud_assets.local.model_server",
+                "--host",
+                self.host,
+                "--port",
+                str(port),
+                "--aws-endpoint-port-file",
+                str(self._runtime_dir / "moto.port"),
+                "--region",
+                self.region,
+            ]
         return ManagedProcess(name, argv, self._env, self._runtime_dir)
 
     def _supervise(self) -> None:
@@ -202,9 +216,15 @@ class LocalStack:
                     if proc is None or proc.alive() or self.restarts[proc.name] >= MAX_RESTARTS:
                         continue
                     self.restarts[proc.name] += 1
-                    log.warning("local stack: %s (pid %s) died with code %s; restarting it on port %s (restart %d of %d)",
-                                proc.name, proc.pid, proc.popen.returncode if proc.popen else None, proc.port,
-                                self.restarts[proc.name], MAX_RESTARTS)
+                    log.warning(
+                        "local stack: %s (pid %s) died with code %s; restarting it on port %s (restart %d of %d)",
+                        proc.name,
+                        proc.pid,
+                        proc.popen.returncode if proc.popen else None,
+                        proc.port,
+                        self.restarts[proc.name],
+                        MAX_RESTARTS,
+                    )
                     try:
                         self._restart(attr, proc, health)
                     except Exception:
@@ -231,8 +251,10 @@ class LocalStack:
             if self._store is not None and self._store.has_snapshot():
                 self._store.restore(self.client)
                 self.restored_snapshot_time = self._store.snapshot_time()
-            log.warning("local stack: moto restarted from %s: changes since then are gone",
-                        f"the snapshot of {self.restored_snapshot_time}" if self.restored_snapshot_time else "nothing")
+            log.warning(
+                "local stack: moto restarted from %s: changes since then are gone",
+                f"the snapshot of {self.restored_snapshot_time}" if self.restored_snapshot_time else "nothing",
+            )
 
     def stop(self) -> None:
         with self._lock:
@@ -375,9 +397,7 @@ def _stack_client(service: str, region: str, endpoint_url: str | None):
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=120)
     with _session_lock:
         if _session is None:
-            _session = boto3.session.Session(
-                aws_access_key_id=DUMMY_CREDENTIAL, aws_secret_access_key=DUMMY_CREDENTIAL, region_name=region
-            )
+            _session = boto3.session.Session(aws_access_key_id=DUMMY_CREDENTIAL, aws_secret_access_key=DUMMY_CREDENTIAL, region_name=region)
         return _session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
 
 
@@ -411,8 +431,10 @@ def run_local_stack_cli(state_dir: str | None, moto_port: int, model_port: int, 
         for var, value in stack.env().items():
             print(f"export {var}={shlex.quote(value)}")
         if stack.restored_snapshot_time:
-            print(f"# restored from the snapshot taken at {stack.restored_snapshot_time}: anything changed after it is gone; "
-                  "re-run the partitions materialised since (fraud-assets run flags them)")
+            print(
+                f"# restored from the snapshot taken at {stack.restored_snapshot_time}: anything changed after it is gone; "
+                "re-run the partitions materialised since (fraud-assets run flags them)"
+            )
         where = f", state in {stack.state_dir}" if stack.state_dir else " (nothing persisted)"
         print(f"# local AWS stack running{where}; stop it with Ctrl-C or `kill {os.getpid()}`", flush=True)
         while not stop_requested.wait(0.5):
@@ -449,4 +471,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -168,12 +168,15 @@ class StateStore:
                 self._collect_garbage(previous)  # still sweep debris an earlier crash left
                 self._snapshot_token = token
                 return previous
-            writer.json("meta.json", {
-                "format": FORMAT_VERSION,
-                "region": self.region,
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(),
-                "digest": digest,
-            })
+            writer.json(
+                "meta.json",
+                {
+                    "format": FORMAT_VERSION,
+                    "region": self.region,
+                    "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+                    "digest": digest,
+                },
+            )
             _fsync_dir(tmp)
             final = self.root / GENERATIONS / name
             os.rename(tmp, final)
@@ -316,9 +319,18 @@ def _paginate(client: Any, operation: str, result_key: str, **kwargs: Any) -> It
         yield from page.get(result_key, [])
 
 
-_NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "ResourceNotFoundException", "ParameterNotFound",
-              "ValidationException", "NotFound", "NotFoundException", "AWS.SimpleQueueService.NonExistentQueue",
-              "QueueDoesNotExist"}
+_NOT_FOUND = {
+    "NoSuchBucket",
+    "NoSuchKey",
+    "404",
+    "ResourceNotFoundException",
+    "ParameterNotFound",
+    "ValidationException",
+    "NotFound",
+    "NotFoundException",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+}
 
 
 def _unless_gone(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -379,8 +391,9 @@ def _snapshot_s3(s3: Any, objects_dir: Path, previous: dict[tuple[str, str, str]
                 entry = _unless_gone(_download, s3, name, obj["Key"], objects_dir)
                 if entry is not None:
                     entries.append(entry)
-        buckets.append({"name": name, "location": location.get("LocationConstraint"),
-                        "versioning": versioning.get("Status"), "objects": entries})
+        buckets.append(
+            {"name": name, "location": location.get("LocationConstraint"), "versioning": versioning.get("Status"), "objects": entries}
+        )
     return {"buckets": buckets}
 
 
@@ -462,18 +475,24 @@ def _snapshot_dynamodb(ddb: Any, writer: _GenerationWriter, previous: Path | Non
         items_file = f"dynamodb-{n}.jsonl"
         sha = hashlib.sha256(data).hexdigest()
         before = known.get(name)
-        unchanged = (previous is not None and before is not None and before.get("items_sha256") == sha
-                     and _ITEMS_FILE.match(str(before.get("items_file"))) is not None)
+        unchanged = (
+            previous is not None
+            and before is not None
+            and before.get("items_sha256") == sha
+            and _ITEMS_FILE.match(str(before.get("items_file"))) is not None
+        )
         if not (unchanged and _link(previous / before["items_file"], writer.root / items_file)):
             writer.write(items_file, [data])
         writer.hashed(items_file, sha)
-        tables.append({
-            "definition": _table_definition(desc),
-            "ttl_attribute": ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") else None,
-            "items_file": items_file,
-            "items_sha256": sha,
-            "items_count": count,
-        })
+        tables.append(
+            {
+                "definition": _table_definition(desc),
+                "ttl_attribute": ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") else None,
+                "items_file": items_file,
+                "items_sha256": sha,
+                "items_count": count,
+            }
+        )
     writer.json("dynamodb.json", {"tables": tables})
 
 
@@ -496,13 +515,13 @@ def _local_stack_address(ddb: Any) -> tuple[str, int]:
     return "127.0.0.1", url.port
 
 
-def _internal_request(ddb: Any, method: str, path: str, body: bytes | None = None,
-                      timeout: float = 300) -> tuple[int, dict[str, str], bytes]:
+def _internal_request(
+    ddb: Any, method: str, path: str, body: bytes | None = None, timeout: float = 300
+) -> tuple[int, dict[str, str], bytes]:
     host, port = _local_stack_address(ddb)
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request(method, path, body=body,
-                     headers={"Content-Type": "application/x-ndjson"} if body is not None else {})
+        conn.request(method, path, body=body, headers={"Content-Type": "application/x-ndjson"} if body is not None else {})
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()  # IncompleteRead if cut short
     finally:
@@ -551,8 +570,7 @@ def _table_definition(desc: dict[str, Any]) -> dict[str, Any]:
 
     def throughput(pt: dict[str, Any] | None) -> dict[str, int]:
         pt = pt or {}
-        return {"ReadCapacityUnits": max(1, pt.get("ReadCapacityUnits", 1)),
-                "WriteCapacityUnits": max(1, pt.get("WriteCapacityUnits", 1))}
+        return {"ReadCapacityUnits": max(1, pt.get("ReadCapacityUnits", 1)), "WriteCapacityUnits": max(1, pt.get("WriteCapacityUnits", 1))}
 
     definition: dict[str, Any] = {
         "TableName": desc["TableName"],
@@ -570,8 +588,10 @@ def _table_definition(desc: dict[str, Any]) -> dict[str, Any]:
         gsis.append(index)
     if gsis:
         definition["GlobalSecondaryIndexes"] = gsis
-    lsis = [{"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]}
-            for i in desc.get("LocalSecondaryIndexes") or []]
+    lsis = [
+        {"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]}
+        for i in desc.get("LocalSecondaryIndexes") or []
+    ]
     if lsis:
         definition["LocalSecondaryIndexes"] = lsis
     stream = desc.get("StreamSpecification")
@@ -619,12 +639,10 @@ def _snapshot_ssm(ssm: Any) -> dict[str, Any]:
         name = param["Name"]
         if name.lstrip("/").lower().startswith(("aws", "ssm")):
             continue  # AWS's public parameters (moto loads them on demand); nobody may put these
-        history = _unless_gone(lambda: list(_paginate(ssm, "get_parameter_history", "Parameters",
-                                                      Name=name, WithDecryption=True)))
+        history = _unless_gone(lambda: list(_paginate(ssm, "get_parameter_history", "Parameters", Name=name, WithDecryption=True)))
         if history is None:
             continue
-        versions = sorted(({k: v[k] for k in _SSM_FIELDS if v.get(k) not in (None, "")} for v in history),
-                          key=lambda v: v["Version"])
+        versions = sorted(({k: v[k] for k in _SSM_FIELDS if v.get(k) not in (None, "")} for v in history), key=lambda v: v["Version"])
         parameters.append({"name": name, "versions": versions})
     return {"parameters": parameters}
 
@@ -639,8 +657,12 @@ def _restore_ssm(ssm: Any, manifest: dict[str, Any]) -> None:
         for version in param["versions"]:
             if version["Version"] <= current:
                 continue
-            args: dict[str, Any] = {"Name": name, "Value": version["Value"], "Type": version.get("Type", "String"),
-                                    "Overwrite": current > 0}
+            args: dict[str, Any] = {
+                "Name": name,
+                "Value": version["Value"],
+                "Type": version.get("Type", "String"),
+                "Overwrite": current > 0,
+            }
             for field in ("Description", "AllowedPattern", "Tier", "DataType"):
                 if version.get(field):
                     args[field] = version[field]
@@ -675,8 +697,9 @@ def _snapshot_sagemaker(sm: Any) -> dict[str, Any]:
     for summary in _paginate(sm, "list_endpoints", "Endpoints"):
         desc = _unless_gone(sm.describe_endpoint, EndpointName=summary["EndpointName"])
         if desc is not None:
-            endpoints.append({"EndpointName": desc["EndpointName"], "EndpointConfigName": desc["EndpointConfigName"],
-                              "Tags": tags(desc["EndpointArn"])})
+            endpoints.append(
+                {"EndpointName": desc["EndpointName"], "EndpointConfigName": desc["EndpointConfigName"], "Tags": tags(desc["EndpointArn"])}
+            )
     return {"models": models, "endpoint_configs": configs, "endpoints": endpoints}
 
 
@@ -700,8 +723,17 @@ def _restore_sagemaker(sm: Any, manifest: dict[str, Any]) -> None:
 # SQS and SNS
 
 
-_SQS_ATTRIBUTES = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
-                   "VisibilityTimeout", "Policy", "RedrivePolicy", "FifoQueue", "ContentBasedDeduplication")
+_SQS_ATTRIBUTES = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "Policy",
+    "RedrivePolicy",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+)
 
 
 def _snapshot_sqs(sqs: Any) -> dict[str, Any]:
@@ -711,8 +743,7 @@ def _snapshot_sqs(sqs: Any) -> dict[str, Any]:
         if answer is None:
             continue
         attrs = answer.get("Attributes", {})
-        queues.append({"name": url.rstrip("/").rsplit("/", 1)[-1],
-                       "attributes": {k: v for k, v in attrs.items() if k in _SQS_ATTRIBUTES}})
+        queues.append({"name": url.rstrip("/").rsplit("/", 1)[-1], "attributes": {k: v for k, v in attrs.items() if k in _SQS_ATTRIBUTES}})
     return {"queues": queues}
 
 
@@ -748,11 +779,13 @@ def _snapshot_sns(sns: Any) -> dict[str, Any]:
                 got = (_unless_gone(sns.get_subscription_attributes, SubscriptionArn=sub["SubscriptionArn"]) or {}).get("Attributes", {})
                 sub_attrs = {k: v for k, v in got.items() if k in _SNS_SUBSCRIPTION_ATTRIBUTES and v}
             subscriptions.append({"protocol": sub["Protocol"], "endpoint": sub["Endpoint"], "attributes": sub_attrs})
-        topics.append({
-            "name": arn.rsplit(":", 1)[-1],
-            "attributes": {k: v for k, v in attrs.items() if k in _SNS_TOPIC_ATTRIBUTES and v},
-            "subscriptions": subscriptions,
-        })
+        topics.append(
+            {
+                "name": arn.rsplit(":", 1)[-1],
+                "attributes": {k: v for k, v in attrs.items() if k in _SNS_TOPIC_ATTRIBUTES and v},
+                "subscriptions": subscriptions,
+            }
+        )
     return {"topics": topics}
 
 
@@ -760,5 +793,6 @@ def _restore_sns(sns: Any, manifest: dict[str, Any]) -> None:
     for topic in manifest["topics"]:
         arn = sns.create_topic(Name=topic["name"], Attributes=topic["attributes"])["TopicArn"]
         for sub in topic["subscriptions"]:
-            sns.subscribe(TopicArn=arn, Protocol=sub["protocol"], Endpoint=sub["endpoint"],
-                          Attributes=sub["attributes"], ReturnSubscriptionArn=True)
+            sns.subscribe(
+                TopicArn=arn, Protocol=sub["protocol"], Endpoint=sub["endpoint"], Attributes=sub["attributes"], ReturnSubscriptionArn=True
+            )

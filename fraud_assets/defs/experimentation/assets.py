@@ -1,6 +1,5 @@
 """Experimentation group: the on-demand hyperparameter search over the training splits."""
 
-
 import json
 from typing import Any, Literal, Optional
 
@@ -53,16 +52,18 @@ def _trials_frame(result: ExperimentResult) -> pd.DataFrame:
     rows = []
     for t in result.trials:
         metrics = t.get("metrics") or {}
-        rows.append({
-            "number": t["number"],
-            "state": t["state"],
-            "value": t["value"],
-            **{m: metrics.get(m) for m in HEADLINE_METRICS},
-            "best_iteration": t.get("best_iteration"),
-            "duration_seconds": t.get("duration_seconds"),
-            "params": json.dumps(t["params"], sort_keys=True),
-            "error": t.get("error"),
-        })
+        rows.append(
+            {
+                "number": t["number"],
+                "state": t["state"],
+                "value": t["value"],
+                **{m: metrics.get(m) for m in HEADLINE_METRICS},
+                "best_iteration": t.get("best_iteration"),
+                "duration_seconds": t.get("duration_seconds"),
+                "params": json.dumps(t["params"], sort_keys=True),
+                "error": t.get("error"),
+            }
+        )
     frame = pd.DataFrame(rows)
     for column in ("value", *HEADLINE_METRICS, "duration_seconds"):
         frame[column] = frame[column].astype("float64")
@@ -140,12 +141,14 @@ def tuning_experiment(
             allow_retries=False,
         )
     best = result.best
-    metadata.update({
-        "best_trial": best["number"],
-        f"best_{config.metric}": best["value"],
-        **{f"best_{m}": float(best["metrics"][m]) for m in HEADLINE_METRICS if best["metrics"].get(m) is not None},
-        "best_hyperparameters": MetadataValue.json(best["hyperparameters"]),
-        "promote_with": f"fraud-assets promote {experiment_id}",
-    })
+    metadata.update(
+        {
+            "best_trial": best["number"],
+            f"best_{config.metric}": best["value"],
+            **{f"best_{m}": float(best["metrics"][m]) for m in HEADLINE_METRICS if best["metrics"].get(m) is not None},
+            "best_hyperparameters": MetadataValue.json(best["hyperparameters"]),
+            "promote_with": f"fraud-assets promote {experiment_id}",
+        }
+    )
     context.add_output_metadata(metadata)
     return StageResult(summary={**record, "records": uris}, tables={"trials": _trials_frame(result)})

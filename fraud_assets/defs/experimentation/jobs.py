@@ -10,7 +10,6 @@ promotion) and tags that link the training run to the promotion. It runs whereve
 daemon runs sensors (`dagster dev` included); the CLI's `promote --retrain` trains in-process.
 """
 
-
 from typing import Any
 
 from dagster import (
@@ -79,12 +78,17 @@ def promote(context: OpExecutionContext, config: PromotionConfig, s3: S3Resource
 
     try:
         summary = promote_to_production(
-            config.experiment_id, s3=s3_client(s3), ssm=aws.client("ssm"), names=platform.names,
+            config.experiment_id,
+            s3=s3_client(s3),
+            ssm=aws.client("ssm"),
+            names=platform.names,
             retrain_callback=request_retraining if config.retrain else None,
         )
     except ProductionChangeRefused as err:
         raise Failure(description=str(err), allow_retries=False) from err
-    context.log.info(f"{summary['status']}: {config.experiment_id} (trial #{summary['trial_number']}, {summary['metric']} {summary['value']:.4f})")
+    context.log.info(
+        f"{summary['status']}: {config.experiment_id} (trial #{summary['trial_number']}, {summary['metric']} {summary['value']:.4f})"
+    )
     rows = [(name, value, summary["versions"].get(name, "-")) for name, value in summary["hyperparameters"].items()]
     metadata: dict[str, Any] = {
         "status": summary["status"],
@@ -96,12 +100,16 @@ def promote(context: OpExecutionContext, config: PromotionConfig, s3: S3Resource
         "retrain": MetadataValue.json(summary["retrain"]) if summary["retrain"] else "not requested",
     }
     if summary["status"] == "promoted":
-        metadata.update({
-            "backup": MetadataValue.path(summary["backup"]),
-            "config_version": summary["config_version"],
-            "archived_config": MetadataValue.path(summary["archived_config"]) if summary["archived_config"] else "none (first promotion)",
-            "removed_parameters": ", ".join(summary["removed"]) or "none",
-        })
+        metadata.update(
+            {
+                "backup": MetadataValue.path(summary["backup"]),
+                "config_version": summary["config_version"],
+                "archived_config": MetadataValue.path(summary["archived_config"])
+                if summary["archived_config"]
+                else "none (first promotion)",
+                "removed_parameters": ", ".join(summary["removed"]) or "none",
+            }
+        )
     yield Output(None, metadata=metadata)
 
 

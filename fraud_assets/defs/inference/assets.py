@@ -1,6 +1,5 @@
 """Inference group, one partition per UTC day: parse -> score -> store / alert / monitor drift."""
 
-
 import datetime as dt
 import time
 
@@ -36,13 +35,13 @@ from fraud_assets.lib.aws.storage import (
     put_json,
 )
 from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, TRANSACTION_ID, daily_batch_key
-from fraud_assets.lib.training.calibration import calibrate, thresholds_of
 from fraud_assets.lib.inference import alerts as alerts_lib
 from fraud_assets.lib.inference import drift as drift_lib
 from fraud_assets.lib.inference import reasons as reasons_lib
 from fraud_assets.lib.inference import score_store, scoring
 from fraud_assets.lib.inference.daily import MissingBatchError, parse_daily_batch
 from fraud_assets.lib.training import endpoint as endpoint_lib
+from fraud_assets.lib.training.calibration import calibrate, thresholds_of
 from fraud_assets.lib.training.model import load_model_package, model_inputs
 
 daily_batches = AssetSpec(
@@ -76,25 +75,38 @@ def daily_transactions(context: AssetExecutionContext, s3: S3Resource, aws: AwsC
         raise Failure(str(MissingBatchError(platform.data_bucket, key, date)))
     dynamodb = aws.client("dynamodb")
     # A score already stored for another day under a row's key stays that day's: the row is quarantined.
-    batch = parse_daily_batch(get_bytes(client, source), source, owner_of=lambda keys: score_store.stored_batch_dates(
-        dynamodb, platform.scores_table, keys, other_than=date))
+    batch = parse_daily_batch(
+        get_bytes(client, source),
+        source,
+        owner_of=lambda keys: score_store.stored_batch_dates(dynamodb, platform.scores_table, keys, other_than=date),
+    )
     counts = {"received": batch.received, "accepted": len(batch.accepted), "quarantined": len(batch.quarantined)}
     reasons = batch.quarantined["reason"].head(10).tolist() if len(batch.quarantined) else []
-    context.add_output_metadata(output_name="result", metadata=
-        {**counts, "source": MetadataValue.path(source), "quarantine_sample": MetadataValue.md(
-            markdown_table(["reason"], [(r,) for r in reasons]) if reasons else "nothing quarantined")}
+    context.add_output_metadata(
+        output_name="result",
+        metadata={
+            **counts,
+            "source": MetadataValue.path(source),
+            "quarantine_sample": MetadataValue.md(
+                markdown_table(["reason"], [(r,) for r in reasons]) if reasons else "nothing quarantined"
+            ),
+        },
     )
-    yield Output(StageResult(
-        summary={"date": date, "source": source, **counts},
-        tables={"transactions": batch.accepted, "quarantine": batch.quarantined},
-    ))
-    yield from selected_checks(context, [checks.row_accounting(batch.received, batch.accepted, batch.quarantined),
-                                         checks.schema_and_values(batch.accepted)])
+    yield Output(
+        StageResult(
+            summary={"date": date, "source": source, **counts},
+            tables={"transactions": batch.accepted, "quarantine": batch.quarantined},
+        )
+    )
+    yield from selected_checks(
+        context, [checks.row_accounting(batch.received, batch.accepted, batch.quarantined), checks.schema_and_values(batch.accepted)]
+    )
 
 
 class DailyScoresConfig(Config):
-    top_reasons: int = Field(default=reasons_lib.DEFAULT_TOP, ge=0, le=20,
-                             description="Contributing features to record per high-risk transaction (0: none).")
+    top_reasons: int = Field(
+        default=reasons_lib.DEFAULT_TOP, ge=0, le=20, description="Contributing features to record per high-risk transaction (0: none)."
+    )
 
 
 @asset(
@@ -110,7 +122,11 @@ class DailyScoresConfig(Config):
     check_specs=checks.daily_score_check_specs,
 )
 def daily_scores(
-    context: AssetExecutionContext, config: DailyScoresConfig, daily_transactions: StageResult, s3: S3Resource, aws: AwsClients,
+    context: AssetExecutionContext,
+    config: DailyScoresConfig,
+    daily_transactions: StageResult,
+    s3: S3Resource,
+    aws: AwsClients,
     platform: FraudPlatform,
 ):
     client = s3_client(s3)
@@ -145,22 +161,32 @@ def daily_scores(
     summary = scoring.score_summary(scores, high_threshold, medium_threshold)
     publish_metrics(
         aws.client("cloudwatch"),
-        {"TransactionsReceived": daily_transactions.summary["received"],
-         "TransactionsQuarantined": daily_transactions.summary["quarantined"],
-         "TransactionsScored": len(scored), "HighRiskCount": summary["highRiskCount"],
-         "HighRiskRate": summary["highRiskCount"] / len(scored) if len(scored) else None,
-         "AverageScore": summary["averageScore"], "ScoringDuration": scoring_seconds},
+        {
+            "TransactionsReceived": daily_transactions.summary["received"],
+            "TransactionsQuarantined": daily_transactions.summary["quarantined"],
+            "TransactionsScored": len(scored),
+            "HighRiskCount": summary["highRiskCount"],
+            "HighRiskRate": summary["highRiskCount"] / len(scored) if len(scored) else None,
+            "AverageScore": summary["averageScore"],
+            "ScoringDuration": scoring_seconds,
+        },
         model_dimensions(current["endpoint_name"], current["model_version"]),
-        units={"TransactionsReceived": "Count", "TransactionsQuarantined": "Count", "TransactionsScored": "Count",
-               "HighRiskCount": "Count", "ScoringDuration": "Seconds"},
+        units={
+            "TransactionsReceived": "Count",
+            "TransactionsQuarantined": "Count",
+            "TransactionsScored": "Count",
+            "HighRiskCount": "Count",
+            "ScoringDuration": "Seconds",
+        },
     )
     high = np.flatnonzero(scored["riskLevel"].to_numpy() == scoring.HIGH) if config.top_reasons else np.empty(0, dtype=int)
     explanation = reasons_lib.explain(booster, features[high], model_meta["feature_names"])
     reasons = reasons_lib.reason_table(
         scored[TRANSACTION_ID].to_numpy()[high], features[high], explanation, model_meta["feature_names"], config.top_reasons
     )
-    context.add_output_metadata(output_name="result", metadata=
-        {
+    context.add_output_metadata(
+        output_name="result",
+        metadata={
             "scoring_seconds": scoring_seconds,
             "explained": len(high),
             "scored": len(scored),
@@ -173,16 +199,27 @@ def daily_scores(
             "endpoint_name": current["endpoint_name"],
             "high_risk_threshold": high_threshold,
             "calibrated": bool(model_meta.get("calibration")),
-        }
+        },
     )
-    yield Output(StageResult(
-        summary={"date": context.partition_key, "modelVersion": current["model_version"], "modelUri": current["model_uri"],
-                 "endpointName": current["endpoint_name"], **summary, "explained": len(high), "topReasons": config.top_reasons,
-                 "thresholds": {"high": high_threshold, "medium": medium_threshold}, "calibrated": bool(model_meta.get("calibration"))},
-        tables={"scores": scored, "reasons": reasons},
-    ))
-    yield from selected_checks(context, [checks.every_transaction_scored_once(scored, transactions),
-                                         checks.reasons_match_endpoint(explanation, raw_scores[high])])
+    yield Output(
+        StageResult(
+            summary={
+                "date": context.partition_key,
+                "modelVersion": current["model_version"],
+                "modelUri": current["model_uri"],
+                "endpointName": current["endpoint_name"],
+                **summary,
+                "explained": len(high),
+                "topReasons": config.top_reasons,
+                "thresholds": {"high": high_threshold, "medium": medium_threshold},
+                "calibrated": bool(model_meta.get("calibration")),
+            },
+            tables={"scores": scored, "reasons": reasons},
+        )
+    )
+    yield from selected_checks(
+        context, [checks.every_transaction_scored_once(scored, transactions), checks.reasons_match_endpoint(explanation, raw_scores[high])]
+    )
 
 
 @asset(
@@ -194,15 +231,25 @@ def daily_scores(
 )
 def stored_scores(context: AssetExecutionContext, daily_scores: StageResult, aws: AwsClients, platform: FraudPlatform):
     dynamodb = aws.client("dynamodb")
-    items = score_store.to_items(daily_scores.tables["scores"], context.partition_key,
-                                 reasons=reasons_lib.reasons_by_transaction(daily_scores.tables.get("reasons")))
+    items = score_store.to_items(
+        daily_scores.tables["scores"], context.partition_key, reasons=reasons_lib.reasons_by_transaction(daily_scores.tables.get("reasons"))
+    )
     result = score_store.write_scores(dynamodb, platform.scores_table, items)
-    context.add_output_metadata(output_name="result", metadata={"written": result.written, "batches": result.batches, "retries": result.retries})
-    yield Output(StageResult(
-        summary={"date": context.partition_key, "table": platform.scores_table, "written": result.written,
-                 "batches": result.batches, "retries": result.retries,
-                 "riskDistribution": {k: daily_scores.summary[k] for k in ("highRiskCount", "mediumRiskCount", "lowRiskCount")}}
-    ))
+    context.add_output_metadata(
+        output_name="result", metadata={"written": result.written, "batches": result.batches, "retries": result.retries}
+    )
+    yield Output(
+        StageResult(
+            summary={
+                "date": context.partition_key,
+                "table": platform.scores_table,
+                "written": result.written,
+                "batches": result.batches,
+                "retries": result.retries,
+                "riskDistribution": {k: daily_scores.summary[k] for k in ("highRiskCount", "mediumRiskCount", "lowRiskCount")},
+            }
+        )
+    )
     if context.selected_asset_check_keys:  # reads every item back: only when the check is asked for
         yield checks.stored_count_matches_scored(score_store.verify_stored(dynamodb, platform.scores_table, items))
 
@@ -220,21 +267,33 @@ class FraudAlertsConfig(Config):
     "SNS fraud-detection-alerts at most 100 per message, once per day: a ledger in S3 records what was sent.",
 )
 def fraud_alerts(
-    context: AssetExecutionContext, config: FraudAlertsConfig, daily_scores: StageResult, daily_transactions: StageResult,
-    s3: S3Resource, aws: AwsClients, platform: FraudPlatform,
+    context: AssetExecutionContext,
+    config: FraudAlertsConfig,
+    daily_scores: StageResult,
+    daily_transactions: StageResult,
+    s3: S3Resource,
+    aws: AwsClients,
+    platform: FraudPlatform,
 ) -> StageResult:
     date = context.partition_key
     high_threshold = daily_scores.summary.get("thresholds", {}).get("high", HIGH_RISK_THRESHOLD)
     alerts = alerts_lib.high_risk_alerts(
-        daily_scores.tables["scores"], daily_transactions.tables["transactions"], threshold=high_threshold,
+        daily_scores.tables["scores"],
+        daily_transactions.tables["transactions"],
+        threshold=high_threshold,
         urgent_threshold=max(config.urgent_threshold, high_threshold),
         reasons=reasons_lib.reasons_by_transaction(daily_scores.tables.get("reasons")),
     )
     messages = alerts_lib.alert_messages(alerts, date)
     sns = aws.client("sns")
     published = alerts_lib.publish_alerts(
-        sns, s3_client(s3), topic_arn=_topic_arn(sns, platform.alerts_topic), ledger_bucket=platform.workflow_bucket,
-        ledger_prefix=f"alert-ledger/{date}", messages=messages, resend=config.resend,
+        sns,
+        s3_client(s3),
+        topic_arn=_topic_arn(sns, platform.alerts_topic),
+        ledger_bucket=platform.workflow_bucket,
+        ledger_prefix=f"alert-ledger/{date}",
+        messages=messages,
+        resend=config.resend,
     )
     sent = set(published.sent)
     publish_metrics(
@@ -251,16 +310,33 @@ def fraud_alerts(
             "messages": len(messages),
             "messages_sent": len(published.sent),
             "messages_skipped": len(published.skipped),
-            "top_alerts": MetadataValue.md(markdown_table(
-                ["transactionId", "fraudScore", "priority", "amount", "merchant", "top reasons"],
-                [(a["transactionId"], a["fraudScore"], a["alertPriority"], a["amount"], a["merchant"],
-                  ", ".join(f"{r['feature']} {r['contribution']:+.2f}" for r in a["topReasons"])) for a in alerts[:10]],
-            )),
+            "top_alerts": MetadataValue.md(
+                markdown_table(
+                    ["transactionId", "fraudScore", "priority", "amount", "merchant", "top reasons"],
+                    [
+                        (
+                            a["transactionId"],
+                            a["fraudScore"],
+                            a["alertPriority"],
+                            a["amount"],
+                            a["merchant"],
+                            ", ".join(f"{r['feature']} {r['contribution']:+.2f}" for r in a["topReasons"]),
+                        )
+                        for a in alerts[:10]
+                    ],
+                )
+            ),
         }
     )
     return StageResult(
-        summary={"date": date, "highRiskCount": len(alerts), "alertsSent": len(published.sent), "batchCount": len(messages),
-                 "sentMessageKeys": published.sent, "skippedMessageKeys": published.skipped},
+        summary={
+            "date": date,
+            "highRiskCount": len(alerts),
+            "alertsSent": len(published.sent),
+            "batchCount": len(messages),
+            "sentMessageKeys": published.sent,
+            "skippedMessageKeys": published.skipped,
+        },
         tables={"alerts": pd.DataFrame(alerts)} if alerts else {},
     )
 
@@ -282,8 +358,12 @@ def _topic_arn(sns, name: str) -> str:
     check_specs=checks.drift_check_specs,
 )
 def drift_metrics(
-    context: AssetExecutionContext, daily_scores: StageResult, daily_transactions: StageResult,
-    s3: S3Resource, aws: AwsClients, platform: FraudPlatform,
+    context: AssetExecutionContext,
+    daily_scores: StageResult,
+    daily_transactions: StageResult,
+    s3: S3Resource,
+    aws: AwsClients,
+    platform: FraudPlatform,
 ):
     date = context.partition_key
     client = s3_client(s3)
@@ -298,30 +378,47 @@ def drift_metrics(
     scored_any = len(scores) > 0
     score_psi = (
         drift_lib.population_stability_index(np.asarray(reference["validation_scores"]), scores)
-        if reference.get("validation_scores") and scored_any else None
+        if reference.get("validation_scores") and scored_any
+        else None
     )
     feature_psi = (
         drift_lib.feature_psi(pd.DataFrame(reference["features"]), today, list(reference["features"]))
-        if reference.get("features") and scored_any else {}
+        if reference.get("features") and scored_any
+        else {}
     )
-    record = {**current, **drift, "scorePsi": score_psi, "featurePsi": feature_psi,
-              "maxFeaturePsi": max(feature_psi.values()) if feature_psi else None, "modelVersion": daily_scores.summary["modelVersion"]}
+    record = {
+        **current,
+        **drift,
+        "scorePsi": score_psi,
+        "featurePsi": feature_psi,
+        "maxFeaturePsi": max(feature_psi.values()) if feature_psi else None,
+        "modelVersion": daily_scores.summary["modelVersion"],
+    }
     put_json(client, platform.metrics_bucket, f"metrics/{date}.json", record)
     publish_metrics(
         aws.client("cloudwatch"),
-        {"AvgScoreDrift": drift.get("avgScoreDrift"), "HighRiskDrift": drift.get("highRiskDrift"), "ScorePsi": score_psi,
-         "MaxFeaturePsi": record["maxFeaturePsi"], "DriftDetected": bool(drift["driftDetected"])},
+        {
+            "AvgScoreDrift": drift.get("avgScoreDrift"),
+            "HighRiskDrift": drift.get("highRiskDrift"),
+            "ScorePsi": score_psi,
+            "MaxFeaturePsi": record["maxFeaturePsi"],
+            "DriftDetected": bool(drift["driftDetected"]),
+        },
         model_dimensions(daily_scores.summary["endpointName"], daily_scores.summary["modelVersion"]),
     )
     if drift["driftDetected"]:
         sns = aws.client("sns")
         alerts_lib.publish_alerts(
-            sns, client, topic_arn=_topic_arn(sns, platform.monitoring_topic), ledger_bucket=platform.workflow_bucket,
+            sns,
+            client,
+            topic_arn=_topic_arn(sns, platform.monitoring_topic),
+            ledger_bucket=platform.workflow_bucket,
             ledger_prefix=f"monitoring-ledger/{date}",
             messages=[{"messageKey": f"drift-{date}", "subject": f"Fraud score drift on {date}", "batchDate": date, "drift": record}],
         )
-    context.add_output_metadata(output_name="result", metadata=
-        {
+    context.add_output_metadata(
+        output_name="result",
+        metadata={
             "avg_score": current["avgScore"],
             "high_risk_pct": current["highRiskPct"],
             "avg_score_drift": drift.get("avgScoreDrift") if drift.get("avgScoreDrift") is not None else float("nan"),
@@ -330,9 +427,14 @@ def drift_metrics(
             "drift_detected": bool(drift["driftDetected"]),
             "score_psi": score_psi if score_psi is not None else float("nan"),
             "reason": drift.get("reason", ""),
-            "feature_psi": MetadataValue.md(markdown_table(["feature", "PSI"], sorted(feature_psi.items(), key=lambda kv: -kv[1]))
-                                            if feature_psi else "no transactions on this day" if not scored_any else "no feature reference in the model"),
-        }
+            "feature_psi": MetadataValue.md(
+                markdown_table(["feature", "PSI"], sorted(feature_psi.items(), key=lambda kv: -kv[1]))
+                if feature_psi
+                else "no transactions on this day"
+                if not scored_any
+                else "no feature reference in the model"
+            ),
+        },
     )
     yield Output(StageResult(summary=record))
     yield from selected_checks(context, checks.drift_warnings(record))

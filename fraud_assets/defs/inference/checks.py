@@ -10,10 +10,15 @@ from fraud_assets.lib.config import FEATURE_COLUMNS, TRANSACTION_ID
 from fraud_assets.lib.inference.score_store import StoredCheck
 
 daily_transaction_check_specs = [
-    AssetCheckSpec("row_accounting", asset="daily_transactions", blocking=True,
-                   description="received = accepted + quarantined: no row is lost."),
-    AssetCheckSpec("schema_and_values", asset="daily_transactions", blocking=True,
-                   description="Accepted rows carry every model feature as a finite number, and unique transaction ids."),
+    AssetCheckSpec(
+        "row_accounting", asset="daily_transactions", blocking=True, description="received = accepted + quarantined: no row is lost."
+    ),
+    AssetCheckSpec(
+        "schema_and_values",
+        asset="daily_transactions",
+        blocking=True,
+        description="Accepted rows carry every model feature as a finite number, and unique transaction ids.",
+    ),
 ]
 
 
@@ -38,11 +43,19 @@ def schema_and_values(accepted: pd.DataFrame) -> AssetCheckResult:
 
 
 daily_score_check_specs = [
-    AssetCheckSpec("every_transaction_scored_once", asset="daily_scores", blocking=True,
-                   description="Every accepted transaction scored exactly once, with a score in [0, 1]."),
-    AssetCheckSpec("reasons_match_endpoint", asset="daily_scores", blocking=True,
-                   description="The high-risk rows' reasons come from the model that scored them: the in-process score equals "
-                   "the endpoint's and TreeSHAP contributions + bias add up to the margin."),
+    AssetCheckSpec(
+        "every_transaction_scored_once",
+        asset="daily_scores",
+        blocking=True,
+        description="Every accepted transaction scored exactly once, with a score in [0, 1].",
+    ),
+    AssetCheckSpec(
+        "reasons_match_endpoint",
+        asset="daily_scores",
+        blocking=True,
+        description="The high-risk rows' reasons come from the model that scored them: the in-process score equals "
+        "the endpoint's and TreeSHAP contributions + bias add up to the margin.",
+    ),
 ]
 
 
@@ -56,8 +69,14 @@ def every_transaction_scored_once(scores: pd.DataFrame, accepted: pd.DataFrame) 
     return AssetCheckResult(
         check_name="every_transaction_scored_once",
         passed=duplicates == missing == extra == out_of_range == 0,
-        metadata={"scored": len(scores), "accepted": len(accepted_ids), "duplicates": duplicates, "unscored": missing,
-                  "unexpected": extra, "out_of_range": out_of_range},
+        metadata={
+            "scored": len(scores),
+            "accepted": len(accepted_ids),
+            "duplicates": duplicates,
+            "unscored": missing,
+            "unexpected": extra,
+            "out_of_range": out_of_range,
+        },
     )
 
 
@@ -71,17 +90,25 @@ def reasons_match_endpoint(explanation, endpoint_scores: np.ndarray) -> AssetChe
     return AssetCheckResult(
         check_name="reasons_match_endpoint",
         passed=score_diff <= SCORE_TOLERANCE and additivity <= ADDITIVITY_TOLERANCE,
-        metadata={"explained": len(endpoint_scores), "max_score_difference": score_diff, "max_additivity_error": additivity,
-                  "score_tolerance": SCORE_TOLERANCE, "additivity_tolerance": ADDITIVITY_TOLERANCE},
+        metadata={
+            "explained": len(endpoint_scores),
+            "max_score_difference": score_diff,
+            "max_additivity_error": additivity,
+            "score_tolerance": SCORE_TOLERANCE,
+            "additivity_tolerance": ADDITIVITY_TOLERANCE,
+        },
         description=f"{len(endpoint_scores)} explained rows: in-process vs endpoint score differ by at most {score_diff:.2e}, "
         f"contributions + bias vs margin by at most {additivity:.2e}",
     )
 
 
 stored_score_check_specs = [
-    AssetCheckSpec("stored_count_matches_scored", asset="stored_scores",
-                   description="Every scored transaction of the day is in DynamoDB exactly once, with its fraudScore and "
-                   "modelVersion (read back by key with consistent reads)."),
+    AssetCheckSpec(
+        "stored_count_matches_scored",
+        asset="stored_scores",
+        description="Every scored transaction of the day is in DynamoDB exactly once, with its fraudScore and "
+        "modelVersion (read back by key with consistent reads).",
+    ),
 ]
 
 
@@ -89,8 +116,13 @@ def stored_count_matches_scored(result: StoredCheck) -> AssetCheckResult:
     return AssetCheckResult(
         check_name="stored_count_matches_scored",
         passed=result.found == result.expected and not result.mismatched,
-        metadata={"stored": result.found, "scored": result.expected, "missing": len(result.missing),
-                  "mismatched": len(result.mismatched), "examples": str((result.missing + result.mismatched)[:5])},
+        metadata={
+            "stored": result.found,
+            "scored": result.expected,
+            "missing": len(result.missing),
+            "mismatched": len(result.mismatched),
+            "examples": str((result.missing + result.mismatched)[:5]),
+        },
     )
 
 
@@ -99,8 +131,11 @@ DRIFT_WARNINGS = {
     "average_score_drift": ("avgScoreDrift", 0.1, "Average fraudScore within 0.1 of the 30-day baseline."),
     "high_risk_share_drift": ("highRiskDrift", 0.05, "High-risk share within 0.05 of the 30-day baseline."),
     "score_distribution_psi": ("scorePsi", 0.25, "PSI of the day's scores against validation below 0.25."),
-    "train_serve_skew": ("maxFeaturePsi", 0.25,
-                         "Train/serve skew: PSI of each top model feature, the day's batch against training, below 0.25."),
+    "train_serve_skew": (
+        "maxFeaturePsi",
+        0.25,
+        "Train/serve skew: PSI of each top model feature, the day's batch against training, below 0.25.",
+    ),
 }
 
 drift_check_specs = [AssetCheckSpec(name, asset="drift_metrics", description=text) for name, (_, _, text) in DRIFT_WARNINGS.items()]
@@ -116,8 +151,13 @@ def drift_warnings(record: dict) -> list[AssetCheckResult]:
             detail = f"{key} {value:.4f} within {threshold}"
         else:
             detail = f"WARNING: {key} {value:.4f} above {threshold}"
-        results.append(AssetCheckResult(
-            check_name=name, severity=AssetCheckSeverity.WARN, passed=value is None or value <= threshold,
-            metadata={"value": value if value is not None else float("nan"), "threshold": threshold}, description=detail,
-        ))
+        results.append(
+            AssetCheckResult(
+                check_name=name,
+                severity=AssetCheckSeverity.WARN,
+                passed=value is None or value <= threshold,
+                metadata={"value": value if value is not None else float("nan"), "threshold": threshold},
+                description=detail,
+            )
+        )
     return results

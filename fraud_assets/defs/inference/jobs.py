@@ -69,7 +69,8 @@ def daily_inference_schedule(context: ScheduleEvaluationContext, s3: S3Resource,
     client = s3_client(s3)
     materialized = context.instance.get_materialized_partitions(AssetKey("daily_transactions"))
     run, waiting = days_to_run(
-        yesterday, first_day,
+        yesterday,
+        first_day,
         landed=lambda day: object_exists(client, platform.data_bucket, daily_batch_key(day)),
         processed=lambda day: day in materialized,
     )

@@ -47,11 +47,15 @@ _COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWN
     description="Every scored transaction of the day with its amount and, once it has come back, its label "
     "(isFraud empty = not labelled yet). Labels for unknown transactions, duplicates, conflicting and non-boolean "
     "labels are quarantined with the reason; received = accepted + quarantined. No label file yet = no labels.",
-    check_specs=[AssetCheckSpec("labels_clean", asset="labelled_scores",
-                                description="Warns when the day's label file had labels to quarantine.")],
+    check_specs=[
+        AssetCheckSpec("labels_clean", asset="labelled_scores", description="Warns when the day's label file had labels to quarantine.")
+    ],
 )
 def labelled_scores(
-    context: AssetExecutionContext, daily_scores: StageResult, daily_transactions: StageResult, s3: S3Resource,
+    context: AssetExecutionContext,
+    daily_scores: StageResult,
+    daily_transactions: StageResult,
+    s3: S3Resource,
     platform: FraudPlatform,
 ):
     date = context.partition_key
@@ -73,25 +77,52 @@ def labelled_scores(
     counts = labels.summary()
     labelled = int(joined["isFraud"].notna().sum())
     reasons = labels.quarantined["reason"].head(10).tolist()
-    context.add_output_metadata(output_name="result", metadata={
-        "received": counts["received"], "accepted": counts["accepted"], "quarantined": counts["quarantined"],
-        "labelled": labelled, "label_coverage": labelled / len(joined) if len(joined) else float("nan"),
-        "label_file": MetadataValue.path(uri), "labels_etag": source["etag"] if source else "",
-        "quarantine_sample": MetadataValue.md(markdown_table(["reason"], [(r,) for r in reasons]) if reasons else "nothing quarantined"),
-    })
-    yield Output(StageResult(
-        summary={"date": date, "labelsSource": source, "endpointName": daily_scores.summary["endpointName"],
-                 "scored": len(joined), "labelled": labelled, **counts},
-        tables={"labelled_scores": joined, "label_quarantine": labels.quarantined},
-    ))
+    context.add_output_metadata(
+        output_name="result",
+        metadata={
+            "received": counts["received"],
+            "accepted": counts["accepted"],
+            "quarantined": counts["quarantined"],
+            "labelled": labelled,
+            "label_coverage": labelled / len(joined) if len(joined) else float("nan"),
+            "label_file": MetadataValue.path(uri),
+            "labels_etag": source["etag"] if source else "",
+            "quarantine_sample": MetadataValue.md(
+                markdown_table(["reason"], [(r,) for r in reasons]) if reasons else "nothing quarantined"
+            ),
+        },
+    )
+    yield Output(
+        StageResult(
+            summary={
+                "date": date,
+                "labelsSource": source,
+                "endpointName": daily_scores.summary["endpointName"],
+                "scored": len(joined),
+                "labelled": labelled,
+                **counts,
+            },
+            tables={"labelled_scores": joined, "label_quarantine": labels.quarantined},
+        )
+    )
     quarantined = counts["quarantineChecks"]
-    yield from selected_checks(context, [AssetCheckResult(
-        check_name="labels_clean", passed=not quarantined, severity=AssetCheckSeverity.WARN,
-        metadata={"received": counts["received"], "quarantined": counts["quarantined"]},
-        description=(f"{counts['quarantined']} of {counts['received']} labels quarantined: "
-                     + ", ".join(f"{k} {v}" for k, v in quarantined.items())) if quarantined else
-                    f"all {counts['received']} labels accepted",
-    )])
+    yield from selected_checks(
+        context,
+        [
+            AssetCheckResult(
+                check_name="labels_clean",
+                passed=not quarantined,
+                severity=AssetCheckSeverity.WARN,
+                metadata={"received": counts["received"], "quarantined": counts["quarantined"]},
+                description=(
+                    f"{counts['quarantined']} of {counts['received']} labels quarantined: "
+                    + ", ".join(f"{k} {v}" for k, v in quarantined.items())
+                )
+                if quarantined
+                else f"all {counts['received']} labels accepted",
+            )
+        ],
+    )
 
 
 # check name -> (what is compared, resource field holding the floor)
@@ -101,9 +132,12 @@ PERFORMANCE_WARNINGS = {
     "realised_accuracy": ("accuracy", "accuracy_floor"),
 }
 performance_check_specs = [
-    AssetCheckSpec(name, asset="model_performance",
-                   description=f"Realised {what} on the day's labelled transactions at or above the performance_floors "
-                               f"resource's {field}; a warning, published once to the monitoring topic.")
+    AssetCheckSpec(
+        name,
+        asset="model_performance",
+        description=f"Realised {what} on the day's labelled transactions at or above the performance_floors "
+        f"resource's {field}; a warning, published once to the monitoring topic.",
+    )
     for name, (what, field) in PERFORMANCE_WARNINGS.items()
 ]
 
@@ -119,8 +153,12 @@ performance_check_specs = [
     check_specs=performance_check_specs,
 )
 def model_performance(
-    context: AssetExecutionContext, labelled_scores: StageResult, s3: S3Resource, aws: AwsClients,
-    platform: FraudPlatform, performance_floors: PerformanceFloors,
+    context: AssetExecutionContext,
+    labelled_scores: StageResult,
+    s3: S3Resource,
+    aws: AwsClients,
+    platform: FraudPlatform,
+    performance_floors: PerformanceFloors,
 ):
     date = context.partition_key
     client = s3_client(s3)
@@ -132,8 +170,12 @@ def model_performance(
         # Metrics before the file: should publishing fail, the retry still finds the figures new.
         publish_metrics(
             aws.client("cloudwatch"),
-            {"RealisedRecall": record["recall_at_0_8"], "RealisedPrecision": record["precision_at_0_8"],
-             "RealisedAccuracy": record["accuracy"], "AlertPrecision": record["alert_precision"]},
+            {
+                "RealisedRecall": record["recall_at_0_8"],
+                "RealisedPrecision": record["precision_at_0_8"],
+                "RealisedAccuracy": record["accuracy"],
+                "AlertPrecision": record["alert_precision"],
+            },
             model_dimensions(labelled_scores.summary["endpointName"], record["model_version"]),
         )
         perf_lib.write_performance(client, platform.metrics_bucket, record)
@@ -145,19 +187,32 @@ def model_performance(
         # the same does not notify again.
         digest = hashlib.sha256("\n".join([str(record["model_version"]), *(v.check_name for v in breached)]).encode()).hexdigest()[:16]
         alerts_lib.publish_alerts(
-            sns, client, topic_arn=alerts_lib.find_topic_arn(sns, platform.monitoring_topic),  # looked up, never created
-            ledger_bucket=platform.workflow_bucket, ledger_prefix=f"monitoring-ledger/{date}",
-            messages=[{"messageKey": f"performance-{digest}", "subject": f"Realised model quality below floor on {date}",
-                       "batchDate": date, "warnings": [v.description for v in breached], "performance": record}],
+            sns,
+            client,
+            topic_arn=alerts_lib.find_topic_arn(sns, platform.monitoring_topic),  # looked up, never created
+            ledger_bucket=platform.workflow_bucket,
+            ledger_prefix=f"monitoring-ledger/{date}",
+            messages=[
+                {
+                    "messageKey": f"performance-{digest}",
+                    "subject": f"Realised model quality below floor on {date}",
+                    "batchDate": date,
+                    "warnings": [v.description for v in breached],
+                    "performance": record,
+                }
+            ],
         )
     numeric = {k: v for k, v in record.items() if k not in ("date", "model_version", "labels_source", "computed_at")}
-    context.add_output_metadata(output_name="result", metadata={
-        **{k: v if isinstance(v, int) else perf_lib.finite_or_nan(v) for k, v in numeric.items()},
-        "model_version": str(record["model_version"]),
-        "labels_etag": (record["labels_source"] or {}).get("etag") or "",
-        "performance_uri": MetadataValue.path(uri),
-        "performance_file_written": written,
-    })
+    context.add_output_metadata(
+        output_name="result",
+        metadata={
+            **{k: v if isinstance(v, int) else perf_lib.finite_or_nan(v) for k, v in numeric.items()},
+            "model_version": str(record["model_version"]),
+            "labels_etag": (record["labels_source"] or {}).get("etag") or "",
+            "performance_uri": MetadataValue.path(uri),
+            "performance_file_written": written,
+        },
+    )
     yield Output(StageResult(summary=record))
     yield from selected_checks(context, verdicts)
 
@@ -178,8 +233,13 @@ def performance_verdicts(record: dict, best_alert_precision: float | None, floor
             detail = f"no {what} for {record['date']} yet (labelled {record['labelled']}, alerted {record['alerted']})"
         else:
             detail = f"{'' if value >= floor else 'WARNING: '}{what} {value:.4f} {'>=' if value >= floor else 'below'} {floor}"
-        results.append(AssetCheckResult(
-            check_name=name, severity=AssetCheckSeverity.WARN, passed=value is None or value >= floor, description=detail,
-            metadata={"value": perf_lib.finite_or_nan(value), "floor": floor, "model_version": str(record["model_version"])},
-        ))
+        results.append(
+            AssetCheckResult(
+                check_name=name,
+                severity=AssetCheckSeverity.WARN,
+                passed=value is None or value >= floor,
+                description=detail,
+                metadata={"value": perf_lib.finite_or_nan(value), "floor": floor, "model_version": str(record["model_version"])},
+            )
+        )
     return results

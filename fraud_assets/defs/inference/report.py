@@ -39,14 +39,22 @@ def _alerts(fraud_alerts: StageResult) -> list[dict]:
     "confirmed fraud, false positive rate and alert precision from performance/{date}.json once labels exist).",
 )
 def daily_report(
-    context: AssetExecutionContext, daily_transactions: StageResult, daily_scores: StageResult, fraud_alerts: StageResult,
-    drift_metrics: StageResult, s3: S3Resource, platform: FraudPlatform,
+    context: AssetExecutionContext,
+    daily_transactions: StageResult,
+    daily_scores: StageResult,
+    fraud_alerts: StageResult,
+    drift_metrics: StageResult,
+    s3: S3Resource,
+    platform: FraudPlatform,
 ) -> StageResult:
     date = context.partition_key
     client = s3_client(s3)
     _, model_meta = load_model_package(get_bytes(client, daily_scores.summary["modelUri"]))
-    performance = (get_json(client, S3Uri(platform.metrics_bucket, performance_key(date)))
-                   if object_exists(client, platform.metrics_bucket, performance_key(date)) else None)
+    performance = (
+        get_json(client, S3Uri(platform.metrics_bucket, performance_key(date)))
+        if object_exists(client, platform.metrics_bucket, performance_key(date))
+        else None
+    )
     figures = report_lib.report_figures(
         date=date,
         counts=daily_transactions.summary,
@@ -54,22 +62,35 @@ def daily_report(
         alerts=_alerts(fraud_alerts),
         drift=drift_metrics.summary,
         history=drift_lib.load_history(client, platform.metrics_bucket, date, days=drift_lib.HISTORY_DAYS - 1),
-        model={"modelVersion": daily_scores.summary["modelVersion"], "thresholds": model_meta.get("thresholds"),
-               "calibrated": bool(model_meta.get("calibration"))},
+        model={
+            "modelVersion": daily_scores.summary["modelVersion"],
+            "thresholds": model_meta.get("thresholds"),
+            "calibrated": bool(model_meta.get("calibration")),
+        },
         performance=performance,
         alert_messages_sent=fraud_alerts.summary.get("alertsSent"),
     )
     page = report_lib.render_html(figures)
-    uri = put_bytes(client, platform.metrics_bucket, report_lib.report_key(date), page.encode("utf-8"), content_type="text/html; charset=utf-8")
+    uri = put_bytes(
+        client, platform.metrics_bucket, report_lib.report_key(date), page.encode("utf-8"), content_type="text/html; charset=utf-8"
+    )
     headline = report_lib.headline(figures)
-    context.add_output_metadata({
-        "report_uri": MetadataValue.path(str(uri)),
-        "report_key": uri.key,
-        "report_bytes": len(page.encode("utf-8")),
-        "model_version": str(figures["model_version"]),
-        "labels_available": performance is not None,
-        **headline,
-    })
-    return StageResult(summary={"date": date, "reportUri": str(uri), "modelVersion": figures["model_version"],
-                                "labelsAvailable": performance is not None,
-                                **{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in headline.items()}})
+    context.add_output_metadata(
+        {
+            "report_uri": MetadataValue.path(str(uri)),
+            "report_key": uri.key,
+            "report_bytes": len(page.encode("utf-8")),
+            "model_version": str(figures["model_version"]),
+            "labels_available": performance is not None,
+            **headline,
+        }
+    )
+    return StageResult(
+        summary={
+            "date": date,
+            "reportUri": str(uri),
+            "modelVersion": figures["model_version"],
+            "labelsAvailable": performance is not None,
+            **{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in headline.items()},
+        }
+    )

@@ -1,7 +1,6 @@
 """Sensors: drift starts retraining (once per drift event, with a cooldown); a new or changed label
 file recomputes that day's measured quality; any failed run is announced on SNS fraud-detection-failures."""
 
-
 import json
 import re
 import time
@@ -18,7 +17,6 @@ from dagster import (
     sensor,
 )
 from dagster._core.event_api import AssetRecordsFilter
-
 from dagster_aws.s3 import S3Resource
 
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, RetrainingPolicy, s3_client
@@ -70,13 +68,19 @@ def performance_requests(
 def _performance_events(context, cursor: dict, policy: RetrainingPolicy) -> list[tuple[int, str | None, bool]]:
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey("model_performance"), after_storage_id=cursor.get("last_performance_storage_id")),
-        limit=500, ascending=True,
+        limit=500,
+        ascending=True,
     ).records
     events = []
     for record in records:
         meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
         recall, fraud = meta.get("recall_at_0_8"), meta.get("fraud") or 0
-        below = isinstance(recall, (int, float)) and recall == recall and fraud >= policy.min_labelled_fraud and recall < policy.realised_recall_floor
+        below = (
+            isinstance(recall, (int, float))
+            and recall == recall
+            and fraud >= policy.min_labelled_fraud
+            and recall < policy.realised_recall_floor
+        )
         events.append((record.storage_id, record.asset_materialization.partition, bool(below)))
     return events
 
@@ -94,7 +98,8 @@ def drift_retraining_sensor(context: SensorEvaluationContext, retraining_policy:
     cursor = json.loads(context.cursor) if context.cursor else {}
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey("drift_metrics"), after_storage_id=cursor.get("last_storage_id")),
-        limit=500, ascending=True,
+        limit=500,
+        ascending=True,
     ).records
     events = []
     for record in records:
@@ -107,11 +112,11 @@ def drift_retraining_sensor(context: SensorEvaluationContext, retraining_policy:
     by_recall, new_cursor = performance_requests(performance, new_cursor, now, cooldown, retraining_policy.performance_drift_days)
     context.update_cursor(json.dumps(new_cursor))
     if not requests and not by_recall:
-        return SkipReason(f"{len(events)} new drift_metrics and {len(performance)} new model_performance materialisations, "
-                          "no retraining needed")
+        return SkipReason(
+            f"{len(events)} new drift_metrics and {len(performance)} new model_performance materialisations, no retraining needed"
+        )
     return [
-        RunRequest(run_key=r["run_key"], tags={"fraud/trigger": "drift", "fraud/drift_partition": str(r["partition"])})
-        for r in requests
+        RunRequest(run_key=r["run_key"], tags={"fraud/trigger": "drift", "fraud/drift_partition": str(r["partition"])}) for r in requests
     ] + [
         RunRequest(run_key=r["run_key"], tags={"fraud/trigger": "realised_recall", "fraud/low_recall_days": ",".join(r["partitions"])})
         for r in by_recall
@@ -143,8 +148,12 @@ def pipeline_failure_sensor(context: RunFailureSensorContext, aws: AwsClients, p
     publish_metrics(aws.client("cloudwatch"), {"PipelineFailures": 1}, {}, units={"PipelineFailures": "Count"})
     # Looked up, never created (MissingTopicError names it): a typo must not swallow failure reports.
     topic = find_topic_arn(sns, platform.failures_topic)
-    sns.publish(TopicArn=topic, Subject=f"fraud_assets run failed: {message['job']}"[:100], Message=json.dumps(message, default=str),
-                MessageAttributes={"messageKey": {"DataType": "String", "StringValue": f"run-failure-{message['runId']}"}})
+    sns.publish(
+        TopicArn=topic,
+        Subject=f"fraud_assets run failed: {message['job']}"[:100],
+        Message=json.dumps(message, default=str),
+        MessageAttributes={"messageKey": {"DataType": "String", "StringValue": f"run-failure-{message['runId']}"}},
+    )
 
 
 _LABEL_FILE = re.compile(rf"^{LABELS_PREFIX}/(\d{{4}}-\d{{2}}-\d{{2}})\.json$")

@@ -1,9 +1,7 @@
 """Training group: raw data -> splits -> model -> evaluation -> deployed endpoint."""
 
-
 import datetime as dt
 import time
-
 from typing import Optional
 
 import pandas as pd
@@ -47,6 +45,7 @@ from fraud_assets.lib.config import (
     TRANSACTION_ID,
 )
 from fraud_assets.lib.training import endpoint as endpoint_lib
+from fraud_assets.lib.training.calibration import calibrate, release_policy, thresholds_of
 from fraud_assets.lib.training.extraction import empty_daily_rows, list_label_dates, load_labelled_day, split_labelled_dates
 from fraud_assets.lib.training.features import (
     engineered_feature_names,
@@ -68,7 +67,6 @@ from fraud_assets.lib.training.model import (
     predict,
     train_model,
 )
-from fraud_assets.lib.training.calibration import calibrate, release_policy, thresholds_of
 from fraud_assets.lib.training.splits import SPLITS, split_summary
 
 raw_transactions = AssetSpec(
@@ -82,7 +80,9 @@ raw_transactions = AssetSpec(
 
 
 class TrainingDataConfig(Config):
-    history_days: int = Field(default=180, description="Labelled daily transactions of this many days (the seeds' 6 months) join the raw history.")
+    history_days: int = Field(
+        default=180, description="Labelled daily transactions of this many days (the seeds' 6 months) join the raw history."
+    )
     recent_window_days: int = Field(
         default=7, description="The most recent labelled days held out of training: the out-of-time window evaluation compares models on."
     )
@@ -102,12 +102,16 @@ class TrainingDataConfig(Config):
             "transactions of the last N days (daily-batches/{date}.json joined with labels/{date}.json; unlabelled rows left "
             "out), deduplicated by transactionId, each row's provenance in `source` (raw / daily:<date>), legitimate rows "
             "optionally sampled (the rate is in the summary). The most recent labelled days are not in it.",
-            kinds={"parquet", "s3", "pandas"}, owners=OWNERS, group_name=TRAINING,
+            kinds={"parquet", "s3", "pandas"},
+            owners=OWNERS,
+            group_name=TRAINING,
         ),
         "recent_labelled_window": AssetOut(
             description="The most recent labelled days (default 7), held out of training: the out-of-time window on which "
             "evaluation_metrics compares the challenger with the model in production.",
-            kinds={"parquet", "s3"}, owners=OWNERS, group_name=TRAINING,
+            kinds={"parquet", "s3"},
+            owners=OWNERS,
+            group_name=TRAINING,
         ),
     },
 )
@@ -131,29 +135,51 @@ def data_extraction(
     # recent window's performance: an id lands in one place only.
     recent = recent[~recent[TRANSACTION_ID].isin(frame[TRANSACTION_ID])].reset_index(drop=True)
     recent_dates = [d for d in window.recent_dates if len(parts[d])]
-    summary.update({
-        "input": raw_uri, "historyDays": config.history_days, "trainingDates": window.training_dates,
-        "labelledDatesOutsideHistory": window.outside_history, "days": days,
-        "recentWindow": {"dates": recent_dates, "rows": len(recent), "fraud": int(recent[LABEL_COLUMN].sum())},
-    })
+    summary.update(
+        {
+            "input": raw_uri,
+            "historyDays": config.history_days,
+            "trainingDates": window.training_dates,
+            "labelledDatesOutsideHistory": window.outside_history,
+            "days": days,
+            "recentWindow": {"dates": recent_dates, "rows": len(recent), "fraud": int(recent[LABEL_COLUMN].sum())},
+        }
+    )
     sampling = summary["sampling"]
     yield Output(
         StageResult(summary=summary, tables={"dataset": frame}),
         output_name="training_dataset",
         metadata={
-            "rows": len(frame), "rows_from_raw": summary["rowsFromRaw"], "rows_from_daily": summary["rowsFromDaily"],
-            "fraud_count": summary["fraudCount"], "duplicates_dropped": summary["duplicatesDropped"],
-            "labelled_days": len(window.training_dates), "legit_sampling_rate": sampling["legitimateRate"],
-            "days": MetadataValue.md(markdown_table(
-                ["date", "labelled rows", "fraud", "note"],
-                [(d["date"], d["rows"], d.get("fraud", 0), ("recent window" if d["date"] in window.recent_dates else d.get("skipped", "")))
-                 for d in days],
-            ) if days else "no labelled days yet"),
+            "rows": len(frame),
+            "rows_from_raw": summary["rowsFromRaw"],
+            "rows_from_daily": summary["rowsFromDaily"],
+            "fraud_count": summary["fraudCount"],
+            "duplicates_dropped": summary["duplicatesDropped"],
+            "labelled_days": len(window.training_dates),
+            "legit_sampling_rate": sampling["legitimateRate"],
+            "days": MetadataValue.md(
+                markdown_table(
+                    ["date", "labelled rows", "fraud", "note"],
+                    [
+                        (
+                            d["date"],
+                            d["rows"],
+                            d.get("fraud", 0),
+                            ("recent window" if d["date"] in window.recent_dates else d.get("skipped", "")),
+                        )
+                        for d in days
+                    ],
+                )
+                if days
+                else "no labelled days yet"
+            ),
             **engine_metadata,
         },
     )
     yield Output(
-        StageResult(summary={"dates": recent_dates, "rows": len(recent), "fraud": int(recent[LABEL_COLUMN].sum())}, tables={"window": recent}),
+        StageResult(
+            summary={"dates": recent_dates, "rows": len(recent), "fraud": int(recent[LABEL_COLUMN].sum())}, tables={"window": recent}
+        ),
         output_name="recent_labelled_window",
         metadata={"rows": len(recent), "fraud_count": int(recent[LABEL_COLUMN].sum()), "dates": MetadataValue.json(recent_dates)},
     )
@@ -183,8 +209,12 @@ class DataPrepConfig(Config):
     check_specs=split_check_specs,
 )
 def prepared_splits(
-    context: AssetExecutionContext, config: DataPrepConfig, training_dataset: StageResult, s3: S3Resource,
-    data_prep_engine: DataPrepEngine, quality_gates: QualityGates,
+    context: AssetExecutionContext,
+    config: DataPrepConfig,
+    training_dataset: StageResult,
+    s3: S3Resource,
+    data_prep_engine: DataPrepEngine,
+    quality_gates: QualityGates,
 ):
     """The seeds' DataPrep stage: split the training data set 70/15/15 by its ids, write parquet."""
     dataset_uri = training_dataset.uris["dataset"]
@@ -196,8 +226,15 @@ def prepared_splits(
     received = int(prepared.metadata["input_records"])
     summary = split_summary(received, splits)
     sampling_rate = training_dataset.summary["sampling"]["legitimateRate"]
-    summary.update({"input": dataset_uri, "seed": config.seed, "ratios": ratios, "engine": data_prep_engine.engine,
-                    "legitimateSamplingRate": sampling_rate})
+    summary.update(
+        {
+            "input": dataset_uri,
+            "seed": config.seed,
+            "ratios": ratios,
+            "engine": data_prep_engine.engine,
+            "legitimateSamplingRate": sampling_rate,
+        }
+    )
     elapsed = time.perf_counter() - started
     engine_metadata = {k: v for k, v in prepared.metadata.items() if k != "input_records"}
     for name in SPLITS:
@@ -254,8 +291,12 @@ def model_hyperparameters(context: AssetExecutionContext, aws: AwsClients) -> St
     "on); when off the splits pass through with the raw features.",
 )
 def engineered_features(
-    context: AssetExecutionContext, train_split: StageResult, validation_split: StageResult, test_split: StageResult,
-    feature_engineering: FeatureEngineering, data_prep_engine: DataPrepEngine,
+    context: AssetExecutionContext,
+    train_split: StageResult,
+    validation_split: StageResult,
+    test_split: StageResult,
+    feature_engineering: FeatureEngineering,
+    data_prep_engine: DataPrepEngine,
 ) -> StageResult:
     inputs = {"train": train_split, "validation": validation_split, "test": test_split}
     tables, stored = {}, {}
@@ -268,11 +309,16 @@ def engineered_features(
         stored = {name: next(iter(split.stored.values())) for name, split in inputs.items()}
         stats, names = None, list(FEATURE_COLUMNS)
     context.add_output_metadata(
-        {"enabled": feature_engineering.enabled, "engine": data_prep_engine.engine, "feature_count": len(names),
-         "feature_names": MetadataValue.json(names)}
+        {
+            "enabled": feature_engineering.enabled,
+            "engine": data_prep_engine.engine,
+            "feature_count": len(names),
+            "feature_names": MetadataValue.json(names),
+        }
     )
-    return StageResult(summary={"enabled": feature_engineering.enabled, "featureNames": names, "featureStats": stats},
-                       tables=tables, stored=stored)
+    return StageResult(
+        summary={"enabled": feature_engineering.enabled, "featureNames": names, "featureStats": stats}, tables=tables, stored=stored
+    )
 
 
 @asset(
@@ -344,16 +390,26 @@ def _threshold_metadata(thresholds: dict) -> dict:
         return float("nan") if value is None else value
 
     return {
-        "threshold_policy": thresholds["policy"] + (f" {thresholds['target']}" if thresholds["target"] is not None else "")
+        "threshold_policy": thresholds["policy"]
+        + (f" {thresholds['target']}" if thresholds["target"] is not None else "")
         + ("" if thresholds["target_met"] else " (not reached: fixed threshold kept)"),
         "high_risk_threshold": thresholds["high"],
         "medium_risk_threshold": thresholds["medium"],
         "expected_high_risk_precision": number(expected["high"]["precision"]),
         "expected_high_risk_recall": number(expected["high"]["recall"]),
-        "thresholds": MetadataValue.md(markdown_table(
-            ["bucket", "threshold (calibrated)", "validation precision", "validation recall", "validation share"],
-            [(name, thresholds[name], *("-" if expected[name][k] is None else expected[name][k] for k in ("precision", "recall", "share")))
-             for name in ("high", "medium")])),
+        "thresholds": MetadataValue.md(
+            markdown_table(
+                ["bucket", "threshold (calibrated)", "validation precision", "validation recall", "validation share"],
+                [
+                    (
+                        name,
+                        thresholds[name],
+                        *("-" if expected[name][k] is None else expected[name][k] for k in ("precision", "recall", "share")),
+                    )
+                    for name in ("high", "medium")
+                ],
+            )
+        ),
     }
 
 
@@ -372,8 +428,9 @@ def _evaluate(booster, meta, frame) -> dict:
     map, the high-risk bucket at its threshold; the AUCs rank the raw scores."""
     raw = predict(booster, model_inputs(frame, meta), meta["feature_names"])
     high, _ = thresholds_of(meta)
-    return evaluate_scores(frame[LABEL_COLUMN].to_numpy(), calibrate(raw, meta.get("calibration")), high_risk_threshold=high,
-                           ranking_scores=raw)
+    return evaluate_scores(
+        frame[LABEL_COLUMN].to_numpy(), calibrate(raw, meta.get("calibration")), high_risk_threshold=high, ranking_scores=raw
+    )
 
 
 # What the side-by-side shows of each model, by the names the run summary uses.
@@ -385,9 +442,14 @@ def _side(metrics: dict | None) -> dict:
 
 
 _EVALUATION_METRIC_NAMES = {
-    "accuracy": "EvaluationAccuracy", "precision": "EvaluationPrecision", "recall": "EvaluationRecall",
-    "f1": "EvaluationF1", "roc_auc": "EvaluationRocAuc", "pr_auc": "EvaluationPrAuc",
-    "high_risk_precision": "EvaluationHighRiskPrecision", "high_risk_recall": "EvaluationHighRiskRecall",
+    "accuracy": "EvaluationAccuracy",
+    "precision": "EvaluationPrecision",
+    "recall": "EvaluationRecall",
+    "f1": "EvaluationF1",
+    "roc_auc": "EvaluationRocAuc",
+    "pr_auc": "EvaluationPrAuc",
+    "high_risk_precision": "EvaluationHighRiskPrecision",
+    "high_risk_recall": "EvaluationHighRiskRecall",
 }
 
 
@@ -402,8 +464,14 @@ _EVALUATION_METRIC_NAMES = {
     check_specs=model_gate_specs,
 )
 def evaluation_metrics(
-    context: AssetExecutionContext, fraud_model: StageResult, test_split: StageResult, recent_labelled_window: StageResult,
-    s3: S3Resource, platform: FraudPlatform, quality_gates: QualityGates, aws: AwsClients,
+    context: AssetExecutionContext,
+    fraud_model: StageResult,
+    test_split: StageResult,
+    recent_labelled_window: StageResult,
+    s3: S3Resource,
+    platform: FraudPlatform,
+    quality_gates: QualityGates,
+    aws: AwsClients,
 ):
     booster, meta = load_model_package(fraud_model.files["model.tar.gz"])
     test = test_split.table
@@ -424,14 +492,26 @@ def evaluation_metrics(
         comparison = compare_with_production(metrics, champion, quality_gates.regression_tolerance)
         why = "has no rows" if not len(window) else "holds one class only"
         basis = f"on the test split (the recent labelled window {why})"
-    comparison.update({"production_model_version": champion_version, "basis": "recent_window" if on_recent else "test_split",
-                       "reason": f"{comparison['reason']} {basis}"})
+    comparison.update(
+        {
+            "production_model_version": champion_version,
+            "basis": "recent_window" if on_recent else "test_split",
+            "reason": f"{comparison['reason']} {basis}",
+        }
+    )
     gates = model_gates(
-        metrics, comparison, accuracy_floor=quality_gates.accuracy_floor, pr_auc_floor=quality_gates.pr_auc_floor,
+        metrics,
+        comparison,
+        accuracy_floor=quality_gates.accuracy_floor,
+        pr_auc_floor=quality_gates.pr_auc_floor,
         high_risk_precision_floor=quality_gates.high_risk_precision_floor,
     )
-    sides = {"challenger_test": _side(metrics), "champion_test": _side(champion),
-             "challenger_recent": _side(recent_challenger), "champion_recent": _side(recent_champion)}
+    sides = {
+        "challenger_test": _side(metrics),
+        "champion_test": _side(champion),
+        "challenger_recent": _side(recent_challenger),
+        "champion_recent": _side(recent_champion),
+    }
     cm = metrics["confusion_matrix"]
     # Under the endpoint the candidate is meant for, and its own version (deployed or not).
     publish_metrics(
@@ -439,8 +519,9 @@ def evaluation_metrics(
         {_EVALUATION_METRIC_NAMES[m]: metrics[m] for m in (*HEADLINE_METRICS, "high_risk_precision", "high_risk_recall")},
         model_dimensions(platform.endpoint_name, meta["model_version"]),
     )
-    context.add_output_metadata(output_name="result", metadata=
-        {
+    context.add_output_metadata(
+        output_name="result",
+        metadata={
             **{m: metrics[m] for m in (*HEADLINE_METRICS, "high_risk_precision", "high_risk_recall")},
             "test_samples": metrics["test_samples"],
             "high_risk_share": metrics["high_risk_share"],
@@ -449,18 +530,38 @@ def evaluation_metrics(
             "production_model_version": champion_version or "none",
             "recent_window_rows": len(window),
             "recent_window_fraud": int(window[LABEL_COLUMN].sum()) if len(window) else 0,
-            **{f"{side}_{name}": (value if value is not None else float("nan"))
-               for side, values in sides.items() if side.endswith("recent") for name, value in values.items()},
-            "champion_vs_challenger": MetadataValue.md(markdown_table(
-                ["metric", "challenger (recent window)", "champion (recent window)", "challenger (test split)", "champion (test split)"],
-                [(name, *(_format(sides[s][name]) for s in ("challenger_recent", "champion_recent", "challenger_test", "champion_test")))
-                 for name in _SIDE_BY_SIDE],
-            )),
+            **{
+                f"{side}_{name}": (value if value is not None else float("nan"))
+                for side, values in sides.items()
+                if side.endswith("recent")
+                for name, value in values.items()
+            },
+            "champion_vs_challenger": MetadataValue.md(
+                markdown_table(
+                    [
+                        "metric",
+                        "challenger (recent window)",
+                        "champion (recent window)",
+                        "challenger (test split)",
+                        "champion (test split)",
+                    ],
+                    [
+                        (
+                            name,
+                            *(
+                                _format(sides[s][name])
+                                for s in ("challenger_recent", "champion_recent", "challenger_test", "champion_test")
+                            ),
+                        )
+                        for name in _SIDE_BY_SIDE
+                    ],
+                )
+            ),
             "confusion_matrix": MetadataValue.md(
                 markdown_table(["", "predicted legit", "predicted fraud"], [("legit", cm["tn"], cm["fp"]), ("fraud", cm["fn"], cm["tp"])])
             ),
             "gates": MetadataValue.md(markdown_table(["gate", "passed", "detail"], [(g.name, g.passed, g.message) for g in gates])),
-        }
+        },
     )
     summary = {
         "model_version": meta["model_version"],
@@ -469,8 +570,12 @@ def evaluation_metrics(
         "true_positives": cm["tp"],
         "false_positives": cm["fp"],
         "comparison": comparison,
-        "recent_window": {"dates": window_dates, "rows": len(window),
-                          "challenger": sides["challenger_recent"], "champion": sides["champion_recent"]},
+        "recent_window": {
+            "dates": window_dates,
+            "rows": len(window),
+            "challenger": sides["challenger_recent"],
+            "champion": sides["champion_recent"],
+        },
         "deploy_recommended": all(g.passed for g in gates),
         "thresholds": meta.get("thresholds"),
     }
@@ -491,8 +596,13 @@ def _format(value) -> str:
     check_specs=endpoint_check_specs,
 )
 def deployed_endpoint(
-    context: AssetExecutionContext, fraud_model: StageResult, evaluation_metrics: StageResult, test_split: StageResult,
-    s3: S3Resource, aws: AwsClients, platform: FraudPlatform,
+    context: AssetExecutionContext,
+    fraud_model: StageResult,
+    evaluation_metrics: StageResult,
+    test_split: StageResult,
+    s3: S3Resource,
+    aws: AwsClients,
+    platform: FraudPlatform,
 ):
     names = platform.names
     client = s3_client(s3)
@@ -510,9 +620,15 @@ def deployed_endpoint(
     features = model_inputs(known, meta)[0]
     expected = float(predict(booster, features.reshape(1, -1), meta["feature_names"])[0])
     deployed = endpoint_lib.deploy_model(
-        sagemaker=aws.client("sagemaker"), runtime=aws.client("sagemaker-runtime"), s3=client, names=names,
-        model_uri=model_uri, model_version=version, feature_names=meta["feature_names"],
-        health_check_features=features.tolist(), expected_score=expected,
+        sagemaker=aws.client("sagemaker"),
+        runtime=aws.client("sagemaker-runtime"),
+        s3=client,
+        names=names,
+        model_uri=model_uri,
+        model_version=version,
+        feature_names=meta["feature_names"],
+        health_check_features=features.tolist(),
+        expected_score=expected,
         extra_metadata={
             "metrics": {m: evaluation_metrics.summary["metrics"][m] for m in HEADLINE_METRICS},
             "experiment_id": meta.get("experiment_id"),
@@ -524,17 +640,19 @@ def deployed_endpoint(
             "health_check_calibrated_score": float(calibrate([expected], meta.get("calibration"))[0]),
         },
     )
-    context.add_output_metadata(output_name="result", metadata=
-        {
+    context.add_output_metadata(
+        output_name="result",
+        metadata={
             "endpoint_name": deployed["endpoint_name"],
             "model_version": version,
             "model_uri": MetadataValue.path(model_uri),
             "experiment_id": deployed.get("experiment_id") or "none",
             "deployed_at": deployed["deployed_at"],
             "health_check_score": deployed["health_check"]["served_score"],
-            "deployment_history": MetadataValue.md(markdown_table(
-                endpoint_lib.HISTORY_COLUMNS, endpoint_lib.history_rows(endpoint_lib.deployment_history(client, names)))),
-        }
+            "deployment_history": MetadataValue.md(
+                markdown_table(endpoint_lib.HISTORY_COLUMNS, endpoint_lib.history_rows(endpoint_lib.deployment_history(client, names)))
+            ),
+        },
     )
     yield Output(StageResult(summary=deployed))
     if context.selected_asset_check_keys:
@@ -542,4 +660,3 @@ def deployed_endpoint(
         pointer = endpoint_lib.current_endpoint(client, names) or {}
         served = endpoint_lib.invoke_one(aws.client("sagemaker-runtime"), deployed["endpoint_name"], deployed["health_check"]["features"])
         yield endpoint_result(served, deployed["health_check"]["expected_score"], version, pointer.get("model_version"))
-

@@ -32,11 +32,14 @@ _MODEL_GATES = {
     "compared on the recent labelled window when it holds both classes, else on the test split.",
 }
 
-model_gate_specs = [AssetCheckSpec(name, asset="evaluation_metrics", description=text, blocking=True) for name, text in _MODEL_GATES.items()]
+model_gate_specs = [
+    AssetCheckSpec(name, asset="evaluation_metrics", description=text, blocking=True) for name, text in _MODEL_GATES.items()
+]
 
 endpoint_check_specs = [
     AssetCheckSpec(
-        "endpoint_serves_deployed_model", asset="deployed_endpoint",
+        "endpoint_serves_deployed_model",
+        asset="deployed_endpoint",
         description="The endpoint answers the known transaction with the score the model gives it, and the pointer names the model.",
     )
 ]
@@ -49,8 +52,12 @@ def gate_result(asset: str, gate: GateResult) -> AssetCheckResult:
     if gate.floor is not None:
         metadata["expected"] = gate.floor
     return AssetCheckResult(
-        asset_key=asset, check_name=gate.name, passed=gate.passed, severity=AssetCheckSeverity.ERROR,
-        metadata=metadata, description=gate.message,
+        asset_key=asset,
+        check_name=gate.name,
+        passed=gate.passed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=gate.message,
     )
 
 

@@ -31,21 +31,30 @@ def rollback_endpoint(context: OpExecutionContext, config: RollbackConfig, s3: S
     client = s3_client(s3)
     try:
         deployed = endpoint_lib.rollback_model(
-            sagemaker=aws.client("sagemaker"), runtime=aws.client("sagemaker-runtime"), s3=client, names=platform.names,
+            sagemaker=aws.client("sagemaker"),
+            runtime=aws.client("sagemaker-runtime"),
+            s3=client,
+            names=platform.names,
             version=config.version,
         )
     except endpoint_lib.RollbackRefused as err:
-        raise Failure(description=str(err), metadata={"deployment_history": history_table(endpoint_lib.deployment_history(client, platform.names))},
-                      allow_retries=False) from err
+        raise Failure(
+            description=str(err),
+            metadata={"deployment_history": history_table(endpoint_lib.deployment_history(client, platform.names))},
+            allow_retries=False,
+        ) from err
     context.log.info(f"{deployed['endpoint_name']} serves {deployed['model_version']} again (was {deployed['rolled_back_from']})")
-    yield Output(None, metadata={
-        "endpoint_name": deployed["endpoint_name"],
-        "model_version": deployed["model_version"],
-        "rolled_back_from": deployed["rolled_back_from"],
-        "model_uri": MetadataValue.path(deployed["model_uri"]),
-        "health_check_score": deployed["health_check"]["served_score"],
-        "deployment_history": history_table(endpoint_lib.deployment_history(client, platform.names)),
-    })
+    yield Output(
+        None,
+        metadata={
+            "endpoint_name": deployed["endpoint_name"],
+            "model_version": deployed["model_version"],
+            "rolled_back_from": deployed["rolled_back_from"],
+            "model_uri": MetadataValue.path(deployed["model_uri"]),
+            "health_check_score": deployed["health_check"]["served_score"],
+            "deployment_history": history_table(endpoint_lib.deployment_history(client, platform.names)),
+        },
+    )
 
 
 @job(

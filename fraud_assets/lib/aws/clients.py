@@ -54,8 +54,11 @@ def make_client(service: str, settings: ClientSettings = ClientSettings()) -> An
     """A boto3 client for `service`, cached per settings (building one costs ~50 ms). The
     environment's endpoint variables are part of the cache key: a client made before the local
     stack (re)started must not be handed out afterwards."""
-    env = (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get(f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}"),
-           os.environ.get("AWS_PROFILE"))
+    env = (
+        os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get(f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}"),
+        os.environ.get("AWS_PROFILE"),
+    )
     return _cached_client(service, settings, env)
 
 

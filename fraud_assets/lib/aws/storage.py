@@ -9,8 +9,8 @@ import io
 import json
 import re
 import shutil
-from pathlib import Path
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -69,8 +69,7 @@ class S3Uri:
         return cls(bucket, key)
 
 
-def put_bytes(s3, bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream", *,
-              if_absent: bool = False) -> S3Uri:
+def put_bytes(s3, bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream", *, if_absent: bool = False) -> S3Uri:
     """Every put in the project goes through here, so every object is encrypted at rest.
     `if_absent`: only create (S3 conditional write, If-None-Match: *); an existing object makes
     S3 answer PreconditionFailed."""

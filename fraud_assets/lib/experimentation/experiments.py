@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from fraud_assets.lib.aws.storage import get_json, object_exists, put_json, validate_bucket
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN
 from fraud_assets.lib.training.hyperparameters import HyperparameterError, canonical_name, validate_experiment_id, validate_hyperparameters
 from fraud_assets.lib.training.metrics import evaluate_scores
-from fraud_assets.lib.aws.storage import get_json, object_exists, put_json, validate_bucket
 from fraud_assets.lib.training.model import (
     DEFAULT_EARLY_STOPPING_ROUNDS,
     DEFAULT_HYPERPARAMETERS,
@@ -53,6 +53,7 @@ def _version(module: str) -> str:
     import importlib
 
     return importlib.import_module(module).__version__
+
 
 EXPERIMENTS_PREFIX = "experiments"
 CONFIG_FILE = "config.json"
@@ -201,9 +202,11 @@ def validate_search_space(space: Mapping[str, Mapping[str, Any]]) -> dict[str, d
 
 def _validate_dimension(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     kind = spec.get("type")
-    known_keys = {"int": {"type", "low", "high", "step", "log", "grid", "grid_points"},
-                  "float": {"type", "low", "high", "log", "grid", "grid_points"},
-                  "categorical": {"type", "choices"}}
+    known_keys = {
+        "int": {"type", "low", "high", "step", "log", "grid", "grid_points"},
+        "float": {"type", "low", "high", "log", "grid", "grid_points"},
+        "categorical": {"type", "choices"},
+    }
     if kind not in known_keys:
         raise SearchSpaceError(f"search space entry {name!r}: type must be int, float or categorical, got {kind!r}")
     unknown = set(spec) - known_keys[kind]
@@ -216,7 +219,12 @@ def _validate_dimension(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         return {"type": kind, "choices": list(choices)}
     number = int if kind == "int" else (int, float)
     low, high = spec.get("low"), spec.get("high")
-    if not all(isinstance(v, number) and not isinstance(v, bool) for v in (low, high)) or not math.isfinite(low) or not math.isfinite(high) or low > high:
+    if (
+        not all(isinstance(v, number) and not isinstance(v, bool) for v in (low, high))
+        or not math.isfinite(low)
+        or not math.isfinite(high)
+        or low > high
+    ):
         raise SearchSpaceError(f"search space entry {name!r}: needs {kind} low <= high, got low={low!r} high={high!r}")
     out: dict[str, Any] = {"type": kind, "low": low, "high": high, "log": bool(spec.get("log", False))}
     if out["log"] and low <= 0:
@@ -228,7 +236,11 @@ def _validate_dimension(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         out["step"] = step
     if "grid" in spec:
         grid = spec["grid"]
-        if not isinstance(grid, list) or not grid or not all(isinstance(v, number) and not isinstance(v, bool) and low <= v <= high for v in grid):
+        if (
+            not isinstance(grid, list)
+            or not grid
+            or not all(isinstance(v, number) and not isinstance(v, bool) and low <= v <= high for v in grid)
+        ):
             raise SearchSpaceError(f"search space entry {name!r}: grid must be a non-empty list of {kind} values within [{low}, {high}]")
         out["grid"] = list(grid)
     points = spec.get("grid_points", DEFAULT_GRID_POINTS)
@@ -401,6 +413,7 @@ def _now_iso() -> str:
 
 # --- S3 records -------------------------------------------------------------------------------
 
+
 def experiment_prefix(experiment_id: str) -> str:
     return f"{EXPERIMENTS_PREFIX}/{validate_experiment_id(experiment_id)}/"
 
@@ -414,7 +427,13 @@ def record_experiment(
     prefix = experiment_prefix(result.experiment_id)
     if object_exists(s3, bucket, prefix + CONFIG_FILE):
         raise FileExistsError(f"experiment {result.experiment_id} is already recorded in s3://{bucket}/{prefix}")
-    uris = {"trials": str(put_json(s3, bucket, prefix + TRIALS_FILE, {"experiment_id": result.experiment_id, "metric": result.metric, "trials": result.trials}))}
+    uris = {
+        "trials": str(
+            put_json(
+                s3, bucket, prefix + TRIALS_FILE, {"experiment_id": result.experiment_id, "metric": result.metric, "trials": result.trials}
+            )
+        )
+    }
     best = result.best_record()
     if best is not None:
         uris["best"] = str(put_json(s3, bucket, prefix + BEST_FILE, best))
@@ -451,30 +470,33 @@ def list_experiments(s3, bucket: str) -> list[dict[str, Any]]:
                 continue
             config = get_json(s3, f"s3://{bucket}/{key}")
             best = config.get("best") or {}
-            rows.append({
-                "experiment_id": experiment_id,
-                "status": config.get("status"),
-                "strategy": config.get("strategy"),
-                "metric": config.get("metric"),
-                "best_value": best.get("value"),
-                "best_trial": best.get("trial_number"),
-                "trials_run": config.get("trials_run"),
-                "completed": config.get("completed"),
-                "failed": config.get("failed"),
-                "started_at": config.get("started_at"),
-                "finished_at": config.get("finished_at"),
-                "duration_seconds": config.get("duration_seconds"),
-            })
+            rows.append(
+                {
+                    "experiment_id": experiment_id,
+                    "status": config.get("status"),
+                    "strategy": config.get("strategy"),
+                    "metric": config.get("metric"),
+                    "best_value": best.get("value"),
+                    "best_trial": best.get("trial_number"),
+                    "trials_run": config.get("trials_run"),
+                    "completed": config.get("completed"),
+                    "failed": config.get("failed"),
+                    "started_at": config.get("started_at"),
+                    "finished_at": config.get("finished_at"),
+                    "duration_seconds": config.get("duration_seconds"),
+                }
+            )
     return sorted(rows, key=lambda r: (r.get("started_at") or "", r["experiment_id"]), reverse=True)
 
 
 # --- Readable output (CLI and asset metadata) -------------------------------------------------
 
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) >= 10 ** -digits or value == 0 else f"{value:.{digits}g}"
+        return f"{value:.{digits}f}" if abs(value) >= 10**-digits or value == 0 else f"{value:.{digits}g}"
     return str(value)
 
 
@@ -496,7 +518,9 @@ def format_experiment_table(experiments: Sequence[Mapping[str, Any]]) -> str:
             e.get("metric"),
             e.get("best_value"),
             None if e.get("best_trial") is None else f"#{e['best_trial']}",
-            None if e.get("trials_run") is None else f"{e.get('completed', 0)}/{e['trials_run']}" + (f" ({e['failed']} failed)" if e.get("failed") else ""),
+            None
+            if e.get("trials_run") is None
+            else f"{e.get('completed', 0)}/{e['trials_run']}" + (f" ({e['failed']} failed)" if e.get("failed") else ""),
             (e.get("started_at") or "")[:19].replace("T", " ") or None,
             None if e.get("duration_seconds") is None else f"{e['duration_seconds']:.1f}s",
         )
@@ -517,8 +541,17 @@ def _trial_rows(trials: Sequence[Mapping[str, Any]], metric: str, params: Sequen
     rows = []
     for t in trials:
         m = t.get("metrics") or {}
-        rows.append([f"#{t['number']}", t["state"], t.get("value"), *[m.get(c) for c in columns], t.get("best_iteration"),
-                     None if t.get("duration_seconds") is None else f"{t['duration_seconds']:.2f}", *[t.get("params", {}).get(p) for p in params]])
+        rows.append(
+            [
+                f"#{t['number']}",
+                t["state"],
+                t.get("value"),
+                *[m.get(c) for c in columns],
+                t.get("best_iteration"),
+                None if t.get("duration_seconds") is None else f"{t['duration_seconds']:.2f}",
+                *[t.get("params", {}).get(p) for p in params],
+            ]
+        )
     return headers, rows
 
 
@@ -544,11 +577,15 @@ def format_experiment_detail(record: Mapping[str, Any], top: int | None = None) 
     if best is None:
         lines.append("\nNo trial completed: nothing to promote.")
     else:
-        lines.append(f"\nBest trial #{best['trial_number']}: {metric} = {_fmt(best['value'])} (best iteration {best.get('best_iteration')})")
+        lines.append(
+            f"\nBest trial #{best['trial_number']}: {metric} = {_fmt(best['value'])} (best iteration {best.get('best_iteration')})"
+        )
         lines.append("  hyperparameters (what promotion writes):")
         lines.extend(f"    {k:<22} {v}" for k, v in best["hyperparameters"].items())
         m = best.get("metrics") or {}
-        lines.append("  validation: " + ", ".join(f"{k} {_fmt(m.get(k))}" for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")))
+        lines.append(
+            "  validation: " + ", ".join(f"{k} {_fmt(m.get(k))}" for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"))
+        )
     ranked = ranked_trials(trials)
     shown = ranked if top is None else ranked[:top]
     headers, rows = _trial_rows(shown, metric, list(config.get("search_space", {})))

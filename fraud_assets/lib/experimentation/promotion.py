@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from fraud_assets.lib.aws.storage import S3Uri, get_bytes, get_json, object_exists, put_bytes, put_json, validate_key_part
 from fraud_assets.lib.config import HYPERPARAMETER_PATH, PRODUCTION_MODEL_CONFIG_KEY, PlatformNames
 from fraud_assets.lib.experimentation.experiments import ALGORITHM, ExperimentNotFound, load_experiment
 from fraud_assets.lib.training.hyperparameters import (
@@ -38,7 +39,6 @@ from fraud_assets.lib.training.hyperparameters import (
     write_experiment_id,
     write_hyperparameters,
 )
-from fraud_assets.lib.aws.storage import S3Uri, get_bytes, get_json, object_exists, put_bytes, put_json, validate_key_part
 
 BACKUP_PREFIX = "hyperparameter-backups"
 ARCHIVE_PREFIX = "archive"
@@ -116,7 +116,9 @@ class _ProductionState:
         self.config_bytes = _read_object(s3, names.config_bucket, PRODUCTION_MODEL_CONFIG_KEY)
         self.config, self.config_problem = _parse_config(self.config_bytes)
 
-    def backup_document(self, stamp: str, created_at: str, path: str, names: PlatformNames, reason: str, trigger: dict[str, Any]) -> dict[str, Any]:
+    def backup_document(
+        self, stamp: str, created_at: str, path: str, names: PlatformNames, reason: str, trigger: dict[str, Any]
+    ) -> dict[str, Any]:
         archived = str(S3Uri(names.config_bucket, archive_key(stamp))) if self.config_bytes is not None else None
         return {
             "backup_id": stamp,
@@ -165,7 +167,9 @@ def _restore_parameters(ssm, parameters: Mapping[str, StoredParameter], experime
     write_experiment_id(ssm, experiment_id, base)
 
 
-def _write_parameters_or_restore(ssm, values: Mapping[str, Any], experiment_id: str | None, state: _ProductionState, path: str) -> dict[str, int]:
+def _write_parameters_or_restore(
+    ssm, values: Mapping[str, Any], experiment_id: str | None, state: _ProductionState, path: str
+) -> dict[str, int]:
     try:
         return write_hyperparameters(ssm, values, experiment_id, path)
     except Exception:
@@ -219,8 +223,11 @@ def promote_to_production(
         and _typed_or_raw(state.parameters) == hyperparameters
         and set(current_values) == set(hyperparameters)
     ):
-        summary.update(status="already_in_production", versions={n: p.version for n, p in state.parameters.items()},
-                       config=str(S3Uri(names.config_bucket, PRODUCTION_MODEL_CONFIG_KEY)))
+        summary.update(
+            status="already_in_production",
+            versions={n: p.version for n, p in state.parameters.items()},
+            config=str(S3Uri(names.config_bucket, PRODUCTION_MODEL_CONFIG_KEY)),
+        )
         return _request_retraining(summary, retrain_callback)
 
     moment = now or dt.datetime.now(dt.timezone.utc)
@@ -290,20 +297,23 @@ def _request_retraining(summary: dict[str, Any], retrain_callback: Callable[[dic
 
 # --- Backups and rollback --------------------------------------------------------------------
 
+
 def list_backups(s3, names: PlatformNames) -> list[dict[str, Any]]:
     """Every backup, newest first: id, URI, reason and what triggered it."""
     rows = []
     for key in sorted(_backup_keys(s3, names), reverse=True):
         document = get_json(s3, S3Uri(names.config_bucket, key))
-        rows.append({
-            "backup_id": document.get("backup_id"),
-            "uri": str(S3Uri(names.config_bucket, key)),
-            "created_at": document.get("created_at"),
-            "reason": document.get("reason"),
-            "trigger": document.get("trigger"),
-            "production_experiment_id": document.get("production_experiment_id"),
-            "parameters": len(document.get("parameters", {})),
-        })
+        rows.append(
+            {
+                "backup_id": document.get("backup_id"),
+                "uri": str(S3Uri(names.config_bucket, key)),
+                "created_at": document.get("created_at"),
+                "reason": document.get("reason"),
+                "trigger": document.get("trigger"),
+                "production_experiment_id": document.get("production_experiment_id"),
+                "parameters": len(document.get("parameters", {})),
+            }
+        )
     return rows
 
 
@@ -380,7 +390,9 @@ def rollback_hyperparameters(
     moment = now or dt.datetime.now(dt.timezone.utc)
     stamp = timestamp(moment)
     _check_free(s3, names, stamp, archiving=state.config_bytes is not None)
-    safety = state.backup_document(stamp, moment.astimezone(dt.timezone.utc).isoformat(), path, names, REASON_ROLLBACK, {"restores": source_uri})
+    safety = state.backup_document(
+        stamp, moment.astimezone(dt.timezone.utc).isoformat(), path, names, REASON_ROLLBACK, {"restores": source_uri}
+    )
 
     # --- first write ---------------------------------------------------------------------------
     safety_uri = str(put_json(s3, names.config_bucket, backup_key(stamp), safety))

@@ -31,10 +31,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from fraud_assets.lib.aws.storage import json_default, put_json, validate_key_part
 from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, TRANSACTION_ID
 from fraud_assets.lib.inference.daily import format_timestamps
 from fraud_assets.lib.inference.scoring import risk_levels
-from fraud_assets.lib.aws.storage import json_default, put_json, validate_key_part
 
 URGENT_THRESHOLD = 0.95
 MAX_ALERTS_PER_MESSAGE = 100  # the seeds' batching
@@ -318,8 +318,14 @@ def _ledger_entry(s3, bucket: str, key: str) -> dict[str, Any] | None:
 def _claim(s3, bucket: str, key: str, message_key: str, topic_arn: str) -> bool:
     """Write the ledger entry as "publishing" only if there is none (S3 conditional put): of two
     runs publishing one day at once, exactly one sends each message."""
-    claim = {"status": "publishing", "messageKey": message_key, "topicArn": topic_arn, "host": socket.gethostname(),
-             "pid": os.getpid(), "claimedAt": dt.datetime.now(dt.timezone.utc).isoformat()}
+    claim = {
+        "status": "publishing",
+        "messageKey": message_key,
+        "topicArn": topic_arn,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "claimedAt": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
     try:
         put_json(s3, bucket, key, claim, if_absent=True)
     except s3.exceptions.ClientError as err:
@@ -377,4 +383,3 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{name} lacks columns {missing} (has {list(frame.columns)})")
-

@@ -62,8 +62,7 @@ class MissingBatchError(FileNotFoundError):
         self.bucket, self.key, self.date = bucket, key, date
         day = f" for {date}" if date else ""
         super().__init__(
-            f"no daily batch{day} at s3://{bucket}/{key}: the upstream export has not landed; "
-            "re-run this partition once the object exists"
+            f"no daily batch{day} at s3://{bucket}/{key}: the upstream export has not landed; re-run this partition once the object exists"
         )
 
 
@@ -78,8 +77,7 @@ class DailyBatch:
         # The one invariant everything downstream relies on; a violation is a bug here.
         if self.received != len(self.accepted) + len(self.quarantined):
             raise AssertionError(
-                f"{self.source}: received {self.received} != accepted {len(self.accepted)} "
-                f"+ quarantined {len(self.quarantined)}"
+                f"{self.source}: received {self.received} != accepted {len(self.accepted)} + quarantined {len(self.quarantined)}"
             )
 
     def summary(self) -> dict[str, Any]:
@@ -131,9 +129,7 @@ def parse_daily_batch(
     objects = [r if type(r) is dict else _NO_FIELDS for r in records]
 
     ids = [o.get("id", _MISSING) for o in objects]
-    id_ok = np.fromiter(
-        (type(v) is str and 0 < len(v) <= MAX_ID_LENGTH and not v.isspace() for v in ids), dtype=bool, count=n
-    )
+    id_ok = np.fromiter((type(v) is str and 0 < len(v) <= MAX_ID_LENGTH and not v.isspace() for v in ids), dtype=bool, count=n)
     for i in np.flatnonzero(~id_ok & is_object):
         v = ids[i]
         if v is _MISSING:
@@ -175,8 +171,7 @@ def parse_daily_batch(
             problems.add(
                 i,
                 "amount_mismatch",
-                f"amount {_show(objects[i]['amount'])} differs from features.Amount "
-                f"{_show(objects[i]['features']['Amount'])}",
+                f"amount {_show(objects[i]['amount'])} differs from features.Amount {_show(objects[i]['features']['Amount'])}",
             )
 
     _duplicates(ids, problems)
@@ -261,9 +256,7 @@ def _timestamps(objects: list[dict], active: np.ndarray, problems: "_Problems") 
     return parsed.where(pd.Series(has_offset)).reset_index(drop=True)
 
 
-def _features(
-    objects: list[dict], active: np.ndarray, names: tuple[str, ...], problems: "_Problems"
-) -> dict[str, np.ndarray]:
+def _features(objects: list[dict], active: np.ndarray, names: tuple[str, ...], problems: "_Problems") -> dict[str, np.ndarray]:
     raw = [o.get("features", _MISSING) for o in objects]
     n = len(raw)
     is_object = np.fromiter((type(f) is dict for f in raw), dtype=bool, count=n)
@@ -291,10 +284,7 @@ def _features(
             columns = [[f.get(name, _MISSING) for f in feats] for name in names]
         else:
             columns = [list(c) for c in zip(*rows)] if rows else [[] for _ in names]
-        out = {
-            name: _number_column(column, f"feature {name!r}", "feature", active, problems)
-            for name, column in zip(names, columns)
-        }
+        out = {name: _number_column(column, f"feature {name!r}", "feature", active, problems) for name, column in zip(names, columns)}
     for column in out.values():
         column[~is_object] = np.nan  # the placeholder's values are no one's features
     return out
@@ -366,8 +356,12 @@ def _reused(ids: list[Any], timestamps: pd.Series, owner_of, problems: "_Problem
     owners = owner_of(keys)
     for row, key in zip(candidates, keys):
         if key in owners:
-            problems.add(row, "reused_id", f"id {_show(key[0])} at {key[1]} is already stored for {owners[key]}: "
-                                           "a transaction belongs to one day (a replayed or reused id)")
+            problems.add(
+                row,
+                "reused_id",
+                f"id {_show(key[0])} at {key[1]} is already stored for {owners[key]}: "
+                "a transaction belongs to one day (a replayed or reused id)",
+            )
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -402,7 +396,6 @@ def _is_utf8(text: str) -> bool:
         return False
 
 
-
 class _Problems:
     """Reasons per row, collected only for the rows that fail."""
 
@@ -421,9 +414,7 @@ class _Problems:
             {
                 "row": pd.array([r + 1 for r in rows], dtype="int64"),
                 TRANSACTION_ID: pd.array([ids[r] if type(ids[r]) is str and _is_utf8(ids[r]) else None for r in rows], dtype="str"),
-                "reason": pd.array(
-                    [f"row {r + 1}: " + "; ".join(m for _, m in self._reasons[r]) for r in rows], dtype="str"
-                ),
+                "reason": pd.array([f"row {r + 1}: " + "; ".join(m for _, m in self._reasons[r]) for r in rows], dtype="str"),
                 "checks": pd.array([",".join(c for c, _ in self._reasons[r]) for r in rows], dtype="str"),
                 "record": pd.array([_record_text(records[r]) for r in rows], dtype="str"),
             },

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD
 from fraud_assets.lib.aws.storage import S3Uri, get_bytes, validate_bucket
+from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD
 
 METRICS_PREFIX = "metrics"
 HISTORY_DAYS = 30
@@ -87,8 +87,7 @@ def feature_psi(train: pd.DataFrame, today: pd.DataFrame, features: Sequence[str
     missing = [f for f in features if f not in train.columns or f not in today.columns]
     if missing:
         raise KeyError(f"features {missing} missing from the training reference or today's transactions")
-    return {f: population_stability_index(train[f].to_numpy(dtype=np.float64), today[f].to_numpy(dtype=np.float64))
-            for f in features}
+    return {f: population_stability_index(train[f].to_numpy(dtype=np.float64), today[f].to_numpy(dtype=np.float64)) for f in features}
 
 
 def baseline(history: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -141,11 +140,14 @@ def detect_drift(
     high_drift = abs(float(current["highRiskPct"]) - base["highRiskPct"])
     reasons = []
     if avg_drift > avg_score_threshold:
-        reasons.append(f"avgScore {current['avgScore']:.4f} vs baseline {base['avgScore']:.4f} "
-                       f"(drift {avg_drift:.4f} > {avg_score_threshold})")
+        reasons.append(
+            f"avgScore {current['avgScore']:.4f} vs baseline {base['avgScore']:.4f} (drift {avg_drift:.4f} > {avg_score_threshold})"
+        )
     if high_drift > high_risk_threshold:
-        reasons.append(f"highRiskPct {current['highRiskPct']:.4f} vs baseline {base['highRiskPct']:.4f} "
-                       f"(drift {high_drift:.4f} > {high_risk_threshold})")
+        reasons.append(
+            f"highRiskPct {current['highRiskPct']:.4f} vs baseline {base['highRiskPct']:.4f} "
+            f"(drift {high_drift:.4f} > {high_risk_threshold})"
+        )
     return {
         **result,
         "baseline": base,
@@ -194,9 +196,9 @@ def load_history(s3, bucket: str, date: str, days: int = HISTORY_DAYS) -> list[d
 
 def _usable(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
-        h for h in history
-        if isinstance(h, dict) and (h.get("count") or 0) > 0
-        and _is_number(h.get("avgScore")) and _is_number(h.get("highRiskPct"))
+        h
+        for h in history
+        if isinstance(h, dict) and (h.get("count") or 0) > 0 and _is_number(h.get("avgScore")) and _is_number(h.get("highRiskPct"))
     ]
 
 

@@ -53,8 +53,7 @@ class LabelBatch:
     def __post_init__(self) -> None:
         if self.received != len(self.accepted) + len(self.quarantined):
             raise AssertionError(
-                f"{self.source}: received {self.received} != accepted {len(self.accepted)} "
-                f"+ quarantined {len(self.quarantined)}"
+                f"{self.source}: received {self.received} != accepted {len(self.accepted)} + quarantined {len(self.quarantined)}"
             )
 
     def summary(self) -> dict[str, Any]:

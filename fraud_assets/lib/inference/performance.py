@@ -35,14 +35,35 @@ from fraud_assets.lib.training.metrics import DECISION_THRESHOLD
 
 PERFORMANCE_PREFIX = "performance"
 PERFORMANCE_KEYS: tuple[str, ...] = (
-    "date", "model_version", "labelled", "label_coverage", "fraud",
-    "precision_at_0_8", "recall_at_0_8", "false_positive_rate_at_0_8",
-    "precision_at_0_5", "recall_at_0_5", "false_positive_rate_at_0_5",
-    "alert_precision", "alerted", "missed_fraud", "missed_fraud_amount",
-    "roc_auc", "pr_auc", "accuracy", "labels_source", "computed_at",
+    "date",
+    "model_version",
+    "labelled",
+    "label_coverage",
+    "fraud",
+    "precision_at_0_8",
+    "recall_at_0_8",
+    "false_positive_rate_at_0_8",
+    "precision_at_0_5",
+    "recall_at_0_5",
+    "false_positive_rate_at_0_5",
+    "alert_precision",
+    "alerted",
+    "missed_fraud",
+    "missed_fraud_amount",
+    "roc_auc",
+    "pr_auc",
+    "accuracy",
+    "labels_source",
+    "computed_at",
 )
 LABELLED_SCORE_COLUMNS: tuple[str, ...] = (
-    TRANSACTION_ID, "fraudScore", "modelVersion", "amount", "isFraud", "labelledAt", "labelSource",
+    TRANSACTION_ID,
+    "fraudScore",
+    "modelVersion",
+    "amount",
+    "isFraud",
+    "labelledAt",
+    "labelSource",
 )
 _THRESHOLDS = {"0_8": HIGH_RISK_THRESHOLD, "0_5": MEDIUM_RISK_THRESHOLD}
 
@@ -64,8 +85,12 @@ def join_labels(scores: pd.DataFrame, transactions: pd.DataFrame, labels: pd.Dat
     joined = (
         scores.loc[:, [TRANSACTION_ID, "fraudScore", "modelVersion"]]
         .merge(transactions.loc[:, [TRANSACTION_ID, "amount"]], on=TRANSACTION_ID, how="left", validate="one_to_one")
-        .merge(labels.loc[:, [TRANSACTION_ID, "isFraud", "labelledAt", "source"]].rename(columns={"source": "labelSource"}),
-               on=TRANSACTION_ID, how="left", validate="one_to_one")
+        .merge(
+            labels.loc[:, [TRANSACTION_ID, "isFraud", "labelledAt", "source"]].rename(columns={"source": "labelSource"}),
+            on=TRANSACTION_ID,
+            how="left",
+            validate="one_to_one",
+        )
     )
     if joined["amount"].isna().any():
         missing = joined.loc[joined["amount"].isna(), TRANSACTION_ID].iloc[0]

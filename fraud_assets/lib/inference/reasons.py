@@ -93,7 +93,10 @@ def reasons_by_transaction(table: pd.DataFrame | None) -> dict[str, list[dict[st
     out: dict[str, list[dict[str, Any]]] = {}
     ordered = table.sort_values([TRANSACTION_ID, "rank"], kind="mergesort")
     for tid, feature, value, contribution in zip(
-        ordered[TRANSACTION_ID].astype(str), ordered["feature"].astype(str), ordered["value"].astype(float), ordered["contribution"].astype(float)
+        ordered[TRANSACTION_ID].astype(str),
+        ordered["feature"].astype(str),
+        ordered["value"].astype(float),
+        ordered["contribution"].astype(float),
     ):
         out.setdefault(tid, []).append({"feature": feature, "value": round(value, 6), "contribution": round(contribution, 6)})
     return out

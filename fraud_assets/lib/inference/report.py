@@ -68,8 +68,11 @@ def report_figures(
     high-risk alerts with topReasons; `drift`: today's metrics record; `history`: earlier records
     (oldest first); `model`: modelVersion, thresholds, calibrated; `performance`: the day's
     performance/{date}.json or None before labels."""
-    high = pd.DataFrame(list(alerts), columns=[TRANSACTION_ID, "amount", "merchant", "category"]) if alerts else pd.DataFrame(
-        columns=[TRANSACTION_ID, "amount", "merchant", "category"])
+    high = (
+        pd.DataFrame(list(alerts), columns=[TRANSACTION_ID, "amount", "merchant", "category"])
+        if alerts
+        else pd.DataFrame(columns=[TRANSACTION_ID, "amount", "merchant", "category"])
+    )
     trend = [h for h in history if h.get("date") and h.get("date") < date] + [drift]
     return {
         "date": date,
@@ -91,8 +94,12 @@ def report_figures(
         "score_psi": drift.get("scorePsi"),
         "max_feature_psi": drift.get("maxFeaturePsi"),
         "trend": [
-            {"date": str(h.get("date")), "avg_score": h.get("avgScore"), "high_risk_pct": h.get("highRiskPct"),
-             "drift": bool(h.get("driftDetected"))}
+            {
+                "date": str(h.get("date")),
+                "avg_score": h.get("avgScore"),
+                "high_risk_pct": h.get("highRiskPct"),
+                "drift": bool(h.get("driftDetected")),
+            }
             for h in trend[-30:]
         ],
         "model_version": model.get("modelVersion"),
@@ -153,20 +160,26 @@ def _histogram_svg(histogram: dict[str, Any] | None, thresholds: dict[str, Any])
     peak = math.log10(max(counts) + 1) or 1.0
     bar_w = plot_w / len(counts)
     high = float(thresholds.get("high", 0.8))
-    parts = [f'<svg class="chart" id="risk-distribution" role="img" aria-label="Score distribution" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
-             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#555"/>']
+    parts = [
+        f'<svg class="chart" id="risk-distribution" role="img" aria-label="Score distribution" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#555"/>',
+    ]
     for i, count in enumerate(counts):
         h = plot_h * math.log10(count + 1) / peak
         x = left + i * bar_w
         colour = "#c0392b" if edges[i] >= high else "#e67e22" if edges[i] >= float(thresholds.get("medium", 0.5)) else "#2c7fb8"
-        parts.append(f'<rect x="{x + 1:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" fill="{colour}">'
-                     f'<title>{edges[i]:.2f}-{edges[i + 1]:.2f}: {count:,} transactions</title></rect>')
+        parts.append(
+            f'<rect x="{x + 1:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" fill="{colour}">'
+            f"<title>{edges[i]:.2f}-{edges[i + 1]:.2f}: {count:,} transactions</title></rect>"
+        )
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         x = left + tick * plot_w
         parts.append(f'<text x="{x:.1f}" y="{height - 10}" font-size="11" text-anchor="middle">{tick:.2f}</text>')
     threshold_x = left + high * plot_w
-    parts.append(f'<line x1="{threshold_x:.1f}" y1="{top}" x2="{threshold_x:.1f}" y2="{top + plot_h}" stroke="#c0392b" stroke-dasharray="4 3"/>')
+    parts.append(
+        f'<line x1="{threshold_x:.1f}" y1="{top}" x2="{threshold_x:.1f}" y2="{top + plot_h}" stroke="#c0392b" stroke-dasharray="4 3"/>'
+    )
     parts.append(f'<text x="{threshold_x + 4:.1f}" y="{top + 10}" font-size="11" fill="#c0392b">high-risk threshold {high:.3g}</text>')
     parts.append(f'<text x="{left - 8}" y="{top + 4}" font-size="11" text-anchor="end">{max(counts):,}</text>')
     parts.append(f'<text x="{left - 8}" y="{top + plot_h}" font-size="11" text-anchor="end">0</text>')
@@ -191,17 +204,20 @@ def _trend_svg(trend: Sequence[dict[str, Any]], key: str, label: str, chart_id: 
 
     shown = (lambda v: f"{100 * v:.2f}%") if as_percent else (lambda v: f"{v:.4f}")
     coords = [xy(i, v) for i, (_, v, _) in enumerate(points)]
-    parts = [f'<svg class="chart" id="{_e(chart_id)}" role="img" aria-label="{_e(label)}" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
-             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#555"/>',
-             f'<text x="{left - 6}" y="{top + 4}" font-size="11" text-anchor="end">{_e(shown(high))}</text>',
-             f'<text x="{left - 6}" y="{top + plot_h}" font-size="11" text-anchor="end">{_e(shown(low))}</text>',
-             '<polyline fill="none" stroke="#2c7fb8" stroke-width="2" points="'
-             + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords) + '"/>']
+    parts = [
+        f'<svg class="chart" id="{_e(chart_id)}" role="img" aria-label="{_e(label)}" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#555"/>',
+        f'<text x="{left - 6}" y="{top + 4}" font-size="11" text-anchor="end">{_e(shown(high))}</text>',
+        f'<text x="{left - 6}" y="{top + plot_h}" font-size="11" text-anchor="end">{_e(shown(low))}</text>',
+        '<polyline fill="none" stroke="#2c7fb8" stroke-width="2" points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords) + '"/>',
+    ]
     for (date, value, drifted), (x, y) in zip(points, coords):
         colour = "#c0392b" if drifted else "#2c7fb8"
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{5 if drifted else 3}" fill="{colour}">'
-                     f'<title>{_e(date)}: {_e(shown(value))}{" (drift)" if drifted else ""}</title></circle>')
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{5 if drifted else 3}" fill="{colour}">'
+            f"<title>{_e(date)}: {_e(shown(value))}{' (drift)' if drifted else ''}</title></circle>"
+        )
     for i in sorted({0, len(points) - 1}):
         x, _ = coords[i]
         anchor = "end" if i and i == len(points) - 1 else "start" if len(points) > 1 else "middle"  # dates stay inside the chart
@@ -213,8 +229,9 @@ def _trend_svg(trend: Sequence[dict[str, Any]], key: str, label: str, chart_id: 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], table_id: str, numeric: Sequence[int] = ()) -> str:
     """Cells arrive escaped (or as markup built here from escaped parts)."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f'<td{" class=num" if i in numeric else ""}>{c}</td>' for i, c in enumerate(row)) + "</tr>"
-                   for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=num' if i in numeric else ''}>{c}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows
+    )
     return f'<table id="{_e(table_id)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -253,22 +270,52 @@ def render_html(figures: dict[str, Any]) -> str:
 
     alerts = f["alerts"][:MAX_ALERT_ROWS]
     alert_rows = [
-        (str(i), _e(str(a["transactionId"])), _fmt(a["fraudScore"]), _e(str(a.get("alertPriority", ""))), _fmt(a.get("amount"), "money"),
-         _e(str(a.get("merchant", ""))), _e(str(a.get("category", ""))), _e(str(a.get("customerId", ""))), _reasons(a))
+        (
+            str(i),
+            _e(str(a["transactionId"])),
+            _fmt(a["fraudScore"]),
+            _e(str(a.get("alertPriority", ""))),
+            _fmt(a.get("amount"), "money"),
+            _e(str(a.get("merchant", ""))),
+            _e(str(a.get("category", ""))),
+            _e(str(a.get("customerId", ""))),
+            _reasons(a),
+        )
         for i, a in enumerate(alerts, start=1)
     ]
     left_out = len(f["alerts"]) - len(alerts)
-    alerts_html = (_table(["#", "transaction", "score", "priority", "amount", "merchant", "category", "customer",
-                           "top reasons (feature = value (contribution, log-odds))"], alert_rows, "alerts", numeric=(0, 2, 4))
-                   if alert_rows else "<p>No high-risk transactions today.</p>")
+    alerts_html = (
+        _table(
+            [
+                "#",
+                "transaction",
+                "score",
+                "priority",
+                "amount",
+                "merchant",
+                "category",
+                "customer",
+                "top reasons (feature = value (contribution, log-odds))",
+            ],
+            alert_rows,
+            "alerts",
+            numeric=(0, 2, 4),
+        )
+        if alert_rows
+        else "<p>No high-risk transactions today.</p>"
+    )
     if left_out > 0:
         alerts_html += f'<p class="note">{left_out:,} further alerts are in the SNS messages and the FraudScores table.</p>'
 
     def groups(rows, table_id, what):
         if not rows:
             return "<p>None.</p>"
-        return _table([what, "alerts", "amount"], [(_e(r["name"]), _fmt(r["alerts"], "int"), _fmt(r["amount"], "money")) for r in rows],
-                      table_id, numeric=(1, 2))
+        return _table(
+            [what, "alerts", "amount"],
+            [(_e(r["name"]), _fmt(r["alerts"], "int"), _fmt(r["amount"], "money")) for r in rows],
+            table_id,
+            numeric=(1, 2),
+        )
 
     if f["drift_detected"]:
         drift_status = f'<span class="bad">Drift detected</span>: {_e(f["drift_reason"])}'
@@ -278,11 +325,14 @@ def render_html(figures: dict[str, Any]) -> str:
     perf = f["performance"]
     if perf:
         perf_rows = [(_e(label), _fmt(perf.get(key), kind)) for key, label, kind in PERFORMANCE_FIELDS]
-        performance_html = (f'<p class="note">From confirmed labels (model {_e(str(perf.get("model_version", "")))}); '
-                            "figures are n/a where no label makes them defined.</p>"
-                            + _table(["measure", "value"], perf_rows, "performance", numeric=(1,)))
+        performance_html = (
+            f'<p class="note">From confirmed labels (model {_e(str(perf.get("model_version", "")))}); '
+            "figures are n/a where no label makes them defined.</p>" + _table(["measure", "value"], perf_rows, "performance", numeric=(1,))
+        )
     else:
-        performance_html = "<p>No labels for this day yet: confirmed fraud, false positive rate and alert precision appear once labels arrive.</p>"
+        performance_html = (
+            "<p>No labels for this day yet: confirmed fraud, false positive rate and alert precision appear once labels arrive.</p>"
+        )
 
     policy = str(thresholds.get("policy", "fixed"))
     if thresholds.get("target") is not None:

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 from boto3.dynamodb.types import TypeSerializer
-from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from fraud_assets.lib.config import TRANSACTION_ID
 from fraud_assets.lib.inference.daily import format_timestamps
@@ -28,7 +29,13 @@ PARTITION_KEY = TRANSACTION_ID
 SORT_KEY = "timestamp"
 MAX_BATCH_SIZE = 25  # BatchWriteItem's limit per request
 SCORED_COLUMNS: tuple[str, ...] = (
-    TRANSACTION_ID, "timestamp", "fraudScore", "riskLevel", "scoringTimestamp", "modelVersion", "endpointName",
+    TRANSACTION_ID,
+    "timestamp",
+    "fraudScore",
+    "riskLevel",
+    "scoringTimestamp",
+    "modelVersion",
+    "endpointName",
 )
 
 
@@ -72,8 +79,14 @@ def to_items(scored: pd.DataFrame, batch_date: str, reasons: dict[str, list[dict
     items = [dict(zip(names, values)) for values in zip(*columns.values())]
     for item in items if reasons else ():
         if item[TRANSACTION_ID] in reasons:
-            item["topReasons"] = [{"feature": r["feature"], "value": Decimal(repr(float(r["value"]))),
-                                   "contribution": Decimal(repr(float(r["contribution"])))} for r in reasons[item[TRANSACTION_ID]]]
+            item["topReasons"] = [
+                {
+                    "feature": r["feature"],
+                    "value": Decimal(repr(float(r["value"]))),
+                    "contribution": Decimal(repr(float(r["contribution"]))),
+                }
+                for r in reasons[item[TRANSACTION_ID]]
+            ]
     return items
 
 
@@ -128,17 +141,27 @@ def write_scores(
             except (ClientError, BotoConnectionError, HTTPClientError) as err:
                 # Throttling, 5xx and dropped connections were retried by the client's retry mode
                 # (lib/aws/clients.py) already; what is left is not worth another round of ours.
-                raise fail(_ChunkFailed(f"{table}: items {first}-{first + len(chunk) - 1} rejected: {err}",
-                                        written=len(chunk) - len(requests), remaining=len(requests))) from err
+                raise fail(
+                    _ChunkFailed(
+                        f"{table}: items {first}-{first + len(chunk) - 1} rejected: {err}",
+                        written=len(chunk) - len(requests),
+                        remaining=len(requests),
+                    )
+                ) from err
             # What botocore does not retry: items DynamoDB accepted the request for but did not write.
             unprocessed = response.get("UnprocessedItems", {}).get(table, [])
             problem = f"{len(unprocessed)} unprocessed"
             if not unprocessed:
                 return len(chunk), retries
             if attempt == max_attempts or abort.is_set():
-                raise fail(_ChunkFailed(
-                    f"{table}: {len(unprocessed)} of items {first}-{first + len(chunk) - 1} still unwritten after "
-                    f"{attempt} attempts ({problem})", written=len(chunk) - len(unprocessed), remaining=len(unprocessed)))
+                raise fail(
+                    _ChunkFailed(
+                        f"{table}: {len(unprocessed)} of items {first}-{first + len(chunk) - 1} still unwritten after "
+                        f"{attempt} attempts ({problem})",
+                        written=len(chunk) - len(unprocessed),
+                        remaining=len(unprocessed),
+                    )
+                )
             retries += 1
             sleep(backoff_delay(attempt, base_delay))
             requests = unprocessed
@@ -168,7 +191,8 @@ def write_scores(
         raise StoreError(
             f"{remaining} of {len(items)} items not written to {table} ({written} written); first failure: "
             f"{first_failure[0]}. Writes are idempotent puts: re-run to finish.",
-            written=written, remaining=remaining,
+            written=written,
+            remaining=remaining,
         ) from first_failure[0]
     return StoreResult(written=written, batches=len(chunks), retries=retries)
 
@@ -203,9 +227,17 @@ class StoredCheck:
 VERIFY_WINDOW = 10_000  # items read back per window: bounds the keys and answers held at once
 
 
-def verify_stored(dynamodb_client, table: str, items: list[dict[str, Any]], *, max_workers: int = 4,
-                  max_attempts: int = 10, base_delay: float = 0.05, sleep: Callable[[float], None] = time.sleep,
-                  window: int = VERIFY_WINDOW) -> StoredCheck:
+def verify_stored(
+    dynamodb_client,
+    table: str,
+    items: list[dict[str, Any]],
+    *,
+    max_workers: int = 4,
+    max_attempts: int = 10,
+    base_delay: float = 0.05,
+    sleep: Callable[[float], None] = time.sleep,
+    window: int = VERIFY_WINDOW,
+) -> StoredCheck:
     """Read every item back by primary key with ConsistentRead (BatchGetItem, 100 keys a call,
     UnprocessedKeys retried with backoff) and compare fraudScore and modelVersion. Exact where a
     count through the GSI is not: GSI reads are eventually consistent on AWS, so a count straight
@@ -216,9 +248,14 @@ def verify_stored(dynamodb_client, table: str, items: list[dict[str, Any]], *, m
 
     def read_chunk(chunk: list[dict]) -> list[dict]:
         found: list[dict] = []
-        request = {table: {"Keys": chunk, "ConsistentRead": True,
-                           "ProjectionExpression": "#pk, #sk, fraudScore, modelVersion",
-                           "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#sk": SORT_KEY}}}
+        request = {
+            table: {
+                "Keys": chunk,
+                "ConsistentRead": True,
+                "ProjectionExpression": "#pk, #sk, fraudScore, modelVersion",
+                "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#sk": SORT_KEY},
+            }
+        }
         for attempt in range(1, max_attempts + 1):
             response = dynamodb_client.batch_get_item(RequestItems=request)
             found += response.get("Responses", {}).get(table, [])
@@ -240,16 +277,26 @@ def verify_stored(dynamodb_client, table: str, items: list[dict[str, Any]], *, m
                     key = (item[PARTITION_KEY]["S"], item[SORT_KEY]["S"])
                     seen.add(key)
                     want = expected[key]
-                    if (item.get("fraudScore") != serializer.serialize(want["fraudScore"]) or
-                            item.get("modelVersion", {}).get("S") != want["modelVersion"]) and len(mismatched) < 20:
+                    if (
+                        item.get("fraudScore") != serializer.serialize(want["fraudScore"])
+                        or item.get("modelVersion", {}).get("S") != want["modelVersion"]
+                    ) and len(mismatched) < 20:
                         mismatched.append(key[0])
             found += len(seen)
             missing += [pk for pk, sk in expected if (pk, sk) not in seen][: max(0, 20 - len(missing))]
     return StoredCheck(expected=len(items), found=found, missing=missing[:20], mismatched=mismatched[:20])
 
 
-def stored_batch_dates(dynamodb_client, table: str, keys: list[tuple[str, str]], *, other_than: str,
-                       max_attempts: int = 10, base_delay: float = 0.05, sleep: Callable[[float], None] = time.sleep) -> dict[tuple[str, str], str]:
+def stored_batch_dates(
+    dynamodb_client,
+    table: str,
+    keys: list[tuple[str, str]],
+    *,
+    other_than: str,
+    max_attempts: int = 10,
+    base_delay: float = 0.05,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[tuple[str, str], str]:
     """The batchDate of each (transactionId, timestamp) key already stored for a day other than
     `other_than` (BatchGetItem by key, consistent reads, 100 keys a call): the keys a day must not
     write, because their items belong to another day."""
@@ -257,9 +304,14 @@ def stored_batch_dates(dynamodb_client, table: str, keys: list[tuple[str, str]],
     owners: dict[tuple[str, str], str] = {}
     unique = list(dict.fromkeys(keys))
     for start in range(0, len(unique), MAX_GET_BATCH):
-        request = {table: {"Keys": [{PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": sk}} for pk, sk in unique[start : start + MAX_GET_BATCH]],
-                           "ConsistentRead": True, "ProjectionExpression": "#pk, #sk, batchDate",
-                           "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#sk": SORT_KEY}}}
+        request = {
+            table: {
+                "Keys": [{PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": sk}} for pk, sk in unique[start : start + MAX_GET_BATCH]],
+                "ConsistentRead": True,
+                "ProjectionExpression": "#pk, #sk, batchDate",
+                "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#sk": SORT_KEY},
+            }
+        }
         for attempt in range(1, max_attempts + 1):
             response = dynamodb_client.batch_get_item(RequestItems=request)
             for item in response.get("Responses", {}).get(table, []):

@@ -20,7 +20,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD
 
@@ -58,8 +59,16 @@ MAX_BACKOFF_SECONDS = 20.0
 class EndpointError(RuntimeError):
     """The endpoint refused rows (4xx), or kept failing after every retry."""
 
-    def __init__(self, message: str, *, endpoint_name: str, rows: tuple[int, int], code: str | None = None,
-                 status: int | None = None, attempts: int = 1):
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint_name: str,
+        rows: tuple[int, int],
+        code: str | None = None,
+        status: int | None = None,
+        attempts: int = 1,
+    ):
         super().__init__(message)
         self.endpoint_name, self.rows, self.code, self.status, self.attempts = endpoint_name, rows, code, status, attempts
 
@@ -98,10 +107,7 @@ def csv_batches(
             # Rows row..k fit when their lines end within max_bytes of pos.
             k = int(np.searchsorted(ends, pos + max_bytes, side="right")) - 1
             if k < row:
-                raise ValueError(
-                    f"row {carry_row + row} alone is {int(ends[row]) - pos} bytes of CSV, "
-                    f"more than max_bytes={max_bytes}"
-                )
+                raise ValueError(f"row {carry_row + row} alone is {int(ends[row]) - pos} bytes of CSV, more than max_bytes={max_bytes}")
             if k == len(ends) - 1 and more_to_come:
                 break  # the next block's rows may still fit in this body
             yield carry_row + row, carry_row + k + 1, buf[pos : int(ends[k])]
@@ -251,8 +257,9 @@ def score_through_endpoint(
         try:
             values = parse_scores(response["Body"].read(), response.get("ContentType", CSV), stop - start)
         except ValueError as err:
-            raise EndpointError(f"endpoint {endpoint_name}, rows {start}-{stop - 1}: {err}",
-                                endpoint_name=endpoint_name, rows=(start, stop)) from err
+            raise EndpointError(
+                f"endpoint {endpoint_name}, rows {start}-{stop - 1}: {err}", endpoint_name=endpoint_name, rows=(start, stop)
+            ) from err
         return start, stop, values
 
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="score") as pool:
@@ -287,9 +294,17 @@ def _collect(done: set[Future], scores: np.ndarray) -> int:
     return rows
 
 
-def _invoke(runtime, endpoint_name: str, body: bytes, rows: tuple[int, int], max_attempts: int, base_delay: float,
-            sleep: Callable[[float], None], on_retry: Callable[[str], None] | None,
-            abort: threading.Event | None = None) -> dict[str, Any]:
+def _invoke(
+    runtime,
+    endpoint_name: str,
+    body: bytes,
+    rows: tuple[int, int],
+    max_attempts: int,
+    base_delay: float,
+    sleep: Callable[[float], None],
+    on_retry: Callable[[str], None] | None,
+    abort: threading.Event | None = None,
+) -> dict[str, Any]:
     where = f"endpoint {endpoint_name}, rows {rows[0]}-{rows[1] - 1}"
     for attempt in range(1, max_attempts + 1):
         try:
@@ -297,12 +312,23 @@ def _invoke(runtime, endpoint_name: str, body: bytes, rows: tuple[int, int], max
         except (ClientError, BotoConnectionError, HTTPClientError) as err:
             code, status, message = _describe(err)
             if not is_retryable(err):
-                raise EndpointError(f"{where}: {code} ({status}): {message}", endpoint_name=endpoint_name, rows=rows,
-                                    code=code, status=status, attempts=attempt) from err
+                raise EndpointError(
+                    f"{where}: {code} ({status}): {message}",
+                    endpoint_name=endpoint_name,
+                    rows=rows,
+                    code=code,
+                    status=status,
+                    attempts=attempt,
+                ) from err
             if attempt == max_attempts or (abort is not None and abort.is_set()):
-                raise EndpointError(f"{where}: still failing after {attempt} attempts: {code} ({status}): {message}",
-                                    endpoint_name=endpoint_name, rows=rows, code=code, status=status,
-                                    attempts=attempt) from err
+                raise EndpointError(
+                    f"{where}: still failing after {attempt} attempts: {code} ({status}): {message}",
+                    endpoint_name=endpoint_name,
+                    rows=rows,
+                    code=code,
+                    status=status,
+                    attempts=attempt,
+                ) from err
             delay = backoff_delay(attempt, base_delay)
             if on_retry is not None:
                 on_retry(f"{where}: {code} ({status}), attempt {attempt} of {max_attempts}; retrying in {delay:.2f} s")
@@ -366,7 +392,9 @@ def risk_levels(scores: np.ndarray, high: float = HIGH_RISK_THRESHOLD, medium: f
     return np.where(scores >= high, HIGH, np.where(scores >= medium, MEDIUM, LOW))
 
 
-def score_summary(scores: np.ndarray, high_threshold: float = HIGH_RISK_THRESHOLD, medium_threshold: float = MEDIUM_RISK_THRESHOLD) -> dict[str, Any]:
+def score_summary(
+    scores: np.ndarray, high_threshold: float = HIGH_RISK_THRESHOLD, medium_threshold: float = MEDIUM_RISK_THRESHOLD
+) -> dict[str, Any]:
     """The stage summary's risk distribution; averageScore is None for an empty day."""
     scores = _checked_scores(scores)
     high = int((scores >= high_threshold).sum())

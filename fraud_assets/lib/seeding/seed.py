@@ -17,9 +17,8 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from fraud_assets.lib.config import LABEL_COLUMN, RAW_DATA_KEY, PlatformNames, daily_batch_key, label_file_key
-from fraud_assets.lib.training.raw_data import read_raw_csv
 from fraud_assets.lib.aws.storage import put_bytes
+from fraud_assets.lib.config import LABEL_COLUMN, RAW_DATA_KEY, PlatformNames, daily_batch_key, label_file_key
 from fraud_assets.lib.seeding.synthetic import (
     DEFAULT_DRIFT_KIND,
     DEFAULT_ROWS,
@@ -27,11 +26,12 @@ from fraud_assets.lib.seeding.synthetic import (
     LabelledBatch,
     batch_to_json_bytes,
     generate_labelled_daily_batch,
-    labelled_batches_from_frame,
     generate_transactions,
+    labelled_batches_from_frame,
     parse_iso_date,
     to_csv_bytes,
 )
+from fraud_assets.lib.training.raw_data import read_raw_csv
 
 
 def seed_dates(days: int, start_date: str | None = None, today: dt.date | None = None) -> list[str]:
@@ -62,8 +62,7 @@ def label_records(date: str, batch: LabelledBatch, delay_days: int) -> list[dict
     (fraud confirmed by chargeback, legitimate spending by an analyst's review)."""
     labelled_at = f"{dt.date.fromisoformat(date) + dt.timedelta(days=max(delay_days, 0))}T12:00:00Z"
     return [
-        {"transactionId": record["id"], "isFraud": bool(fraud), "labelledAt": labelled_at,
-         "source": "chargeback" if fraud else "analyst"}
+        {"transactionId": record["id"], "isFraud": bool(fraud), "labelledAt": labelled_at, "source": "chargeback" if fraud else "analyst"}
         for record, fraud in zip(batch.records, batch.is_fraud.tolist())
     ]
 
@@ -132,10 +131,7 @@ def seed_platform(
 
     # Batches first, the training file last: a half-finished seed never looks complete to training.
     bucket = names.data_bucket
-    batch_uris = {
-        date: str(put_bytes(s3, bucket, daily_batch_key(date), body, "application/json"))
-        for date, body in batch_bodies.items()
-    }
+    batch_uris = {date: str(put_bytes(s3, bucket, daily_batch_key(date), body, "application/json")) for date, body in batch_bodies.items()}
     label_uris = {date: put_label_file(s3, names, date, label_bodies[date]) for date in labelled}
     if pending_labels is not None:
         pending_labels.update({date: body for date, body in label_bodies.items() if date not in label_uris})

@@ -47,17 +47,62 @@ _N_COMPONENTS = 28
 
 # Standard deviations of the real data's V1..V28 (PCA output, so they decrease).
 _COMPONENT_STD = np.array(
-    [1.959, 1.651, 1.516, 1.416, 1.380, 1.332, 1.237, 1.194, 1.099, 1.089, 1.021, 0.999, 0.995, 0.959,
-     0.915, 0.876, 0.849, 0.838, 0.814, 0.771, 0.735, 0.726, 0.624, 0.606, 0.521, 0.482, 0.404, 0.330]
+    [
+        1.959,
+        1.651,
+        1.516,
+        1.416,
+        1.380,
+        1.332,
+        1.237,
+        1.194,
+        1.099,
+        1.089,
+        1.021,
+        0.999,
+        0.995,
+        0.959,
+        0.915,
+        0.876,
+        0.849,
+        0.838,
+        0.814,
+        0.771,
+        0.735,
+        0.726,
+        0.624,
+        0.606,
+        0.521,
+        0.482,
+        0.404,
+        0.330,
+    ]
 )
 
 # Where fraud sits: roughly the real data's fraud-class means per component (the legitimate class
 # is ~0 everywhere). Severity scales this per row; the strongest signals are V14, V17, V12, V10, V3.
 _FRAUD_DIRECTION = np.zeros(_N_COMPONENTS)
 for _name, _mean in {
-    "V1": -4.8, "V2": 3.6, "V3": -7.0, "V4": 4.5, "V5": -3.2, "V6": -1.4, "V7": -5.6, "V8": 0.6,
-    "V9": -2.6, "V10": -5.7, "V11": 3.8, "V12": -6.3, "V14": -7.0, "V16": -4.1, "V17": -6.7,
-    "V18": -2.3, "V19": 0.7, "V20": 0.4, "V21": 0.7, "V27": 0.2,
+    "V1": -4.8,
+    "V2": 3.6,
+    "V3": -7.0,
+    "V4": 4.5,
+    "V5": -3.2,
+    "V6": -1.4,
+    "V7": -5.6,
+    "V8": 0.6,
+    "V9": -2.6,
+    "V10": -5.7,
+    "V11": 3.8,
+    "V12": -6.3,
+    "V14": -7.0,
+    "V16": -4.1,
+    "V17": -6.7,
+    "V18": -2.3,
+    "V19": 0.7,
+    "V20": 0.4,
+    "V21": 0.7,
+    "V27": 0.2,
 }.items():
     _FRAUD_DIRECTION[int(_name[1:]) - 1] = _mean
 
@@ -92,8 +137,7 @@ _LOOKALIKE_SEVERITY = (0.1, 0.45)
 
 # Night-time lull: relative transaction volume per hour of day for legitimate spending.
 _HOURLY_VOLUME = np.array(
-    [0.55, 0.35, 0.25, 0.2, 0.2, 0.25, 0.4, 0.7, 1.0, 1.2, 1.3, 1.3,
-     1.3, 1.3, 1.3, 1.3, 1.3, 1.3, 1.3, 1.25, 1.2, 1.1, 1.0, 0.8]
+    [0.55, 0.35, 0.25, 0.2, 0.2, 0.25, 0.4, 0.7, 1.0, 1.2, 1.3, 1.3, 1.3, 1.3, 1.3, 1.3, 1.3, 1.3, 1.3, 1.25, 1.2, 1.1, 1.0, 0.8]
 )
 
 # What drift=1 does to a day: fraud-like share up to ~22%, all rows nudged towards the fraud
@@ -119,9 +163,7 @@ _NEW_PATTERN_SEVERITY = (0.7, 1.3)
 # --------------------------------------------------------------------------- training data
 
 
-def generate_transactions(
-    n_rows: int = DEFAULT_ROWS, fraud_rate: float = DEFAULT_FRAUD_RATE, seed: int = DEFAULT_SEED
-) -> pd.DataFrame:
+def generate_transactions(n_rows: int = DEFAULT_ROWS, fraud_rate: float = DEFAULT_FRAUD_RATE, seed: int = DEFAULT_SEED) -> pd.DataFrame:
     """A Kaggle-schema frame (RAW_COLUMNS, in order): float64 features, int64 Class, sorted by
     Time. round(n_rows * fraud_rate) rows are fraud. Deterministic for a seed."""
     if n_rows < 0:
@@ -232,9 +274,26 @@ _CATEGORIES: dict[str, tuple[tuple[str, ...], float]] = {
 }
 _CATEGORY_NAMES = tuple(_CATEGORIES)
 _PLACES = (
-    "Northside", "Harbor", "Maple", "Summit", "Riverside", "Oakwood", "Lakeview", "Metro", "Pioneer",
-    "Union", "Cedar", "Granite", "Bayview", "Sunset", "Elm Street", "Westgate", "Eastfield",
-    "Silverline", "Redwood", "Capital",
+    "Northside",
+    "Harbor",
+    "Maple",
+    "Summit",
+    "Riverside",
+    "Oakwood",
+    "Lakeview",
+    "Metro",
+    "Pioneer",
+    "Union",
+    "Cedar",
+    "Granite",
+    "Bayview",
+    "Sunset",
+    "Elm Street",
+    "Westgate",
+    "Eastfield",
+    "Silverline",
+    "Redwood",
+    "Capital",
 )
 _MERCHANTS_PER_CATEGORY = 12
 # Where people spend, by amount tier (< $10, < $100, more), in _CATEGORY_NAMES order.
@@ -380,9 +439,7 @@ def labelled_batches_from_frame(
         if drift_kind == "shift" and level > 0 and len(fraud_rows) and len(legit_rows):
             share = min(1.0, len(fraud_rows) / len(df) + level * _DRIFT_EXTRA_FRAUD_SHARE)
             n_fraud = int(rng.binomial(n_per_day, share))
-            picked = np.concatenate(
-                [_sample(rng, fraud_rows, n_fraud), _sample(rng, legit_rows, n_per_day - n_fraud)]
-            )
+            picked = np.concatenate([_sample(rng, fraud_rows, n_fraud), _sample(rng, legit_rows, n_per_day - n_fraud)])
         else:
             picked = _sample(rng, np.arange(len(df)), n_per_day)
         rows = features[picked]
@@ -392,6 +449,7 @@ def labelled_batches_from_frame(
             truth = _add_new_pattern(rng, components, truth, level)
         batches[date] = _assemble_batch(day, rng, seed, time, components, rows[:, -1].copy(), truth, level)
     return batches
+
 
 def batch_to_json_bytes(batch: list[dict[str, Any]]) -> bytes:
     """Compact JSON; NaN/inf refused, since they are not JSON."""
@@ -454,9 +512,7 @@ def _assemble_batch(
     return LabelledBatch(records, np.asarray(is_fraud, dtype=bool)[order])
 
 
-def _customers(
-    rng: np.random.Generator, seed: int, n: int, is_fraud: np.ndarray, time: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _customers(rng: np.random.Generator, seed: int, n: int, is_fraud: np.ndarray, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Customer index per transaction, and times with fraud moved into bursts per compromised card."""
     pool_rng = np.random.default_rng([seed, 0xC057])  # same pool every day for this seed
     pool = max(20, int(n * _CUSTOMERS_PER_TRANSACTION))
@@ -480,19 +536,22 @@ def _merchant_catalog(seed: int) -> list[tuple[list[str], np.ndarray, np.ndarray
     catalog_rng = np.random.default_rng([seed, 0x3E4C])
     catalog = []
     for stems, base_risk in _CATEGORIES.values():
-        names = sorted({f"{_PLACES[p]} {stems[s]}" for p, s in zip(
-            catalog_rng.integers(0, len(_PLACES), size=3 * _MERCHANTS_PER_CATEGORY),
-            catalog_rng.integers(0, len(stems), size=3 * _MERCHANTS_PER_CATEGORY),
-        )})[:_MERCHANTS_PER_CATEGORY]
+        names = sorted(
+            {
+                f"{_PLACES[p]} {stems[s]}"
+                for p, s in zip(
+                    catalog_rng.integers(0, len(_PLACES), size=3 * _MERCHANTS_PER_CATEGORY),
+                    catalog_rng.integers(0, len(stems), size=3 * _MERCHANTS_PER_CATEGORY),
+                )
+            }
+        )[:_MERCHANTS_PER_CATEGORY]
         popularity = catalog_rng.lognormal(0.0, 1.0, size=len(names))
         risk = base_risk * catalog_rng.lognormal(0.0, 0.8, size=len(names))
         catalog.append((names, popularity, risk))
     return catalog
 
 
-def _merchants(
-    rng: np.random.Generator, seed: int, amount: np.ndarray, is_fraud: np.ndarray
-) -> tuple[np.ndarray, list[str]]:
+def _merchants(rng: np.random.Generator, seed: int, amount: np.ndarray, is_fraud: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Category index and merchant name per transaction: legitimate spending by amount tier and
     merchant popularity, fraud additionally weighted by category and merchant fraud propensity."""
     n = len(amount)
@@ -510,7 +569,5 @@ def _merchants(
         for fraud in (False, True):
             rows = np.flatnonzero((category == c) & (is_fraud == fraud))
             weights = popularity * risk if fraud else popularity
-            merchant[rows] = np.asarray(names, dtype=object)[
-                rng.choice(len(names), size=len(rows), p=weights / weights.sum())
-            ]
+            merchant[rows] = np.asarray(names, dtype=object)[rng.choice(len(names), size=len(rows), p=weights / weights.sum())]
     return category, merchant.tolist()

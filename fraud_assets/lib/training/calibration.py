@@ -35,7 +35,9 @@ def fit_isotonic(raw_scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     raw_scores = np.asarray(raw_scores, dtype=np.float64)
     labels = np.asarray(labels).astype(int)
     if len(raw_scores) != len(labels) or len(np.unique(labels)) != 2:
-        raise ValueError(f"calibration needs one label per score and both classes ({len(raw_scores)} scores, classes {np.unique(labels).tolist()})")
+        raise ValueError(
+            f"calibration needs one label per score and both classes ({len(raw_scores)} scores, classes {np.unique(labels).tolist()})"
+        )
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True).fit(raw_scores, labels)
     return {
         "method": ISOTONIC,

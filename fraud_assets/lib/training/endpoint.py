@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fraud_assets.lib.config import ENDPOINT_HISTORY_PREFIX, ENDPOINT_METADATA_KEY, PlatformNames
 from fraud_assets.lib.aws.storage import S3Uri, get_json, object_exists, put_json, validate_key_part
+from fraud_assets.lib.config import ENDPOINT_HISTORY_PREFIX, ENDPOINT_METADATA_KEY, PlatformNames
 
 VARIANT = "AllTraffic"
 # What a rollback carries over from the target's history record besides what deploy_model writes.
@@ -209,9 +209,15 @@ def rollback_model(*, sagemaker, runtime, s3, names: PlatformNames, version: str
     if not object_exists(s3, artifact.bucket, artifact.key):
         raise RollbackRefused(f"model version {target['model_version']}: its artifact {target['model_uri']} no longer exists")
     return deploy_model(
-        sagemaker=sagemaker, runtime=runtime, s3=s3, names=names, model_uri=target["model_uri"],
-        model_version=target["model_version"], feature_names=target["feature_names"],
-        health_check_features=target["health_check"]["features"], expected_score=target["health_check"]["expected_score"],
+        sagemaker=sagemaker,
+        runtime=runtime,
+        s3=s3,
+        names=names,
+        model_uri=target["model_uri"],
+        model_version=target["model_version"],
+        feature_names=target["feature_names"],
+        health_check_features=target["health_check"]["features"],
+        expected_score=target["health_check"]["expected_score"],
         wait_timeout_s=wait_timeout_s,
         extra_metadata={
             **{k: target[k] for k in _CARRIED_OVER if k in target},
@@ -225,11 +231,16 @@ def rollback_model(*, sagemaker, runtime, s3, names: PlatformNames, version: str
 def history_rows(history: list[dict]) -> list[tuple]:
     """The deployment history as table rows, newest first (what the UI shows)."""
     return [
-        (r.get("deployed_at", ""), r["model_version"], r.get("action", "deploy"), r.get("rolled_back_from") or "",
-         r.get("health_check", {}).get("served_score", float("nan")), r.get("model_uri", ""))
+        (
+            r.get("deployed_at", ""),
+            r["model_version"],
+            r.get("action", "deploy"),
+            r.get("rolled_back_from") or "",
+            r.get("health_check", {}).get("served_score", float("nan")),
+            r.get("model_uri", ""),
+        )
         for r in reversed(history)
     ]
 
 
 HISTORY_COLUMNS = ("deployed_at", "model_version", "action", "rolled_back_from", "health_check_score", "model_uri")
-

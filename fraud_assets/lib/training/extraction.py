@@ -19,10 +19,9 @@ The pandas engine is `extract_with_pandas`; the Spark twin is glue_scripts/fraud
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dataclasses
 import datetime as dt
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -149,8 +148,12 @@ def extraction_summary(
         "rowsFromRaw": int((sources == RAW_SOURCE).sum()),
         "rowsFromDaily": int((sources != RAW_SOURCE).sum()),
         "rowsBySource": {k: int(v) for k, v in sources.value_counts().sort_index().items()},
-        "sampling": {"legitimateCap": cap, "legitimateRowsBefore": legit_before,
-                     "legitimateRowsKept": int((frame[LABEL_COLUMN] == 0).sum()), "legitimateRate": rate},
+        "sampling": {
+            "legitimateCap": cap,
+            "legitimateRowsBefore": legit_before,
+            "legitimateRowsKept": int((frame[LABEL_COLUMN] == 0).sum()),
+            "legitimateRate": rate,
+        },
     }
 
 
@@ -194,6 +197,10 @@ def load_labelled_day(s3, bucket: str, date: str) -> tuple[pd.DataFrame, dict[st
     labels = parse_label_file(get_bytes(s3, labels_uri), labels_uri, known_ids=set(batch.accepted[TRANSACTION_ID].tolist()))
     rows = labelled_daily_rows(batch.accepted, labels.accepted, date)
     return rows, {
-        "date": date, "rows": len(rows), "fraud": int(rows[LABEL_COLUMN].sum()), "transactions": len(batch.accepted),
-        "labels_received": labels.received, "labels_quarantined": len(labels.quarantined),
+        "date": date,
+        "rows": len(rows),
+        "fraud": int(rows[LABEL_COLUMN].sum()),
+        "transactions": len(batch.accepted),
+        "labels_received": labels.received,
+        "labels_quarantined": len(labels.quarantined),
     }

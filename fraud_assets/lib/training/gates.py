@@ -65,7 +65,9 @@ def split_gates(splits: dict[str, pd.DataFrame], record_count: int, ratio_tolera
     ids = np.concatenate([splits[n][TRANSACTION_ID].to_numpy() for n in SPLITS])
     duplicated = len(ids) - len(pd.unique(ids))
     results["train"] += [
-        GateResult("counts_add_up", total == record_count, f"splits hold {total} rows, input had {record_count}", float(total), float(record_count)),
+        GateResult(
+            "counts_add_up", total == record_count, f"splits hold {total} rows, input had {record_count}", float(total), float(record_count)
+        ),
         GateResult("ids_disjoint", duplicated == 0, f"{duplicated} transaction ids appear more than once across splits", float(duplicated)),
     ]
     return results

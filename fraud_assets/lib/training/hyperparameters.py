@@ -112,7 +112,9 @@ def canonical_name(name: str, value: Any = None) -> str:
         raise HyperparameterError(str(name), value, "parameter names are strings")
     canonical = ALIASES.get(name, name)
     if canonical not in RULES:
-        raise HyperparameterError(name, value, f"unknown parameter; known: {', '.join(sorted(RULES))} (aliases: {', '.join(sorted(ALIASES))})")
+        raise HyperparameterError(
+            name, value, f"unknown parameter; known: {', '.join(sorted(RULES))} (aliases: {', '.join(sorted(ALIASES))})"
+        )
     return canonical
 
 
@@ -253,11 +255,15 @@ def read_hyperparameters(ssm, path: str = HYPERPARAMETER_PATH) -> Hyperparameter
     raises HyperparameterError here, naming it, rather than training on something unvalidated."""
     stored = list_parameters(ssm, path)
     if not stored:
-        return HyperparameterSet(values=validate_hyperparameters(DEFAULT_HYPERPARAMETERS), versions={}, source=SOURCE_DEFAULTS, experiment_id=None)
+        return HyperparameterSet(
+            values=validate_hyperparameters(DEFAULT_HYPERPARAMETERS), versions={}, source=SOURCE_DEFAULTS, experiment_id=None
+        )
     typed = validate_hyperparameters({name: p.value for name, p in stored.items()})
     versions = {canonical_name(name): p.version for name, p in stored.items()}
     values = validate_hyperparameters({**DEFAULT_HYPERPARAMETERS, **typed})
-    return HyperparameterSet(values=values, versions=dict(sorted(versions.items())), source=SOURCE_SSM, experiment_id=read_experiment_id(ssm, path))
+    return HyperparameterSet(
+        values=values, versions=dict(sorted(versions.items())), source=SOURCE_SSM, experiment_id=read_experiment_id(ssm, path)
+    )
 
 
 def write_hyperparameters(

@@ -10,8 +10,12 @@ DECISION_THRESHOLD = 0.5
 
 
 def evaluate_scores(
-    labels: np.ndarray, scores: np.ndarray, threshold: float = DECISION_THRESHOLD, *,
-    high_risk_threshold: float = HIGH_RISK_THRESHOLD, ranking_scores: np.ndarray | None = None,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float = DECISION_THRESHOLD,
+    *,
+    high_risk_threshold: float = HIGH_RISK_THRESHOLD,
+    ranking_scores: np.ndarray | None = None,
 ) -> dict:
     """Accuracy and friends at `threshold`, the threshold-free ROC-AUC / PR-AUC, the confusion
     matrix, and precision/recall of the high-risk bucket (score >= `high_risk_threshold`) the

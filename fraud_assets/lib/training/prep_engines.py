@@ -18,9 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fraud_assets.lib.aws.storage import S3Uri, validate_key_part
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
 from fraud_assets.lib.training.splits import DEFAULT_RATIOS, SPLITS, prepare_splits, validate_ratios
-from fraud_assets.lib.aws.storage import S3Uri, validate_key_part
 
 GLUE_SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "glue_scripts"
 DATA_PREP_SCRIPT = GLUE_SCRIPTS_DIR / "fraud_data_prep.py"
@@ -161,8 +161,10 @@ def split_dataset_with_pandas(dataset: pd.DataFrame, seed: int, ratios: Sequence
     codes = assign_splits(dataset[TRANSACTION_ID].to_numpy(), seed, ratios)
     rows = [np.flatnonzero(codes == i) for i in range(len(SPLITS))]
     # A column at a time, one array per column: the splits cost their own size, no full copy first.
-    return {name: pd.DataFrame({c: dataset[c].to_numpy()[r] for c in (TRANSACTION_ID, *RAW_COLUMNS)}, copy=False)
-            for name, r in zip(SPLITS, rows)}
+    return {
+        name: pd.DataFrame({c: dataset[c].to_numpy()[r] for c in (TRANSACTION_ID, *RAW_COLUMNS)}, copy=False)
+        for name, r in zip(SPLITS, rows)
+    }
 
 
 def split_dataset_with_spark(
@@ -184,7 +186,12 @@ def split_dataset_with_spark(
 
 
 def extract_with_spark(
-    spark, csv_bytes: bytes | Path, source: str, daily: pd.DataFrame, seed: int, legit_cap: int | None = None,
+    spark,
+    csv_bytes: bytes | Path,
+    source: str,
+    daily: pd.DataFrame,
+    seed: int,
+    legit_cap: int | None = None,
     workdir: str | Path | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The Glue script's `extract_training_dataset_spark` on a local Spark session: the CSV and the
@@ -216,8 +223,13 @@ def extract_with_spark(
         frame = pa.concat_tables([pq.read_table(p) for p in files]).to_pandas() if files else daily.iloc[0:0]
     frame = normalise(frame.sort_values(TRANSACTION_ID, kind="stable"))
     summary = extraction_summary(
-        frame, counts["rawRowsRead"], counts["dailyRowsRead"], counts["duplicatesDropped"], counts["legitimateRowsBefore"],
-        counts["legitimateRate"], legit_cap,
+        frame,
+        counts["rawRowsRead"],
+        counts["dailyRowsRead"],
+        counts["duplicatesDropped"],
+        counts["legitimateRowsBefore"],
+        counts["legitimateRate"],
+        legit_cap,
     )
     return frame, summary
 
@@ -278,7 +290,11 @@ def engineer_with_spark(
 
 
 def glue_job_arguments(
-    input_uri: str, output_uri: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS, expected_records: int | None = None,
+    input_uri: str,
+    output_uri: str,
+    seed: int,
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    expected_records: int | None = None,
     input_format: str = "csv",
 ) -> dict[str, str]:
     """StartJobRun `Arguments` for glue_scripts/fraud_data_prep.py. Both locations are validated

@@ -94,8 +94,7 @@ def read_raw_table(data: bytes | Path, source: str) -> pa.Table:
         raise RawDataError(source, "required column appears more than once", column=duplicated[0])
 
     try:
-        table = pacsv.read_csv(str(data) if isinstance(data, Path) else pa.py_buffer(data),
-                               convert_options=_convert_options(pa.float64()))
+        table = pacsv.read_csv(str(data) if isinstance(data, Path) else pa.py_buffer(data), convert_options=_convert_options(pa.float64()))
     except pa.ArrowInvalid as err:
         # The fast reader says what went wrong but not reliably where: find the first offending row.
         text = data.read_bytes() if isinstance(data, Path) else data
@@ -258,6 +257,4 @@ def _locate_malformed_row(data: bytes, source: str, message: str) -> RawDataErro
     row = bad_rows[0]
     number = row.number - 1 if row.number is not None else None  # reader counts the header line
     text = row.text if len(row.text) <= 200 else row.text[:200] + "..."
-    return RawDataError(
-        source, f"malformed row: expected {row.expected_columns} fields, got {row.actual_columns}:", row=number, value=text
-    )
+    return RawDataError(source, f"malformed row: expected {row.expected_columns} fields, got {row.actual_columns}:", row=number, value=text)

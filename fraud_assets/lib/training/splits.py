@@ -60,7 +60,10 @@ def validate_ratios(ratios: tuple[float, float, float]) -> None:
 
 
 def prepare_splits(
-    raw: pd.DataFrame | pa.Table, seed: int, ratios: tuple[float, float, float] = DEFAULT_RATIOS, *,
+    raw: pd.DataFrame | pa.Table,
+    seed: int,
+    ratios: tuple[float, float, float] = DEFAULT_RATIOS,
+    *,
     release_input: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Raw Kaggle-schema rows (a frame, or raw_data.read_raw_table's arrow table) -> {"train",
