@@ -99,3 +99,20 @@ def test_the_local_stack_servers_keep_connections_open(aws, which):
     conn.getresponse().read()
     assert conn.sock is first
     conn.close()
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(server):
+    """botocore holds an S3 PUT's body until it sees 100 Continue (or a second passes): the
+    interim answer must leave at once, not wait in the write buffer for the final response."""
+    import socket
+
+    host, port = server
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        interim = sock.recv(1024)  # times out (fails) if the 100 Continue is never flushed
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b"hello")
+        final = b""
+        while b'"tail": "hello"' not in final:
+            final += sock.recv(4096)
+        assert b"200 OK" in final

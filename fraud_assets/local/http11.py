@@ -32,6 +32,14 @@ class KeepAliveMixin:
     wbufsize = 256 * 1024
     disable_nagle_algorithm = True
 
+    def handle_expect_100(self: Any) -> bool:
+        # wfile is buffered (wbufsize): without a flush the 100 Continue waits in the buffer and
+        # botocore, which holds an S3 PUT's body until it sees one, stalls a full second per PUT.
+        self.send_response_only(100)
+        self.end_headers()
+        self.wfile.flush()
+        return True
+
     def run_wsgi(self: Any) -> None:
         # http.server's parse_request has answered `Expect: 100-continue` already, and set
         # close_connection from the request's version and Connection header.
