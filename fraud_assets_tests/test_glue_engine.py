@@ -286,6 +286,7 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
     hooks the default session. The splits equal the pandas engine's from the same data set."""
     from dagster_aws.s3 import S3Resource
 
+    from fraud_assets.defs import engines
     from fraud_assets.defs.io_manager import ExecutionsIOManager
     from fraud_assets.defs.resources import FraudPlatform, QualityGates
     from fraud_assets.defs.training.assets import data_extraction, prepared_splits
@@ -295,6 +296,9 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
 
     session = boto3.session.Session()
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    # The engine builds its Glue and Logs clients with the project's factory (a session of its
+    # own): hand it clients of the session the stand-in listens on.
+    monkeypatch.setattr(engines, "make_client", lambda service, *args, **kwargs: session.client(service))
     fake = FakeGlue(session.events, spark)
     synthetic = pytest.importorskip("fraud_assets.lib.seeding.synthetic")
     csv = synthetic.to_csv_bytes(synthetic.generate_transactions(600, 0.05, seed=9))
