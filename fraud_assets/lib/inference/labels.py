@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import Counter
 from typing import Any, Collection
 
 import numpy as np
 import pandas as pd
 
 from fraud_assets.lib.config import TRANSACTION_ID
-from fraud_assets.lib.inference.daily import _HAS_OFFSET, MAX_ID_LENGTH, BatchError, _json_type, _Problems, _show
+from fraud_assets.lib.inference.daily import _HAS_OFFSET, MAX_ID_LENGTH, BatchError, DailyBatch, _json_type, _Problems, _show
 
 LABEL_FIELDS: tuple[str, ...] = (TRANSACTION_ID, "isFraud", "labelledAt", "source")
 _MISSING = object()
@@ -44,31 +43,13 @@ class LabelFileError(BatchError):
 
 
 @dataclasses.dataclass(frozen=True)
-class LabelBatch:
-    source: str
-    accepted: pd.DataFrame  # transactionId (str), isFraud (bool), labelledAt (str), source (str)
-    quarantined: pd.DataFrame  # row, transactionId, reason, checks, record (the raw record as JSON text)
-    received: int
-
-    def __post_init__(self) -> None:
-        if self.received != len(self.accepted) + len(self.quarantined):
-            raise AssertionError(
-                f"{self.source}: received {self.received} != accepted {len(self.accepted)} + quarantined {len(self.quarantined)}"
-            )
+class LabelBatch(DailyBatch):
+    """A label file's outcome: the daily batch's invariant and counts, plus the confirmed fraud.
+    accepted: transactionId (str), isFraud (bool), labelledAt (str), source (str);
+    quarantined: row, transactionId, reason, checks, record (the raw record as JSON text)."""
 
     def summary(self) -> dict[str, Any]:
-        """Counts for the stage's output.json and the asset's metadata."""
-        checks: Counter[str] = Counter()
-        for value in self.quarantined["checks"]:
-            checks.update(value.split(","))
-        return {
-            "source": self.source,
-            "received": self.received,
-            "accepted": len(self.accepted),
-            "quarantined": len(self.quarantined),
-            "fraud": int(self.accepted["isFraud"].sum()),
-            "quarantineChecks": dict(sorted(checks.items())),
-        }
+        return {**super().summary(), "fraud": int(self.accepted["isFraud"].sum())}
 
 
 def parse_label_file(data: bytes, source: str, known_ids: Collection[str] | None = None) -> LabelBatch:
