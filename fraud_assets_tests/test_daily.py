@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from fraud_assets.lib.aws.storage import table_to_parquet
 from fraud_assets.lib.config import FEATURE_COLUMNS, TRANSACTION_ID
+from fraud_assets.lib.inference import daily
 from fraud_assets.lib.inference.daily import (
     METADATA_COLUMNS,
     BatchError,
@@ -298,3 +300,96 @@ def test_a_row_already_stored_for_another_day_is_quarantined_naming_that_day():
         "a transaction belongs to one day (a replayed or reused id)"
     )
     assert batch.quarantined["checks"].tolist()[0] == "reused_id"
+
+
+# -- the streaming path (chunks of records from blocks of bytes) against the whole-batch path ----
+
+
+def whole_batch(data: bytes, owner_of=None):
+    """What `json.loads` of everything, checked as one chunk, makes of a batch: the path a batch
+    the stream cannot decode takes, and what the stream must agree with."""
+    return daily._parse_chunks([daily._load_array(data, SOURCE)], SOURCE, FEATURE_COLUMNS, owner_of)
+
+
+def assert_same_batch(streamed, whole) -> None:
+    assert streamed.received == whole.received
+    pd.testing.assert_frame_equal(streamed.accepted, whole.accepted, check_exact=True)
+    pd.testing.assert_frame_equal(streamed.quarantined, whole.quarantined, check_exact=True)
+
+
+def reused_every_fifth(keys):
+    return {key: "2024-04-30" for key in keys if int(key[0][2:]) % 5 == 4}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 30),
+            st.one_of(st.none(), st.none(), st.sampled_from(CORRUPTIONS)),
+            st.one_of(st.none(), st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2)),
+        ),
+        max_size=40,
+    ),
+    merchant=st.text(max_size=6),
+    chunk_rows=st.integers(1, 9),
+    block_bytes=st.sampled_from([1, 2, 3, 7, 64, 4096]),
+    layout=st.sampled_from([{"separators": (",", ":")}, {}, {"indent": 2}, {"indent": "\t", "ensure_ascii": False}]),
+    reused=st.booleans(),
+)
+def test_the_streamed_parse_agrees_with_the_whole_batch_parse(rows, merchant, chunk_rows, block_bytes, layout, reused):
+    records = [transaction(i, merchant=merchant) if kind is None else corrupt(transaction(i), kind, value) for i, kind, value in rows]
+    data = (" \n" + json.dumps(records, **layout) + "\n").encode("utf-8", "surrogatepass")
+    owner_of = reused_every_fifth if reused else None
+    with mock.patch.object(daily, "_BLOCK_BYTES", block_bytes):
+        streamed = parse_daily_batch(data, SOURCE, owner_of=owner_of, chunk_rows=chunk_rows)
+    assert_same_batch(streamed, whole_batch(data, owner_of))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 60), where=st.data(), kind=st.sampled_from(CORRUPTIONS), chunk_rows=st.integers(1, 25))
+def test_one_bad_row_anywhere_quarantines_exactly_that_row(n, where, kind, chunk_rows):
+    bad = where.draw(st.integers(0, n - 1), label="bad row")
+    records = [corrupt(transaction(i), kind, "oops") if i == bad else transaction(i) for i in range(n)]
+    data = json.dumps(records, allow_nan=True).encode()
+    batch = parse_daily_batch(data, SOURCE, chunk_rows=chunk_rows)
+    assert batch.quarantined["row"].tolist() == [bad + 1]
+    assert batch.accepted[TRANSACTION_ID].tolist() == [f"T-{i:05d}" for i in range(n) if i != bad]
+    assert_same_batch(batch, whole_batch(data))
+
+
+def test_a_duplicate_in_a_later_chunk_names_the_first_row_in_an_earlier_one(tmp_path):
+    records = [transaction(i) for i in range(7)] + [transaction(2), transaction(5), transaction(2)]
+    path = tmp_path / "batch.json"
+    path.write_bytes(json.dumps(records).encode())
+    batch = parse_daily_batch(path, SOURCE, chunk_rows=3)
+    assert reasons(batch) == [
+        "row 8: duplicate id 'T-00002', first seen at row 3",
+        "row 9: duplicate id 'T-00005', first seen at row 6",
+        "row 10: duplicate id 'T-00002', first seen at row 3",
+    ]
+    assert batch.accepted[TRANSACTION_ID].tolist() == [f"T-{i:05d}" for i in range(7)]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b'[{"id": "a"}, {"id": "b",}]', r"malformed JSON at line 1, column 26"),
+        (b'[{"id": "a"}, {"id": "b"}', r"malformed JSON at line 1, column 26"),
+        (b'[{"id": "a"}, {"id": "b"}] []', r"malformed JSON at line 1, column 28: Extra data"),
+        (b'[{"id": "a"}, {"id": "b"},]', r"malformed JSON at line 1, column 27"),
+        (b'[{"id": "a"}, {"id": "\xff"}]', r"not UTF-8 text \(byte 22\)"),
+        (b"[1, " + b"[" * 100_000 + b"]" * 100_000 + b"]", "nested too deeply"),
+    ],
+)
+def test_a_batch_broken_after_its_first_chunks_raises_the_whole_batch_error(data, message):
+    with mock.patch.object(daily, "_BLOCK_BYTES", 5), pytest.raises(BatchError, match=message):
+        parse_daily_batch(data, SOURCE, chunk_rows=1)
+
+
+def test_what_the_stream_leaves_to_the_whole_batch_path_still_parses():
+    records = [transaction(0), transaction(1, merchant="Café"), with_feature(2, "V3", float("nan"))]
+    for data in (b"\xef\xbb\xbf" + json.dumps(records).encode(), json.dumps(records).encode("utf-16")):
+        batch = parse_daily_batch(data, SOURCE, chunk_rows=1)
+        assert batch.accepted["merchant"].tolist() == ["Corner Shop", "Café"]
+        assert reasons(batch) == ["row 3: feature 'V3' is nan, not a finite number"]

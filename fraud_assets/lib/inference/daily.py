@@ -10,12 +10,19 @@ record never stop the batch and never drop it silently: the record is quarantine
 reason found, so `received == len(accepted) + len(quarantined)` always holds and a daily check can
 assert it.
 
-Validation is column-wise: `json.loads` once, one cheap pass per field to pull a column out of the
-records, then numpy/pandas over whole columns. Messages are built only for the rows that fail.
+Validation is column-wise, a chunk of records at a time: the array's elements are decoded by the
+json module (exactly as `json.loads` would decode them) `CHUNK_ROWS` at a time from a stream of
+blocks, one cheap pass per field pulls a column out of the chunk's records, then numpy/pandas over
+whole columns. Messages are built only for the rows that fail. So a day's parse holds the day's
+arrays plus one chunk of Python objects, not a dict per transaction for the whole day (a 1M-row
+day is ~0.6 GB of JSON and was ~4 GB of dicts). Whatever the streaming decoder does not settle
+itself (malformed JSON, a top level that is not an array, a byte-order mark) goes to the
+whole-batch path, `json.loads` of everything, which names the problem exactly.
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import itertools
 import json
@@ -23,10 +30,12 @@ import math
 import operator
 import re
 from collections import Counter
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, TRANSACTION_ID
 
@@ -49,6 +58,11 @@ _NO_FIELDS: dict[str, Any] = {}
 # A number literal long enough (or with an exponent big enough) that it may not fit a float64:
 # only a batch holding one is parsed again with the hooks that keep such numbers' text.
 _MAYBE_HUGE_NUMBER = re.compile(rb"[0-9][0-9.]{300,}|[eE][+-]?0*[0-9]{3,}")
+_MAYBE_HUGE_NUMBER_TEXT = re.compile(_MAYBE_HUGE_NUMBER.pattern.decode())
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")  # the json module's whitespace between tokens
+# Records decoded and checked at a time: the Python objects a parse holds at once (~30 MB).
+CHUNK_ROWS = 10_000
+_BLOCK_BYTES = 4 * 1024 * 1024
 
 
 class BatchError(ValueError):
@@ -95,12 +109,15 @@ class DailyBatch:
 
 
 def parse_daily_batch(
-    data: bytes,
+    data: bytes | Path,
     source: str,
     feature_names: Sequence[str] = FEATURE_COLUMNS,
     owner_of: Callable[[list[tuple[str, str]]], dict[tuple[str, str], str]] | None = None,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> DailyBatch:
-    """Parse a daily batch; `source` (e.g. its s3:// URI) names the batch in every error.
+    """Parse a daily batch, its bytes or a local file holding them (read a block at a time, so the
+    text never sits whole in memory); `source` (e.g. its s3:// URI) names the batch in every error.
 
     Accepted: one row per valid transaction, columns `METADATA_COLUMNS` then `feature_names`
     (float64); `timestamp` is datetime64[us, UTC]. Quarantined: `row` (1-based position in the
@@ -112,16 +129,59 @@ def parse_daily_batch(
     `owner_of` maps the (transactionId, timestamp text) keys of the otherwise valid rows to the day
     that already stored a score under that key, if another day did (e.g. `score_store.stored_batch_dates`
     for this batch's date). Such a row is quarantined (`reused_id`): a stored score belongs to one day,
-    and storing it again for this day would silently move it out of the day that owns it.
+    and storing it again for this day would silently move it out of the day that owns it. It is
+    asked once per chunk of `chunk_rows` records.
     """
     feature_names = tuple(feature_names)
     clash = set(feature_names) & set(METADATA_COLUMNS)
     if clash or len(set(feature_names)) != len(feature_names) or not feature_names:
         raise ValueError(f"feature names must be unique, non-empty and distinct from {METADATA_COLUMNS}: {feature_names}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, not {chunk_rows}")
+    try:
+        return _parse_chunks(_array_chunks(_blocks(data), chunk_rows), source, feature_names, owner_of)
+    except _NotStreamable:
+        pass  # out of the except block, so the stream's buffers are gone before the whole batch is read
+    # The whole-batch path: json.loads of everything raises the exact error (line, column) or, for
+    # what the stream leaves to it (a byte-order mark, UTF-16), decodes the batch whole.
+    records = _load_array(data.read_bytes() if isinstance(data, Path) else data, source)
+    return _parse_chunks([records], source, feature_names, owner_of)
 
-    records = _load_array(data, source)
+
+def _parse_chunks(
+    chunks: Iterable[list[Any]],
+    source: str,
+    feature_names: tuple[str, ...],
+    owner_of: Callable[[list[tuple[str, str]]], dict[tuple[str, str], str]] | None,
+) -> DailyBatch:
+    accepted, quarantined = [], []
+    seen = _SeenIds()
+    received = 0
+    for records in chunks:
+        part, quarantine = _parse_chunk(records, received, feature_names, owner_of, seen)
+        accepted.append(part)
+        quarantined.append(quarantine)
+        received += len(records)
+    # One chunk is today's frame as it is; several are joined once (the day's arrays, copied once).
+    return DailyBatch(
+        source=source,
+        accepted=accepted[0] if len(accepted) == 1 else pd.concat(accepted, ignore_index=True),
+        quarantined=quarantined[0] if len(quarantined) == 1 else pd.concat(quarantined, ignore_index=True),
+        received=received,
+    )
+
+
+def _parse_chunk(
+    records: list[Any],
+    offset: int,
+    feature_names: tuple[str, ...],
+    owner_of: Callable[[list[tuple[str, str]]], dict[tuple[str, str], str]] | None,
+    seen: "_SeenIds",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The accepted rows and the quarantine of one chunk of records, the first of which is the
+    batch's record number `offset` (0-based); `seen` carries the ids kept by earlier chunks."""
     n = len(records)
-    problems = _Problems(n)
+    problems = _Problems(n, offset)
 
     is_object = np.fromiter((type(r) is dict for r in records), dtype=bool, count=n)
     for i in np.flatnonzero(~is_object):
@@ -174,7 +234,7 @@ def parse_daily_batch(
                 f"amount {_show(objects[i]['amount'])} differs from features.Amount {_show(objects[i]['features']['Amount'])}",
             )
 
-    _duplicates(ids, problems)
+    _duplicates(ids, problems, seen)
     if owner_of is not None:
         _reused(ids, timestamps, owner_of, problems)
 
@@ -188,26 +248,146 @@ def parse_daily_batch(
             **{name: features[name][keep] for name in feature_names},
         }
     )
-    return DailyBatch(source=source, accepted=accepted, quarantined=problems.frame(records, ids), received=n)
+    return accepted, problems.frame(records, ids)
 
 
 def format_timestamps(values: pd.Series | Sequence[Any]) -> list[str]:
     """ISO-8601 UTC text with a fixed width (`2024-05-01T10:00:00.000000Z`), so that text order is
     time order: the form the DynamoDB sort key and alert messages use. Strings pass through."""
+    micros = utc_microseconds(values)
+    if micros is not None:
+        text = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us")
+        return [t + "Z" for t in text.tolist()]
+    return [v.isoformat() if hasattr(v, "isoformat") else str(v) for v in pd.Series(values).tolist()]
+
+
+def utc_microseconds(values: pd.Series | Sequence[Any]) -> np.ndarray | None:
+    """int64 microseconds since the epoch (UTC) of datetime values, what `format_timestamps` writes;
+    None for values that are not datetimes (strings, which it passes through)."""
     series = pd.Series(values)
     if series.dtype == object and len(series) and not any(isinstance(v, str) for v in series.tolist()):
         series = pd.to_datetime(series, utc=True)  # Timestamps/datetimes in an object column
-    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series.dtype):
-        if series.dt.tz is not None:
-            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-        if series.isna().any():
-            raise ValueError(f"missing timestamp at position {int(np.flatnonzero(series.isna().to_numpy())[0])}")
-        text = np.datetime_as_string(series.to_numpy(dtype="datetime64[us]"), unit="us")
-        return [t + "Z" for t in text.tolist()]
-    return [v.isoformat() if hasattr(v, "isoformat") else str(v) for v in series.tolist()]
+    if not (isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series.dtype)):
+        return None
+    if series.dt.tz is not None:
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    if series.isna().any():
+        raise ValueError(f"missing timestamp at position {int(np.flatnonzero(series.isna().to_numpy())[0])}")
+    return series.to_numpy(dtype="datetime64[us]").view(np.int64)
 
 
 # -- whole-batch parsing ------------------------------------------------------------------------
+
+
+class _NotStreamable(Exception):
+    """Something the streaming decoder leaves to the whole-batch path (`json.loads` of everything),
+    which either names the problem exactly or decodes what the stream does not (a BOM, UTF-16)."""
+
+
+def _blocks(data: bytes | Path) -> Iterator[bytes]:
+    if isinstance(data, Path):
+        with data.open("rb") as f:
+            yield from iter(lambda: f.read(_BLOCK_BYTES), b"")
+    else:
+        view = memoryview(data)
+        for start in range(0, len(view), _BLOCK_BYTES):
+            yield view[start : start + _BLOCK_BYTES]
+
+
+def _array_chunks(blocks: Iterator[bytes], chunk_rows: int) -> Iterator[list[Any]]:
+    """The elements of the JSON array in `blocks`, `chunk_rows` at a time (at least one chunk, maybe
+    empty), each decoded by the json module's own scanner (`raw_decode`) from UTF-8 text decoded
+    as `json.loads` decodes bytes: the values are the ones `json.loads` of the whole array gives.
+    Raises _NotStreamable on anything else: a value that does not decode even with the rest of
+    the input, a missing `[`, `,` or `]`, data after the array, or an encoding other than UTF-8."""
+    first = next(blocks, b"")
+    if json.detect_encoding(bytes(first[:4])) != "utf-8":
+        raise _NotStreamable
+    decode = codecs.getincrementaldecoder("utf-8")("surrogatepass").decode
+    plain, hooked = json.JSONDecoder(), json.JSONDecoder(parse_float=_json_float, parse_int=_json_int)
+    text, pos, eof, huge_at = "", 0, False, 0
+
+    def more() -> bool:
+        """Text after what `pos` has passed, at least doubled: a value longer than a block (or a
+        broken one, decoded again until the input ends) costs linear time, not quadratic."""
+        nonlocal text, pos, eof, huge_at
+        if eof:
+            return False
+        pending, added = [text[pos:]], 0
+        while not eof and added <= len(pending[0]):
+            block = next(blocks, None)
+            eof = block is None
+            try:
+                pending.append(decode(b"" if eof else block, eof))
+            except UnicodeDecodeError:
+                raise _NotStreamable from None
+            added += len(pending[-1])
+        text, pos = "".join(pending), 0
+        huge_at = _next_huge(text, 0)
+        return True
+
+    def skip_space() -> str:
+        """The next character that is not JSON whitespace ("" at the end), `pos` on it."""
+        nonlocal pos
+        while True:
+            pos = _JSON_SPACE.match(text, pos).end()
+            if pos < len(text):
+                return text[pos]
+            if not more():
+                return ""
+
+    def value() -> Any:
+        nonlocal pos, huge_at
+        while True:
+            # The hooks (which keep a number too big for a float64 as its text) only where a
+            # literal may be one: they cost a Python call per number.
+            decoder = hooked if huge_at < len(text) else plain
+            try:
+                found, end = decoder.raw_decode(text, pos)
+            except (ValueError, RecursionError):
+                found, end = None, None
+            # A value that ends with the text may go on in the next block (a number, `1` of `12`).
+            if end is not None and (end < len(text) or eof):
+                pos = end
+                if pos > huge_at:
+                    huge_at = _next_huge(text, pos)
+                return found
+            if not more():
+                raise _NotStreamable
+
+    try:
+        text = decode(first)
+    except UnicodeDecodeError:
+        raise _NotStreamable from None
+    huge_at = _next_huge(text, 0)
+    if skip_space() != "[":
+        raise _NotStreamable
+    pos += 1
+    chunk: list[Any] = []
+    yielded = False
+    if skip_space() == "]":
+        pos += 1
+    else:
+        while True:
+            chunk.append(value())
+            if len(chunk) == chunk_rows:
+                yield chunk
+                chunk, yielded = [], True
+            separator = skip_space()
+            pos += 1
+            if separator == "]":
+                break
+            if separator != "," or not skip_space():
+                raise _NotStreamable
+    if skip_space():
+        raise _NotStreamable  # data after the array
+    if chunk or not yielded:
+        yield chunk
+
+
+def _next_huge(text: str, pos: int) -> int:
+    match = _MAYBE_HUGE_NUMBER_TEXT.search(text, pos)
+    return match.start() if match else len(text)
 
 
 def _load_array(data: bytes, source: str) -> list[Any]:
@@ -334,18 +514,58 @@ def _number_column(values: list[Any], label: str, check: str, active: np.ndarray
     return out
 
 
-def _duplicates(ids: list[Any], problems: "_Problems") -> None:
+def _duplicates(ids: list[Any], problems: "_Problems", seen: "_SeenIds") -> None:
     # Among rows that are otherwise valid: a corrupt first copy must not push out a good second one.
     candidates = np.flatnonzero(~problems.flagged)
     if not len(candidates):
         return
-    series = pd.Series(candidates, index=pd.Index(_take(ids, candidates), dtype=object))
-    repeated = series.index.duplicated(keep="first")
-    if not repeated.any():
-        return
-    first = series[~repeated]
-    for row, tid in zip(series.to_numpy()[repeated], series.index[repeated]):
-        problems.add(row, "duplicate_id", f"duplicate id {_show(tid)}, first seen at row {first[tid] + 1}")
+    values = np.empty(len(candidates), dtype=object)
+    values[:] = _take(ids, candidates)
+    hashes = pd.util.hash_array(values)
+    earlier = seen.first_rows(values, hashes)
+    repeated = pd.Index(values, dtype=object).duplicated(keep="first")
+    first_here = dict(zip(values[~repeated].tolist(), candidates[~repeated] + problems.offset))
+    for j in np.flatnonzero(repeated | (earlier >= 0)):
+        first = earlier[j] if earlier[j] >= 0 else first_here[values[j]]
+        problems.add(candidates[j], "duplicate_id", f"duplicate id {_show(values[j])}, first seen at row {first + 1}")
+    new = ~repeated & (earlier < 0)
+    seen.add(values[new], hashes[new], candidates[new] + problems.offset)
+
+
+class _SeenIds:
+    """The first row (0-based, in the batch) of every id kept so far, found by a 64-bit hash of the
+    id and confirmed by comparing the id itself: ~40 bytes an id in numpy and arrow arrays, instead
+    of a Python str and a dict entry per transaction of the day. Runs of sorted arrays, merged while
+    a run is at least as long as the one before it: O(log n) runs to search."""
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[np.ndarray, np.ndarray, pa.Array]] = []  # (sorted hashes, rows, ids)
+
+    def first_rows(self, ids: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+        out = np.full(len(ids), -1, dtype=np.int64)
+        for run_hashes, rows, run_ids in self._runs:
+            at = np.searchsorted(run_hashes, hashes)
+            hit = at < len(run_hashes)
+            hit[hit] = run_hashes[at[hit]] == hashes[hit]
+            for j in np.flatnonzero(hit):
+                k = at[j]
+                # Every entry of the run with that hash: a collision is not a duplicate.
+                while k < len(run_hashes) and run_hashes[k] == hashes[j]:
+                    if run_ids[k].as_py() == ids[j] and (out[j] < 0 or rows[k] < out[j]):
+                        out[j] = rows[k]
+                    k += 1
+        return out
+
+    def add(self, ids: np.ndarray, hashes: np.ndarray, rows: np.ndarray) -> None:
+        if not len(ids):
+            return
+        self._runs.append((hashes, rows, pa.array(ids, type=pa.string())))
+        while len(self._runs) > 1 and len(self._runs[-1][0]) >= len(self._runs[-2][0]):
+            (h2, r2, i2), (h1, r1, i1) = self._runs.pop(), self._runs.pop()
+            self._runs.append((np.concatenate([h1, h2]), np.concatenate([r1, r2]), pa.concat_arrays([i1, i2])))
+        hashes, rows, ids = self._runs[-1]
+        order = np.argsort(hashes, kind="stable")
+        self._runs[-1] = (hashes[order], rows[order], ids.take(order))
 
 
 def _reused(ids: list[Any], timestamps: pd.Series, owner_of, problems: "_Problems") -> None:
@@ -399,8 +619,9 @@ def _is_utf8(text: str) -> bool:
 class _Problems:
     """Reasons per row, collected only for the rows that fail."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, offset: int = 0):
         self.flagged = np.zeros(n, dtype=bool)
+        self.offset = offset  # rows are counted in the batch: the chunk's first row is `offset` + 1
         self._reasons: dict[int, list[tuple[str, str]]] = {}
 
     def add(self, row: int, check: str, message: str) -> None:
@@ -412,9 +633,9 @@ class _Problems:
         rows = sorted(self._reasons)
         return pd.DataFrame(
             {
-                "row": pd.array([r + 1 for r in rows], dtype="int64"),
+                "row": pd.array([self.offset + r + 1 for r in rows], dtype="int64"),
                 TRANSACTION_ID: pd.array([ids[r] if type(ids[r]) is str and _is_utf8(ids[r]) else None for r in rows], dtype="str"),
-                "reason": pd.array([f"row {r + 1}: " + "; ".join(m for _, m in self._reasons[r]) for r in rows], dtype="str"),
+                "reason": pd.array([f"row {self.offset + r + 1}: " + "; ".join(m for _, m in self._reasons[r]) for r in rows], dtype="str"),
                 "checks": pd.array([",".join(c for c, _ in self._reasons[r]) for r in rows], dtype="str"),
                 "record": pd.array([_record_text(records[r]) for r in rows], dtype="str"),
             },
