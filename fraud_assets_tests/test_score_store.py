@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.lib.inference.score_store import StoreError, count_items_for_date, to_items, write_scores
+from fraud_assets.lib.inference.score_store import ScoreItems, StoreError, count_items_for_date, to_items, write_scores
 
 DATE = "2024-05-01"
 
@@ -189,3 +189,58 @@ def test_a_validation_error_is_not_retried(aws):
         write_scores(dynamodb, "NoSuchTable", to_items(scored_frame(3), DATE), sleep=lambda _: None)
     assert "ResourceNotFoundException" in str(info.value) and info.value.written == 0
     assert isinstance(info.value.__cause__.__cause__, ClientError)
+
+
+# -- a day's items made a chunk at a time --------------------------------------------------------
+
+
+def test_score_items_are_the_items_of_to_items_made_a_chunk_at_a_time():
+    frame = scored_frame(23)
+    reasons = {"T-00021": [{"feature": "V14", "value": -3.5, "contribution": 1.25}]}
+    items = ScoreItems(frame, DATE, reasons, chunk_rows=4)
+    assert len(items) == 23
+    assert list(items) == list(items) == to_items(frame, DATE, reasons)
+    assert list(items)[21]["topReasons"] == [{"feature": "V14", "value": Decimal("-3.5"), "contribution": Decimal("1.25")}]
+
+
+def test_score_items_refuse_a_repeated_key_over_the_whole_day_when_made():
+    frame = pd.concat([scored_frame(30), scored_frame(30).iloc[[4]]], ignore_index=True)
+    with pytest.raises(ValueError, match="items 4 and 30 share the key transactionId='T-00004', timestamp='2024-05-01T04:00:00.000000Z'"):
+        ScoreItems(frame, DATE, chunk_rows=7)
+    # Two timestamps within one microsecond are one sort key (the key text has microseconds).
+    close = scored_frame(2).assign(transactionId="T-1")
+    close["timestamp"] = pd.to_datetime(["2024-05-01T00:00:00.000000100Z", "2024-05-01T00:00:00.000000900Z"], utc=True)
+    with pytest.raises(ValueError, match="items 0 and 1 share the key"):
+        ScoreItems(close, DATE)
+    with pytest.raises(ValueError, match="fraudScore of 'T-00001' is nan"):
+        ScoreItems(scored_frame(3).assign(fraudScore=[0.1, np.nan, 0.2]), DATE)
+
+
+class CountingItems(ScoreItems):
+    made = 0
+
+    def __iter__(self):
+        for item in super().__iter__():
+            self.made += 1
+            yield item
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(0, 700), chunk_rows=st.integers(1, 120), max_workers=st.integers(1, 3))
+def test_a_days_items_are_written_once_each_with_a_bounded_number_made_ahead(n, chunk_rows, max_workers):
+    items = CountingItems(scored_frame(n), DATE, chunk_rows=chunk_rows)
+    ahead: list[int] = []
+    client = RecordingDynamoDB(lambda call, index: call % 3 == 0 and index % 2 == 0)
+    original = client.batch_write_item
+
+    def recording(RequestItems):
+        with client.lock:
+            ahead.append(items.made - len(client.table))
+        return original(RequestItems)
+
+    client.batch_write_item = recording
+    result = write_scores(client, "FraudScores", items, max_workers=max_workers, max_attempts=20, sleep=lambda _: None)
+    assert result.written == n == len(client.table) and all(len(copies) == 1 for copies in client.table.values())
+    assert result.batches == -(-n // 25)
+    # Made but not yet written: the chunks in flight and queued (5 per worker) and the one being made.
+    assert max(ahead, default=0) <= (5 * max_workers + 1) * 25 + chunk_rows

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_assets.lib.config import PlatformNames
-from fraud_assets.lib.inference.score_store import to_items, verify_stored, write_scores
+from fraud_assets.lib.inference.score_store import ScoreItems, count_items_for_date, to_items, verify_stored, write_scores
 
 NAMES = PlatformNames()
 
@@ -40,3 +40,13 @@ def test_verify_finds_every_item_and_reports_missing_and_changed_ones(aws):
     # Read back a window at a time (here 60 items): the same verdict.
     windowed = verify_stored(dynamodb, NAMES.scores_table, changed + never_written, window=60)
     assert (windowed.expected, windowed.found, windowed.missing, windowed.mismatched) == (251, 250, ["TXN-00250"], ["TXN-00007"])
+
+
+def test_a_days_score_items_written_twice_are_stored_once_and_read_back_a_window_at_a_time(aws):
+    dynamodb = boto3.client("dynamodb")
+    items = ScoreItems(scored(230), "2026-06-02", chunk_rows=40)
+    assert write_scores(dynamodb, NAMES.scores_table, items).written == 230
+    assert write_scores(dynamodb, NAMES.scores_table, items, max_workers=1).written == 230  # a re-run overwrites
+    assert count_items_for_date(dynamodb, NAMES.scores_table, NAMES.scores_gsi, "2026-06-02") == 230
+    check = verify_stored(dynamodb, NAMES.scores_table, items, window=70)
+    assert (check.expected, check.found, check.missing, check.mismatched) == (230, 230, [], [])

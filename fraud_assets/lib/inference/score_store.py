@@ -3,17 +3,22 @@ on batchDate + fraudScore), through the low-level client's BatchWriteItem.
 
 Idempotent by construction: every write is a PutRequest of the whole item, keyed by the
 transaction, so a retry or a re-materialisation overwrites the same items instead of adding any.
+
+A day's items are `ScoreItems`: made from the scored table a chunk at a time whenever they are
+written or read back, so the store holds one chunk of item dicts (and the requests in flight),
+not one dict per score of the day (~1 KB each, ~1 GB for a 1M-transaction day).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from decimal import Decimal
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,12 +27,13 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from fraud_assets.lib.config import TRANSACTION_ID
-from fraud_assets.lib.inference.daily import format_timestamps
+from fraud_assets.lib.inference.daily import format_timestamps, utc_microseconds
 from fraud_assets.lib.inference.scoring import backoff_delay
 
 PARTITION_KEY = TRANSACTION_ID
 SORT_KEY = "timestamp"
 MAX_BATCH_SIZE = 25  # BatchWriteItem's limit per request
+ITEM_CHUNK_ROWS = 10_000  # scored rows turned into items at a time
 SCORED_COLUMNS: tuple[str, ...] = (
     TRANSACTION_ID,
     "timestamp",
@@ -57,14 +63,7 @@ def to_items(scored: pd.DataFrame, batch_date: str, reasons: dict[str, list[dict
     strings, and fraudScore as a Decimal of the float's shortest text (DynamoDB rejects floats).
     A transaction in `reasons` (the high-risk ones) also gets `topReasons`, a list of maps
     {feature, value, contribution}."""
-    _check_date(batch_date)
-    missing = [c for c in SCORED_COLUMNS if c not in scored.columns]
-    if missing:
-        raise ValueError(f"scored table lacks columns {missing} (has {list(scored.columns)})")
-    scores = scored["fraudScore"].to_numpy(dtype=np.float64)
-    if not np.isfinite(scores).all():
-        row = int(np.flatnonzero(~np.isfinite(scores))[0])
-        raise ValueError(f"fraudScore of {scored[TRANSACTION_ID].iloc[row]!r} is {scores[row]}: DynamoDB stores no NaN")
+    scores = _checked_scores(scored, batch_date)
     columns = {
         TRANSACTION_ID: scored[TRANSACTION_ID].astype(str).tolist(),
         "timestamp": format_timestamps(scored["timestamp"]),
@@ -90,10 +89,38 @@ def to_items(scored: pd.DataFrame, batch_date: str, reasons: dict[str, list[dict
     return items
 
 
+class ScoreItems:
+    """A day's FraudScores items as `to_items` makes them, made again `chunk_rows` scored rows at a
+    time each time they are iterated: what is written and what is read back never sits whole in
+    memory. Checked once over whole columns when made: the columns, the date, finite scores, and
+    one row per key (which `write_scores` then need not check item by item)."""
+
+    def __init__(
+        self,
+        scored: pd.DataFrame,
+        batch_date: str,
+        reasons: dict[str, list[dict[str, Any]]] | None = None,
+        *,
+        chunk_rows: int = ITEM_CHUNK_ROWS,
+    ):
+        _checked_scores(scored, batch_date)
+        _check_unique_rows(scored)
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be >= 1, not {chunk_rows}")
+        self.scored, self.batch_date, self.reasons, self.chunk_rows = scored, batch_date, reasons, chunk_rows
+
+    def __len__(self) -> int:
+        return len(self.scored)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(self.scored), self.chunk_rows):
+            yield from to_items(self.scored.iloc[start : start + self.chunk_rows], self.batch_date, self.reasons)
+
+
 def write_scores(
     dynamodb_client,
     table: str,
-    items: Iterable[dict[str, Any]],
+    items: Iterable[dict[str, Any]] | ScoreItems,
     *,
     batch_size: int = MAX_BATCH_SIZE,
     max_workers: int = 4,
@@ -101,21 +128,24 @@ def write_scores(
     base_delay: float = 0.05,
     sleep: Callable[[float], None] = time.sleep,
 ) -> StoreResult:
-    """Write `items` (from `to_items`) in BatchWriteItem chunks of <= 25, `max_workers` chunks in
-    flight. A chunk's UnprocessedItems are sent again with exponential
-    backoff until none remain; after `max_attempts` calls for one chunk, StoreError says how many
-    items are still unwritten. Re-running after a failure is safe: puts overwrite.
+    """Write `items` (from `to_items`, or a day's `ScoreItems`) in BatchWriteItem chunks of <= 25,
+    `max_workers` chunks in flight and a few more made ahead (items are made as they are sent). A
+    chunk's UnprocessedItems are sent again with exponential backoff until none remain; after
+    `max_attempts` calls for one chunk, StoreError says how many items are still unwritten.
+    Re-running after a failure is safe: puts overwrite.
 
-    Keys are checked up front: BatchWriteItem rejects a request holding one key twice, and two
-    items with one key in a day's scores would mean a bug upstream.
+    Keys are checked up front (ScoreItems checked its rows when made): BatchWriteItem rejects a
+    request holding one key twice, and two items with one key in a day's scores would mean a bug
+    upstream.
     """
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be 1..{MAX_BATCH_SIZE}, not {batch_size}")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, not {max_attempts}")
-    items = list(items)
-    _check_unique_keys(items)
-    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    if not isinstance(items, ScoreItems):
+        items = list(items)
+        _check_unique_keys(items)
+    total = len(items)
     serializer = TypeSerializer()
     abort = threading.Event()
     first_failure: list[_ChunkFailed] = []
@@ -130,11 +160,10 @@ def write_scores(
             abort.set()
         return failure
 
-    def write_chunk(first: int, chunk: list[dict[str, Any]]) -> tuple[int, int]:
+    def write_chunk(first: int, requests: list[dict[str, Any]]) -> tuple[int, int]:
         if abort.is_set():
             return 0, 0  # another chunk failed for good: leave the rest for the re-run
-        requests = [{"PutRequest": {"Item": {k: serializer.serialize(v) for k, v in item.items()}}} for item in chunk]
-        retries = 0
+        size, retries = len(requests), 0
         for attempt in range(1, max_attempts + 1):
             try:
                 response = dynamodb_client.batch_write_item(RequestItems={table: requests})
@@ -143,8 +172,8 @@ def write_scores(
                 # (lib/aws/clients.py) already; what is left is not worth another round of ours.
                 raise fail(
                     _ChunkFailed(
-                        f"{table}: items {first}-{first + len(chunk) - 1} rejected: {err}",
-                        written=len(chunk) - len(requests),
+                        f"{table}: items {first}-{first + size - 1} rejected: {err}",
+                        written=size - len(requests),
                         remaining=len(requests),
                     )
                 ) from err
@@ -152,13 +181,13 @@ def write_scores(
             unprocessed = response.get("UnprocessedItems", {}).get(table, [])
             problem = f"{len(unprocessed)} unprocessed"
             if not unprocessed:
-                return len(chunk), retries
+                return size, retries
             if attempt == max_attempts or abort.is_set():
                 raise fail(
                     _ChunkFailed(
-                        f"{table}: {len(unprocessed)} of items {first}-{first + len(chunk) - 1} still unwritten after "
+                        f"{table}: {len(unprocessed)} of items {first}-{first + size - 1} still unwritten after "
                         f"{attempt} attempts ({problem})",
-                        written=len(chunk) - len(unprocessed),
+                        written=size - len(unprocessed),
                         remaining=len(unprocessed),
                     )
                 )
@@ -167,13 +196,27 @@ def write_scores(
             requests = unprocessed
         raise AssertionError("unreachable")
 
-    written = retries = 0
+    def chunks() -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        source = iter(items)
+        for first in itertools.count(0, batch_size):
+            chunk = list(itertools.islice(source, batch_size))
+            if not chunk:
+                return
+            yield first, [{"PutRequest": {"Item": {k: serializer.serialize(v) for k, v in item.items()}}} for item in chunk]
+
+    written = retries = batches = 0
     failures: list[_ChunkFailed] = []
+    ahead = max_workers * 4  # chunks made and queued beyond those being sent: bounded, never the day
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="store") as pool:
-        futures: list[Future] = [pool.submit(write_chunk, i * batch_size, chunk) for i, chunk in enumerate(chunks)]
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+        pending: set[Future] = set()
+        queue = chunks()
+        while True:
+            while not failures and len(pending) < max_workers + ahead and (chunk := next(queue, None)) is not None:
+                pending.add(pool.submit(write_chunk, *chunk))
+                batches += 1
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 try:
                     n, r = future.result()
@@ -187,14 +230,14 @@ def write_scores(
                     future.cancel()
                 pending = {f for f in pending if not f.cancelled()}
     if failures:
-        remaining = len(items) - written
+        remaining = total - written
         raise StoreError(
-            f"{remaining} of {len(items)} items not written to {table} ({written} written); first failure: "
+            f"{remaining} of {total} items not written to {table} ({written} written); first failure: "
             f"{first_failure[0]}. Writes are idempotent puts: re-run to finish.",
             written=written,
             remaining=remaining,
         ) from first_failure[0]
-    return StoreResult(written=written, batches=len(chunks), retries=retries)
+    return StoreResult(written=written, batches=batches, retries=retries)
 
 
 def count_items_for_date(dynamodb_client, table: str, gsi: str, batch_date: str) -> int:
@@ -230,7 +273,7 @@ VERIFY_WINDOW = 10_000  # items read back per window: bounds the keys and answer
 def verify_stored(
     dynamodb_client,
     table: str,
-    items: list[dict[str, Any]],
+    items: Sequence[dict[str, Any]] | ScoreItems,
     *,
     max_workers: int = 4,
     max_attempts: int = 10,
@@ -267,8 +310,9 @@ def verify_stored(
 
     found, missing, mismatched = 0, [], []
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="verify") as pool:
-        for first in range(0, len(items), window):
-            expected = {(i[PARTITION_KEY], i[SORT_KEY]): i for i in items[first : first + window]}
+        source = iter(items)
+        while window_items := list(itertools.islice(source, window)):
+            expected = {(i[PARTITION_KEY], i[SORT_KEY]): i for i in window_items}
             keys = [{PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": sk}} for pk, sk in expected]
             chunks = [keys[i : i + MAX_GET_BATCH] for i in range(0, len(keys), MAX_GET_BATCH)]
             seen = set()
@@ -284,6 +328,7 @@ def verify_stored(
                         mismatched.append(key[0])
             found += len(seen)
             missing += [pk for pk, sk in expected if (pk, sk) not in seen][: max(0, 20 - len(missing))]
+            del window_items, expected  # before the next window is made
     return StoredCheck(expected=len(items), found=found, missing=missing[:20], mismatched=mismatched[:20])
 
 
@@ -343,6 +388,37 @@ def _check_unique_keys(items: list[dict[str, Any]]) -> None:
         first = seen.setdefault(key, i)
         if first != i:
             raise ValueError(f"items {first} and {i} share the key {PARTITION_KEY}={key[0]!r}, {SORT_KEY}={key[1]!r}")
+
+
+def _checked_scores(scored: pd.DataFrame, batch_date: str) -> np.ndarray:
+    _check_date(batch_date)
+    missing = [c for c in SCORED_COLUMNS if c not in scored.columns]
+    if missing:
+        raise ValueError(f"scored table lacks columns {missing} (has {list(scored.columns)})")
+    scores = scored["fraudScore"].to_numpy(dtype=np.float64)
+    if not np.isfinite(scores).all():
+        row = int(np.flatnonzero(~np.isfinite(scores))[0])
+        raise ValueError(f"fraudScore of {scored[TRANSACTION_ID].iloc[row]!r} is {scores[row]}: DynamoDB stores no NaN")
+    return scores
+
+
+def _check_unique_rows(scored: pd.DataFrame) -> None:
+    """One row per item key, over whole columns: the key's timestamp text is a function of the
+    timestamp in microseconds (`format_timestamps`), so equal microseconds are equal keys."""
+    micros = utc_microseconds(scored["timestamp"])
+    keys = pd.DataFrame(
+        {
+            "id": scored[TRANSACTION_ID].astype(str).to_numpy(),
+            "at": micros if micros is not None else scored["timestamp"].astype(str).to_numpy(),
+        }
+    )
+    repeated = keys.duplicated(keep="first").to_numpy()
+    if repeated.any():
+        row = int(np.flatnonzero(repeated)[0])
+        same = (keys["id"] == keys["id"].iloc[row]) & (keys["at"] == keys["at"].iloc[row])
+        first = int(np.flatnonzero(same.to_numpy())[0])
+        (timestamp,) = format_timestamps(scored["timestamp"].iloc[row : row + 1])
+        raise ValueError(f"items {first} and {row} share the key {PARTITION_KEY}={keys['id'].iloc[row]!r}, {SORT_KEY}={timestamp!r}")
 
 
 def _check_date(value: str) -> None:
