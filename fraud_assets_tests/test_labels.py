@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -72,8 +73,13 @@ def test_a_bad_label_is_quarantined_with_its_row_and_value(record, check, text):
     assert json.loads(row["record"]) == record
 
 
-def test_labels_for_transactions_the_day_never_had_are_unknown():
-    batch = parse([label(0), label(1), label(2, True)], known_ids={"T-00000", "T-00002"})
+@pytest.mark.parametrize(
+    "known_ids",
+    [{"T-00000", "T-00002"}, pd.Series(["T-00002", "T-00000"], dtype="str"), pd.Series(["T-00000", "T-\ud800", "T-00002"], dtype=object)],
+    ids=["set", "the transactions' id column", "object column"],
+)
+def test_labels_for_transactions_the_day_never_had_are_unknown(known_ids):
+    batch = parse([label(0), label(1), label(2, True)], known_ids=known_ids)
     assert batch.accepted["transactionId"].tolist() == ["T-00000", "T-00002"]
     assert batch.quarantined["reason"].tolist() == ["row 2: transactionId 'T-00001' is not among the day's transactions"]
     assert batch.summary()["quarantineChecks"] == {"unknown_transaction": 1}

@@ -69,7 +69,7 @@ def labelled_scores(
         obj = None
     try:
         # Body and ETag from one response: the ETag recorded is the one of the bytes parsed.
-        labels = parse_label_file(obj["Body"].read() if obj else b"[]", uri, known_ids=set(transactions[TRANSACTION_ID]))
+        labels = parse_label_file(obj["Body"].read() if obj else b"[]", uri, known_ids=transactions[TRANSACTION_ID])
     except LabelFileError as err:
         raise Failure(str(err)) from err
     source = {"uri": uri, "etag": obj["ETag"].strip('"'), "version_id": obj.get("VersionId")} if obj else None

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_assets.lib.config import TRANSACTION_ID
-from fraud_assets.lib.inference.daily import _HAS_OFFSET, MAX_ID_LENGTH, BatchError, DailyBatch, _json_type, _Problems, _show
+from fraud_assets.lib.inference.daily import _HAS_OFFSET, MAX_ID_LENGTH, BatchError, DailyBatch, _is_utf8, _json_type, _Problems, _show
 
 LABEL_FIELDS: tuple[str, ...] = (TRANSACTION_ID, "isFraud", "labelledAt", "source")
 _MISSING = object()
@@ -52,8 +52,9 @@ class LabelBatch(DailyBatch):
         return {**super().summary(), "fraud": int(self.accepted["isFraud"].sum())}
 
 
-def parse_label_file(data: bytes, source: str, known_ids: Collection[str] | None = None) -> LabelBatch:
-    """Parse a label file; `source` (e.g. its s3:// URI) names the file in every error. Accepted
+def parse_label_file(data: bytes, source: str, known_ids: Collection[str] | pd.Series | None = None) -> LabelBatch:
+    """Parse a label file; `source` (e.g. its s3:// URI) names the file in every error; `known_ids`
+    the day's transaction ids (a set, or the transactions' id column as it is). Accepted
     labels keep the file's order; quarantined records carry `row` (1-based), `transactionId` (when
     the record has a string id), `reason`, `checks` (comma-joined names, for counting) and `record`."""
     records = _load_array(data, source)
@@ -66,6 +67,7 @@ def parse_label_file(data: bytes, source: str, known_ids: Collection[str] | None
     objects = [r if type(r) is dict else {} for r in records]
 
     ids = [o.get(TRANSACTION_ID, _MISSING) for o in objects]
+    known = _known(ids, known_ids)
     for i in np.flatnonzero(is_object):
         v = ids[i]
         if v is _MISSING:
@@ -74,7 +76,7 @@ def parse_label_file(data: bytes, source: str, known_ids: Collection[str] | None
             problems.add(i, "invalid_transactionId", f"transactionId is {_show(v)}, not a non-empty string")
         elif len(v) > MAX_ID_LENGTH:
             problems.add(i, "invalid_transactionId", f"transactionId is {len(v)} characters long, more than {MAX_ID_LENGTH}")
-        elif known_ids is not None and v not in known_ids:
+        elif not known[i]:
             problems.add(i, "unknown_transaction", f"transactionId {_show(v)} is not among the day's transactions")
 
     verdicts = [_verdict(o.get("isFraud", _MISSING)) for o in objects]
@@ -122,6 +124,22 @@ def _load_array(data: bytes, source: str) -> list[Any]:
     if not isinstance(value, list):
         raise LabelFileError(f"{source}: the top level is {_json_type(value)}, not an array of labels")
     return value
+
+
+def _known(ids: list[Any], known_ids: Collection[str] | pd.Series | None) -> np.ndarray:
+    """Whether each string id is among `known_ids` (all True without them), over whole columns:
+    a day's ids (a Series, e.g. the accepted transactions' column) are hashed in Arrow, not copied
+    into a Python set. An id that is not valid Unicode text (a lone surrogate) is never known: no
+    accepted transaction has one."""
+    if known_ids is None:
+        return np.ones(len(ids), dtype=bool)
+    text = np.flatnonzero(np.fromiter((type(v) is str and _is_utf8(v) for v in ids), dtype=bool, count=len(ids)))
+    known = np.zeros(len(ids), dtype=bool)
+    if len(text):
+        if not (isinstance(known_ids, pd.Series) and known_ids.dtype == "str"):
+            known_ids = pd.Series([k for k in known_ids if type(k) is str and _is_utf8(k)], dtype="str")
+        known[text] = pd.array([ids[i] for i in text], dtype="str").isin(known_ids)
+    return known
 
 
 def _verdict(value: Any) -> bool | None:
