@@ -154,8 +154,9 @@ def daily_scores(
     high_threshold, medium_threshold = thresholds_of(model_meta)
     scored = pd.DataFrame(
         {
-            TRANSACTION_ID: transactions[TRANSACTION_ID].to_numpy(),
-            "timestamp": transactions["timestamp"].to_numpy(),
+            # The columns' own arrays: to_numpy() would make a Python str and a Timestamp per row.
+            TRANSACTION_ID: transactions[TRANSACTION_ID].array,
+            "timestamp": transactions["timestamp"].array,
             "fraudScore": scores.astype(float),
             "rawScore": raw_scores.astype(float),
             "riskLevel": scoring.risk_levels(scores, high_threshold, medium_threshold),
@@ -188,7 +189,7 @@ def daily_scores(
     high = np.flatnonzero(scored["riskLevel"].to_numpy() == scoring.HIGH) if config.top_reasons else np.empty(0, dtype=int)
     explanation = reasons_lib.explain(booster, features[high], model_meta["feature_names"])
     reasons = reasons_lib.reason_table(
-        scored[TRANSACTION_ID].to_numpy()[high], features[high], explanation, model_meta["feature_names"], config.top_reasons
+        scored[TRANSACTION_ID].iloc[high].to_numpy(), features[high], explanation, model_meta["feature_names"], config.top_reasons
     )
     context.add_output_metadata(
         output_name="result",

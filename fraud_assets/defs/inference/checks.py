@@ -60,11 +60,13 @@ daily_score_check_specs = [
 
 
 def every_transaction_scored_once(scores: pd.DataFrame, accepted: pd.DataFrame) -> AssetCheckResult:
-    accepted_ids = set(accepted[TRANSACTION_ID])
+    # Set differences over whole columns (hashed in Arrow/pandas), not Python sets of a day's ids.
+    accepted_ids = pd.Series(accepted[TRANSACTION_ID].unique())
     scored_ids = scores[TRANSACTION_ID]
     duplicates = int(scored_ids.duplicated().sum())
-    missing = len(accepted_ids - set(scored_ids))
-    extra = len(set(scored_ids) - accepted_ids)
+    scored_unique = pd.Series(scored_ids.unique())
+    missing = int((~accepted_ids.isin(scored_unique)).sum())
+    extra = int((~scored_unique.isin(accepted_ids)).sum())
     out_of_range = int(((scores["fraudScore"] < 0) | (scores["fraudScore"] > 1) | scores["fraudScore"].isna()).sum())
     return AssetCheckResult(
         check_name="every_transaction_scored_once",

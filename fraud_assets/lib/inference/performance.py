@@ -110,7 +110,7 @@ def realised_performance(joined: pd.DataFrame, date: str, labels_source: dict | 
     alerted = scores >= HIGH_RISK_THRESHOLD
     y, s = truth[is_labelled].astype(int), scores[is_labelled]
     labelled, fraud = int(is_labelled.sum()), int(y.sum())
-    versions = sorted(set(joined["modelVersion"].astype(str)))
+    versions = sorted(joined["modelVersion"].astype(str).unique())
 
     record: dict[str, Any] = {
         "date": date,
