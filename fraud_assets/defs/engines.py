@@ -186,12 +186,13 @@ class DataPrepEngine(ConfigurableResource):
         logs_client=None,
     ) -> PreparedSplits:
         """The splits of a prepared data set (training_dataset's rows; `dataset_uri` its parquet,
-        which the Glue job reads), by the hash of its transactionIds: the same frames on every engine."""
+        which the Glue job reads), by the hash of its transactionIds: the same frames on every engine.
+        The pandas engine consumes `dataset` (its columns are dropped as they are split)."""
         ratios = tuple(float(r) for r in ratios)
         started = time.perf_counter()
         metadata: dict[str, Any] = {"input_records": len(dataset)}
         if self.engine == "pandas":
-            frames = prep_engines.split_dataset_with_pandas(dataset, seed, ratios)
+            frames = prep_engines.split_dataset_with_pandas(dataset, seed, ratios, release_input=True)
         elif self.engine == "spark":
             frames = prep_engines.split_dataset_with_spark(self.spark_session(), dataset, seed, ratios, self.workdir)
             metadata["spark_master"] = self.spark_config.get("spark.master", "")

@@ -32,10 +32,10 @@ from fraud_assets.lib.aws.storage import (
     StageResult,
     execution_prefix,
     get_bytes,
-    parquet_to_table,
+    get_table,
     put_bytes,
     put_json,
-    table_to_parquet,
+    put_table,
     validate_key_part,
 )
 
@@ -56,7 +56,7 @@ class ExecutionsIOManager(ConfigurableIOManager):
         prefix = execution_prefix(context.run_id, context.asset_key.path[-1], partition)
         tables, files, metadata = {}, {}, {}
         for name, frame in obj.tables.items():
-            uri = put_bytes(client, self.bucket, prefix + validate_key_part(name, "table name") + ".parquet", table_to_parquet(frame))
+            uri = put_table(client, self.bucket, prefix + validate_key_part(name, "table name") + ".parquet", frame)
             tables[name] = {"uri": str(uri), "rows": len(frame)}
             metadata[f"{name}_uri"] = MetadataValue.path(str(uri))
         for name, entry in obj.stored.items():  # passed through: the upstream's own parquet
@@ -77,9 +77,9 @@ class ExecutionsIOManager(ConfigurableIOManager):
         context.add_input_metadata({"uri": MetadataValue.path(uri), "source_run_id": source_run_id})
         client = s3_client(self.s3)
 
-        def read(object_uri: str) -> bytes:
+        def read(object_uri: str, get=get_bytes):
             try:
-                return get_bytes(client, object_uri)
+                return get(client, object_uri)
             except client.exceptions.NoSuchKey as err:
                 # Dagster records the materialisation but storage lost it (e.g. a local stack
                 # restored from a snapshot older than the run): say so, and how to recover.
@@ -96,7 +96,7 @@ class ExecutionsIOManager(ConfigurableIOManager):
         return StageResult(
             summary=document,
             # Read when the asset first touches a table: one that passes them through reads none.
-            tables=LazyTables(list(stored), lambda name: parquet_to_table(read(stored[name]["uri"]))),
+            tables=LazyTables(list(stored), lambda name: read(stored[name]["uri"], get_table)),
             files={name: read(f["uri"]) for name, f in artifacts["files"].items()},
             uris={name: a["uri"] for kind in ("tables", "files") for name, a in artifacts[kind].items()},
             stored=stored,

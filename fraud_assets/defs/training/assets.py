@@ -133,7 +133,9 @@ def data_extraction(
     frame, summary, engine_metadata = data_prep_engine.extract(client, raw_uri, daily, config.seed, config.legit_sample_cap)
     # A transaction already in the training data (the raw history, a training day) is not evidence of the
     # recent window's performance: an id lands in one place only.
-    recent = recent[~recent[TRANSACTION_ID].isin(frame[TRANSACTION_ID])].reset_index(drop=True)
+    # (Hashed on the window's side: the data set's ids are millions.)
+    seen = frame[TRANSACTION_ID][frame[TRANSACTION_ID].isin(recent[TRANSACTION_ID])] if len(recent) else []
+    recent = recent[~recent[TRANSACTION_ID].isin(seen)].reset_index(drop=True)
     recent_dates = [d for d in window.recent_dates if len(parts[d])]
     summary.update(
         {

@@ -9,9 +9,10 @@ import io
 import json
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -69,10 +70,12 @@ class S3Uri:
         return cls(bucket, key)
 
 
-def put_bytes(s3, bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream", *, if_absent: bool = False) -> S3Uri:
-    """Every put in the project goes through here, so every object is encrypted at rest.
-    `if_absent`: only create (S3 conditional write, If-None-Match: *); an existing object makes
-    S3 answer PreconditionFailed."""
+def put_bytes(
+    s3, bucket: str, key: str, body: bytes | IO[bytes], content_type: str = "application/octet-stream", *, if_absent: bool = False
+) -> S3Uri:
+    """Every put in the project goes through here, so every object is encrypted at rest. `body` is
+    the bytes or a seekable file botocore streams from. `if_absent`: only create (S3 conditional
+    write, If-None-Match: *); an existing object makes S3 answer PreconditionFailed."""
     conditions = {"IfNoneMatch": "*"} if if_absent else {}
     s3.put_object(Bucket=validate_bucket(bucket), Key=key, Body=body, ContentType=content_type, ServerSideEncryption=SSE, **conditions)
     return S3Uri(bucket, key)
@@ -85,11 +88,15 @@ def get_bytes(s3, uri: S3Uri | str) -> bytes:
 
 def download_to_file(s3, uri: S3Uri | str, path: Path) -> Path:
     """The object streamed into a local file, 8 MiB at a time (never whole in memory)."""
+    with open(path, "wb") as f:
+        _stream_into(s3, uri, f)
+    return path
+
+
+def _stream_into(s3, uri: S3Uri | str, f: IO[bytes]) -> None:
     uri = S3Uri.parse(uri) if isinstance(uri, str) else uri
     body = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"]
-    with open(path, "wb") as f:
-        shutil.copyfileobj(body, f, 8 * 1024 * 1024)
-    return path
+    shutil.copyfileobj(body, f, 8 * 1024 * 1024)
 
 
 def put_json(s3, bucket: str, key: str, value: Any, *, if_absent: bool = False) -> S3Uri:
@@ -125,12 +132,37 @@ def json_default(value: Any) -> Any:
 
 def table_to_parquet(df: pd.DataFrame) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, compression="zstd")
+    write_parquet(df, sink)
     return sink.getvalue()
 
 
-def parquet_to_table(data: bytes) -> pd.DataFrame:
-    return pq.read_table(pa.BufferReader(data)).to_pandas()
+def write_parquet(df: pd.DataFrame, sink: IO[bytes]) -> None:
+    # from_pandas shares the frame's numeric and arrow-backed string buffers (no copy of the data).
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, compression="zstd")
+
+
+def parquet_to_table(data: bytes | IO[bytes]) -> pd.DataFrame:
+    source = pa.BufferReader(data) if isinstance(data, bytes) else data
+    # split_blocks + self_destruct: each column handed over as its own block as arrow lets go
+    # of it, so the table is not held twice while it becomes a frame.
+    return pq.read_table(source).to_pandas(split_blocks=True, self_destruct=True)
+
+
+def put_table(s3, bucket: str, key: str, df: pd.DataFrame) -> S3Uri:
+    """A frame stored as zstd parquet, through a local temporary file: the file's bytes never sit
+    in memory next to the frame (a split at 2.85M rows is hundreds of MB)."""
+    with tempfile.TemporaryFile() as f:
+        write_parquet(df, f)
+        f.seek(0)
+        return put_bytes(s3, bucket, key, f, "application/vnd.apache.parquet")
+
+
+def get_table(s3, uri: S3Uri | str) -> pd.DataFrame:
+    """A stored parquet table as a frame, through a local temporary file (see put_table)."""
+    with tempfile.TemporaryFile() as f:
+        _stream_into(s3, uri, f)
+        f.seek(0)
+        return parquet_to_table(f)
 
 
 class LazyTables(Mapping):

@@ -26,6 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
@@ -112,25 +114,87 @@ def sampling_threshold(legit_rows: int, cap: int | None) -> tuple[float, int]:
     return rate, round(rate * SAMPLE_BUCKETS)
 
 
-def combine(raw: pd.DataFrame, daily: pd.DataFrame, seed: int, legit_cap: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The data set from the validated raw frame (RAW_COLUMNS, file order) and labelled daily rows
-    (DATASET_COLUMNS): ids, provenance, dedupe (first occurrence: raw, then days in date order),
-    sampling, sorted by transactionId. Returns the frame and the extraction's counts."""
-    raw_part = raw.loc[:, list(RAW_COLUMNS)].copy()
-    raw_part.insert(0, TRANSACTION_ID, transaction_ids(len(raw)))
-    raw_part[SOURCE_COLUMN] = RAW_SOURCE
-    daily = daily.sort_values(SOURCE_COLUMN, kind="stable")
-    frame = pd.concat([raw_part, daily.loc[:, list(DATASET_COLUMNS)]], ignore_index=True)
-    duplicated = frame[TRANSACTION_ID].duplicated(keep="first").to_numpy()
-    frame = frame[~duplicated]
-    legit = frame[LABEL_COLUMN].to_numpy() == 0
-    rate, threshold = sampling_threshold(int(legit.sum()), legit_cap)
+def combine(
+    raw: pa.Table | pd.DataFrame, daily: pd.DataFrame, seed: int, legit_cap: int | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The data set from the validated raw rows (RAW_COLUMNS in file order: raw_data.read_raw_table's
+    table, or a frame) and labelled daily rows (DATASET_COLUMNS): ids, provenance, dedupe (first
+    occurrence: raw, then days in date order), sampling, sorted by transactionId. Returns the
+    frame and the extraction's counts.
+
+    Memory: the raw rows are held once. Rows are chosen (dedupe, sampling, order) as one array of
+    positions, then the frame is built a column at a time, each raw column let go as soon as it
+    is taken (2.85M raw rows are ~0.7 GB of float64: a copy of the whole would double the peak)."""
+    table = raw if isinstance(raw, pa.Table) else pa.Table.from_pandas(raw.loc[:, list(RAW_COLUMNS)], preserve_index=False)
+    raw_rows = table.num_rows
+    # Days in date order, each day's rows in their own order: which copy of an id is "first".
+    daily = daily.sort_values(SOURCE_COLUMN, kind="stable").loc[:, list(DATASET_COLUMNS)]
+    daily_ids = pa.array(daily[TRANSACTION_ID].astype(str).tolist(), pa.string())
+    raw_ids = _raw_id_array(raw_rows)
+    # Raw ids are distinct by construction (file positions): a duplicate is a daily row whose id
+    # came before, in the raw history or on an earlier day.
+    daily_repeat = pc.is_in(daily_ids, value_set=raw_ids).to_numpy(zero_copy_only=False)
+    daily_repeat |= pd.Index(daily_ids.to_numpy(zero_copy_only=False)).duplicated(keep="first")
+    keep = np.concatenate([np.ones(raw_rows, dtype=bool), ~daily_repeat])
+    duplicates = int(daily_repeat.sum())
+    label = np.concatenate([table.column(LABEL_COLUMN).to_numpy(), daily[LABEL_COLUMN].to_numpy(dtype=np.float64)])
+    legit = keep & (label == 0)
+    legit_before = int(legit.sum())
+    rate, threshold = sampling_threshold(legit_before, legit_cap)
+    ids = pa.chunked_array([*raw_ids.chunks, daily_ids])
     if threshold < SAMPLE_BUCKETS:
-        keep = ~legit
-        keep[legit] = sample_buckets(frame[TRANSACTION_ID].to_numpy()[legit].tolist(), seed) < threshold
-        frame = frame[keep]
-    frame = normalise(frame.sort_values(TRANSACTION_ID, kind="stable"))
-    return frame, extraction_summary(frame, len(raw), len(daily), int(duplicated.sum()), int(legit.sum()), rate, legit_cap)
+        legit_positions = np.flatnonzero(legit)
+        legit_ids = ids.take(pa.array(legit_positions)).to_pylist()
+        keep[legit_positions] = sample_buckets(legit_ids, seed) < threshold
+    kept = np.flatnonzero(keep)
+    kept_ids = ids.take(pa.array(kept)) if len(kept) < len(keep) else ids
+    order = pc.sort_indices(kept_ids).to_numpy()
+    # Raw ids are zero-padded positions, already in order: with no daily rows nothing moves.
+    positions = kept if np.array_equal(order, np.arange(len(order))) else kept[order]
+    identity = len(positions) == raw_rows and not len(daily) and np.array_equal(positions, np.arange(raw_rows))
+    columns: dict[str, Any] = {TRANSACTION_ID: pd.array(_take(ids, positions, identity), dtype="str")}
+    del ids, kept_ids, raw_ids
+    for name in RAW_COLUMNS:
+        values = (
+            np.concatenate([table.column(name).to_numpy(), daily[name].to_numpy(dtype=np.float64)])
+            if len(daily)
+            else table.column(name).to_numpy()
+        )
+        table = table.drop_columns([name])
+        values = values if identity else values[positions]
+        columns[name] = values.astype(np.int64) if name == LABEL_COLUMN else values
+        del values
+    pa.default_memory_pool().release_unused()
+    sources = pa.DictionaryArray.from_arrays(
+        pa.array(np.concatenate([np.zeros(raw_rows, dtype=np.int32), _day_codes(daily)])[positions]),
+        pa.array([RAW_SOURCE, *_days_in_order(daily)], pa.string()),
+    )
+    columns[SOURCE_COLUMN] = pd.array(sources.cast(pa.string()), dtype="str")
+    frame = pd.DataFrame(columns, copy=False)
+    return frame, extraction_summary(frame, raw_rows, len(daily), duplicates, legit_before, rate, legit_cap)
+
+
+def _raw_id_array(n_rows: int) -> pa.ChunkedArray:
+    """transaction_ids(n_rows) as arrow strings, built a chunk at a time: as Python strings all
+    at once they would cost ~70 bytes each."""
+    chunk = 262_144
+    return pa.chunked_array(
+        [pa.array(transaction_ids(min(chunk, n_rows - start), start), pa.string()) for start in range(0, n_rows, chunk)], pa.string()
+    )
+
+
+def _take(ids: pa.ChunkedArray, positions: np.ndarray, identity: bool) -> pa.ChunkedArray:
+    return ids if identity else ids.take(pa.array(positions))
+
+
+def _days_in_order(daily: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(daily[SOURCE_COLUMN].astype(str).tolist()))
+
+
+def _day_codes(daily: pd.DataFrame) -> np.ndarray:
+    """Per daily row, 1 + the index of its source in _days_in_order (0 is the raw source)."""
+    days = {day: i + 1 for i, day in enumerate(_days_in_order(daily))}
+    return daily[SOURCE_COLUMN].astype(str).map(days).to_numpy(dtype=np.int32)
 
 
 def extraction_summary(
@@ -160,9 +224,9 @@ def extraction_summary(
 def extract_with_pandas(
     csv_bytes: bytes | Path, source: str, daily: pd.DataFrame, seed: int, legit_cap: int | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    from fraud_assets.lib.training.raw_data import read_raw_csv
+    from fraud_assets.lib.training.raw_data import read_raw_table
 
-    return combine(read_raw_csv(csv_bytes, source), daily, seed, legit_cap)
+    return combine(read_raw_table(csv_bytes, source), daily, seed, legit_cap)
 
 
 def list_label_dates(s3, bucket: str) -> list[str]:

@@ -33,7 +33,7 @@ def ids_at(positions: np.ndarray) -> np.ndarray:
     return np.array([f"{ID_PREFIX}{i:09d}" for i in positions.tolist()], dtype=object)
 
 
-_ID_CHUNK = 262_144
+ID_CHUNK = 262_144
 
 
 def split_buckets(ids: np.ndarray, seed: int) -> np.ndarray:
@@ -75,8 +75,8 @@ def prepare_splits(
     told to return the memory), so the data is never held twice."""
     n = len(raw)
     codes = np.empty(n, dtype=np.int8)
-    for start in range(0, n, _ID_CHUNK):  # ids a chunk at a time: ~70 bytes each as Python strings
-        stop = min(n, start + _ID_CHUNK)
+    for start in range(0, n, ID_CHUNK):  # ids a chunk at a time: ~70 bytes each as Python strings
+        stop = min(n, start + ID_CHUNK)
         codes[start:stop] = assign_splits(transaction_ids(stop - start, start), seed, ratios)
     rows = [np.flatnonzero(codes == i) for i in range(len(SPLITS))]
     del codes
