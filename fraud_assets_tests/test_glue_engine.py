@@ -279,7 +279,7 @@ def test_reading_back_refuses_uncommitted_or_short_output(aws, spark, tmp_path):
 
 
 @pytest.mark.spark
-def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypatch):
+def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypatch, tmp_path):
     """The training group's own data_extraction and prepared_splits, configured with engine=glue: the
     Glue job splits the training data set (raw history + labelled daily rows, parquet) that
     data_extraction stored; the engine builds its own boto3 clients (plain AWS code), so the stand-in
@@ -290,7 +290,7 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
     from fraud_assets.defs.io_manager import ExecutionsIOManager
     from fraud_assets.defs.resources import FraudPlatform, QualityGates
     from fraud_assets.defs.training.assets import data_extraction, prepared_splits
-    from fraud_assets.lib.aws.storage import get_bytes, parquet_to_table
+    from fraud_assets.lib.aws.storage import get_bytes, parquet_to_table, write_parquet
     from fraud_assets.lib.seeding.seed import seed_platform
     from fraud_assets.lib.training import extraction
 
@@ -322,7 +322,9 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
     assert fake.runs[0]["arguments"]["--input"].endswith("/training_dataset/dataset.parquet")
     daily = pd.concat([extraction.load_labelled_day(s3, NAMES.data_bucket, d)[0] for d in ("2024-05-01", "2024-05-02")])
     dataset, _ = extraction.extract_with_pandas(csv, RAW_URI, daily, 42)
-    expected = prep_engines.split_dataset_with_pandas(dataset, 42, DEFAULT_RATIOS)
+    with open(tmp_path / "dataset.parquet", "wb") as f:
+        write_parquet(dataset, f)
+    expected = prep_engines.split_dataset_with_pandas(tmp_path / "dataset.parquet", 42, DEFAULT_RATIOS)
     assert sum(f[TRANSACTION_ID].str.startswith("TXN-").sum() for f in expected.values()) == 240
     for name in SPLITS:
         [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == f"{name}_split"]

@@ -414,6 +414,7 @@ def daily_parts(draw):
 def test_extraction_and_dataset_splits_agree(spark, tmp_path_factory, daily, cap, seed):
     """The training data set from the raw CSV plus labelled daily rows (duplicates, sampling) and its
     splits: pandas and Spark give the same rows, provenance and counts, and the same splits."""
+    from fraud_assets.lib.aws.storage import write_parquet
     from fraud_assets.lib.training import extraction, prep_engines
 
     synthetic = pytest.importorskip("fraud_assets.lib.seeding.synthetic")
@@ -424,9 +425,12 @@ def test_extraction_and_dataset_splits_agree(spark, tmp_path_factory, daily, cap
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     assert got_summary == expected_summary
     if len(expected):
+        for name, frame in (("expected", expected), ("got", got)):
+            with open(workdir / f"{name}.parquet", "wb") as f:
+                write_parquet(frame, f)
         assert_same_splits(
-            prep_engines.split_dataset_with_pandas(expected, seed, (0.6, 0.2, 0.2)),
-            prep_engines.split_dataset_with_spark(spark, got, seed, (0.6, 0.2, 0.2), workdir),
+            prep_engines.split_dataset_with_pandas(workdir / "expected.parquet", seed, (0.6, 0.2, 0.2)),
+            prep_engines.split_dataset_with_spark(spark, workdir / "got.parquet", seed, (0.6, 0.2, 0.2), workdir),
         )
 
 

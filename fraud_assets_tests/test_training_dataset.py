@@ -81,6 +81,50 @@ def test_sampling_keeps_every_fraud_and_about_the_cap(cap, seed):
     pd.testing.assert_frame_equal(again, sampled)  # deterministic
 
 
+def reference_combine(raw: pd.DataFrame, daily: pd.DataFrame, seed: int, cap: int | None) -> pd.DataFrame:
+    """The data set's definition spelled out with whole-frame pandas (copies and all): raw rows
+    with position ids, then days in date order; first copy of an id kept; legitimate rows sampled
+    by the hash of their id; sorted by id."""
+    raw_part = raw.loc[:, list(extraction.RAW_COLUMNS)].copy()
+    raw_part.insert(0, TRANSACTION_ID, transaction_ids(len(raw)))
+    raw_part[extraction.SOURCE_COLUMN] = extraction.RAW_SOURCE
+    days = daily.sort_values(extraction.SOURCE_COLUMN, kind="stable").loc[:, list(extraction.DATASET_COLUMNS)]
+    frame = pd.concat([raw_part, days], ignore_index=True)
+    frame = frame[~frame[TRANSACTION_ID].duplicated(keep="first")]
+    legit = (frame[LABEL_COLUMN] == 0).to_numpy()
+    _, threshold = extraction.sampling_threshold(int(legit.sum()), cap)
+    keep = ~legit
+    keep[legit] = extraction.sample_buckets(frame[TRANSACTION_ID][legit].tolist(), seed) < threshold
+    return extraction.normalise(frame[keep].sort_values(TRANSACTION_ID, kind="stable"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_raw=st.integers(1, 60),
+    days=st.lists(st.lists(st.integers(0, 90), max_size=30), max_size=4),
+    cap=st.one_of(st.none(), st.integers(1, 80)),
+    seed=st.integers(0, 9),
+)
+def test_combine_matches_the_definition(n_raw, days, cap, seed):
+    # Daily ids drawn from a small pool: they collide with raw ids (txn-<position>), with ids
+    # beyond the raw rows, with each other within a day and across days.
+    raw = generate_transactions(n_raw, fraud_rate=0.2, seed=n_raw)
+    parts = []
+    for i, picks in enumerate(days):
+        day = daily_rows(f"2024-05-{i + 1:02d}", len(picks), fraud_every=3) if picks else extraction.empty_daily_rows()
+        day[TRANSACTION_ID] = [f"txn-{p:09d}" if p % 3 == 1 else (f"txn-{p:010d}" if p % 3 == 2 else f"TXN-{p}") for p in picks]
+        parts.append(day)
+    daily = pd.concat(parts[::-1], ignore_index=True) if parts else extraction.empty_daily_rows()  # days out of order
+    frame, summary = extraction.combine(raw, daily, seed, legit_cap=cap)
+    expected = reference_combine(raw, daily, seed, cap)
+    pd.testing.assert_frame_equal(frame, expected)
+    assert summary["recordCount"] == len(expected)
+    assert summary["rowsFromRaw"] + summary["rowsFromDaily"] == len(expected)
+    assert summary["duplicatesDropped"] == n_raw + len(daily) - summary["sampling"]["legitimateRowsBefore"] - int(
+        expected[LABEL_COLUMN].sum()
+    )
+
+
 def test_recent_window_is_the_last_labelled_days_within_the_history():
     dates = ["2024-01-01", "2024-05-01", "2024-05-02", "2024-05-04", "2024-05-05"]
     window = extraction.split_labelled_dates(dates, history_days=30, recent_days=2)

@@ -177,25 +177,28 @@ class DataPrepEngine(ConfigurableResource):
         self,
         context,
         s3_client,
-        dataset: pd.DataFrame,
         dataset_uri: str,
+        input_records: int,
         seed: int,
         ratios: Sequence[float] = DEFAULT_RATIOS,
         *,
         glue_client=None,
         logs_client=None,
     ) -> PreparedSplits:
-        """The splits of a prepared data set (training_dataset's rows; `dataset_uri` its parquet,
-        which the Glue job reads), by the hash of its transactionIds: the same frames on every engine.
-        The pandas engine consumes `dataset` (its columns are dropped as they are split)."""
+        """The splits of a prepared data set (training_dataset's parquet at `dataset_uri`, of
+        `input_records` rows), by the hash of its transactionIds: the same frames on every engine.
+        Every engine reads the stored parquet: the data set is never a whole frame in this process."""
         ratios = tuple(float(r) for r in ratios)
         started = time.perf_counter()
-        metadata: dict[str, Any] = {"input_records": len(dataset)}
-        if self.engine == "pandas":
-            frames = prep_engines.split_dataset_with_pandas(dataset, seed, ratios, release_input=True)
-        elif self.engine == "spark":
-            frames = prep_engines.split_dataset_with_spark(self.spark_session(), dataset, seed, ratios, self.workdir)
-            metadata["spark_master"] = self.spark_config.get("spark.master", "")
+        metadata: dict[str, Any] = {"input_records": input_records}
+        if self.engine in ("pandas", "spark"):
+            with tempfile.TemporaryDirectory(prefix="fraud-dataset-", dir=self.workdir) as tmp:
+                path = download_to_file(s3_client, S3Uri.parse(dataset_uri), Path(tmp) / "dataset.parquet")
+                if self.engine == "pandas":
+                    frames = prep_engines.split_dataset_with_pandas(path, seed, ratios)
+                else:
+                    frames = prep_engines.split_dataset_with_spark(self.spark_session(), path, seed, ratios, self.workdir)
+                    metadata["spark_master"] = self.spark_config.get("spark.master", "")
         elif self.engine == "glue":
             frames, metadata = self._prepare_with_glue(
                 context,
@@ -206,7 +209,7 @@ class DataPrepEngine(ConfigurableResource):
                 glue_client,
                 logs_client,
                 input_format="parquet",
-                input_records=len(dataset),
+                input_records=input_records,
             )
         else:
             raise ValueError(f"unknown data-prep engine {self.engine!r}")

@@ -222,7 +222,9 @@ def prepared_splits(
     dataset_uri = training_dataset.uris["dataset"]
     ratios = (config.train_ratio, config.validation_ratio, config.test_ratio)
     started = time.perf_counter()
-    prepared = data_prep_engine.split_dataset(context, s3_client(s3), training_dataset.tables["dataset"], dataset_uri, config.seed, ratios)
+    # The engine reads the stored parquet itself: the data set's rows never load here.
+    records = int(training_dataset.stored["dataset"]["rows"])
+    prepared = data_prep_engine.split_dataset(context, s3_client(s3), dataset_uri, records, config.seed, ratios)
     splits = prepared.frames
     # The input's own record count, not the splits' sum: the counts_add_up gate compares the two.
     received = int(prepared.metadata["input_records"])

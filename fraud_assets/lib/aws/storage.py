@@ -138,7 +138,9 @@ def table_to_parquet(df: pd.DataFrame) -> bytes:
 
 def write_parquet(df: pd.DataFrame, sink: IO[bytes]) -> None:
     # from_pandas shares the frame's numeric and arrow-backed string buffers (no copy of the data).
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, compression="zstd")
+    # One row group: read back, each column is one contiguous buffer the frame can use as it is
+    # (row groups would make every column a chunked array that has to be copied to be a column).
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, compression="zstd", row_group_size=max(len(df), 1))
 
 
 def parquet_to_table(data: bytes | IO[bytes]) -> pd.DataFrame:

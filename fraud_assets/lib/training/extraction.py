@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,9 +32,10 @@ import pyarrow.compute as pc
 import xxhash
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
-from fraud_assets.lib.training.splits import XXHASH_SEED, transaction_ids
+from fraud_assets.lib.training.splits import ID_PREFIX, XXHASH_SEED, transaction_ids
 
 SOURCE_COLUMN = "source"
+_RAW_ID = re.compile(re.escape(ID_PREFIX) + r"([0-9]{9,})")
 RAW_SOURCE = "raw"
 DAILY_SOURCE_PREFIX = "daily:"
 DATASET_COLUMNS: tuple[str, ...] = (TRANSACTION_ID, *RAW_COLUMNS, SOURCE_COLUMN)
@@ -126,15 +128,17 @@ def combine(
     positions, then the frame is built a column at a time, each raw column let go as soon as it
     is taken (2.85M raw rows are ~0.7 GB of float64: a copy of the whole would double the peak)."""
     table = raw if isinstance(raw, pa.Table) else pa.Table.from_pandas(raw.loc[:, list(RAW_COLUMNS)], preserve_index=False)
+    del raw  # a table handed over (no other reference) is freed a column at a time below
     raw_rows = table.num_rows
     # Days in date order, each day's rows in their own order: which copy of an id is "first".
     daily = daily.sort_values(SOURCE_COLUMN, kind="stable").loc[:, list(DATASET_COLUMNS)]
-    daily_ids = pa.array(daily[TRANSACTION_ID].astype(str).tolist(), pa.string())
+    daily_id_list = daily[TRANSACTION_ID].astype(str).tolist()
+    daily_ids = pa.array(daily_id_list, pa.string())
     raw_ids = _raw_id_array(raw_rows)
     # Raw ids are distinct by construction (file positions): a duplicate is a daily row whose id
-    # came before, in the raw history or on an earlier day.
-    daily_repeat = pc.is_in(daily_ids, value_set=raw_ids).to_numpy(zero_copy_only=False)
-    daily_repeat |= pd.Index(daily_ids.to_numpy(zero_copy_only=False)).duplicated(keep="first")
+    # came before, on an earlier day or in the raw history, i.e. it is the id of a position in
+    # the file (checked by parsing the daily ids, not by hashing millions of raw ones).
+    daily_repeat = pd.Index(daily_id_list).duplicated(keep="first") | _raw_id_positions(daily_id_list, raw_rows)
     keep = np.concatenate([np.ones(raw_rows, dtype=bool), ~daily_repeat])
     duplicates = int(daily_repeat.sum())
     label = np.concatenate([table.column(LABEL_COLUMN).to_numpy(), daily[LABEL_COLUMN].to_numpy(dtype=np.float64)])
@@ -147,13 +151,11 @@ def combine(
         legit_ids = ids.take(pa.array(legit_positions)).to_pylist()
         keep[legit_positions] = sample_buckets(legit_ids, seed) < threshold
     kept = np.flatnonzero(keep)
-    kept_ids = ids.take(pa.array(kept)) if len(kept) < len(keep) else ids
-    order = pc.sort_indices(kept_ids).to_numpy()
-    # Raw ids are zero-padded positions, already in order: with no daily rows nothing moves.
-    positions = kept if np.array_equal(order, np.arange(len(order))) else kept[order]
-    identity = len(positions) == raw_rows and not len(daily) and np.array_equal(positions, np.arange(raw_rows))
+    # Raw ids are zero-padded positions, already in order: only daily rows need sorting in.
+    positions = kept[pc.sort_indices(ids.take(pa.array(kept))).to_numpy()] if len(daily) else kept
+    identity = len(positions) == raw_rows and not len(daily)
     columns: dict[str, Any] = {TRANSACTION_ID: pd.array(_take(ids, positions, identity), dtype="str")}
-    del ids, kept_ids, raw_ids
+    del ids, raw_ids
     for name in RAW_COLUMNS:
         values = (
             np.concatenate([table.column(name).to_numpy(), daily[name].to_numpy(dtype=np.float64)])
@@ -161,10 +163,10 @@ def combine(
             else table.column(name).to_numpy()
         )
         table = table.drop_columns([name])
+        pa.default_memory_pool().release_unused()  # the column's arrow buffers back to the OS now, not at exit
         values = values if identity else values[positions]
         columns[name] = values.astype(np.int64) if name == LABEL_COLUMN else values
         del values
-    pa.default_memory_pool().release_unused()
     sources = pa.DictionaryArray.from_arrays(
         pa.array(np.concatenate([np.zeros(raw_rows, dtype=np.int32), _day_codes(daily)])[positions]),
         pa.array([RAW_SOURCE, *_days_in_order(daily)], pa.string()),
@@ -181,6 +183,15 @@ def _raw_id_array(n_rows: int) -> pa.ChunkedArray:
     return pa.chunked_array(
         [pa.array(transaction_ids(min(chunk, n_rows - start), start), pa.string()) for start in range(0, n_rows, chunk)], pa.string()
     )
+
+
+def _raw_id_positions(ids: list[str], raw_rows: int) -> np.ndarray:
+    """Per id, whether it is transaction_ids' id of a row among the first `raw_rows`."""
+    found = np.zeros(len(ids), dtype=bool)
+    for i, value in enumerate(ids):
+        match = _RAW_ID.fullmatch(value)
+        found[i] = match is not None and int(match.group(1)) < raw_rows and value == transaction_ids(1, int(match.group(1)))[0]
+    return found
 
 
 def _take(ids: pa.ChunkedArray, positions: np.ndarray, identity: bool) -> pa.ChunkedArray:

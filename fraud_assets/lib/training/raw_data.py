@@ -94,7 +94,14 @@ def read_raw_table(data: bytes | Path, source: str) -> pa.Table:
         raise RawDataError(source, "required column appears more than once", column=duplicated[0])
 
     try:
-        table = pacsv.read_csv(str(data) if isinstance(data, Path) else pa.py_buffer(data), convert_options=_convert_options(pa.float64()))
+        table = pacsv.read_csv(
+            str(data) if isinstance(data, Path) else pa.py_buffer(data),
+            # 64 MiB blocks (default 1 MiB): fewer, larger chunks per column, which callers turn
+            # into one array a column at a time. Measured at 2.85M rows: peak 1.09 GB over the
+            # process instead of 1.28 GB, and faster; larger blocks raise the parser's own peak.
+            read_options=pacsv.ReadOptions(block_size=64 * 1024 * 1024),
+            convert_options=_convert_options(pa.float64()),
+        )
     except pa.ArrowInvalid as err:
         # The fast reader says what went wrong but not reliably where: find the first offending row.
         text = data.read_bytes() if isinstance(data, Path) else data
