@@ -87,6 +87,7 @@ def run_job(monitor: TreeMonitor, job, **kwargs) -> dict:
     from fraud_assets.main_job import QUIET
 
     instance = DagsterInstance.get()
+    main_rss_before = monitor.sample()[2]
     started = time.time()
     result = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False, **kwargs)
     ended = time.time()
@@ -102,7 +103,7 @@ def run_job(monitor: TreeMonitor, job, **kwargs) -> dict:
                 **monitor.window(starts[event.step_key], entry.timestamp),
                 "succeeded": event.event_type == DagsterEventType.STEP_SUCCESS,
             }
-    return {"succeeded": result.success, **monitor.window(started, ended), "steps": steps}
+    return {"succeeded": result.success, "main_rss_before_mb": round(main_rss_before / MB), **monitor.window(started, ended), "steps": steps}
 
 
 def upload_in_child(env: dict[str, str], code: str) -> float:
@@ -198,9 +199,11 @@ def main() -> None:
                     **run_job(monitor, job),
                     "load_after": load(),
                 }
-                prep = run["steps"].get("prepared_splits")
+                # Data preparation: the data set's extraction and its split.
+                prep = [run["steps"][s]["peak_main_rss_mb"] for s in ("data_extraction", "prepared_splits") if s in run["steps"]]
                 if prep:
-                    run["prep_peak_main_rss_over_csv"] = round(prep["peak_main_rss_mb"] / csv_mb, 2)
+                    run["prep_peak_main_rss_mb"] = max(prep)
+                    run["prep_peak_main_rss_over_csv"] = round(max(prep) / csv_mb, 2)
                 runs[str(rows)] = run
                 print(json.dumps({"training": engine, "rows": rows, **{k: v for k, v in run.items() if k != "steps"}}), flush=True)
                 save()
