@@ -103,7 +103,12 @@ def run_job(monitor: TreeMonitor, job, **kwargs) -> dict:
                 **monitor.window(starts[event.step_key], entry.timestamp),
                 "succeeded": event.event_type == DagsterEventType.STEP_SUCCESS,
             }
-    return {"succeeded": result.success, "main_rss_before_mb": round(main_rss_before / MB), **monitor.window(started, ended), "steps": steps}
+    return {
+        "succeeded": result.success,
+        "main_rss_before_mb": round(main_rss_before / MB),
+        **monitor.window(started, ended),
+        "steps": steps,
+    }
 
 
 def upload_in_child(env: dict[str, str], code: str) -> float:
