@@ -393,3 +393,17 @@ def test_what_the_stream_leaves_to_the_whole_batch_path_still_parses():
         batch = parse_daily_batch(data, SOURCE, chunk_rows=1)
         assert batch.accepted["merchant"].tolist() == ["Corner Shop", "Café"]
         assert reasons(batch) == ["row 3: feature 'V3' is nan, not a finite number"]
+
+
+def test_ids_whose_hashes_collide_are_told_apart_by_the_ids_themselves():
+    # Every id hashes alike: only the exact comparison on a hash hit can find the real duplicates.
+    records = [transaction(i % 9) for i in range(30)]
+    data = json.dumps(records).encode()
+    with mock.patch.object(pd.util, "hash_array", lambda values: np.zeros(len(values), dtype=np.uint64)):
+        streamed = parse_daily_batch(data, SOURCE, chunk_rows=4)
+    assert streamed.accepted[TRANSACTION_ID].tolist() == [f"T-{i:05d}" for i in range(9)]
+    assert reasons(streamed)[:2] == [
+        "row 10: duplicate id 'T-00000', first seen at row 1",
+        "row 11: duplicate id 'T-00001', first seen at row 2",
+    ]
+    assert_same_batch(streamed, whole_batch(data))
