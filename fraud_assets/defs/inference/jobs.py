@@ -12,12 +12,14 @@ from dagster import (
     AssetKey,
     AssetSelection,
     DefaultScheduleStatus,
+    HookContext,
     RunRequest,
     ScheduleEvaluationContext,
     SkipReason,
     define_asset_job,
     in_process_executor,
     schedule,
+    success_hook,
 )
 from dagster_aws.s3 import S3Resource
 
@@ -25,8 +27,18 @@ from fraud_assets.defs.common import INFERENCE, daily_partitions
 from fraud_assets.defs.resources import FraudPlatform, s3_client
 from fraud_assets.lib.aws.storage import object_exists
 from fraud_assets.lib.config import daily_batch_key
+from fraud_assets.lib.memory import release_freed_memory
 
 CATCH_UP_DAYS = 7
+
+
+@success_hook(name="release_freed_memory")
+def release_freed_memory_hook(context: HookContext) -> None:
+    # After each step: the steps share one process, and without this what a step freed (its
+    # inputs, the IO manager's parquet buffers) stays in RSS while the next step maps its own
+    # day-sized arrays anew.
+    release_freed_memory()
+
 
 inference_job = define_asset_job(
     "inference_job",
@@ -36,6 +48,7 @@ inference_job = define_asset_job(
     # One process per run: the steps form a chain over one day's data, and a process per step
     # would pay the code location's import once per step for nothing.
     executor_def=in_process_executor,
+    hooks={release_freed_memory_hook},
 )
 
 

@@ -23,10 +23,7 @@ whole-batch path, `json.loads` of everything, which names the problem exactly.
 from __future__ import annotations
 
 import codecs
-import ctypes
-import ctypes.util
 import dataclasses
-import functools
 import itertools
 import json
 import math
@@ -41,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, TRANSACTION_ID
+from fraud_assets.lib.memory import release_freed_memory
 
 # The metadata columns of an accepted transaction, in order; the features follow them.
 METADATA_COLUMNS: tuple[str, ...] = (TRANSACTION_ID, "timestamp", "amount", "category", "customerId", "merchant")
@@ -167,7 +165,7 @@ def _parse_chunks(
         quarantined.append(quarantine)
         received += len(records)
         del records, part, quarantine
-        _release_freed_memory()
+        release_freed_memory()  # the chunk's records, freed between the kept arrays (a few ms)
     # Joined a column at a time, each column's chunks released as it is joined, and framed without
     # a consolidating copy: the day's arrays exist once, not twice, at the peak.
     columns = {}
@@ -175,7 +173,7 @@ def _parse_chunks(
         pieces = [pd.Series(part.pop(name), copy=False) for part in accepted]
         columns[name] = pieces[0].array if len(pieces) == 1 else pd.concat(pieces, ignore_index=True).array
         del pieces
-        _release_freed_memory()
+        release_freed_memory()  # the column's chunks
     return DailyBatch(
         source=source,
         accepted=pd.DataFrame(columns, copy=False),
@@ -394,19 +392,6 @@ def _array_chunks(blocks: Iterator[bytes], chunk_rows: int) -> Iterator[list[Any
         raise _NotStreamable  # data after the array
     if chunk or not yielded:
         yield chunk
-
-
-def _trimmer() -> Callable[[], Any]:
-    try:
-        return functools.partial(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim, 0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        return lambda: None
-
-
-# The chunks' small arrays and the records' objects sit in the C heap between the arrays that are
-# kept; freed, they stay the process's (heap fragmentation: ~60% on top of a 1M-row day's arrays)
-# unless glibc is asked to hand free pages back. A few milliseconds per chunk.
-_release_freed_memory = _trimmer()
 
 
 def _next_huge(text: str, pos: int) -> int:
