@@ -422,7 +422,8 @@ def test_extraction_and_dataset_splits_agree(spark, tmp_path_factory, daily, cap
     workdir = tmp_path_factory.mktemp("extract")
     expected, expected_summary = extraction.extract_with_pandas(csv, "creditcard.csv", daily, seed, cap)
     got, got_summary = prep_engines.extract_with_spark(spark, csv, "creditcard.csv", daily, seed, cap, workdir)
-    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert got.schema == expected.schema == extraction.DATASET_SCHEMA
+    pd.testing.assert_frame_equal(got.to_pandas(), expected.to_pandas(), check_exact=True)
     assert got_summary == expected_summary
     if len(expected):
         for name, frame in (("expected", expected), ("got", got)):

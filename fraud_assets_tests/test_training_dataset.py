@@ -48,7 +48,9 @@ def test_combine_keeps_raw_ids_daily_ids_provenance_and_the_first_copy():
     first, second = daily_rows("2024-05-01", 40), daily_rows("2024-05-02", 40)
     # The same transaction reported again the next day: kept once, from its first day.
     again = first.iloc[:5].assign(source="daily:2024-05-02", V1=99.0)
-    frame, summary = extraction.combine(raw, pd.concat([second, again, first]), seed=3)
+    dataset, summary = extraction.combine(raw, pd.concat([second, again, first]), seed=3)
+    assert dataset.schema == extraction.DATASET_SCHEMA
+    frame = dataset.to_pandas()
     assert frame[TRANSACTION_ID].is_unique and frame[TRANSACTION_ID].is_monotonic_increasing
     by_id = frame.set_index(TRANSACTION_ID)
     assert by_id.loc[transaction_ids(300), "source"].eq("raw").all()  # raw rows keep today's ids
@@ -64,8 +66,9 @@ def test_combine_keeps_raw_ids_daily_ids_provenance_and_the_first_copy():
 def test_sampling_keeps_every_fraud_and_about_the_cap(cap, seed):
     raw = generate_transactions(400, fraud_rate=0.05, seed=2)
     daily = daily_rows("2024-05-01", 200)
-    full, _ = extraction.combine(raw, daily, seed)
+    full = extraction.combine(raw, daily, seed)[0].to_pandas()
     sampled, summary = extraction.combine(raw, daily, seed, legit_cap=cap)
+    sampled = sampled.to_pandas()
     assert sampled[LABEL_COLUMN].sum() == full[LABEL_COLUMN].sum()  # every fraud kept
     kept = int((sampled[LABEL_COLUMN] == 0).sum())
     legit = int((full[LABEL_COLUMN] == 0).sum())
@@ -78,7 +81,7 @@ def test_sampling_keeps_every_fraud_and_about_the_cap(cap, seed):
     assert set(sampled[TRANSACTION_ID]) <= set(full[TRANSACTION_ID])
     assert abs(kept - min(cap, legit)) <= 4 * np.sqrt(min(cap, legit)) + 2  # a hash sample: about the cap
     again, _ = extraction.combine(raw, daily, seed, legit_cap=cap)
-    pd.testing.assert_frame_equal(again, sampled)  # deterministic
+    pd.testing.assert_frame_equal(again.to_pandas(), sampled)  # deterministic
 
 
 def reference_combine(raw: pd.DataFrame, daily: pd.DataFrame, seed: int, cap: int | None) -> pd.DataFrame:
@@ -115,9 +118,10 @@ def test_combine_matches_the_definition(n_raw, days, cap, seed):
         day[TRANSACTION_ID] = [f"txn-{p:09d}" if p % 3 == 1 else (f"txn-{p:010d}" if p % 3 == 2 else f"TXN-{p}") for p in picks]
         parts.append(day)
     daily = pd.concat(parts[::-1], ignore_index=True) if parts else extraction.empty_daily_rows()  # days out of order
-    frame, summary = extraction.combine(raw, daily, seed, legit_cap=cap)
+    dataset, summary = extraction.combine(raw, daily, seed, legit_cap=cap)
     expected = reference_combine(raw, daily, seed, cap)
-    pd.testing.assert_frame_equal(frame, expected)
+    assert dataset.schema == extraction.DATASET_SCHEMA
+    pd.testing.assert_frame_equal(dataset.to_pandas(), expected)
     assert summary["recordCount"] == len(expected)
     assert summary["rowsFromRaw"] + summary["rowsFromDaily"] == len(expected)
     assert summary["duplicatesDropped"] == n_raw + len(daily) - summary["sampling"]["legitimateRowsBefore"] - int(

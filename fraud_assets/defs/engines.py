@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import pandas as pd
+import pyarrow as pa
 from dagster import ConfigurableResource, MetadataValue
 from dagster_aws.pipes import (
     PipesCloudWatchMessageReader,
@@ -150,9 +151,9 @@ class DataPrepEngine(ConfigurableResource):
 
     def extract(
         self, s3_client, raw_uri: str, daily: pd.DataFrame, seed: int, legit_cap: int | None = None
-    ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+    ) -> tuple[pa.Table, dict[str, Any], dict[str, Any]]:
         """The training data set (lib/training/extraction.py): the raw CSV plus the labelled daily
-        rows, deduplicated and optionally sampled; (frame, summary, metadata). Spark runs the Glue
+        rows, deduplicated and optionally sampled; (arrow table, summary, metadata). Spark runs the Glue
         script's twin; the glue engine extracts in-process (the daily rows are already in memory
         here) and runs the split, the part that grows with the history, on Glue."""
         from fraud_assets.lib.training.extraction import extract_with_pandas

@@ -5,6 +5,8 @@ import time
 from typing import Optional
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import (
     AssetExecutionContext,
     AssetIn,
@@ -130,12 +132,13 @@ def data_extraction(
     recent_days = [parts[d] for d in window.recent_dates if len(parts[d])]
     daily = pd.concat(training_days, ignore_index=True) if training_days else empty_daily_rows()
     recent = pd.concat(recent_days, ignore_index=True) if recent_days else empty_daily_rows()
-    frame, summary, engine_metadata = data_prep_engine.extract(client, raw_uri, daily, config.seed, config.legit_sample_cap)
+    dataset, summary, engine_metadata = data_prep_engine.extract(client, raw_uri, daily, config.seed, config.legit_sample_cap)
     # A transaction already in the training data (the raw history, a training day) is not evidence of the
     # recent window's performance: an id lands in one place only.
     # (Hashed on the window's side: the data set's ids are millions.)
-    seen = frame[TRANSACTION_ID][frame[TRANSACTION_ID].isin(recent[TRANSACTION_ID])] if len(recent) else []
-    recent = recent[~recent[TRANSACTION_ID].isin(seen)].reset_index(drop=True)
+    window_ids = pa.array(recent[TRANSACTION_ID].astype(str).tolist(), pa.string())
+    seen = dataset.column(TRANSACTION_ID).filter(pc.is_in(dataset.column(TRANSACTION_ID), value_set=window_ids))
+    recent = recent[~recent[TRANSACTION_ID].isin(seen.to_pylist())].reset_index(drop=True)
     recent_dates = [d for d in window.recent_dates if len(parts[d])]
     summary.update(
         {
@@ -149,10 +152,10 @@ def data_extraction(
     )
     sampling = summary["sampling"]
     yield Output(
-        StageResult(summary=summary, tables={"dataset": frame}),
+        StageResult(summary=summary, tables={"dataset": dataset}),
         output_name="training_dataset",
         metadata={
-            "rows": len(frame),
+            "rows": len(dataset),
             "rows_from_raw": summary["rowsFromRaw"],
             "rows_from_daily": summary["rowsFromDaily"],
             "fraud_count": summary["fraudCount"],

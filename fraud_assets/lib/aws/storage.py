@@ -136,11 +136,12 @@ def table_to_parquet(df: pd.DataFrame) -> bytes:
     return sink.getvalue()
 
 
-def write_parquet(df: pd.DataFrame, sink: IO[bytes]) -> None:
+def write_parquet(table: pd.DataFrame | pa.Table, sink: IO[bytes]) -> None:
     # from_pandas shares the frame's numeric and arrow-backed string buffers (no copy of the data).
+    table = table if isinstance(table, pa.Table) else pa.Table.from_pandas(table, preserve_index=False)
     # One row group: read back, each column is one contiguous buffer the frame can use as it is
     # (row groups would make every column a chunked array that has to be copied to be a column).
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, compression="zstd", row_group_size=max(len(df), 1))
+    pq.write_table(table, sink, compression="zstd", row_group_size=max(len(table), 1))
 
 
 def parquet_to_table(data: bytes | IO[bytes]) -> pd.DataFrame:
@@ -150,8 +151,8 @@ def parquet_to_table(data: bytes | IO[bytes]) -> pd.DataFrame:
     return pq.read_table(source).to_pandas(split_blocks=True, self_destruct=True)
 
 
-def put_table(s3, bucket: str, key: str, df: pd.DataFrame) -> S3Uri:
-    """A frame stored as zstd parquet, through a local temporary file: the file's bytes never sit
+def put_table(s3, bucket: str, key: str, df: pd.DataFrame | pa.Table) -> S3Uri:
+    """A frame (or arrow table) stored as zstd parquet, through a local temporary file: the file's bytes never sit
     in memory next to the frame (a split at 2.85M rows is hundreds of MB)."""
     with tempfile.TemporaryFile() as f:
         write_parquet(df, f)
@@ -194,7 +195,8 @@ class StageResult:
     as `<name>.parquet`) and opaque files (e.g. `model.tar.gz`)."""
 
     summary: dict[str, Any]
-    tables: Mapping[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
+    # Frames; an asset may hand over an arrow table (written as it is, read back as a frame).
+    tables: Mapping[str, pd.DataFrame | pa.Table] = dataclasses.field(default_factory=dict)
     files: dict[str, bytes] = dataclasses.field(default_factory=dict)
     # Filled when loaded back: where each table and file lives (name -> s3:// URI).
     uris: dict[str, str] = dataclasses.field(default_factory=dict)

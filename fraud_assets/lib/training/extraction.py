@@ -14,7 +14,7 @@ daily transactions of the last N days, deduplicated by transactionId, with each 
   evaluation compares the challenger with the model in production.
 
 The pandas engine is `extract_with_pandas`; the Spark twin is glue_scripts/fraud_data_prep.py's
-`extract_training_dataset_spark`. Both return rows sorted by transactionId (DATASET_COLUMNS).
+`extract_training_dataset_spark`. Both return an arrow table sorted by transactionId (DATASET_COLUMNS).
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ _RAW_ID = re.compile(re.escape(ID_PREFIX) + r"([0-9]{9,})")
 RAW_SOURCE = "raw"
 DAILY_SOURCE_PREFIX = "daily:"
 DATASET_COLUMNS: tuple[str, ...] = (TRANSACTION_ID, *RAW_COLUMNS, SOURCE_COLUMN)
+DATASET_SCHEMA = pa.schema(
+    [(TRANSACTION_ID, pa.string()), *((c, pa.float64()) for c in FEATURE_COLUMNS), (LABEL_COLUMN, pa.int64()), (SOURCE_COLUMN, pa.string())]
+)
 SAMPLE_BUCKETS = 1_000_000
 DEFAULT_HISTORY_DAYS = 180
 DEFAULT_RECENT_WINDOW_DAYS = 7
@@ -116,25 +119,23 @@ def sampling_threshold(legit_rows: int, cap: int | None) -> tuple[float, int]:
     return rate, round(rate * SAMPLE_BUCKETS)
 
 
-def combine(
-    raw: pa.Table | pd.DataFrame, daily: pd.DataFrame, seed: int, legit_cap: int | None = None
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+def combine(raw: pa.Table | pd.DataFrame, daily: pd.DataFrame, seed: int, legit_cap: int | None = None) -> tuple[pa.Table, dict[str, Any]]:
     """The data set from the validated raw rows (RAW_COLUMNS in file order: raw_data.read_raw_table's
     table, or a frame) and labelled daily rows (DATASET_COLUMNS): ids, provenance, dedupe (first
     occurrence: raw, then days in date order), sampling, sorted by transactionId. Returns the
-    frame and the extraction's counts.
+    data set as an arrow table (DATASET_COLUMNS: string ids and sources, float64 features, int64
+    Class) and the extraction's counts.
 
     Memory: the raw rows are held once. Rows are chosen (dedupe, sampling, order) as one array of
-    positions, then the frame is built a column at a time, each raw column let go as soon as it
-    is taken (2.85M raw rows are ~0.7 GB of float64: a copy of the whole would double the peak)."""
+    positions, then the table is built a column at a time, each raw column let go once taken; with
+    no daily rows and no sampling nothing moves and the raw columns are the data set's (2.85M raw
+    rows are ~0.7 GB of float64: a copy of the whole would double the peak)."""
     table = raw if isinstance(raw, pa.Table) else pa.Table.from_pandas(raw.loc[:, list(RAW_COLUMNS)], preserve_index=False)
     del raw  # a table handed over (no other reference) is freed a column at a time below
     raw_rows = table.num_rows
     # Days in date order, each day's rows in their own order: which copy of an id is "first".
     daily = daily.sort_values(SOURCE_COLUMN, kind="stable").loc[:, list(DATASET_COLUMNS)]
     daily_id_list = daily[TRANSACTION_ID].astype(str).tolist()
-    daily_ids = pa.array(daily_id_list, pa.string())
-    raw_ids = _raw_id_array(raw_rows)
     # Raw ids are distinct by construction (file positions): a duplicate is a daily row whose id
     # came before, on an earlier day or in the raw history, i.e. it is the id of a position in
     # the file (checked by parsing the daily ids, not by hashing millions of raw ones).
@@ -145,35 +146,32 @@ def combine(
     legit = keep & (label == 0)
     legit_before = int(legit.sum())
     rate, threshold = sampling_threshold(legit_before, legit_cap)
-    ids = pa.chunked_array([*raw_ids.chunks, daily_ids])
+    ids = pa.chunked_array([*_raw_id_array(raw_rows).chunks, pa.array(daily_id_list, pa.string())], pa.string())
     if threshold < SAMPLE_BUCKETS:
         legit_positions = np.flatnonzero(legit)
-        legit_ids = ids.take(pa.array(legit_positions)).to_pylist()
-        keep[legit_positions] = sample_buckets(legit_ids, seed) < threshold
+        keep[legit_positions] = sample_buckets(ids.take(pa.array(legit_positions)).to_pylist(), seed) < threshold
     kept = np.flatnonzero(keep)
     # Raw ids are zero-padded positions, already in order: only daily rows need sorting in.
     positions = kept[pc.sort_indices(ids.take(pa.array(kept))).to_numpy()] if len(daily) else kept
-    identity = len(positions) == raw_rows and not len(daily)
-    columns: dict[str, Any] = {TRANSACTION_ID: pd.array(_take(ids, positions, identity), dtype="str")}
-    del ids, raw_ids
+    identity = not len(daily) and len(kept) == raw_rows  # every raw row kept, in file order
+    take = None if identity else pa.array(positions)
+    columns: dict[str, pa.ChunkedArray] = {TRANSACTION_ID: ids if identity else ids.take(take)}
+    del ids
     for name in RAW_COLUMNS:
-        values = (
-            np.concatenate([table.column(name).to_numpy(), daily[name].to_numpy(dtype=np.float64)])
-            if len(daily)
-            else table.column(name).to_numpy()
-        )
+        column = table.column(name)
         table = table.drop_columns([name])
-        pa.default_memory_pool().release_unused()  # the column's arrow buffers back to the OS now, not at exit
-        values = values if identity else values[positions]
-        columns[name] = values.astype(np.int64) if name == LABEL_COLUMN else values
-        del values
+        if len(daily):
+            column = pa.chunked_array([*column.chunks, pa.array(daily[name].to_numpy()).cast(column.type)])
+        column = column if identity else column.take(take)
+        columns[name] = column.cast(pa.int64()) if name == LABEL_COLUMN else column
+        del column
     sources = pa.DictionaryArray.from_arrays(
         pa.array(np.concatenate([np.zeros(raw_rows, dtype=np.int32), _day_codes(daily)])[positions]),
         pa.array([RAW_SOURCE, *_days_in_order(daily)], pa.string()),
     )
-    columns[SOURCE_COLUMN] = pd.array(sources.cast(pa.string()), dtype="str")
-    frame = pd.DataFrame(columns, copy=False)
-    return frame, extraction_summary(frame, raw_rows, len(daily), duplicates, legit_before, rate, legit_cap)
+    columns[SOURCE_COLUMN] = pa.chunked_array([sources.cast(pa.string())])
+    dataset = pa.table(columns)
+    return dataset, extraction_summary(dataset, raw_rows, len(daily), duplicates, legit_before, rate, legit_cap)
 
 
 def _raw_id_array(n_rows: int) -> pa.ChunkedArray:
@@ -194,10 +192,6 @@ def _raw_id_positions(ids: list[str], raw_rows: int) -> np.ndarray:
     return found
 
 
-def _take(ids: pa.ChunkedArray, positions: np.ndarray, identity: bool) -> pa.ChunkedArray:
-    return ids if identity else ids.take(pa.array(positions))
-
-
 def _days_in_order(daily: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(daily[SOURCE_COLUMN].astype(str).tolist()))
 
@@ -209,24 +203,26 @@ def _day_codes(daily: pd.DataFrame) -> np.ndarray:
 
 
 def extraction_summary(
-    frame: pd.DataFrame, raw_rows: int, daily_rows: int, duplicates: int, legit_before: int, rate: float, cap: int | None
+    dataset: pa.Table, raw_rows: int, daily_rows: int, duplicates: int, legit_before: int, rate: float, cap: int | None
 ) -> dict[str, Any]:
-    sources = frame[SOURCE_COLUMN]
-    fraud = int(frame[LABEL_COLUMN].sum())
+    by_source = {item["values"]: item["counts"] for item in pc.value_counts(dataset.column(SOURCE_COLUMN)).to_pylist()}
+    label = dataset.column(LABEL_COLUMN)
+    fraud = int(pc.sum(label).as_py() or 0)
+    records = dataset.num_rows
     return {
-        "recordCount": len(frame),
+        "recordCount": records,
         "fraudCount": fraud,
-        "fraudRate": fraud / len(frame) if len(frame) else 0.0,
+        "fraudRate": fraud / records if records else 0.0,
         "rawRowsRead": raw_rows,
         "dailyRowsRead": daily_rows,
         "duplicatesDropped": duplicates,
-        "rowsFromRaw": int((sources == RAW_SOURCE).sum()),
-        "rowsFromDaily": int((sources != RAW_SOURCE).sum()),
-        "rowsBySource": {k: int(v) for k, v in sources.value_counts().sort_index().items()},
+        "rowsFromRaw": by_source.get(RAW_SOURCE, 0),
+        "rowsFromDaily": records - by_source.get(RAW_SOURCE, 0),
+        "rowsBySource": dict(sorted(by_source.items())),
         "sampling": {
             "legitimateCap": cap,
             "legitimateRowsBefore": legit_before,
-            "legitimateRowsKept": int((frame[LABEL_COLUMN] == 0).sum()),
+            "legitimateRowsKept": int(pc.sum(pc.equal(label, 0)).as_py() or 0),
             "legitimateRate": rate,
         },
     }
@@ -234,7 +230,7 @@ def extraction_summary(
 
 def extract_with_pandas(
     csv_bytes: bytes | Path, source: str, daily: pd.DataFrame, seed: int, legit_cap: int | None = None
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pa.Table, dict[str, Any]]:
     from fraud_assets.lib.training.raw_data import read_raw_table
 
     return combine(read_raw_table(csv_bytes, source), daily, seed, legit_cap)

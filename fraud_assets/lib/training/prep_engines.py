@@ -200,10 +200,10 @@ def extract_with_spark(
     seed: int,
     legit_cap: int | None = None,
     workdir: str | Path | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pa.Table, dict[str, Any]]:
     """The Glue script's `extract_training_dataset_spark` on a local Spark session: the CSV and the
     labelled daily rows staged as local files, the data set read back sorted by transactionId."""
-    from fraud_assets.lib.training.extraction import DATASET_COLUMNS, extraction_summary, normalise
+    from fraud_assets.lib.training.extraction import DATASET_COLUMNS, DATASET_SCHEMA, extraction_summary
     from fraud_assets.lib.training.raw_data import RawDataError
 
     script = load_glue_script(DATA_PREP_SCRIPT)
@@ -227,10 +227,10 @@ def extract_with_spark(
         except script.DataValidationError as err:
             raise RawDataError(str(source), err.problem, row=err.row, column=err.column, value=err.value) from None
         files = sorted(p for p in output_dir.glob("*.parquet") if not p.name.startswith(("_", ".")))
-        frame = pa.concat_tables([pq.read_table(p) for p in files]).to_pandas() if files else daily.iloc[0:0]
-    frame = normalise(frame.sort_values(TRANSACTION_ID, kind="stable"))
+        parts = [pq.read_table(p).select(list(DATASET_COLUMNS)).cast(DATASET_SCHEMA) for p in files]
+        dataset = pa.concat_tables(parts).sort_by(TRANSACTION_ID) if parts else DATASET_SCHEMA.empty_table()
     summary = extraction_summary(
-        frame,
+        dataset,
         counts["rawRowsRead"],
         counts["dailyRowsRead"],
         counts["duplicatesDropped"],
@@ -238,7 +238,7 @@ def extract_with_spark(
         counts["legitimateRate"],
         legit_cap,
     )
-    return frame, summary
+    return dataset, summary
 
 
 def read_split_parquet_dir(path: Path) -> pd.DataFrame:

@@ -98,7 +98,7 @@ def prepare_splits(
             split_columns[name] = values[r]
         del values
     for split_columns, r in zip(columns, rows):
-        split_columns[TRANSACTION_ID] = ids_at(r)
+        split_columns[TRANSACTION_ID] = pd.array(ids_at(r), dtype="str")  # str even when empty, as every engine gives
     # copy=False keeps one block per column: no consolidation copy.
     return {name: pd.DataFrame(split_columns, copy=False) for name, split_columns in zip(SPLITS, columns)}
 
