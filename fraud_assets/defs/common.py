@@ -6,9 +6,10 @@ import datetime as dt
 import os
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from dagster import AssetCheckKey, AssetCheckResult, AssetKey, DailyPartitionsDefinition
+from dagster import AssetCheckKey, AssetCheckResult, AssetKey, DailyPartitionsDefinition, HookContext, success_hook
 
 from fraud_assets.lib.config import FIRST_DAY_VARIABLE
+from fraud_assets.lib.memory import release_freed_memory
 
 OWNERS = ["team:fraud-ml"]
 TRAINING = "training"
@@ -54,3 +55,11 @@ def selected_checks(context, results: Iterable[AssetCheckResult]) -> Iterator[As
         asset_key = AssetKey.from_coercible(result.asset_key) if result.asset_key is not None else context.asset_key
         if AssetCheckKey(asset_key, result.check_name) in wanted:
             yield result
+
+
+@success_hook(name="release_freed_memory")
+def release_freed_memory_hook(context: HookContext) -> None:
+    # After each step: a job's steps share one process (the in-process executor), and without
+    # this what a step freed (its inputs, the IO manager's parquet buffers) stays in RSS while the
+    # next step maps its own data-sized arrays anew.
+    release_freed_memory()

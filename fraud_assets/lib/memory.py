@@ -4,8 +4,10 @@ glibc keeps what a process frees in its heap for reuse, and raises its mmap thre
 as large blocks are freed, so the 8 MB columns of a 1M-row day come from the heap too. Between
 the chunks of a parse and between the steps of one process (the in-process executor), that free
 memory stays in RSS while the next large arrays are mapped anew: the process's memory grows with
-the day's history instead of its live arrays. `malloc_trim` hands free heap pages back. A no-op
-where the C library is not glibc.
+the day's history instead of its live arrays. `malloc_trim` hands free heap pages back (a no-op
+where the C library is not glibc), and arrow's allocator is told to do the same with what it keeps
+for its own reuse, which numpy's allocations cannot use (measured at 2.85M training rows:
+prepared_splits peaked 0.3 GB higher without it).
 """
 
 from __future__ import annotations
@@ -23,4 +25,11 @@ def _trimmer() -> Callable[[], object]:
     return lambda: trim(0)
 
 
-release_freed_memory = _trimmer()
+_trim = _trimmer()
+
+
+def release_freed_memory() -> None:
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    _trim()

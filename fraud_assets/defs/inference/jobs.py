@@ -12,32 +12,21 @@ from dagster import (
     AssetKey,
     AssetSelection,
     DefaultScheduleStatus,
-    HookContext,
     RunRequest,
     ScheduleEvaluationContext,
     SkipReason,
     define_asset_job,
     in_process_executor,
     schedule,
-    success_hook,
 )
 from dagster_aws.s3 import S3Resource
 
-from fraud_assets.defs.common import INFERENCE, daily_partitions
+from fraud_assets.defs.common import INFERENCE, daily_partitions, release_freed_memory_hook
 from fraud_assets.defs.resources import FraudPlatform, s3_client
 from fraud_assets.lib.aws.storage import object_exists
 from fraud_assets.lib.config import daily_batch_key
-from fraud_assets.lib.memory import release_freed_memory
 
 CATCH_UP_DAYS = 7
-
-
-@success_hook(name="release_freed_memory")
-def release_freed_memory_hook(context: HookContext) -> None:
-    # After each step: the steps share one process, and without this what a step freed (its
-    # inputs, the IO manager's parquet buffers) stays in RSS while the next step maps its own
-    # day-sized arrays anew.
-    release_freed_memory()
 
 
 inference_job = define_asset_job(

@@ -2,7 +2,7 @@
 
 from dagster import AssetSelection, ScheduleDefinition, define_asset_job, in_process_executor
 
-from fraud_assets.defs.common import TRAINING
+from fraud_assets.defs.common import TRAINING, release_freed_memory_hook
 
 training_job = define_asset_job(
     "training_job",
@@ -11,6 +11,7 @@ training_job = define_asset_job(
     # One process per run: the graph is a chain (xgboost already uses every core), so a process per
     # step would only add the code location's import time to each step.
     executor_def=in_process_executor,
+    hooks={release_freed_memory_hook},
 )
 weekly_training_schedule = ScheduleDefinition(
     name="weekly_training_schedule", job=training_job, cron_schedule="0 2 * * 0", execution_timezone="UTC"
