@@ -148,7 +148,8 @@ def parquet_to_table(data: bytes | IO[bytes]) -> pd.DataFrame:
     source = pa.BufferReader(data) if isinstance(data, bytes) else data
     # split_blocks + self_destruct: each column handed over as its own block as arrow lets go
     # of it, so the table is not held twice while it becomes a frame.
-    return pq.read_table(source).to_pandas(split_blocks=True, self_destruct=True)
+    # pre_buffer off: the reader would otherwise hold the whole file's bytes while it decodes.
+    return pq.read_table(source, pre_buffer=False).to_pandas(split_blocks=True, self_destruct=True)
 
 
 def put_table(s3, bucket: str, key: str, df: pd.DataFrame | pa.Table) -> S3Uri:
