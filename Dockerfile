@@ -12,7 +12,7 @@ WORKDIR /opt/fraud_assets
 # Exactly the locked, hash-checked dependencies, in a layer of their own (rebuilt only when the lock changes).
 COPY requirements.lock pyproject.toml ./
 RUN pip install --no-cache-dir "uv==0.13.9" \
- && uv pip install --system --no-cache --require-hashes -r requirements.lock \
+ && uv pip install --system --no-cache --require-hashes --compile-bytecode -r requirements.lock \
  && if [ -n "$DAGSTER_CLOUD_VERSION" ]; then uv pip install --system --no-cache "dagster-cloud==$DAGSTER_CLOUD_VERSION"; fi
 
 # The package, the Glue scripts it uploads and the template (paths resolve beside the package).
@@ -21,6 +21,7 @@ COPY glue_scripts ./glue_scripts
 COPY infra ./infra
 COPY workspace.yaml dagster_cloud.yaml ./
 RUN uv pip install --system --no-cache --no-deps -e . \
+ && python -m compileall -q fraud_assets glue_scripts \
  && useradd --create-home --uid 10001 dagster && mkdir -p "$DAGSTER_HOME" && chown dagster "$DAGSTER_HOME"
 USER dagster
 

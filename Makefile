@@ -12,8 +12,11 @@ install: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	# Bytecode compiled at install: where PYTHONDONTWRITEBYTECODE is set no .pyc is ever written, and
+	# every process (each run launched from the UI) would compile its imports again (+2.4 s measured).
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes --compile-bytecode -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	$(BIN)/python -m compileall -q fraud_assets glue_scripts
 	touch $(STAMP)
 
 # The main job on the embedded local AWS stack with synthetic data, as a story: train on the history;
