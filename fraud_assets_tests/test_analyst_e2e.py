@@ -4,8 +4,6 @@ messages received through an SQS subscription carry each transaction's reasons, 
 them from the deployed model package gives the same numbers; the FraudScores items of high-risk
 transactions carry them too; and every scored day has its HTML report in the metrics bucket."""
 
-import json
-
 import boto3
 import pytest
 from dagster import DagsterInstance
@@ -20,26 +18,11 @@ from fraud_assets.lib.inference.report import report_key
 from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
 from fraud_assets.lib.training.endpoint import current_endpoint
 from fraud_assets.lib.training.model import load_model_package, model_inputs
+from fraud_assets_tests.test_inference_e2e import drain, subscribe_queue
 
 pytestmark = pytest.mark.e2e
 NAMES = PlatformNames()
 DATES = ["2026-04-01", "2026-04-02"]
-
-
-def subscribe_queue(topic: str, queue: str) -> str:
-    sns, sqs = boto3.client("sns"), boto3.client("sqs")
-    url = sqs.create_queue(QueueName=queue)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=sns.create_topic(Name=topic)["TopicArn"], Protocol="sqs", Endpoint=arn)
-    return url
-
-
-def drain(url: str) -> list[dict]:
-    sqs, messages = boto3.client("sqs"), []
-    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        messages += [json.loads(json.loads(m["Body"])["Message"]) for m in batch]
-        sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
-    return messages
 
 
 def metadata_of(result, asset: str) -> dict:

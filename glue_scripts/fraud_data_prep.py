@@ -306,15 +306,7 @@ def prepare_splits_spark(
             .partitionBy(SPLIT_COLUMN)
             .parquet(base)
         )
-        for i, name in enumerate(SPLITS):
-            rows, fraud = int(stats[f"rows_{i}"]), int(stats[f"fraud_{i}"] or 0)
-            summary["splits"][name] = {
-                "rows": rows,
-                "fraudCount": fraud,
-                "fraudRate": fraud / rows if rows else 0.0,
-                "fraction": rows / total,
-                "path": split_path(base, name),  # absent when the split is empty
-            }
+        summary["splits"] = splits_summary(stats, total, base)
         return summary
     finally:
         prepared.unpersist()
@@ -453,17 +445,29 @@ def split_dataset_spark(spark, input_path: str, output_dir: str, seed: int, rati
         )
     finally:
         coded.unpersist()
-    summary: dict[str, Any] = {"recordCount": total, "splits": {}, "seed": int(seed), "ratios": list(ratios), "engine": "spark"}
+    return {
+        "recordCount": total,
+        "splits": splits_summary(stats, total, base),
+        "seed": int(seed),
+        "ratios": list(ratios),
+        "engine": "spark",
+    }
+
+
+def splits_summary(stats, total: int, base: str) -> dict[str, dict[str, Any]]:
+    """Per split: rows, fraud count and rate, share of the input, and where it was written (the
+    path is absent when the split is empty). `stats` holds rows_<i> and fraud_<i> per SPLITS index."""
+    out = {}
     for i, name in enumerate(SPLITS):
         rows, fraud = int(stats[f"rows_{i}"]), int(stats[f"fraud_{i}"] or 0)
-        summary["splits"][name] = {
+        out[name] = {
             "rows": rows,
             "fraudCount": fraud,
             "fraudRate": fraud / rows if rows else 0.0,
             "fraction": rows / total,
             "path": split_path(base, name),
         }
-    return summary
+    return out
 
 
 # --------------------------------------------------------------------------- Glue entry point

@@ -65,12 +65,15 @@ def performance_requests(
     return [request], {**cursor, "last_request_at": now, "low_recall_partitions": []}
 
 
-def _performance_events(context, cursor: dict, policy: RetrainingPolicy) -> list[tuple[int, str | None, bool]]:
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey("model_performance"), after_storage_id=cursor.get("last_performance_storage_id")),
-        limit=500,
-        ascending=True,
+def _materializations_after(context, asset: str, storage_id: int | None):
+    """The asset's materializations recorded after the cursor's storage id, oldest first."""
+    return context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), after_storage_id=storage_id), limit=500, ascending=True
     ).records
+
+
+def _performance_events(context, cursor: dict, policy: RetrainingPolicy) -> list[tuple[int, str | None, bool]]:
+    records = _materializations_after(context, "model_performance", cursor.get("last_performance_storage_id"))
     events = []
     for record in records:
         meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
@@ -96,11 +99,7 @@ def _performance_events(context, cursor: dict, policy: RetrainingPolicy) -> list
 )
 def drift_retraining_sensor(context: SensorEvaluationContext, retraining_policy: RetrainingPolicy):
     cursor = json.loads(context.cursor) if context.cursor else {}
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey("drift_metrics"), after_storage_id=cursor.get("last_storage_id")),
-        limit=500,
-        ascending=True,
-    ).records
+    records = _materializations_after(context, "drift_metrics", cursor.get("last_storage_id"))
     events = []
     for record in records:
         mat = record.asset_materialization

@@ -311,18 +311,10 @@ def _invoke(
             return runtime.invoke_endpoint(EndpointName=endpoint_name, ContentType=CSV, Accept=CSV, Body=body)
         except (ClientError, BotoConnectionError, HTTPClientError) as err:
             code, status, message = _describe(err)
-            if not is_retryable(err):
+            if not is_retryable(err) or attempt == max_attempts or (abort is not None and abort.is_set()):
+                tried = f"still failing after {attempt} attempts: " if is_retryable(err) else ""
                 raise EndpointError(
-                    f"{where}: {code} ({status}): {message}",
-                    endpoint_name=endpoint_name,
-                    rows=rows,
-                    code=code,
-                    status=status,
-                    attempts=attempt,
-                ) from err
-            if attempt == max_attempts or (abort is not None and abort.is_set()):
-                raise EndpointError(
-                    f"{where}: still failing after {attempt} attempts: {code} ({status}): {message}",
+                    f"{where}: {tried}{code} ({status}): {message}",
                     endpoint_name=endpoint_name,
                     rows=rows,
                     code=code,

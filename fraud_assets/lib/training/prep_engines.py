@@ -159,23 +159,23 @@ def split_dataset_with_pandas(dataset: str | Path, seed: int, ratios: Sequence[f
 
     Read a column at a time and split at once: the peak is the splits plus one column, never the
     whole data set next to its splits (2.85M rows are ~0.8 GB)."""
-    from fraud_assets.lib.training.splits import ID_CHUNK, assign_splits
+    from fraud_assets.lib.training.splits import split_rows
 
-    ratios = tuple(ratios)
     parquet = pq.ParquetFile(dataset)
     ids = parquet.read(columns=[TRANSACTION_ID]).column(0)
-    codes = np.empty(len(ids), dtype=np.int8)
-    for start in range(0, len(ids), ID_CHUNK):  # ids as Python strings a chunk at a time
-        codes[start : start + ID_CHUNK] = assign_splits(ids.slice(start, ID_CHUNK).to_numpy(zero_copy_only=False), seed, ratios)
-    rows = [np.flatnonzero(codes == i) for i in range(len(SPLITS))]
+    rows = split_rows(len(ids), functools.partial(_id_texts, ids), seed, tuple(ratios))
     columns: list[dict[str, Any]] = [{TRANSACTION_ID: pd.array(ids.take(pa.array(r, pa.int64())), dtype="str")} for r in rows]
-    del codes, ids
+    del ids
     for name in RAW_COLUMNS:
         values = parquet.read(columns=[name]).column(0).to_numpy().astype(np.int64 if name == LABEL_COLUMN else np.float64, copy=False)
         for split_columns, r in zip(columns, rows):
             split_columns[name] = values[r]
         del values
     return {name: pd.DataFrame(split_columns, copy=False) for name, split_columns in zip(SPLITS, columns)}
+
+
+def _id_texts(ids: pa.ChunkedArray, start: int, stop: int) -> np.ndarray:
+    return ids.slice(start, stop - start).to_numpy(zero_copy_only=False)
 
 
 def split_dataset_with_spark(
@@ -227,8 +227,7 @@ def extract_with_spark(
             )
         except script.DataValidationError as err:
             raise RawDataError(str(source), err.problem, row=err.row, column=err.column, value=err.value) from None
-        files = sorted(p for p in output_dir.glob("*.parquet") if not p.name.startswith(("_", ".")))
-        parts = [pq.read_table(p, pre_buffer=False).select(list(DATASET_COLUMNS)).cast(DATASET_SCHEMA) for p in files]
+        parts = [pq.read_table(p, pre_buffer=False).select(list(DATASET_COLUMNS)).cast(DATASET_SCHEMA) for p in part_files(output_dir)]
         dataset = concat_sorted(parts, TRANSACTION_ID) if parts else DATASET_SCHEMA.empty_table()
     summary = extraction_summary(
         dataset,
@@ -245,8 +244,14 @@ def extract_with_spark(
 def read_split_parquet_dir(path: Path) -> pd.DataFrame:
     """A split written by Spark (a directory of part files; none for an empty split) as the pandas
     engine's frame."""
-    files = sorted(p for p in Path(path).glob("*.parquet") if not p.name.startswith(("_", "."))) if Path(path).is_dir() else []
-    return split_frame_from_tables([pq.read_table(p, pre_buffer=False) for p in files])
+    return split_frame_from_tables([pq.read_table(p, pre_buffer=False) for p in part_files(Path(path))])
+
+
+def part_files(directory: Path) -> list[Path]:
+    """The parquet part files Spark wrote into `directory` (none if it does not exist), in name order."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith(("_", ".")))
 
 
 def concat_sorted(parts: list[pa.Table], key: str) -> pa.Table:
@@ -300,9 +305,8 @@ def engineer_with_spark(
         summary = script.engineer_features_spark(spark, str(Path(tmp) / "in"), str(Path(tmp) / "out"))
         tables = {}
         for name in SPLITS:
-            files = sorted((Path(tmp) / "out" / f"split={name}").glob("*.parquet"))
-            frame = pa.concat_tables([pq.read_table(p) for p in files]).to_pandas()
-            tables[name] = frame.sort_values(TRANSACTION_ID, kind="stable").reset_index(drop=True)
+            parts = [pq.read_table(p) for p in part_files(Path(tmp) / "out" / f"split={name}")]
+            tables[name] = concat_sorted(parts, TRANSACTION_ID).to_pandas()
     return tables, summary["stats"]
 
 

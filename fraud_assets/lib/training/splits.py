@@ -8,12 +8,15 @@ pmod(xxhash64("<seed>:<transactionId>", seed 42), 10000), which is exactly Spark
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import xxhash
 
 from fraud_assets.lib.config import LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
+from fraud_assets.lib.memory import release_freed_memory
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 DEFAULT_RATIOS: tuple[float, float, float] = (0.70, 0.15, 0.15)
@@ -33,7 +36,7 @@ def ids_at(positions: np.ndarray) -> np.ndarray:
     return np.array([f"{ID_PREFIX}{i:09d}" for i in positions.tolist()], dtype=object)
 
 
-ID_CHUNK = 262_144
+_ID_CHUNK = 262_144
 
 
 def split_buckets(ids: np.ndarray, seed: int) -> np.ndarray:
@@ -52,6 +55,18 @@ def assign_splits(ids: np.ndarray, seed: int, ratios: tuple[float, float, float]
     cut_validation = round((ratios[0] + ratios[1]) * HASH_BUCKETS)
     buckets = split_buckets(ids, seed)
     return np.where(buckets < cut_train, 0, np.where(buckets < cut_validation, 1, 2)).astype(np.int8)
+
+
+def split_rows(
+    n_rows: int, ids_between: Callable[[int, int], np.ndarray], seed: int, ratios: tuple[float, float, float] = DEFAULT_RATIOS
+) -> list[np.ndarray]:
+    """The row positions of each split (SPLITS order) of `n_rows` rows whose ids `ids_between(start,
+    stop)` gives: hashed a chunk of ids at a time, as Python strings they cost ~70 bytes each."""
+    codes = np.empty(n_rows, dtype=np.int8)
+    for start in range(0, n_rows, _ID_CHUNK):
+        stop = min(n_rows, start + _ID_CHUNK)
+        codes[start:stop] = assign_splits(ids_between(start, stop), seed, ratios)
+    return [np.flatnonzero(codes == i) for i in range(len(SPLITS))]
 
 
 def validate_ratios(ratios: tuple[float, float, float]) -> None:
@@ -73,13 +88,7 @@ def prepare_splits(
     the splits cost their own size. With `release_input` each column of `raw` is let go once
     split (dropped from a frame; for a table handed over as a temporary, freed, and arrow's pool
     told to return the memory), so the data is never held twice."""
-    n = len(raw)
-    codes = np.empty(n, dtype=np.int8)
-    for start in range(0, n, ID_CHUNK):  # ids a chunk at a time: ~70 bytes each as Python strings
-        stop = min(n, start + ID_CHUNK)
-        codes[start:stop] = assign_splits(transaction_ids(stop - start, start), seed, ratios)
-    rows = [np.flatnonzero(codes == i) for i in range(len(SPLITS))]
-    del codes
+    rows = split_rows(len(raw), lambda start, stop: transaction_ids(stop - start, start), seed, ratios)
     # transactionId first; its values are made last, once the raw columns are gone.
     columns: list[dict[str, np.ndarray | None]] = [{TRANSACTION_ID: None} for _ in rows]
     for name in RAW_COLUMNS:
@@ -89,7 +98,7 @@ def prepare_splits(
                 values = values.astype(np.int64)
             if release_input:
                 raw = raw.drop_columns([name])
-                pa.default_memory_pool().release_unused()
+                release_freed_memory()
         else:
             values = raw[name].to_numpy()
             if release_input:
