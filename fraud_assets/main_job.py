@@ -89,7 +89,7 @@ def run_training(
         "recent_window": {
             "dates": mats.get("recent_labelled_window", {}).get("dates") or [],
             **{
-                side: {m: _finite(evaluation.get(f"{side}_recent_{m}")) for m in ("recall_at_0_8", "pr_auc")}
+                side: {m: _finite(evaluation.get(f"{side}_recent_{m}")) for m in ("recall_at_threshold", "high_risk_threshold", "pr_auc")}
                 for side in ("champion", "challenger")
             },
         },
@@ -114,8 +114,9 @@ def _training_report(summary: dict, passed: list[str]) -> str:
         lines.append(f"  training data: {dataset.get('rows')} rows, {dataset.get('rows_from_daily')} from labelled daily batches")
     if window["dates"]:
         lines.append(
-            f"  recent window {', '.join(window['dates'])}: recall@0.8 challenger {_fmt(window['challenger']['recall_at_0_8'])} "
-            f"vs champion {_fmt(window['champion']['recall_at_0_8'])}; PR-AUC {_fmt(window['challenger']['pr_auc'])} "
+            f"  recent window {', '.join(window['dates'])}: recall at the high-risk threshold challenger "
+            f"{_fmt(window['challenger']['recall_at_threshold'])} (at {_fmt(window['challenger']['high_risk_threshold'])}) "
+            f"vs champion {_fmt(window['champion']['recall_at_threshold'])} (at {_fmt(window['champion']['high_risk_threshold'])}); PR-AUC {_fmt(window['challenger']['pr_auc'])} "
             f"vs {_fmt(window['champion']['pr_auc'])}"
         )
     if summary["metrics"].get("accuracy") is not None:
@@ -132,7 +133,15 @@ def _training_report(summary: dict, passed: list[str]) -> str:
 
 
 # What `--summary-json` shows of a day's model_performance (the contract of issue 8).
-PERFORMANCE_SUMMARY = ("model_version", "labelled", "fraud", "precision_at_0_8", "recall_at_0_8", "alert_precision")
+PERFORMANCE_SUMMARY = (
+    "model_version",
+    "labelled",
+    "fraud",
+    "high_risk_threshold",
+    "realised_precision_at_threshold",
+    "realised_recall_at_threshold",
+    "alert_precision",
+)
 
 
 def day_performance(metadata: dict) -> dict | None:
@@ -147,8 +156,8 @@ def _performance_note(performance: dict | None) -> str:
     if performance is None:
         return ", no labels yet"
     return (
-        f", labels {performance['labelled']} ({performance['fraud']} fraud): realised recall@0.8 "
-        f"{_fmt(performance['recall_at_0_8'])}, alert precision {_fmt(performance['alert_precision'])}"
+        f", labels {performance['labelled']} ({performance['fraud']} fraud): realised recall "
+        f"{_fmt(performance['realised_recall_at_threshold'])} at {_fmt(performance['high_risk_threshold'])}, alert precision {_fmt(performance['alert_precision'])}"
     )
 
 

@@ -26,7 +26,7 @@ samples = hnp.arrays(np.float64, st.integers(1, 200), elements=st.floats(-1e6, 1
 
 
 def test_daily_metrics_are_fractions_with_a_fixed_histogram():
-    m = daily_metrics(np.array([0.1, 0.55, 0.8, 0.95, 0.2]), "2024-05-01")
+    m = daily_metrics(np.array([0.1, 0.55, 0.8, 0.95, 0.2]), "2024-05-01", 0.8, 0.5)
     assert m["date"] == "2024-05-01" and m["count"] == 5
     assert m["avgScore"] == pytest.approx(0.52)
     assert (m["highRiskPct"], m["mediumRiskPct"], m["lowRiskPct"]) == (0.4, 0.2, 0.4)
@@ -36,16 +36,16 @@ def test_daily_metrics_are_fractions_with_a_fixed_histogram():
 
 
 def test_an_empty_day_has_no_averages():
-    m = daily_metrics(np.array([]), "2024-05-01")
+    m = daily_metrics(np.array([]), "2024-05-01", 0.8, 0.5)
     assert m["count"] == 0 and m["avgScore"] is None and m["highRiskPct"] is None
     assert detect_drift(m, [day(i, 0.1, 0.05) for i in range(10)])["reason"] == "no scores on 2024-05-01: nothing to compare"
 
 
 def test_daily_metrics_refuse_non_probabilities_and_bad_dates():
     with pytest.raises(ValueError, match="probabilities"):
-        daily_metrics(np.array([0.2, 1.2]), "2024-05-01")
+        daily_metrics(np.array([0.2, 1.2]), "2024-05-01", 0.8, 0.5)
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
-        daily_metrics(np.array([0.2]), "2024-5-1")
+        daily_metrics(np.array([0.2]), "2024-5-1", 0.8, 0.5)
 
 
 @settings(max_examples=80, deadline=None)
@@ -64,6 +64,31 @@ def test_psi_reads_a_real_shift_as_significant_and_noise_as_stable():
     assert population_stability_index(np.zeros(100), np.ones(100)) > 0.25
     with pytest.raises(ValueError, match="non-empty"):
         population_stability_index(np.array([]), reference)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hnp.arrays(np.float32, st.integers(1, 6), elements=st.floats(0, 1, width=32), unique=True),
+    st.lists(st.integers(0, 5), min_size=50, max_size=400),
+    st.integers(2, 20),
+)
+def test_psi_of_tied_values_is_zero_whatever_their_precision(values, picks, bins):
+    # A model's scores are float32 and heavily tied; the reference is stored rounded, the day
+    # arrives as float32 or as text. The same values on both sides never straddle a bin edge.
+    day = values[np.asarray(picks) % len(values)]
+    stored = [round(float(v), 6) for v in day]
+    assert population_stability_index(np.asarray(stored), day, bins) == pytest.approx(0.0, abs=1e-12)
+    assert population_stability_index(day.astype(np.float64), np.asarray([repr(float(v)) for v in day], dtype=float), bins) == (
+        pytest.approx(0.0, abs=1e-12)
+    )
+
+
+def test_daily_metrics_count_high_risk_at_the_models_threshold():
+    m = daily_metrics(np.array([0.1, 0.35, 0.62, 0.7, 0.9]), "2024-05-01", 0.6, 0.3)
+    assert (m["highRiskPct"], m["mediumRiskPct"], m["lowRiskPct"]) == (0.6, 0.2, 0.2)
+    assert (m["highRiskThreshold"], m["mediumRiskThreshold"]) == (0.6, 0.3)
+    with pytest.raises(ValueError, match="thresholds"):
+        daily_metrics(np.array([0.2]), "2024-05-01", 0.3, 0.6)
 
 
 def test_histogram_psi_compares_two_days_bin_for_bin():

@@ -65,6 +65,7 @@ def test_a_week_of_partitions_is_exact_idempotent_and_drift_triggers_retraining(
             for e in result.get_asset_materialization_events()
         }
         days[date] = {k: {m: v.value for m, v in meta.items()} for k, meta in mats.items()}
+        days[date]["checks"] = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
         assert all(c.passed for c in result.get_asset_check_evaluations() if c.severity.value == "ERROR")
 
     assert days[DATES[1]]["daily_transactions"]["quarantined"] == 1
@@ -80,6 +81,14 @@ def test_a_week_of_partitions_is_exact_idempotent_and_drift_triggers_retraining(
 
     drifted = [d for d, day in days.items() if day["drift_metrics"]["drift_detected"]]
     assert drifted == [DRIFT_DATE]
+    # Calm days are calm by PSI too (the day's raw endpoint scores against the model's raw
+    # validation scores, at one precision), and the shifted day is a significant shift.
+    for date, day in days.items():
+        psi = day["drift_metrics"]["score_psi"]
+        if date == DRIFT_DATE:
+            assert psi > 0.25 and not day["checks"]["score_distribution_psi"]
+        else:
+            assert psi < 0.1 and day["checks"]["score_distribution_psi"], (date, psi)
 
     # CloudWatch FraudDetection: what the days published, read back from the stack.
     cloudwatch = boto3.client("cloudwatch")

@@ -15,7 +15,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraud_assets.definitions import location_defs
 from fraud_assets.defs.inference.sensors import label_requests
-from fraud_assets.defs.resources import FraudPlatform, PerformanceFloors, QualityGates
+from fraud_assets.defs.resources import FraudPlatform, PerformanceFloors, QualityGates, RiskThresholds
 from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key, label_file_key
 from fraud_assets.lib.inference.performance import PERFORMANCE_KEYS, performance_key
@@ -68,6 +68,10 @@ def metric(name: str, stat: str, **dimensions: str) -> float | None:
     return values[0] if values else None
 
 
+# A model released at thresholds other than the seeds' 0.8 / 0.5: every figure must be at these.
+HIGH, MEDIUM = 0.6, 0.3
+
+
 def expected_figures(scores: dict[str, tuple[float, str]], amounts: dict[str, float], labels: dict[str, bool]) -> dict:
     ids = sorted(scores)
     s = np.array([scores[i][0] for i in ids])
@@ -79,17 +83,19 @@ def expected_figures(scores: dict[str, tuple[float, str]], amounts: dict[str, fl
         "labelled": int(known.sum()),
         "label_coverage": known.sum() / len(ids),
         "fraud": int(y[known].sum()),
+        "high_risk_threshold": HIGH,
+        "medium_risk_threshold": MEDIUM,
     }
-    for name, t in (("0_8", 0.8), ("0_5", 0.5)):
+    for name, t in (("threshold", HIGH), ("medium_threshold", MEDIUM)):
         pos = s >= t
         tp, fp = int((pos & y & known).sum()), int((pos & ~y & known).sum())
         fn, tn = int((~pos & y & known).sum()), int((~pos & ~y & known).sum())
         out |= {
-            f"precision_at_{name}": ratio(tp, tp + fp),
-            f"recall_at_{name}": ratio(tp, tp + fn),
-            f"false_positive_rate_at_{name}": ratio(fp, fp + tn),
+            f"realised_precision_at_{name}": ratio(tp, tp + fp),
+            f"realised_recall_at_{name}": ratio(tp, tp + fn),
+            f"realised_false_positive_rate_at_{name}": ratio(fp, fp + tn),
         }
-    alerted, missed = s >= 0.8, y & known & (s < 0.8)
+    alerted, missed = s >= HIGH, y & known & (s < HIGH)
     out |= {
         "alerted": int(alerted.sum()),
         "alert_precision": ratio(int((alerted & y & known).sum()), int(alerted.sum())),
@@ -118,7 +124,9 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
 
     # A recall floor no model reaches: the warning fires, and must reach the topic once only.
     defs = location_defs(
-        quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0), performance_floors=PerformanceFloors(recall_floor=1.01)
+        quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0),
+        performance_floors=PerformanceFloors(recall_floor=1.01),
+        risk_thresholds=RiskThresholds(high_risk_threshold=HIGH, medium_risk_threshold=MEDIUM),
     )
     instance = DagsterInstance.ephemeral()
     assert defs.resolve_job_def("training_job").execute_in_process(instance=instance).success
@@ -132,7 +140,7 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     ]
     assert day_performance({k: v.value for k, v in meta.items()}) is None
     first = json.loads(s3.get_object(Bucket=NAMES.metrics_bucket, Key=performance_key(DATE))["Body"].read())
-    assert first["labelled"] == 0 and first["labels_source"] is None and first["recall_at_0_8"] is None
+    assert first["labelled"] == 0 and first["labels_source"] is None and first["realised_recall_at_threshold"] is None
     assert first["alerted"] > 0
 
     scores = stored_scores(DATE)
@@ -198,9 +206,9 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     # the day without labels sent none of them.
     endpoint, version_dims = NAMES.endpoint_name, {"EndpointName": NAMES.endpoint_name, "ModelVersion": stored["model_version"]}
     assert metric("RealisedRecall", "SampleCount", EndpointName=endpoint) == 1
-    first_recall = stored["recall_at_0_8"]
+    first_recall = stored["realised_recall_at_threshold"]
     assert metric("RealisedRecall", "Maximum", EndpointName=endpoint) == pytest.approx(first_recall)
-    assert metric("RealisedPrecision", "Maximum", **version_dims) == pytest.approx(stored["precision_at_0_8"])
+    assert metric("RealisedPrecision", "Maximum", **version_dims) == pytest.approx(stored["realised_precision_at_threshold"])
     assert metric("RealisedAccuracy", "Maximum", **version_dims) == pytest.approx(stored["accuracy"])
     assert metric("AlertPrecision", "Maximum", **version_dims) == pytest.approx(stored["alert_precision"])
 
@@ -211,7 +219,7 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"])
     assert metric("RealisedRecall", "SampleCount", EndpointName=endpoint) == 1
     [notice] = drain(monitoring)
-    assert notice["batchDate"] == DATE and "recall at 0.8" in notice["warnings"][0]
+    assert notice["batchDate"] == DATE and "recall at the high-risk threshold" in notice["warnings"][0]
 
     # A fuller file replaces it: one run for the change, then nothing until the next one.
     labels |= {t: bool(rng.random() < 0.05 + 0.9 * scores[t][0]) for t in unlabelled}
@@ -225,7 +233,7 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     assert stored["labelled"] == len(batch) and stored["label_coverage"] == 1.0
     assert (stored["labels_source"]["etag"], stored["labels_source"]["version_id"]) == (etag, version)
     assert metric("RealisedRecall", "SampleCount", EndpointName=endpoint) == 2
-    both = sorted([first_recall, stored["recall_at_0_8"]])
+    both = sorted([first_recall, stored["realised_recall_at_threshold"]])
     assert [metric("RealisedRecall", stat, EndpointName=endpoint) for stat in ("Minimum", "Maximum")] == pytest.approx(both)
     assert drain(monitoring) == []  # same model, same breached floor: already announced
 

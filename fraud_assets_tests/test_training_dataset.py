@@ -208,8 +208,8 @@ def test_retraining_learns_the_new_pattern_from_labelled_days_and_beats_the_cham
         assert not ids.isin(window[TRANSACTION_ID]).any()
 
     evaluation = _materialized(challenger, "evaluation_metrics")
-    assert evaluation["challenger_recent_recall_at_0_8"] > evaluation["champion_recent_recall_at_0_8"] + 0.3
-    assert evaluation["champion_recent_recall_at_0_8"] < 0.4
+    assert evaluation["challenger_recent_recall_at_threshold"] > evaluation["champion_recent_recall_at_threshold"] + 0.3
+    assert evaluation["champion_recent_recall_at_threshold"] < 0.4
     gate = {e.check_name: e for e in challenger.get_asset_check_evaluations()}["no_regression_gate"]
     assert gate.passed and "on the recent window (2024-05-05, 2024-05-06" in gate.description
     assert any(

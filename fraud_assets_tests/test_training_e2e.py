@@ -3,7 +3,7 @@ gate-failing model held back while the previous endpoint keeps serving."""
 
 import boto3
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 from fraud_assets.definitions import location_defs
 from fraud_assets.defs.resources import QualityGates
@@ -30,6 +30,18 @@ LENIENT = QualityGates(pr_auc_floor=0.3, high_risk_precision_floor=0.3)
 def run_training(instance, gates: QualityGates):
     job = location_defs(quality_gates=gates).resolve_job_def("training_job")
     return job.execute_in_process(instance=instance, raise_on_error=False)
+
+
+def materialise_alone(instance, asset: str, gates: QualityGates = LENIENT):
+    """One asset launched on its own, as from its page in the UI or `dagster asset materialize --select`."""
+    job = location_defs(quality_gates=gates).resolve_job_def("training_job")
+    return job.execute_in_process(instance=instance, asset_selection=[AssetKey(asset)], raise_on_error=False)
+
+
+def step_failure(result, step: str) -> str:
+    failures = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE and e.step_key == step]
+    assert failures, f"{step} did not fail"
+    return failures[0].event_specific_data.error.message
 
 
 def stage_keys(run_id: str) -> set[str]:
@@ -69,3 +81,25 @@ def test_training_graph_deploys_and_a_failing_gate_keeps_the_previous_model(aws)
     assert f"executions/{second.run_id}/deployed_endpoint/output.json" not in stage_keys(second.run_id)
     assert current_endpoint(s3, NAMES)["model_version"] == deployed["model_version"]
     assert invoke_one(runtime, NAMES.endpoint_name, known) == pytest.approx(deployed["health_check"]["expected_score"], abs=1e-5)
+
+    # The same gate-failing model deployed by materialising deployed_endpoint alone: it loads the
+    # evaluation stored before the blocking check failed, reads its verdict and refuses.
+    alone = materialise_alone(instance, "deployed_endpoint")
+    assert not alone.success
+    refused = step_failure(alone, "deployed_endpoint")
+    assert "failed its gates" in refused and "pr_auc_gate" in refused and "accuracy_gate" not in refused
+    assert f"keeps serving {deployed['model_version']}" in refused
+    assert current_endpoint(s3, NAMES)["model_version"] == deployed["model_version"]
+    assert invoke_one(runtime, NAMES.endpoint_name, known) == pytest.approx(deployed["health_check"]["expected_score"], abs=1e-5)
+
+    # A newer model that was never evaluated is not deployed on the strength of an older evaluation.
+    assert materialise_alone(instance, "fraud_model").success
+    unevaluated = materialise_alone(instance, "deployed_endpoint")
+    assert not unevaluated.success
+    assert "has no recorded evaluation" in step_failure(unevaluated, "deployed_endpoint")
+    assert current_endpoint(s3, NAMES)["model_version"] == deployed["model_version"]
+
+    # Evaluated and passing, the same single-asset path deploys it.
+    assert materialise_alone(instance, "evaluation_metrics").success
+    assert materialise_alone(instance, "deployed_endpoint").success
+    assert current_endpoint(s3, NAMES)["model_version"] != deployed["model_version"]

@@ -5,9 +5,12 @@ import tarfile
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fraud_assets.lib.config import FEATURE_COLUMNS
 from fraud_assets.lib.seeding.synthetic import generate_transactions
+from fraud_assets.lib.training.gates import GateResult, deployment_refusal, gate_records
 from fraud_assets.lib.training.metrics import compare_with_production, evaluate_scores
 from fraud_assets.lib.training.model import MODEL_FILE, load_model_package, package_model, train_model
 from fraud_assets.lib.training.splits import prepare_splits
@@ -82,3 +85,25 @@ def test_champion_challenger_flags_only_real_regressions():
     worse = compare_with_production({**champion, "pr_auc": 0.70}, champion, tolerance=0.02)
     assert worse["regression"] and "below production" in worse["reason"]
     assert not compare_with_production(champion, None, tolerance=0.02)["regression"]
+
+
+def _evaluation(version: str, *passed: bool) -> dict:
+    gates = [GateResult(f"gate_{i}", ok, f"value {i}") for i, ok in enumerate(passed)]
+    return {"model_version": version, "gates": gate_records(gates), "deploy_recommended": all(passed)}
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=6))
+def test_deployment_refusal_names_exactly_the_failed_gates(passed):
+    refusal = deployment_refusal("v2", _evaluation("v2", *passed))
+    failed = [f"gate_{i}" for i, ok in enumerate(passed) if not ok]
+    if not failed:
+        assert refusal is None
+    else:
+        assert "\n" not in refusal and "failed its gates" in refusal
+        assert [name for name in (f"gate_{i}" for i in range(len(passed))) if f"{name} (" in refusal] == failed
+
+
+def test_deployment_refusal_reads_the_verdict_of_that_exact_version():
+    assert "has no recorded evaluation" in deployment_refusal("v3", _evaluation("v2", True))
+    assert "records no gate verdicts" in deployment_refusal("v2", {"model_version": "v2", "deploy_recommended": True})
+    assert deployment_refusal("v2", {**_evaluation("v2", True), "deploy_recommended": False}) is not None

@@ -111,7 +111,8 @@ class RetrainingPolicy(ConfigurableResource):
 
     drift_cooldown_hours: float = Field(default=24.0, description="At most one drift-triggered training run per this many hours.")
     realised_recall_floor: float = Field(
-        default=0.5, description="A labelled day whose realised recall at 0.8 is below this counts towards a retraining."
+        default=0.5,
+        description="A labelled day whose realised recall at the high-risk threshold is below this counts towards a retraining.",
     )
     performance_drift_days: int = Field(
         default=10,

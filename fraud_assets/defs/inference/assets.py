@@ -37,7 +37,7 @@ from fraud_assets.lib.aws.storage import (
     object_exists,
     put_json,
 )
-from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, TRANSACTION_ID, daily_batch_key
+from fraud_assets.lib.config import TRANSACTION_ID, daily_batch_key
 from fraud_assets.lib.inference import alerts as alerts_lib
 from fraud_assets.lib.inference import drift as drift_lib
 from fraud_assets.lib.inference import reasons as reasons_lib
@@ -284,7 +284,7 @@ def fraud_alerts(
     platform: FraudPlatform,
 ) -> StageResult:
     date = context.partition_key
-    high_threshold = daily_scores.summary.get("thresholds", {}).get("high", HIGH_RISK_THRESHOLD)
+    high_threshold = daily_scores.summary["thresholds"]["high"]
     alerts = alerts_lib.high_risk_alerts(
         daily_scores.tables["scores"],
         daily_transactions.tables["transactions"],
@@ -375,8 +375,10 @@ def drift_metrics(
 ):
     date = context.partition_key
     client = s3_client(s3)
-    scores = daily_scores.tables["scores"]["fraudScore"].to_numpy()
-    current = drift_lib.daily_metrics(scores, date)
+    scored = daily_scores.tables["scores"]
+    scores = scored["fraudScore"].to_numpy()
+    thresholds = daily_scores.summary["thresholds"]
+    current = drift_lib.daily_metrics(scores, date, thresholds["high"], thresholds["medium"])
     history = drift_lib.load_history(client, platform.metrics_bucket, date)
     drift = drift_lib.detect_drift(current, history)
     _, model_meta = load_model_package(get_bytes(client, daily_scores.summary["modelUri"]))
@@ -384,9 +386,10 @@ def drift_metrics(
     today = pd.DataFrame(model_inputs(daily_transactions.tables["transactions"], model_meta), columns=model_meta["feature_names"])
     # An empty day (an empty batch, or every row quarantined) is recorded with no verdict: no PSI of nothing.
     scored_any = len(scores) > 0
+    # Raw scores on both sides: the model's own output, continuous; the calibrated ones are mostly ties.
     score_psi = (
-        drift_lib.population_stability_index(np.asarray(reference["validation_scores"]), scores)
-        if reference.get("validation_scores") and scored_any
+        drift_lib.population_stability_index(np.asarray(reference["validation_raw_scores"]), scored["rawScore"].to_numpy())
+        if reference.get("validation_raw_scores") and scored_any
         else None
     )
     feature_psi = (
@@ -402,6 +405,8 @@ def drift_metrics(
         "maxFeaturePsi": max(feature_psi.values()) if feature_psi else None,
         "modelVersion": daily_scores.summary["modelVersion"],
     }
+    # The warnings that fired, in the record: the report's headline says what the checks say.
+    record["warnings"] = [v["name"] for v in drift_lib.drift_warnings(record) if not v["passed"]]
     put_json(client, platform.metrics_bucket, f"metrics/{date}.json", record)
     publish_metrics(
         aws.client("cloudwatch"),

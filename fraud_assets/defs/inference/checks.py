@@ -7,6 +7,8 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, TRANSACTION_ID
+from fraud_assets.lib.inference import drift as drift_lib
+from fraud_assets.lib.inference.drift import DRIFT_WARNINGS
 from fraud_assets.lib.inference.score_store import StoredCheck
 
 daily_transaction_check_specs = [
@@ -128,38 +130,17 @@ def stored_count_matches_scored(result: StoredCheck) -> AssetCheckResult:
     )
 
 
-# name -> (summary key, threshold, description); warnings: the day is recorded either way.
-DRIFT_WARNINGS = {
-    "average_score_drift": ("avgScoreDrift", 0.1, "Average fraudScore within 0.1 of the 30-day baseline."),
-    "high_risk_share_drift": ("highRiskDrift", 0.05, "High-risk share within 0.05 of the 30-day baseline."),
-    "score_distribution_psi": ("scorePsi", 0.25, "PSI of the day's scores against validation below 0.25."),
-    "train_serve_skew": (
-        "maxFeaturePsi",
-        0.25,
-        "Train/serve skew: PSI of each top model feature, the day's batch against training, below 0.25.",
-    ),
-}
-
 drift_check_specs = [AssetCheckSpec(name, asset="drift_metrics", description=text) for name, (_, _, text) in DRIFT_WARNINGS.items()]
 
 
 def drift_warnings(record: dict) -> list[AssetCheckResult]:
-    results = []
-    for name, (key, threshold, _) in DRIFT_WARNINGS.items():
-        value = record.get(key)
-        if value is None:
-            detail = record.get("reason") or "not enough data for a verdict"
-        elif value <= threshold:
-            detail = f"{key} {value:.4f} within {threshold}"
-        else:
-            detail = f"WARNING: {key} {value:.4f} above {threshold}"
-        results.append(
-            AssetCheckResult(
-                check_name=name,
-                severity=AssetCheckSeverity.WARN,
-                passed=value is None or value <= threshold,
-                metadata={"value": value if value is not None else float("nan"), "threshold": threshold},
-                description=detail,
-            )
+    return [
+        AssetCheckResult(
+            check_name=v["name"],
+            severity=AssetCheckSeverity.WARN,
+            passed=v["passed"],
+            metadata={"value": v["value"] if v["value"] is not None else float("nan"), "threshold": v["threshold"]},
+            description=v["detail"],
         )
-    return results
+        for v in drift_lib.drift_warnings(record)
+    ]

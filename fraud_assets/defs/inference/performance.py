@@ -98,6 +98,8 @@ def labelled_scores(
                 "date": date,
                 "labelsSource": source,
                 "endpointName": daily_scores.summary["endpointName"],
+                # The thresholds the day was scored, stored and alerted at: what its quality is measured at.
+                "thresholds": daily_scores.summary["thresholds"],
                 "scored": len(joined),
                 "labelled": labelled,
                 **counts,
@@ -127,7 +129,7 @@ def labelled_scores(
 
 # check name -> (what is compared, resource field holding the floor)
 PERFORMANCE_WARNINGS = {
-    "realised_recall": ("recall at 0.8", "recall_floor"),
+    "realised_recall": ("recall at the high-risk threshold", "recall_floor"),
     "realised_alert_precision": ("alert precision (best case: unlabelled alerts counted as fraud)", "alert_precision_floor"),
     "realised_accuracy": ("accuracy", "accuracy_floor"),
 }
@@ -146,7 +148,7 @@ performance_check_specs = [
     **_COMMON,
     kinds={"s3", "sns"},
     description="Realised quality of the model that scored the day, on its labelled transactions: precision, recall "
-    "and false positive rate at 0.8 and 0.5, alert precision, missed fraud (count, amount), ROC-AUC, PR-AUC, "
+    "and false positive rate at the high- and medium-risk thresholds of the model that scored the day, alert precision, missed fraud (count, amount), ROC-AUC, PR-AUC, "
     "accuracy. Writes performance/{date}.json to the metrics bucket and CloudWatch FraudDetection RealisedRecall, "
     "RealisedPrecision, RealisedAccuracy, AlertPrecision (unchanged figures leave both untouched); warns and "
     "notifies fraud-detection-monitoring below the floors.",
@@ -163,7 +165,10 @@ def model_performance(
     date = context.partition_key
     client = s3_client(s3)
     joined = labelled_scores.tables["labelled_scores"]
-    record = perf_lib.realised_performance(joined, date, labelled_scores.summary["labelsSource"])
+    thresholds = labelled_scores.summary["thresholds"]
+    record = perf_lib.realised_performance(
+        joined, date, labelled_scores.summary["labelsSource"], high_threshold=thresholds["high"], medium_threshold=thresholds["medium"]
+    )
     uri = f"s3://{platform.metrics_bucket}/{perf_lib.performance_key(date)}"
     written = not perf_lib.performance_unchanged(client, platform.metrics_bucket, record)
     if written:
@@ -171,15 +176,15 @@ def model_performance(
         publish_metrics(
             aws.client("cloudwatch"),
             {
-                "RealisedRecall": record["recall_at_0_8"],
-                "RealisedPrecision": record["precision_at_0_8"],
+                "RealisedRecall": record["realised_recall_at_threshold"],
+                "RealisedPrecision": record["realised_precision_at_threshold"],
                 "RealisedAccuracy": record["accuracy"],
                 "AlertPrecision": record["alert_precision"],
             },
             model_dimensions(labelled_scores.summary["endpointName"], record["model_version"]),
         )
         perf_lib.write_performance(client, platform.metrics_bucket, record)
-    verdicts = performance_verdicts(record, perf_lib.alert_precision_best_case(joined), performance_floors)
+    verdicts = performance_verdicts(record, perf_lib.alert_precision_best_case(joined, thresholds["high"]), performance_floors)
     breached = [v for v in verdicts if not v.passed]
     if breached:
         sns = aws.client("sns")
@@ -222,7 +227,7 @@ def performance_verdicts(record: dict, best_alert_precision: float | None, floor
     precision is judged in its best case (unlabelled alerts counted as fraud), so a warning is never
     taken back by labels arriving later."""
     values = {
-        "realised_recall": record["recall_at_0_8"],
+        "realised_recall": record["realised_recall_at_threshold"],
         "realised_alert_precision": best_alert_precision if record["labelled"] else None,
         "realised_accuracy": record["accuracy"],
     }

@@ -77,7 +77,7 @@ def _performance_events(context, cursor: dict, policy: RetrainingPolicy) -> list
     events = []
     for record in records:
         meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-        recall, fraud = meta.get("recall_at_0_8"), meta.get("fraud") or 0
+        recall, fraud = meta.get("realised_recall_at_threshold"), meta.get("fraud") or 0
         below = (
             isinstance(recall, (int, float))
             and recall == recall

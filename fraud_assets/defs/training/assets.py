@@ -13,6 +13,7 @@ from dagster import (
     AssetOut,
     AssetSpec,
     Config,
+    Failure,
     MetadataValue,
     Output,
     asset,
@@ -53,7 +54,7 @@ from fraud_assets.lib.training.features import (
     engineered_feature_names,
     has_customer_fields,
 )
-from fraud_assets.lib.training.gates import model_gates, split_gates
+from fraud_assets.lib.training.gates import deployment_refusal, gate_records, model_gates, split_gates
 from fraud_assets.lib.training.hyperparameters import read_hyperparameters
 from fraud_assets.lib.training.metrics import (
     HEADLINE_METRICS,
@@ -361,7 +362,7 @@ def fraud_model(
         "thresholds": thresholds,
     }
     importance = feature_importance(trained.booster)
-    metadata["reference"] = drift_reference(trained, validation, train, [n for n, _ in importance[:5]], calibration)
+    metadata["reference"] = drift_reference(trained, validation, train, [n for n, _ in importance[:5]])
     context.add_output_metadata(
         {
             "model_version": version,
@@ -441,7 +442,14 @@ def _evaluate(booster, meta, frame) -> dict:
 
 
 # What the side-by-side shows of each model, by the names the run summary uses.
-_SIDE_BY_SIDE = {"recall_at_0_8": "high_risk_recall", "precision_at_0_8": "high_risk_precision", "pr_auc": "pr_auc", "roc_auc": "roc_auc"}
+# Each model at its own released high-risk threshold (recorded beside the figures).
+_SIDE_BY_SIDE = {
+    "recall_at_threshold": "high_risk_recall",
+    "precision_at_threshold": "high_risk_precision",
+    "high_risk_threshold": "high_risk_threshold",
+    "pr_auc": "pr_auc",
+    "roc_auc": "roc_auc",
+}
 
 
 def _side(metrics: dict | None) -> dict:
@@ -583,6 +591,7 @@ def evaluation_metrics(
             "challenger": sides["challenger_recent"],
             "champion": sides["champion_recent"],
         },
+        "gates": gate_records(gates),
         "deploy_recommended": all(g.passed for g in gates),
         "thresholds": meta.get("thresholds"),
     }
@@ -598,8 +607,10 @@ def _format(value) -> str:
     group_name=TRAINING,
     kinds={"sagemaker", "s3"},
     owners=OWNERS,
-    description="The production SageMaker endpoint serving this model. Health-checked with a known transaction "
-    "before the endpoint pointer in the config bucket moves; on a failed check the previous model stays in service.",
+    description="The production SageMaker endpoint serving this model. Deploys only a model whose recorded evaluation "
+    "(evaluation_metrics of that exact model version) passed every blocking gate, however the run starts; otherwise it "
+    "refuses, naming the failed gates. Health-checked with a known transaction before the endpoint pointer in the config "
+    "bucket moves; on a failed check the previous model stays in service.",
     check_specs=endpoint_check_specs,
 )
 def deployed_endpoint(
@@ -615,6 +626,15 @@ def deployed_endpoint(
     client = s3_client(s3)
     booster, meta = load_model_package(fraud_model.files["model.tar.gz"])
     version = meta["model_version"]
+    refusal = deployment_refusal(version, evaluation_metrics.summary)
+    if refusal:
+        # Before anything is copied or created: the pointer and the serving endpoint stay as they are.
+        serving = (endpoint_lib.current_endpoint(client, names) or {}).get("model_version")
+        raise Failure(
+            description=f"{refusal}; not deployed, {names.endpoint_name} keeps serving {serving or 'nothing (no model deployed yet)'}",
+            metadata={"model_version": version, "serving_model_version": serving or "none"},
+            allow_retries=False,
+        )
     # The model registry copy: executions/ is an audit trail, the models bucket is what endpoints run.
     source = S3Uri.parse(fraud_model.uris["model.tar.gz"])
     model_key = f"models/{version}/model.tar.gz"

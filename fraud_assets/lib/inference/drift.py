@@ -16,28 +16,34 @@ import numpy as np
 import pandas as pd
 
 from fraud_assets.lib.aws.storage import S3Uri, get_bytes, validate_bucket
-from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD
 
 METRICS_PREFIX = "metrics"
 HISTORY_DAYS = 30
-# Fixed score bins (width 0.05, with 0.5 and 0.8 on edges): histograms of any two days compare
+# Fixed score bins (width 0.05, with the default 0.5 and 0.8 thresholds on edges): histograms of any two days compare
 # bin for bin, so a score PSI against the baseline needs no raw scores from earlier days.
 SCORE_BIN_EDGES: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 21), 2).tolist())
+# Both sides of a PSI at one precision: the reference is stored rounded, the day arrives as float32
+# model inputs or as the endpoint's text. Compared unrounded, values that are equal straddle a bin
+# edge placed on them, and a calm day reads as a shift.
+PSI_DECIMALS = 6
 # Floor for an empty bin's share: ln(a/e) is infinite at 0, and a floor keeps PSI finite and >= 0.
 PSI_EPSILON = 1e-4
 
 
-def daily_metrics(scores: np.ndarray, date: str) -> dict[str, Any]:
+def daily_metrics(scores: np.ndarray, date: str, high_threshold: float, medium_threshold: float) -> dict[str, Any]:
     """The day's record for `metrics/{date}.json`: count, avgScore and risk shares as fractions in
-    0..1 (None on a day with no scores), and `scoreHistogram` on `SCORE_BIN_EDGES`."""
+    0..1 (None on a day with no scores) at the thresholds of the model that scored the day (recorded
+    beside them), and `scoreHistogram` on `SCORE_BIN_EDGES`."""
     _check_date(date)
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 1 or not ((scores >= 0) & (scores <= 1)).all():
         raise ValueError(f"scores for {date} must be a 1-D array of probabilities in [0, 1]")
+    if not 0 <= medium_threshold <= high_threshold <= 1:
+        raise ValueError(f"thresholds must satisfy 0 <= medium ({medium_threshold}) <= high ({high_threshold}) <= 1")
     n = len(scores)
     counts, _ = np.histogram(scores, bins=np.asarray(SCORE_BIN_EDGES))
-    high = int((scores >= HIGH_RISK_THRESHOLD).sum())
-    medium = int(((scores >= MEDIUM_RISK_THRESHOLD) & (scores < HIGH_RISK_THRESHOLD)).sum())
+    high = int((scores >= high_threshold).sum())
+    medium = int(((scores >= medium_threshold) & (scores < high_threshold)).sum())
     return {
         "date": date,
         "count": n,
@@ -45,19 +51,28 @@ def daily_metrics(scores: np.ndarray, date: str) -> dict[str, Any]:
         "highRiskPct": high / n if n else None,
         "mediumRiskPct": medium / n if n else None,
         "lowRiskPct": (n - high - medium) / n if n else None,
+        "highRiskThreshold": float(high_threshold),
+        "mediumRiskThreshold": float(medium_threshold),
         "scoreHistogram": {"binEdges": list(SCORE_BIN_EDGES), "counts": counts.tolist()},
     }
 
 
+def comparable(values) -> np.ndarray:
+    """`values` as PSI compares them: through float32 (what the model sees and the endpoint
+    returns), then rounded to PSI_DECIMALS; equal inputs on either side stay equal."""
+    return np.round(np.asarray(values, dtype=np.float32).astype(np.float64), PSI_DECIMALS)
+
+
 def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
-    """PSI of `actual` against `expected`: bins at the deciles (for bins=10) of `expected`
-    (repeated edges merged, outer bins open-ended), shares floored at `PSI_EPSILON`,
+    """PSI of `actual` against `expected`, both first made `comparable`: bins at the deciles (for
+    bins=10) of `expected` (repeated edges merged, outer bins open-ended; every edge a value both
+    sides can hold exactly, so a tie is never split), shares floored at `PSI_EPSILON`,
     Σ (a − e)·ln(a / e). Always >= 0, and 0 for identical samples.
 
     The usual reading: < 0.1 stable, 0.1–0.25 a moderate shift worth a look, > 0.25 a significant
     shift (retrain or investigate the data)."""
-    expected = _finite_sample(expected, "expected")
-    actual = _finite_sample(actual, "actual")
+    expected = comparable(_finite_sample(expected, "expected"))
+    actual = comparable(_finite_sample(actual, "actual"))
     if bins < 2:
         raise ValueError(f"bins must be >= 2, not {bins}")
     edges = np.unique(np.quantile(expected, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
@@ -156,6 +171,42 @@ def detect_drift(
         "driftDetected": bool(reasons),
         "reason": "; ".join(reasons) if reasons else f"within thresholds over {days} days of history",
     }
+
+
+# Warnings on a day's record: name -> (record key, threshold, what it says). Never a stop: the
+# day is recorded either way; the UI's checks, the record's `warnings` and the report all read these.
+DRIFT_WARNINGS: dict[str, tuple[str, float, str]] = {
+    "average_score_drift": ("avgScoreDrift", 0.1, "Average fraudScore within 0.1 of the 30-day baseline."),
+    "high_risk_share_drift": ("highRiskDrift", 0.05, "High-risk share within 0.05 of the 30-day baseline."),
+    "score_distribution_psi": (
+        "scorePsi",
+        0.25,
+        "PSI of the day's raw scores against the model's raw validation scores below 0.25.",
+    ),
+    "train_serve_skew": (
+        "maxFeaturePsi",
+        0.25,
+        "Train/serve skew: PSI of each top model feature, the day's batch against training, below 0.25.",
+    ),
+}
+
+
+def drift_warnings(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each warning's verdict on a day's record: name, value (None: no verdict), threshold,
+    passed and a one-line detail."""
+    verdicts = []
+    for name, (key, threshold, _) in DRIFT_WARNINGS.items():
+        value = record.get(key)
+        if value is None:
+            detail = record.get("reason") or "not enough data for a verdict"
+        elif value <= threshold:
+            detail = f"{key} {value:.4f} within {threshold}"
+        else:
+            detail = f"WARNING: {key} {value:.4f} above {threshold}"
+        verdicts.append(
+            {"name": name, "value": value, "threshold": threshold, "passed": value is None or value <= threshold, "detail": detail}
+        )
+    return verdicts
 
 
 def metrics_key(date: str) -> str:

@@ -9,13 +9,15 @@ Definitions (`performance/{date}.json`, snake_case, null where a figure is undef
 
 - labelled: scored transactions with an accepted label; label_coverage = labelled / scored.
 - fraud: labelled transactions confirmed as fraud.
-- precision/recall/false_positive_rate at 0.8 and 0.5: over the labelled transactions, "positive"
-  meaning fraudScore >= the threshold (the high-risk and medium-risk bars).
-- alerted: transactions with fraudScore >= 0.8, the ones fraud_alerts sent, labelled or not;
-  alert_precision: the share of them confirmed as fraud (null while the day has no labels at all).
-  An alert without a label (yet) is not confirmed, so alert precision grows as labels arrive;
-  precision_at_0_8 is the same question asked of the labelled alerts only.
-- missed_fraud / missed_fraud_amount: confirmed fraud below 0.8 (never alerted), count and amount.
+- high_risk_threshold / medium_risk_threshold: the thresholds of the model that scored the day
+  (released with it; the seeds' 0.8 / 0.5 by default). Every figure below is at these.
+- realised_precision/recall/false_positive_rate_at_threshold (high-risk) and
+  _at_medium_threshold: over the labelled transactions, "positive" meaning fraudScore >= the threshold.
+- alerted: transactions with fraudScore >= the high-risk threshold, the ones fraud_alerts sent,
+  labelled or not; alert_precision: the share of them confirmed as fraud (null while the day has no
+  labels at all). An alert without a label (yet) is not confirmed, so alert precision grows as labels
+  arrive; realised_precision_at_threshold is the same question asked of the labelled alerts only.
+- missed_fraud / missed_fraud_amount: confirmed fraud below the high-risk threshold (never alerted).
 - roc_auc / pr_auc (average precision): only when the labels hold both classes.
 - accuracy: at 0.5, the training evaluation's decision threshold (the seeds' alarm is < 0.85).
 """
@@ -30,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_assets.lib.aws.storage import get_json, put_json
-from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD, TRANSACTION_ID
+from fraud_assets.lib.config import TRANSACTION_ID
 from fraud_assets.lib.training.metrics import DECISION_THRESHOLD
 
 PERFORMANCE_PREFIX = "performance"
@@ -40,12 +42,14 @@ PERFORMANCE_KEYS: tuple[str, ...] = (
     "labelled",
     "label_coverage",
     "fraud",
-    "precision_at_0_8",
-    "recall_at_0_8",
-    "false_positive_rate_at_0_8",
-    "precision_at_0_5",
-    "recall_at_0_5",
-    "false_positive_rate_at_0_5",
+    "high_risk_threshold",
+    "medium_risk_threshold",
+    "realised_precision_at_threshold",
+    "realised_recall_at_threshold",
+    "realised_false_positive_rate_at_threshold",
+    "realised_precision_at_medium_threshold",
+    "realised_recall_at_medium_threshold",
+    "realised_false_positive_rate_at_medium_threshold",
     "alert_precision",
     "alerted",
     "missed_fraud",
@@ -65,7 +69,6 @@ LABELLED_SCORE_COLUMNS: tuple[str, ...] = (
     "labelledAt",
     "labelSource",
 )
-_THRESHOLDS = {"0_8": HIGH_RISK_THRESHOLD, "0_5": MEDIUM_RISK_THRESHOLD}
 
 
 def performance_key(date: str) -> str:
@@ -99,15 +102,18 @@ def join_labels(scores: pd.DataFrame, transactions: pd.DataFrame, labels: pd.Dat
     return joined.loc[:, list(LABELLED_SCORE_COLUMNS)]
 
 
-def realised_performance(joined: pd.DataFrame, date: str, labels_source: dict | None) -> dict[str, Any]:
-    """The day's figures (PERFORMANCE_KEYS) from `join_labels`' table; computed_at is now."""
+def realised_performance(
+    joined: pd.DataFrame, date: str, labels_source: dict | None, *, high_threshold: float, medium_threshold: float
+) -> dict[str, Any]:
+    """The day's figures (PERFORMANCE_KEYS) from `join_labels`' table at the thresholds of the model
+    that scored the day; computed_at is now."""
     from sklearn import metrics as skm  # imported where used: loading the code location stays cheap
 
     _require(joined, LABELLED_SCORE_COLUMNS, "labelled scores")
     scores = joined["fraudScore"].to_numpy(dtype=np.float64)
     is_labelled = joined["isFraud"].notna().to_numpy()
     truth = joined["isFraud"].fillna(False).to_numpy(dtype=bool)
-    alerted = scores >= HIGH_RISK_THRESHOLD
+    alerted = scores >= high_threshold
     y, s = truth[is_labelled].astype(int), scores[is_labelled]
     labelled, fraud = int(is_labelled.sum()), int(y.sum())
     versions = sorted(joined["modelVersion"].astype(str).unique())
@@ -118,12 +124,14 @@ def realised_performance(joined: pd.DataFrame, date: str, labels_source: dict | 
         "labelled": labelled,
         "label_coverage": _ratio(labelled, len(joined)),
         "fraud": fraud,
+        "high_risk_threshold": float(high_threshold),
+        "medium_risk_threshold": float(medium_threshold),
     }
-    for name, threshold in _THRESHOLDS.items():
+    for suffix, threshold in (("threshold", high_threshold), ("medium_threshold", medium_threshold)):
         tn, fp, fn, tp = _confusion(skm, y, s, threshold)
-        record[f"precision_at_{name}"] = _ratio(tp, tp + fp)
-        record[f"recall_at_{name}"] = _ratio(tp, tp + fn)
-        record[f"false_positive_rate_at_{name}"] = _ratio(fp, fp + tn)
+        record[f"realised_precision_at_{suffix}"] = _ratio(tp, tp + fp)
+        record[f"realised_recall_at_{suffix}"] = _ratio(tp, tp + fn)
+        record[f"realised_false_positive_rate_at_{suffix}"] = _ratio(fp, fp + tn)
     missed = truth & is_labelled & ~alerted
     both_classes = 0 < fraud < labelled
     tn, fp, fn, tp = _confusion(skm, y, s, DECISION_THRESHOLD)
@@ -142,10 +150,10 @@ def realised_performance(joined: pd.DataFrame, date: str, labels_source: dict | 
     return {k: record[k] for k in PERFORMANCE_KEYS}
 
 
-def alert_precision_best_case(joined: pd.DataFrame) -> float | None:
+def alert_precision_best_case(joined: pd.DataFrame, high_threshold: float) -> float | None:
     """Alert precision if every alert still unlabelled turned out to be fraud: a floor breached even
     so is breached for good, and a warning on it is never taken back by labels arriving later."""
-    alerted = joined["fraudScore"].to_numpy(dtype=np.float64) >= HIGH_RISK_THRESHOLD
+    alerted = joined["fraudScore"].to_numpy(dtype=np.float64) >= high_threshold
     not_refuted = joined["isFraud"].fillna(True).to_numpy(dtype=bool)
     return _ratio(int((alerted & not_refuted).sum()), int(alerted.sum()))
 

@@ -186,20 +186,19 @@ def feature_importance(booster: xgb.Booster, top: int = 10) -> list[tuple[str, f
 REFERENCE_SAMPLE = 5_000
 
 
-def drift_reference(
-    trained: TrainedModel, validation: pd.DataFrame, train: pd.DataFrame, top_features: Sequence[str], calibration: dict | None = None
-) -> dict:
+def drift_reference(trained: TrainedModel, validation: pd.DataFrame, train: pd.DataFrame, top_features: Sequence[str]) -> dict:
     """What drift monitoring compares a day against, saved inside the model package so it always
-    matches the model that scored the day: a sample of validation scores (calibrated with
-    `calibration`, like the day's) and of the top features' training values (evenly spaced rows,
-    so the sample is deterministic)."""
-    from fraud_assets.lib.training.calibration import calibrate
+    matches the model that scored the day: a sample of the model's raw validation scores (the
+    endpoint's output, before calibration: isotonic calibration maps most rows onto a few tied
+    values, which no binning can compare) and of the top features' training values (evenly spaced
+    rows, so the sample is deterministic), both at the precision PSI compares them."""
+    from fraud_assets.lib.inference.drift import comparable
 
     def sample(values: np.ndarray) -> list[float]:
         step = max(1, len(values) // REFERENCE_SAMPLE)
-        return [round(float(v), 6) for v in values[::step][:REFERENCE_SAMPLE]]
+        return comparable(values[::step][:REFERENCE_SAMPLE]).tolist()
 
     return {
-        "validation_scores": sample(calibrate(trained.predict(validation), calibration)),
+        "validation_raw_scores": sample(trained.predict(validation)),
         "features": {name: sample(train[name].to_numpy()) for name in top_features},
     }
