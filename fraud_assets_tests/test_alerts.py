@@ -21,12 +21,13 @@ from fraud_assets.lib.inference.alerts import (
     high_risk_alerts,
     publish_alerts,
     publish_size,
+    rank_alerts,
 )
 
 DATE = "2024-05-01"
 
 
-def day(scores: list[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def day(scores: list[float], raw: list[float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     ids = [f"T-{i:03d}" for i in range(len(scores))]
     scored = pd.DataFrame(
         {
@@ -36,6 +37,8 @@ def day(scores: list[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
             "riskLevel": ["HIGH" if s >= 0.8 else "MEDIUM" if s >= 0.5 else "LOW" for s in scores],
         }
     )
+    if raw is not None:
+        scored["rawScore"] = raw
     transactions = pd.DataFrame(
         {
             "transactionId": ids[::-1],  # another order: the join must not rely on position
@@ -57,6 +60,7 @@ def test_high_risk_alerts_are_ranked_with_priority_and_details():
     assert alerts[0] == {
         "transactionId": "T-002",
         "fraudScore": 0.97,
+        "rawScore": None,  # this scored table has no rawScore column
         "riskLevel": "HIGH",
         "alertPriority": "URGENT",
         "amount": 102.0,
@@ -67,6 +71,50 @@ def test_high_risk_alerts_are_ranked_with_priority_and_details():
     }
     json.dumps(alerts)  # plain JSON types only
     assert high_risk_alerts(*day([0.1, 0.5])) == []
+
+
+def test_calibration_ties_are_ranked_by_the_raw_score_in_alerts_and_messages():
+    # After isotonic calibration most alerts score exactly 1.0: the raw score says which comes first.
+    scored, transactions = day([1.0, 1.0, 0.9, 1.0, 1.0], raw=[0.97, 0.999, 0.95, 0.98, 0.97])
+    alerts = high_risk_alerts(scored, transactions)
+    ranked = ["T-001", "T-003", "T-000", "T-004", "T-002"]  # T-000 and T-004 tie on both: by id
+    assert [a["transactionId"] for a in alerts] == ranked
+    assert [a["rawScore"] for a in alerts] == [0.999, 0.98, 0.97, 0.97, 0.95]
+    messages = alert_messages(alerts[::-1], DATE, max_per_message=2)
+    assert [a["transactionId"] for m in messages for a in m["alerts"]] == ranked
+    assert [a["rawScore"] for m in messages for a in m["alerts"]] == [0.999, 0.98, 0.97, 0.97, 0.95]
+
+
+def ranked_before(a: dict, b: dict) -> bool:
+    """May `a` come before `b`: a higher score, or the same score and a higher raw score, or both the
+    same and the smaller id."""
+    if a["fraudScore"] != b["fraudScore"]:
+        return a["fraudScore"] > b["fraudScore"]
+    if a["rawScore"] != b["rawScore"]:
+        return a["rawScore"] > b["rawScore"]
+    return a["transactionId"] < b["transactionId"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([0.5, 0.8, 0.9, 1.0]), st.sampled_from([0.6, 0.81, 0.93, 0.995, 0.999])), max_size=60),
+    st.randoms(use_true_random=False),
+    st.integers(1, 100),
+)
+def test_alerts_and_messages_follow_one_total_order_whatever_the_row_order(pairs, rnd, per_message):
+    # Few distinct values, so that ties on the score and on both scores are the rule.
+    scored, transactions = day([p[0] for p in pairs], raw=[p[1] for p in pairs])
+    shuffled = scored.sample(frac=1.0, random_state=rnd.randrange(2**32)).reset_index(drop=True)
+    alerts = high_risk_alerts(shuffled, transactions)
+    assert alerts == high_risk_alerts(scored, transactions)  # the order is the data's, not the rows'
+    assert len(alerts) == sum(p[0] >= 0.8 for p in pairs)
+    assert all(ranked_before(a, b) for a, b in zip(alerts, alerts[1:]))
+    assert alerts == rank_alerts(alerts)
+    reordered = alerts[:]
+    rnd.shuffle(reordered)
+    messages = alert_messages(reordered, DATE, per_message)
+    assert [a for m in messages for a in m["alerts"]] == alerts
+    assert [m["messageKey"] for m in messages] == [m["messageKey"] for m in alert_messages(alerts, DATE, per_message)]
 
 
 def test_a_scored_transaction_without_details_is_an_error():

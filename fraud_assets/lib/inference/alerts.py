@@ -90,6 +90,28 @@ def find_topic_arn(sns, name: str) -> str:
     raise MissingTopicError(name, getattr(sns.meta, "region_name", None))
 
 
+def _descending(value: Any) -> float:
+    """A sort key putting higher numbers first; a missing or NaN number after every real one."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return float("inf")
+    return -number if number == number else float("inf")
+
+
+def alert_rank_key(alert: dict[str, Any]) -> tuple[float, float, str]:
+    """fraudScore descending, then rawScore descending, then transactionId. Isotonic calibration
+    maps a range of raw scores to one value (most of a day's alerts at 1.0), so the calibrated
+    score alone leaves the order arbitrary; the raw score is the model's own finer ranking, the id
+    makes the order total."""
+    return _descending(alert.get("fraudScore")), _descending(alert.get("rawScore")), str(alert.get(TRANSACTION_ID))
+
+
+def rank_alerts(alerts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The alerts in the one order the SNS messages and the daily report both use (`alert_rank_key`)."""
+    return sorted(alerts, key=alert_rank_key)
+
+
 def high_risk_alerts(
     scored: pd.DataFrame,
     transactions: pd.DataFrame,
@@ -97,8 +119,9 @@ def high_risk_alerts(
     urgent_threshold: float = URGENT_THRESHOLD,
     reasons: dict[str, list[dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Transactions with fraudScore >= `threshold`, highest score first (ties by transactionId),
-    with the transaction's details. alertPriority is URGENT when the score is above
+    """Transactions with fraudScore >= `threshold`, ranked by `rank_alerts` (score, then raw score,
+    then transactionId), with the transaction's details and `rawScore` (None when `scored` has no
+    rawScore column; daily_scores always has one). alertPriority is URGENT when the score is above
     `urgent_threshold` (strictly), HIGH otherwise. With `reasons` (transactionId -> top
     contributing features, from reasons.reasons_by_transaction) each alert carries `topReasons`."""
     if not 0.0 <= threshold <= urgent_threshold <= 1.0:
@@ -116,13 +139,14 @@ def high_risk_alerts(
     unknown = joined.loc[joined["_merge"] == "left_only", TRANSACTION_ID]
     if len(unknown):
         raise ValueError(f"{len(unknown)} scored transactions are not in the day's transactions, e.g. {unknown.iloc[0]!r}")
-    joined = joined.sort_values(["fraudScore", TRANSACTION_ID], ascending=[False, True], kind="mergesort")
     scores = joined["fraudScore"].to_numpy(dtype=np.float64)
+    raw = joined["rawScore"].to_numpy(dtype=np.float64).tolist() if "rawScore" in joined.columns else [None] * len(joined)
     levels = (joined["riskLevel"] if "riskLevel" in joined.columns else pd.Series(risk_levels(scores))).astype(str).tolist()
     alerts = [
         {
             "transactionId": tid,
             "fraudScore": score,
+            "rawScore": raw_score,
             "riskLevel": level,
             "alertPriority": URGENT if score > urgent_threshold else HIGH_PRIORITY,
             "amount": amount,
@@ -131,9 +155,10 @@ def high_risk_alerts(
             "category": category,
             "timestamp": timestamp,
         }
-        for tid, score, level, amount, merchant, customer, category, timestamp in zip(
+        for tid, score, raw_score, level, amount, merchant, customer, category, timestamp in zip(
             joined[TRANSACTION_ID].astype(str).tolist(),
             scores.tolist(),
+            raw,
             levels,
             joined["amount"].to_numpy(dtype=np.float64).tolist(),
             _cut(joined["merchant"]),
@@ -145,7 +170,7 @@ def high_risk_alerts(
     if reasons is not None:
         for alert in alerts:
             alert["topReasons"] = reasons.get(alert["transactionId"], [])
-    return alerts
+    return rank_alerts(alerts)
 
 
 def alert_messages(
@@ -154,7 +179,7 @@ def alert_messages(
     max_per_message: int = MAX_ALERTS_PER_MESSAGE,
     max_bytes: int = SNS_MAX_BYTES,
 ) -> list[dict[str, Any]]:
-    """The alerts in order, cut into messages of at most `max_per_message` (<= 100) alerts and at
+    """The alerts ranked by `rank_alerts` (the report's order too), cut into messages of at most `max_per_message` (<= 100) alerts and at
     most `max_bytes` as SNS counts a Publish (body + subject + message attributes), whatever each
     alert dict holds. Each message's `messageKey` hashes its date and transaction ids: stable across
     runs, so the ledger can recognise a message already sent. An alert too big for a message of its
@@ -164,6 +189,8 @@ def alert_messages(
         raise ValueError(f"max_per_message must be 1..{MAX_ALERTS_PER_MESSAGE}, not {max_per_message}")
     if not 1 <= max_bytes <= SNS_MAX_BYTES:
         raise ValueError(f"max_bytes must be 1..{SNS_MAX_BYTES}, not {max_bytes}")
+    # Ranked here as well: the messages (and their keys) do not depend on the order alerts arrive in.
+    alerts = rank_alerts(alerts)
     # A message's size is its envelope plus its alerts' JSON plus one ", " between alerts; the
     # envelope is measured with the widest numbers it can hold, so each cut is an upper bound, and
     # every finished message is measured exactly below.
