@@ -2,12 +2,14 @@
 real headless Chromium with its charts and without console errors."""
 
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 
 from fraud_assets.lib.inference import report as report_lib
+from fraud_assets.lib.inference.alerts import alert_messages
 
 HOSTILE = "<script>alert('x')</script>"
 DATE = "2026-04-30"
@@ -18,7 +20,9 @@ def figures(performance: dict | None = None, alerts: int = 120) -> dict:
     alert_rows = [
         {
             "transactionId": f"txn-{i:04d}" if i else f'txn-"{HOSTILE}',
-            "fraudScore": float(0.99 - i / 1_000),
+            # As after isotonic calibration: most alerts at exactly 1.0, the raw score tells them apart.
+            "fraudScore": 1.0 if i < 85 else float(0.99 - i / 1_000),
+            "rawScore": float(0.9999 - i * 1e-5),
             "alertPriority": "URGENT" if i < 10 else "HIGH",
             "amount": float(rng.uniform(10, 3_000)),
             "merchant": HOSTILE if i % 7 == 0 else f"merchant-{i % 5}",
@@ -31,6 +35,7 @@ def figures(performance: dict | None = None, alerts: int = 120) -> dict:
         }
         for i in range(alerts)
     ]
+    alert_rows = [alert_rows[i] for i in rng.permutation(alerts)]  # the report ranks them itself
     history = [
         {"date": f"2026-04-{d:02d}", "avgScore": 0.01 + 0.001 * d, "highRiskPct": 0.002 + 0.0001 * d, "driftDetected": d == 20}
         for d in range(1, 30)
@@ -98,6 +103,24 @@ def test_the_page_escapes_data_and_shows_the_day():
     # ranked: the highest score first
     assert page.index("txn-0001") < page.index("txn-0002") < page.index("txn-0119")
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
+
+
+def alert_ids_on_the_page(page: str) -> list[str]:
+    body = page[page.index('<table id="alerts">') :].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row)[1] for row in body.split("</tr>") if "<td" in row]
+
+
+def test_alerts_are_listed_as_the_sns_messages_rank_them_ties_by_raw_score():
+    f = figures(PERFORMANCE, alerts=97)
+    page = report_lib.render_html(f)
+    shown = alert_ids_on_the_page(page)
+    # 85 alerts score exactly 1.0: among them the higher raw score first, then the rest by score.
+    assert shown[:3] == ["txn-&quot;&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;", "txn-0001", "txn-0002"]
+    assert shown[1:] == [f"txn-{i:04d}" for i in range(1, 97)]
+    # The same order as the SNS messages, built from the same alerts in whatever order they come.
+    sent = [a["transactionId"] for m in alert_messages(f["alerts"][::-1], DATE) for a in m["alerts"]]
+    assert [a["transactionId"] for a in f["alerts"]] == sent
+    assert "<th>raw score</th>" in page and "<td class=num>0.999890</td>" in page  # txn-0001's raw score, told apart from 0.999880
 
 
 def test_without_labels_the_report_says_so_and_the_headline_has_nan():

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from fraud_assets.lib.config import TRANSACTION_ID
+from fraud_assets.lib.inference.alerts import rank_alerts
 
 REPORT_PREFIX = "reports"
 MAX_ALERT_ROWS = 500  # a day with more alerts lists the top ones and says how many it left out
@@ -64,15 +65,17 @@ def report_figures(
     alert_messages_sent: int | None = None,
 ) -> dict[str, Any]:
     """The report's content as plain data. `counts`: received/accepted/quarantined; `score_summary`:
-    daily_scores' (highRiskCount, mediumRiskCount, lowRiskCount, averageScore); `alerts`: ranked
-    high-risk alerts with topReasons; `drift`: today's metrics record; `history`: earlier records
-    (oldest first); `model`: modelVersion, thresholds, calibrated; `performance`: the day's
+    daily_scores' (highRiskCount, mediumRiskCount, lowRiskCount, averageScore); `alerts`: high-risk
+    alerts with topReasons (and rawScore), listed in the SNS messages' order (`rank_alerts`);
+    `drift`: today's metrics record; `history`: earlier records (oldest first); `model`:
+    modelVersion, thresholds, calibrated; `performance`: the day's
     performance/{date}.json or None before labels."""
     high = (
         pd.DataFrame(list(alerts), columns=[TRANSACTION_ID, "amount", "merchant", "category"])
         if alerts
         else pd.DataFrame(columns=[TRANSACTION_ID, "amount", "merchant", "category"])
     )
+    alerts = rank_alerts(alerts)
     trend = [h for h in history if h.get("date") and h.get("date") < date] + [drift]
     return {
         "date": date,
@@ -85,7 +88,7 @@ def report_figures(
         "average_score": score_summary.get("averageScore"),
         "alert_messages_sent": alert_messages_sent,
         "high_risk_amount": float(high["amount"].sum()) if len(high) else 0.0,
-        "alerts": list(alerts),
+        "alerts": alerts,
         "top_merchants": _group_top(high, "merchant"),
         "top_categories": _group_top(high, "category"),
         "histogram": drift.get("scoreHistogram"),
@@ -147,6 +150,8 @@ def _fmt(value: Any, kind: str = "num") -> str:
         return f"{100 * float(value):.2f}%"
     if kind == "money":
         return f"{float(value):,.2f}"
+    if kind == "raw":  # raw scores of tied alerts differ in the 5th or 6th decimal
+        return f"{float(value):.6f}"
     return f"{float(value):.4f}"
 
 
@@ -274,6 +279,7 @@ def render_html(figures: dict[str, Any]) -> str:
             str(i),
             _e(str(a["transactionId"])),
             _fmt(a["fraudScore"]),
+            _fmt(a.get("rawScore"), "raw"),
             _e(str(a.get("alertPriority", ""))),
             _fmt(a.get("amount"), "money"),
             _e(str(a.get("merchant", ""))),
@@ -290,6 +296,7 @@ def render_html(figures: dict[str, Any]) -> str:
                 "#",
                 "transaction",
                 "score",
+                "raw score",
                 "priority",
                 "amount",
                 "merchant",
@@ -299,7 +306,7 @@ def render_html(figures: dict[str, Any]) -> str:
             ],
             alert_rows,
             "alerts",
-            numeric=(0, 2, 4),
+            numeric=(0, 2, 3, 5),
         )
         if alert_rows
         else "<p>No high-risk transactions today.</p>"
@@ -374,6 +381,8 @@ Bar heights on a log scale; red bars at or above the high-risk threshold.</p>
 <h2>Model and threshold policy</h2>
 {_table(["", ""], model_rows, "model")}
 <h2>Alerts, highest score first</h2>
+<p class="note">Ranked by score, equal scores by the model's raw (uncalibrated) score, as in the SNS alert messages:
+calibration gives many alerts the same score.</p>
 {alerts_html}
 </body></html>
 """
