@@ -13,6 +13,7 @@ from fraud_assets.lib.inference.alerts import alert_messages
 
 HOSTILE = "<script>alert('x')</script>"
 DATE = "2026-04-30"
+OLD_MODEL, MODEL = "20260301-000000-0001", "20260401-000000-abcd"
 
 
 def figures(performance: dict | None = None, alerts: int = 120) -> dict:
@@ -37,7 +38,13 @@ def figures(performance: dict | None = None, alerts: int = 120) -> dict:
     ]
     alert_rows = [alert_rows[i] for i in rng.permutation(alerts)]  # the report ranks them itself
     history = [
-        {"date": f"2026-04-{d:02d}", "avgScore": 0.01 + 0.001 * d, "highRiskPct": 0.002 + 0.0001 * d, "driftDetected": d == 20}
+        {
+            "date": f"2026-04-{d:02d}",
+            "avgScore": 0.01 + 0.001 * d,
+            "highRiskPct": 0.002 + 0.0001 * d,
+            "driftDetected": d == 20,
+            "modelVersion": OLD_MODEL if d < 15 else MODEL,
+        }
         for d in range(1, 30)
     ]
     today = {
@@ -58,7 +65,7 @@ def figures(performance: dict | None = None, alerts: int = 120) -> dict:
         drift=today,
         history=history,
         model={
-            "modelVersion": "20260401-000000-abcd",
+            "modelVersion": MODEL,
             "calibrated": True,
             "thresholds": {
                 "policy": "target_recall",
@@ -121,6 +128,39 @@ def test_alerts_are_listed_as_the_sns_messages_rank_them_ties_by_raw_score():
     sent = [a["transactionId"] for m in alert_messages(f["alerts"][::-1], DATE) for a in m["alerts"]]
     assert [a["transactionId"] for a in f["alerts"]] == sent
     assert "<th>raw score</th>" in page and "<td class=num>0.999890</td>" in page  # txn-0001's raw score, told apart from 0.999880
+
+
+def trend_chart(page: str, chart_id: str) -> str:
+    return page[page.index(f'id="{chart_id}"') :].split("</svg>", 1)[0]
+
+
+@pytest.mark.parametrize("chart_id, zero", [("trend-average-score", "0.0000"), ("trend-high-risk-share", "0.00%")])
+def test_trend_axes_start_at_zero_so_heights_compare(chart_id, zero):
+    chart = trend_chart(report_lib.render_html(figures(PERFORMANCE)), chart_id)
+    [axis_y] = [float(y) for y in re.findall(r'<line[^>]* y1="([\d.]+)"[^>]*stroke="#555"', chart)]  # the x axis
+    [zero_y] = [float(y) for y in re.findall(r'<text[^>]* y="([\d.]+)"[^>]*>' + re.escape(zero) + "</text>", chart)]
+    assert zero_y == pytest.approx(axis_y, abs=5)  # 0 is labelled, at the axis
+    # Every point's height above the axis is proportional to its value: twice the value, twice the height.
+    key = "avg_score" if chart_id == "trend-average-score" else "high_risk_pct"
+    values = [t[key] for t in figures(PERFORMANCE)["trend"]]
+    heights = [axis_y - float(cy) for cy in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', chart)]
+    assert len(heights) == len(values) == 30
+    assert np.allclose(np.array(heights) / np.array(values), heights[-1] / values[-1], rtol=0.02)
+
+
+def test_a_change_of_model_version_is_marked_on_both_trend_charts():
+    f = figures(PERFORMANCE)
+    assert [t["model_version"] for t in f["trend"]][-1] == MODEL  # today's record names none: the day's model
+    page = report_lib.render_html(f)
+    for chart_id in ("trend-average-score", "trend-high-risk-share"):
+        chart = trend_chart(page, chart_id)
+        [x] = re.findall(r'<line class="model-change" x1="([\d.]+)"', chart)
+        days = [float(cx) for cx in re.findall(r'<circle cx="([\d.]+)"', chart)]
+        assert days[13] < float(x) < days[14]  # between 2026-04-14 (old model) and 2026-04-15 (new)
+        assert f">model {MODEL} from 2026-04-15</text>" in chart
+    # A day whose record names no model is no change; one model throughout, no marker.
+    trend = [{**t, "model_version": None if i == 20 else MODEL} for i, t in enumerate(f["trend"])]
+    assert "model-change" not in report_lib.render_html({**f, "trend": trend})
 
 
 def test_without_labels_the_report_says_so_and_the_headline_has_nan():
@@ -187,6 +227,12 @@ def test_the_page_renders_in_headless_chromium_with_its_charts(tmp_path, monkeyp
             assert chart.size["width"] > 300 and chart.size["height"] > 100
             assert chart.find_elements(By.CSS_SELECTOR, "rect, polyline")
         assert len(driver.find_elements(By.CSS_SELECTOR, "#alerts tbody tr")) == 120
+        for chart in (c for c in charts if c.get_attribute("id").startswith("trend-")):
+            # The model change drawn, its label whole inside the chart.
+            [label] = chart.find_elements(By.CSS_SELECTOR, "text.model-change-label")
+            assert label.is_displayed() and chart.find_elements(By.CSS_SELECTOR, "line.model-change")
+            box, frame = label.rect, chart.rect
+            assert frame["x"] <= box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] and box["width"] > 150
         assert len(driver.find_elements(By.TAG_NAME, "script")) == 0  # the hostile merchant stayed text
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert errors == []

@@ -67,8 +67,8 @@ def report_figures(
     """The report's content as plain data. `counts`: received/accepted/quarantined; `score_summary`:
     daily_scores' (highRiskCount, mediumRiskCount, lowRiskCount, averageScore); `alerts`: high-risk
     alerts with topReasons (and rawScore), listed in the SNS messages' order (`rank_alerts`);
-    `drift`: today's metrics record; `history`: earlier records (oldest first); `model`:
-    modelVersion, thresholds, calibrated; `performance`: the day's
+    `drift`: today's metrics record; `history`: earlier records (oldest first; each names its
+    modelVersion); `model`: modelVersion, thresholds, calibrated; `performance`: the day's
     performance/{date}.json or None before labels."""
     high = (
         pd.DataFrame(list(alerts), columns=[TRANSACTION_ID, "amount", "merchant", "category"])
@@ -76,7 +76,10 @@ def report_figures(
         else pd.DataFrame(columns=[TRANSACTION_ID, "amount", "merchant", "category"])
     )
     alerts = rank_alerts(alerts)
-    trend = [h for h in history if h.get("date") and h.get("date") < date] + [drift]
+    # Today's record names its model too; the model argument stands in for a record that does not.
+    trend = [h for h in history if h.get("date") and h.get("date") < date] + [
+        {**drift, "modelVersion": drift.get("modelVersion") or model.get("modelVersion")}
+    ]
     return {
         "date": date,
         "received": int(counts.get("received", 0)),
@@ -102,6 +105,7 @@ def report_figures(
                 "avg_score": h.get("avgScore"),
                 "high_risk_pct": h.get("highRiskPct"),
                 "drift": bool(h.get("driftDetected")),
+                "model_version": h.get("modelVersion"),
             }
             for h in trend[-30:]
         ],
@@ -192,32 +196,80 @@ def _histogram_svg(histogram: dict[str, Any] | None, thresholds: dict[str, Any])
     return "".join(parts)
 
 
+def _round_top(peak: float) -> float:
+    """The smallest round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 x 10^k) at or above `peak`: a
+    top for an axis from 0, with the halfway tick round too, that leaves little of the chart empty."""
+    if not peak > 0:
+        return 1.0
+    scale = 10.0 ** math.floor(math.log10(peak))
+    steps = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+    return next(step * scale for step in steps if step * scale >= peak * (1 - 1e-12))
+
+
+def _version_changes(versions: Sequence[Any]) -> list[int]:
+    """Indices whose model version differs from the last known one before them. A record without a
+    version (written before records named it) is no evidence of a change either way."""
+    changes, known = [], None
+    for i, version in enumerate(versions):
+        if version is None:
+            continue
+        if known is not None and version != known:
+            changes.append(i)
+        known = version
+    return changes
+
+
 def _trend_svg(trend: Sequence[dict[str, Any]], key: str, label: str, chart_id: str, as_percent: bool) -> str:
-    points = [(t["date"], t[key], t["drift"]) for t in trend if isinstance(t.get(key), (int, float))]
+    points = [(t["date"], t[key], t["drift"], t.get("model_version")) for t in trend if isinstance(t.get(key), (int, float))]
     if not points:
         return "<p>No history yet.</p>"
     width, height, left, bottom, top = 640, 180, 60, 34, 14
     plot_w, plot_h = width - left - 14, height - bottom - top
-    values = [v for _, v, _ in points]
-    low, high = min(values), max(values)
-    span = (high - low) or max(abs(high), 1e-6)
-    low, high = low - 0.1 * span, high + 0.1 * span
+    values = [p[1] for p in points]
+    if min(values) >= 0:
+        # From 0: a scale cut just below the lowest day makes a 20% move look like a tenfold one.
+        low, high = 0.0, _round_top(1.05 * max(values))
+    else:
+        low, high = min(values), max(values)
+        span = high - low or max(abs(high), 1e-6)
+        low, high = low - 0.1 * span, high + 0.1 * span
 
     def xy(i: int, v: float) -> tuple[float, float]:
         x = left + (plot_w * i / (len(points) - 1) if len(points) > 1 else plot_w / 2)
         return x, top + plot_h * (1 - (v - low) / (high - low))
 
     shown = (lambda v: f"{100 * v:.2f}%") if as_percent else (lambda v: f"{v:.4f}")
-    coords = [xy(i, v) for i, (_, v, _) in enumerate(points)]
+    coords = [xy(i, p[1]) for i, p in enumerate(points)]
     parts = [
         f'<svg class="chart" id="{_e(chart_id)}" role="img" aria-label="{_e(label)}" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#555"/>',
-        f'<text x="{left - 6}" y="{top + 4}" font-size="11" text-anchor="end">{_e(shown(high))}</text>',
-        f'<text x="{left - 6}" y="{top + plot_h}" font-size="11" text-anchor="end">{_e(shown(low))}</text>',
-        '<polyline fill="none" stroke="#2c7fb8" stroke-width="2" points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords) + '"/>',
     ]
-    for (date, value, drifted), (x, y) in zip(points, coords):
+    for tick in (low, (low + high) / 2, high):
+        y = xy(0, tick)[1]
+        grid = "#555" if tick == low else "#eee"  # the bottom line is the axis
+        parts.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="{grid}"/>')
+        parts.append(f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{_e(shown(tick))}</text>')
+    labels, last_label_x, row = [], -math.inf, 0
+    for i in _version_changes([p[3] for p in points]):
+        # Between the last day of the old model and the first of the new: each day scored with one model.
+        x = (coords[i - 1][0] + coords[i][0]) / 2
+        row = 1 - row if x - last_label_x < 170 else 0  # two changes close together: labels on two rows
+        last_label_x = x
+        anchor, dx = ("end", -4) if x > left + plot_w - 170 else ("start", 4)
+        version, date = _e(str(points[i][3])), _e(points[i][0])
+        parts.append(
+            f'<line class="model-change" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#7f8c8d" '
+            f'stroke-dasharray="3 3"><title>model {version} from {date}</title></line>'
+        )
+        # Drawn last, with a white halo: readable where the line of values crosses it.
+        labels.append(
+            f'<text class="model-change-label" x="{x + dx:.1f}" y="{top + 9 + 12 * row}" font-size="10" fill="#555" '
+            f'text-anchor="{anchor}" stroke="#fff" stroke-width="3" paint-order="stroke">model {version} from {date}</text>'
+        )
+    parts.append(
+        '<polyline fill="none" stroke="#2c7fb8" stroke-width="2" points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords) + '"/>'
+    )
+    for (date, value, drifted, _), (x, y) in zip(points, coords):
         colour = "#c0392b" if drifted else "#2c7fb8"
         parts.append(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{5 if drifted else 3}" fill="{colour}">'
@@ -227,6 +279,7 @@ def _trend_svg(trend: Sequence[dict[str, Any]], key: str, label: str, chart_id: 
         x, _ = coords[i]
         anchor = "end" if i and i == len(points) - 1 else "start" if len(points) > 1 else "middle"  # dates stay inside the chart
         parts.append(f'<text x="{x:.1f}" y="{height - 12}" font-size="11" text-anchor="{anchor}">{_e(points[i][0])}</text>')
+    parts.extend(labels)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -375,7 +428,8 @@ Bar heights on a log scale; red bars at or above the high-risk threshold.</p>
 {_trend_svg(f["trend"], "avg_score", "Average score trend", "trend-average-score", False)}
 <h3>High-risk share, last {len(f["trend"])} days</h3>
 {_trend_svg(f["trend"], "high_risk_pct", "High-risk share trend", "trend-high-risk-share", True)}
-<p class="note">Red points are days with drift.</p>
+<p class="note">Axes start at 0. Red points are days with drift; a dashed grey line marks a change of model version
+(the days right of it were scored by the model it names).</p>
 <h2>Measured performance</h2>
 {performance_html}
 <h2>Model and threshold policy</h2>
