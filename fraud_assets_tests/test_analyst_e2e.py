@@ -4,6 +4,8 @@ messages received through an SQS subscription carry each transaction's reasons, 
 them from the deployed model package gives the same numbers; the FraudScores items of high-risk
 transactions carry them too; and every scored day has its HTML report in the metrics bucket."""
 
+import html
+
 import boto3
 import pytest
 from dagster import DagsterInstance
@@ -13,6 +15,7 @@ from fraud_assets.defs.resources import QualityGates, RiskThresholds
 from fraud_assets.lib.aws.storage import get_bytes, put_bytes
 from fraud_assets.lib.config import RAW_DATA_KEY, TRANSACTION_ID, PlatformNames, daily_batch_key
 from fraud_assets.lib.inference import reasons as reasons_lib
+from fraud_assets.lib.inference.alerts import rank_alerts
 from fraud_assets.lib.inference.daily import parse_daily_batch
 from fraud_assets.lib.inference.report import report_key
 from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
@@ -97,5 +100,12 @@ def test_alerts_carry_reasons_recomputable_from_the_deployed_model(aws):
         for r in item["topReasons"]["L"]
     ]
     assert stored == first["topReasons"]
+    # One order, the raw score breaking the calibrated ties: in the day's messages and in its report.
+    for date, page in reports.items():
+        parts = sorted((m for m in messages if m["batchDate"] == date), key=lambda m: m["part"])
+        sent = [a for m in parts for a in m["alerts"]]
+        assert all(isinstance(a["rawScore"], float) for a in sent) and sent == rank_alerts(sent)
+        listed = [page.index(f">{html.escape(a['transactionId'])}</td>") for a in sent]
+        assert listed == sorted(listed)
     for date, page in reports.items():
         assert page.count("<svg") == 3 and deployed["model_version"] in page and f"Daily fraud report: {date}" in page
