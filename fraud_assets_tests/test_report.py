@@ -16,7 +16,7 @@ DATE = "2026-04-30"
 OLD_MODEL, MODEL = "20260301-000000-0001", "20260401-000000-abcd"
 
 
-def figures(performance: dict | None = None, alerts: int = 120) -> dict:
+def figures(performance: dict | None = None, alerts: int = 120, drift: dict | None = None) -> dict:
     rng = np.random.default_rng(1)
     alert_rows = [
         {
@@ -62,7 +62,7 @@ def figures(performance: dict | None = None, alerts: int = 120) -> dict:
         counts={"received": 10_002, "accepted": 10_000, "quarantined": 2},
         score_summary={"highRiskCount": alerts, "mediumRiskCount": 40, "lowRiskCount": 10_000 - alerts - 40, "averageScore": 0.05},
         alerts=alert_rows,
-        drift=today,
+        drift={**today, **(drift or {})},
         history=history,
         model={
             "modelVersion": MODEL,
@@ -89,9 +89,10 @@ PERFORMANCE = {
     "fraud": 31,
     "alerted": 120,
     "alert_precision": 0.2,
-    "false_positive_rate_at_0_8": 0.0106,
-    "precision_at_0_8": 0.2,
-    "recall_at_0_8": 0.77,
+    "high_risk_threshold": 0.62,
+    "realised_false_positive_rate_at_threshold": 0.0106,
+    "realised_precision_at_threshold": 0.2,
+    "realised_recall_at_threshold": 0.77,
     "missed_fraud": 7,
     "missed_fraud_amount": 1234.5,
     "roc_auc": None,
@@ -110,6 +111,24 @@ def test_the_page_escapes_data_and_shows_the_day():
     # ranked: the highest score first
     assert page.index("txn-0001") < page.index("txn-0002") < page.index("txn-0119")
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
+
+
+def test_the_drift_headline_says_what_the_drift_checks_say():
+    # A day without average-score or high-risk drift whose score PSI fails its check: the page must
+    # not say "No drift" above the failing PSI, and its metadata counts the warning.
+    calm_record = {
+        "driftDetected": False,
+        "reason": "within thresholds over 29 days of history",
+        "avgScoreDrift": 0.01,
+        "highRiskDrift": 0.0,
+    }
+    warned = figures(PERFORMANCE, drift={**calm_record, "scorePsi": 3.1, "maxFeaturePsi": 0.05})
+    page = report_lib.render_html(warned)
+    assert "No drift" not in page and "Drift warning" in page and "scorePsi 3.1000 above 0.25" in page
+    assert report_lib.headline(warned)["drift_warnings"] == 1 and not report_lib.headline(warned)["drift_detected"]
+    calm = figures(PERFORMANCE, drift={**calm_record, "scorePsi": 0.02, "maxFeaturePsi": 0.05})
+    page = report_lib.render_html(calm)
+    assert "No drift" in page and "Drift warning" not in page and report_lib.headline(calm)["drift_warnings"] == 0
 
 
 def alert_ids_on_the_page(page: str) -> list[str]:

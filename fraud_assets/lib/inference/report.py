@@ -18,6 +18,7 @@ import pandas as pd
 
 from fraud_assets.lib.config import TRANSACTION_ID
 from fraud_assets.lib.inference.alerts import rank_alerts
+from fraud_assets.lib.inference.drift import drift_warnings
 
 REPORT_PREFIX = "reports"
 MAX_ALERT_ROWS = 500  # a day with more alerts lists the top ones and says how many it left out
@@ -29,9 +30,10 @@ PERFORMANCE_FIELDS = (
     ("fraud", "confirmed fraud", "int"),
     ("alerted", "alerted", "int"),
     ("alert_precision", "alert precision (alerts that were fraud)", "pct"),
-    ("false_positive_rate_at_0_8", "false positive rate (high-risk)", "pct"),
-    ("precision_at_0_8", "precision at 0.8", "pct"),
-    ("recall_at_0_8", "recall at 0.8", "pct"),
+    ("high_risk_threshold", "high-risk threshold (the scoring model's)", "num"),
+    ("realised_false_positive_rate_at_threshold", "false positive rate at the high-risk threshold", "pct"),
+    ("realised_precision_at_threshold", "precision at the high-risk threshold", "pct"),
+    ("realised_recall_at_threshold", "recall at the high-risk threshold", "pct"),
     ("missed_fraud", "fraud not alerted", "int"),
     ("missed_fraud_amount", "amount of fraud not alerted", "money"),
     ("roc_auc", "ROC-AUC", "num"),
@@ -97,6 +99,8 @@ def report_figures(
         "histogram": drift.get("scoreHistogram"),
         "drift_detected": bool(drift.get("driftDetected")),
         "drift_reason": drift.get("reason") or "",
+        # The drift checks' own verdicts: the page says what the UI's warnings say.
+        "drift_warnings": [w["detail"] for w in drift_warnings(drift) if not w["passed"]],
         "score_psi": drift.get("scorePsi"),
         "max_feature_psi": drift.get("maxFeaturePsi"),
         "trend": [
@@ -135,7 +139,8 @@ def headline(figures: dict[str, Any]) -> dict[str, Any]:
         "drift_detected": figures["drift_detected"],
         "high_risk_threshold": number(figures["thresholds"].get("high")),
         "confirmed_fraud": number(perf.get("fraud")),
-        "false_positive_rate": number(perf.get("false_positive_rate_at_0_8")),
+        "drift_warnings": len(figures["drift_warnings"]),
+        "false_positive_rate": number(perf.get("realised_false_positive_rate_at_threshold")),
         "alert_precision": number(perf.get("alert_precision")),
     }
 
@@ -379,6 +384,8 @@ def render_html(figures: dict[str, Any]) -> str:
 
     if f["drift_detected"]:
         drift_status = f'<span class="bad">Drift detected</span>: {_e(f["drift_reason"])}'
+    elif f["drift_warnings"]:
+        drift_status = f'<span class="bad">Drift warning</span>: {_e("; ".join(f["drift_warnings"]))}'
     else:
         drift_status = f'<span class="ok">No drift</span>{": " + _e(f["drift_reason"]) if f["drift_reason"] else ""}'
 
