@@ -68,6 +68,7 @@ _COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWN
     "quarantine table with the reason per row; received = accepted + quarantined, always. A row whose key "
     "(transactionId, timestamp) is already stored in FraudScores for another day is quarantined (reused_id): "
     "that day's score stays where it is.",
+    check_specs=checks.daily_transaction_check_specs,
 )
 def daily_transactions(context: AssetExecutionContext, s3: S3Resource, aws: AwsClients, platform: FraudPlatform) -> StageResult:
     date = context.partition_key

@@ -7,7 +7,6 @@ import hashlib
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
     Failure,
@@ -17,7 +16,7 @@ from dagster import (
 )
 from dagster_aws.s3 import S3Resource
 
-from fraud_assets.defs.common import INFERENCE, OWNERS, daily_partitions, markdown_table, selected_checks
+from fraud_assets.defs.common import INFERENCE, OWNERS, daily_check, daily_partitions, markdown_table, selected_checks
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, PerformanceFloors, s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import S3Uri, StageResult
@@ -48,7 +47,7 @@ _COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWN
     "(isFraud empty = not labelled yet). Labels for unknown transactions, duplicates, conflicting and non-boolean "
     "labels are quarantined with the reason; received = accepted + quarantined. No label file yet = no labels.",
     check_specs=[
-        AssetCheckSpec("labels_clean", asset="labelled_scores", description="Warns when the day's label file had labels to quarantine.")
+        daily_check("labels_clean", asset="labelled_scores", description="Warns when the day's label file had labels to quarantine.")
     ],
 )
 def labelled_scores(
@@ -132,7 +131,7 @@ PERFORMANCE_WARNINGS = {
     "realised_accuracy": ("accuracy", "accuracy_floor"),
 }
 performance_check_specs = [
-    AssetCheckSpec(
+    daily_check(
         name,
         asset="model_performance",
         description=f"Realised {what} on the day's labelled transactions at or above the performance_floors "
