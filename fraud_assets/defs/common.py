@@ -12,10 +12,13 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetKey,
+    Backoff,
     DailyPartitionsDefinition,
     Failure,
     HookContext,
+    Jitter,
     PreviewWarning,
+    RetryPolicy,
     success_hook,
 )
 
@@ -47,6 +50,12 @@ def first_partition_day(environ: Mapping[str, str] | None = None, today: dt.date
 
 # One partition per UTC day, from the first day with data to yesterday (the last complete day).
 daily_partitions = DailyPartitionsDefinition(start_date=first_partition_day(), timezone="UTC")
+
+# The daily steps call AWS (S3, DynamoDB, the endpoint, SNS, CloudWatch). Their clients retry each
+# call; this retries the step once a service has been away longer (an endpoint being replaced):
+# again after ~20 s, then ~60 s. Longer outages fail the run, and the daily schedule asks for the
+# day again at its next tick. Bad input raises Failure(allow_retries=False): no retry mends it.
+AWS_RETRY_POLICY = RetryPolicy(max_retries=2, delay=20, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 
 def daily_check(name: str, asset: str, **kwargs) -> AssetCheckSpec:

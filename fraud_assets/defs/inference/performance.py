@@ -16,7 +16,7 @@ from dagster import (
 )
 from dagster_aws.s3 import S3Resource
 
-from fraud_assets.defs.common import INFERENCE, OWNERS, daily_check, daily_partitions, markdown_table, selected_checks
+from fraud_assets.defs.common import AWS_RETRY_POLICY, INFERENCE, OWNERS, daily_check, daily_partitions, markdown_table, selected_checks
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, PerformanceFloors, s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import S3Uri, StageResult
@@ -36,7 +36,7 @@ fraud_labels = AssetSpec(
     owners=OWNERS,
 )
 
-_COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWNERS)
+_COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWNERS, retry_policy=AWS_RETRY_POLICY)
 
 
 @asset(
@@ -70,7 +70,7 @@ def labelled_scores(
         # Body and ETag from one response: the ETag recorded is the one of the bytes parsed.
         labels = parse_label_file(obj["Body"].read() if obj else b"[]", uri, known_ids=transactions[TRANSACTION_ID])
     except LabelFileError as err:
-        raise Failure(str(err)) from err
+        raise Failure(str(err), allow_retries=False) from err
     source = {"uri": uri, "etag": obj["ETag"].strip('"'), "version_id": obj.get("VersionId")} if obj else None
     joined = perf_lib.join_labels(daily_scores.tables["scores"], transactions, labels.accepted)
     counts = labels.summary()
