@@ -1,7 +1,7 @@
 """The daily schedule skips with its reason when the day's batch has not landed, runs it once it
 has, catches up days whose batch landed late, and asks again for a day whose run failed (what it
 lacks only, a new run key per attempt, a bounded number of attempts) until every inference asset
-of the day has materialised."""
+of the day has materialised. Schedules run from the first deployment."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import boto3
 import pytest
 from dagster import (
     AssetMaterialization,
+    DefaultScheduleStatus,
     RunRequest,
     SkipReason,
     build_schedule_context,
@@ -159,6 +160,14 @@ def test_a_day_that_keeps_failing_is_requested_at_most_max_attempts_times_each_w
     assert len(keys) == len(set(keys))
     assert all(attempts[d] <= MAX_ATTEMPTS for d in attempts)
     assert all(attempts[d] == 1 for d in attempts if d not in fails)  # a day that succeeds is run once
+
+
+def test_schedules_run_from_the_first_deployment() -> None:
+    defs = location_defs()
+    assert {s.name: s.default_status for s in defs.schedules} == {
+        "daily_inference_schedule": DefaultScheduleStatus.RUNNING,
+        "weekly_training_schedule": DefaultScheduleStatus.RUNNING,
+    }
 
 
 def _inference_job_one_attempt_per_call():

@@ -126,7 +126,8 @@ def skip_message(plan: DayPlan, where: Callable[[str], str]) -> str:
     job=inference_job,
     cron_schedule="0 1 * * *",
     execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.STOPPED,
+    # Running from the first deployment: a stopped schedule never scores until someone clicks.
+    default_status=DefaultScheduleStatus.RUNNING,
     description="01:00 UTC: the previous day's partition (the last complete day), once its batch has landed; "
     f"also any of the {CATCH_UP_DAYS} days before whose batch landed late or whose run failed (what it lacks only, "
     f"at most {MAX_ATTEMPTS} scheduled attempts per day). Skips with the reason otherwise.",
