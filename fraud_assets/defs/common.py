@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from dagster import AssetCheckKey, AssetCheckResult, AssetKey, DailyPartitionsDefinition, HookContext, success_hook
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetKey,
+    Backoff,
+    DailyPartitionsDefinition,
+    Failure,
+    HookContext,
+    Jitter,
+    PreviewWarning,
+    RetryPolicy,
+    success_hook,
+)
 
 from fraud_assets.lib.config import FIRST_DAY_VARIABLE
 from fraud_assets.lib.memory import release_freed_memory
@@ -37,6 +51,22 @@ def first_partition_day(environ: Mapping[str, str] | None = None, today: dt.date
 # One partition per UTC day, from the first day with data to yesterday (the last complete day).
 daily_partitions = DailyPartitionsDefinition(start_date=first_partition_day(), timezone="UTC")
 
+# The daily steps call AWS (S3, DynamoDB, the endpoint, SNS, CloudWatch). Their clients retry each
+# call; this retries the step once a service has been away longer (an endpoint being replaced):
+# again after ~20 s, then ~60 s. Longer outages fail the run, and the daily schedule asks for the
+# day again at its next tick. Bad input raises Failure(allow_retries=False): no retry mends it.
+AWS_RETRY_POLICY = RetryPolicy(max_retries=2, delay=20, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+
+def daily_check(name: str, asset: str, **kwargs) -> AssetCheckSpec:
+    """A check of a daily asset, partitioned as the asset is: each result belongs to its day (the
+    check's history shows one result per day, and no planned record is left behind as "Skipped")."""
+    with warnings.catch_warnings():
+        # A check's partitions_def is a preview parameter in Dagster 1.13: its warning would repeat
+        # for every spec at every load of the code location.
+        warnings.simplefilter("ignore", PreviewWarning)
+        return AssetCheckSpec(name, asset=asset, partitions_def=daily_partitions, **kwargs)
+
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
     def cell(v) -> str:
@@ -49,11 +79,19 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
 
 def selected_checks(context, results: Iterable[AssetCheckResult]) -> Iterator[AssetCheckResult]:
     """The results of the checks this run selected: a run (or a test) may materialise the asset
-    without some of its checks, and Dagster refuses results for checks it did not ask for."""
-    wanted = context.selected_asset_check_keys
+    without some of its checks, and Dagster refuses results for checks it did not ask for. A result
+    for a check the asset does not declare (missing from `check_specs`) fails the step: dropped, it
+    would never be seen."""
+    declared, wanted = context.assets_def.check_keys, context.selected_asset_check_keys
     for result in results:
         asset_key = AssetKey.from_coercible(result.asset_key) if result.asset_key is not None else context.asset_key
-        if AssetCheckKey(asset_key, result.check_name) in wanted:
+        key = AssetCheckKey(asset_key, result.check_name)
+        if key not in declared:
+            raise Failure(
+                f"check {result.check_name!r} of {asset_key.to_user_string()} has a result but no AssetCheckSpec in the asset's check_specs",
+                allow_retries=False,
+            )
+        if key in wanted:
             yield result
 
 

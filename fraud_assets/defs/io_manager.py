@@ -92,6 +92,7 @@ class ExecutionsIOManager(ConfigurableIOManager):
                     f"{where}: {object_uri}, of the materialisation recorded by run {source_run_id}, is gone from storage; "
                     "storage and Dagster disagree. Re-run the partition (materialise it again) to restore it.",
                     metadata={"uri": MetadataValue.path(object_uri), "source_run_id": source_run_id},
+                    allow_retries=False,  # a step retry cannot bring it back
                 ) from err
 
         document = json.loads(read(uri))
@@ -114,9 +115,10 @@ class ExecutionsIOManager(ConfigurableIOManager):
         ).records
         where = asset_key.to_user_string() + (f" partition {partitions[0]}" if partitions else "")
         if not records:
-            raise FileNotFoundError(f"no materialization of {where} is recorded: materialise it first")
+            # Failures no step retry mends (the steps' RetryPolicy is for AWS being away): at once.
+            raise Failure(f"no materialization of {where} is recorded: materialise it first", allow_retries=False)
         materialization = records[0].asset_materialization
         entry = materialization.metadata.get(OUTPUT_URI) if materialization else None
         if entry is None:
-            raise FileNotFoundError(f"the latest materialization of {where} records no {OUTPUT_URI}")
+            raise Failure(f"the latest materialization of {where} records no {OUTPUT_URI}", allow_retries=False)
         return entry.value, records[0].run_id

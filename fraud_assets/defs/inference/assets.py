@@ -20,6 +20,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from fraud_assets.defs.common import (
+    AWS_RETRY_POLICY,
     INFERENCE,
     OWNERS,
     daily_partitions,
@@ -42,7 +43,7 @@ from fraud_assets.lib.inference import alerts as alerts_lib
 from fraud_assets.lib.inference import drift as drift_lib
 from fraud_assets.lib.inference import reasons as reasons_lib
 from fraud_assets.lib.inference import score_store, scoring
-from fraud_assets.lib.inference.daily import MissingBatchError, parse_daily_batch
+from fraud_assets.lib.inference.daily import BatchError, MissingBatchError, parse_daily_batch
 from fraud_assets.lib.training import endpoint as endpoint_lib
 from fraud_assets.lib.training.calibration import calibrate, thresholds_of
 from fraud_assets.lib.training.model import load_model_package, model_inputs
@@ -57,7 +58,7 @@ daily_batches = AssetSpec(
     owners=OWNERS,
 )
 
-_COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWNERS)
+_COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWNERS, retry_policy=AWS_RETRY_POLICY)
 
 
 @asset(
@@ -68,6 +69,7 @@ _COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWN
     "quarantine table with the reason per row; received = accepted + quarantined, always. A row whose key "
     "(transactionId, timestamp) is already stored in FraudScores for another day is quarantined (reused_id): "
     "that day's score stays where it is.",
+    check_specs=checks.daily_transaction_check_specs,
 )
 def daily_transactions(context: AssetExecutionContext, s3: S3Resource, aws: AwsClients, platform: FraudPlatform) -> StageResult:
     date = context.partition_key
@@ -75,17 +77,20 @@ def daily_transactions(context: AssetExecutionContext, s3: S3Resource, aws: AwsC
     key = daily_batch_key(date)
     source = str(S3Uri(platform.data_bucket, key))
     if not object_exists(client, platform.data_bucket, key):
-        raise Failure(str(MissingBatchError(platform.data_bucket, key, date)))
+        raise Failure(str(MissingBatchError(platform.data_bucket, key, date)), allow_retries=False)
     dynamodb = aws.client("dynamodb")
     with tempfile.TemporaryDirectory(prefix="fraud-daily-") as tmp:
         # Streamed to a local file and parsed from it a block at a time: the day's JSON (~0.6 GB at
         # 1M transactions) never sits whole in memory next to the parsed arrays.
         # A score already stored for another day under a row's key stays that day's: the row is quarantined.
-        batch = parse_daily_batch(
-            download_to_file(client, source, Path(tmp) / "batch.json"),
-            source,
-            owner_of=lambda keys: score_store.stored_batch_dates(dynamodb, platform.scores_table, keys, other_than=date),
-        )
+        try:
+            batch = parse_daily_batch(
+                download_to_file(client, source, Path(tmp) / "batch.json"),
+                source,
+                owner_of=lambda keys: score_store.stored_batch_dates(dynamodb, platform.scores_table, keys, other_than=date),
+            )
+        except BatchError as err:  # a malformed file: no retry of the step mends it
+            raise Failure(str(err), allow_retries=False) from err
     counts = {"received": batch.received, "accepted": len(batch.accepted), "quarantined": len(batch.quarantined)}
     reasons = batch.quarantined["reason"].head(10).tolist() if len(batch.quarantined) else []
     context.add_output_metadata(
@@ -138,7 +143,7 @@ def daily_scores(
     client = s3_client(s3)
     current = endpoint_lib.current_endpoint(client, platform.names)
     if current is None:
-        raise Failure("no deployed endpoint: materialise the training group (deployed_endpoint) first")
+        raise Failure("no deployed endpoint: materialise the training group (deployed_endpoint) first", allow_retries=False)
     transactions = daily_transactions.tables["transactions"]
     # The package carries the training statistics the model's engineered features need, and the
     # booster the reasons come from: the very artifact the endpoint serves (its recorded URI).
@@ -354,7 +359,7 @@ def _topic_arn(sns, name: str) -> str:
     try:
         return alerts_lib.find_topic_arn(sns, name)
     except alerts_lib.MissingTopicError as err:
-        raise Failure(str(err), metadata={"topic": name}) from err
+        raise Failure(str(err), metadata={"topic": name}, allow_retries=False) from err
 
 
 @asset(

@@ -4,18 +4,19 @@ warning the UI shows, never a stop."""
 
 import numpy as np
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
+from dagster import AssetCheckResult, AssetCheckSeverity
 
+from fraud_assets.defs.common import daily_check
 from fraud_assets.lib.config import FEATURE_COLUMNS, TRANSACTION_ID
 from fraud_assets.lib.inference import drift as drift_lib
 from fraud_assets.lib.inference.drift import DRIFT_WARNINGS
 from fraud_assets.lib.inference.score_store import StoredCheck
 
 daily_transaction_check_specs = [
-    AssetCheckSpec(
+    daily_check(
         "row_accounting", asset="daily_transactions", blocking=True, description="received = accepted + quarantined: no row is lost."
     ),
-    AssetCheckSpec(
+    daily_check(
         "schema_and_values",
         asset="daily_transactions",
         blocking=True,
@@ -45,13 +46,13 @@ def schema_and_values(accepted: pd.DataFrame) -> AssetCheckResult:
 
 
 daily_score_check_specs = [
-    AssetCheckSpec(
+    daily_check(
         "every_transaction_scored_once",
         asset="daily_scores",
         blocking=True,
         description="Every accepted transaction scored exactly once, with a score in [0, 1].",
     ),
-    AssetCheckSpec(
+    daily_check(
         "reasons_match_endpoint",
         asset="daily_scores",
         blocking=True,
@@ -107,7 +108,7 @@ def reasons_match_endpoint(explanation, endpoint_scores: np.ndarray) -> AssetChe
 
 
 stored_score_check_specs = [
-    AssetCheckSpec(
+    daily_check(
         "stored_count_matches_scored",
         asset="stored_scores",
         description="Every scored transaction of the day is in DynamoDB exactly once, with its fraudScore and "
@@ -130,7 +131,7 @@ def stored_count_matches_scored(result: StoredCheck) -> AssetCheckResult:
     )
 
 
-drift_check_specs = [AssetCheckSpec(name, asset="drift_metrics", description=text) for name, (_, _, text) in DRIFT_WARNINGS.items()]
+drift_check_specs = [daily_check(name, asset="drift_metrics", description=text) for name, (_, _, text) in DRIFT_WARNINGS.items()]
 
 
 def drift_warnings(record: dict) -> list[AssetCheckResult]:

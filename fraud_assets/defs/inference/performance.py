@@ -7,7 +7,6 @@ import hashlib
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
     Failure,
@@ -17,7 +16,7 @@ from dagster import (
 )
 from dagster_aws.s3 import S3Resource
 
-from fraud_assets.defs.common import INFERENCE, OWNERS, daily_partitions, markdown_table, selected_checks
+from fraud_assets.defs.common import AWS_RETRY_POLICY, INFERENCE, OWNERS, daily_check, daily_partitions, markdown_table, selected_checks
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, PerformanceFloors, s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import S3Uri, StageResult
@@ -37,7 +36,7 @@ fraud_labels = AssetSpec(
     owners=OWNERS,
 )
 
-_COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWNERS)
+_COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWNERS, retry_policy=AWS_RETRY_POLICY)
 
 
 @asset(
@@ -48,7 +47,7 @@ _COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWN
     "(isFraud empty = not labelled yet). Labels for unknown transactions, duplicates, conflicting and non-boolean "
     "labels are quarantined with the reason; received = accepted + quarantined. No label file yet = no labels.",
     check_specs=[
-        AssetCheckSpec("labels_clean", asset="labelled_scores", description="Warns when the day's label file had labels to quarantine.")
+        daily_check("labels_clean", asset="labelled_scores", description="Warns when the day's label file had labels to quarantine.")
     ],
 )
 def labelled_scores(
@@ -71,7 +70,7 @@ def labelled_scores(
         # Body and ETag from one response: the ETag recorded is the one of the bytes parsed.
         labels = parse_label_file(obj["Body"].read() if obj else b"[]", uri, known_ids=transactions[TRANSACTION_ID])
     except LabelFileError as err:
-        raise Failure(str(err)) from err
+        raise Failure(str(err), allow_retries=False) from err
     source = {"uri": uri, "etag": obj["ETag"].strip('"'), "version_id": obj.get("VersionId")} if obj else None
     joined = perf_lib.join_labels(daily_scores.tables["scores"], transactions, labels.accepted)
     counts = labels.summary()
@@ -134,7 +133,7 @@ PERFORMANCE_WARNINGS = {
     "realised_accuracy": ("accuracy", "accuracy_floor"),
 }
 performance_check_specs = [
-    AssetCheckSpec(
+    daily_check(
         name,
         asset="model_performance",
         description=f"Realised {what} on the day's labelled transactions at or above the performance_floors "

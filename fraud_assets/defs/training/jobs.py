@@ -1,6 +1,6 @@
 """The training job and its weekly schedule."""
 
-from dagster import AssetSelection, ScheduleDefinition, define_asset_job, in_process_executor
+from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job, in_process_executor
 
 from fraud_assets.defs.common import TRAINING, release_freed_memory_hook
 
@@ -14,5 +14,10 @@ training_job = define_asset_job(
     hooks={release_freed_memory_hook},
 )
 weekly_training_schedule = ScheduleDefinition(
-    name="weekly_training_schedule", job=training_job, cron_schedule="0 2 * * 0", execution_timezone="UTC"
+    name="weekly_training_schedule",
+    job=training_job,
+    cron_schedule="0 2 * * 0",
+    execution_timezone="UTC",
+    # Running from the first deployment, as the sensors are: a stopped schedule never trains until someone clicks.
+    default_status=DefaultScheduleStatus.RUNNING,
 )
