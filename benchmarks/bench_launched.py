@@ -99,7 +99,7 @@ def main() -> None:
     import boto3
     from dagster import DagsterInstance
 
-    from fraud_assets.lib.config import FIRST_DAY_VARIABLE, PlatformNames
+    from fraud_assets.lib.config import PlatformNames
     from fraud_assets.lib.seeding.seed import seed_platform
     from fraud_assets.local.stack import LocalStack
 
@@ -121,7 +121,6 @@ def main() -> None:
         os.environ.update(stack.env())
         names = PlatformNames.from_env()
         seeded = seed_platform(boto3.client("s3"), names, days=3, rows=args.rows, transactions_per_day=args.transactions_per_day)
-        os.environ[FIRST_DAY_VARIABLE] = seeded["dates"][0]
         instance = DagsterInstance.get()
         from fraud_assets.definitions import location_defs
         from fraud_assets.main_job import QUIET
