@@ -247,8 +247,9 @@ def cmd_dev(args) -> int:
     from fraud_assets.local.dagster_dev import run_dagster_dev
 
     _dagster_home()
-    dagster = str(Path(sys.executable).with_name("dagster"))
-    return run_dagster_dev([dagster, "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(args.port)], dict(os.environ))
+    # dg's dev, not `dagster dev`: the same server, without the latter's "superseded" warning on every start.
+    dg = str(Path(sys.executable).with_name("dg"))
+    return run_dagster_dev([dg, "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(args.port)], dict(os.environ))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -314,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--retrain", action="store_true", help="launch training_job afterwards")
     promote.set_defaults(func=cmd_promote)
 
-    dev = add("dev", help="the Dagster UI (dagster dev) on 127.0.0.1; stops on Ctrl-C or SIGTERM")
+    dev = add("dev", help="the Dagster UI (dg dev) on 127.0.0.1; stops on Ctrl-C or SIGTERM")
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
 

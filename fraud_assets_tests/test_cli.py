@@ -103,6 +103,21 @@ def test_code_location_loads_without_aws_or_environment(tmp_path):
     assert warnings == [], warnings[:3]
 
 
+def test_dev_starts_the_ui_without_a_warning(tmp_path, monkeypatch):
+    # `dagster dev` printed a SupersessionWarning ("use dg dev") on every start of `make dev`.
+    import argparse
+
+    import fraud_assets.local.dagster_dev as dagster_dev
+    from fraud_assets.cli import cmd_dev
+
+    started = []
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setattr(dagster_dev, "run_dagster_dev", lambda argv, env: started.append(argv) or 0)
+    assert cmd_dev(argparse.Namespace(port=3999)) == 0
+    [argv] = started
+    assert Path(argv[0]).name == "dg" and argv[1:4] == ["dev", "-w", "workspace.yaml"] and "3999" in argv
+
+
 def test_every_entry_point_names_the_code_location_alike():
     import tomllib
 
