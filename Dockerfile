@@ -6,7 +6,11 @@
 FROM python:3.11-slim
 
 ARG DAGSTER_CLOUD_VERSION=""
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DAGSTER_HOME=/opt/dagster/home
+# The first daily partition (YYYY-MM-DD): where your daily batches start (empty: the code's fixed
+# default, lib/config.py DEFAULT_FIRST_DAY). In the image, so the code server and every run worker
+# load the same partitions; e.g. --build-arg FRAUD_FIRST_DAY=2025-03-01.
+ARG FRAUD_FIRST_DAY=""
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DAGSTER_HOME=/opt/dagster/home FRAUD_FIRST_DAY=$FRAUD_FIRST_DAY
 
 WORKDIR /opt/fraud_assets
 # Exactly the locked, hash-checked dependencies, in a layer of their own (rebuilt only when the lock changes).

@@ -11,6 +11,12 @@ left out. The baseline is `execute_in_process` of the same job and partition in 
 daemon's next tick as under `dagster dev`. Also times the code location's import on its own (a fresh interpreter),
 and the cold imports any launched daily run pays (`floor_ratio`: the best ratio a launched run
 could reach with no Dagster overhead at all).
+
+`asset_job_daily` is the other way the UI launches the same work: "Materialize all" on the inference
+group (or "Materialize" on an asset page) for one day, a run of the implicit asset job `__ASSET_JOB`
+with an asset selection, sent as the UI sends it (the launchPipelineExecution mutation) through a
+workspace loaded from workspace.yaml; it runs with the location's default executor, not the named
+job's. Its ratio is against the same in-process baseline as the daily partition.
 """
 
 from __future__ import annotations
@@ -65,6 +71,24 @@ def launched_seconds(instance, job: str, partition: str | None) -> tuple[float, 
     return stats.end_time - record.create_timestamp.timestamp(), record.dagster_run.status.value
 
 
+def asset_job_launched_seconds(instance, asset_keys, partition: str) -> tuple[float, str]:
+    """One day of the selected assets launched as the UI launches "Materialize all": the implicit
+    asset job with an asset selection, through the run launcher (a new process)."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster_graphql.test.utils import materialize_assets
+
+    with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")])) as workspace:
+        [result] = materialize_assets(workspace.create_request_context(), asset_keys, partition_keys=[partition])
+        launched = result.data["launchPipelineExecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        while not (record := instance.get_run_record_by_id(run_id)).dagster_run.is_finished:
+            time.sleep(0.2)
+    stats = instance.get_run_stats(run_id)
+    return stats.end_time - record.create_timestamp.timestamp(), record.dagster_run.status.value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=284_807)
@@ -75,7 +99,7 @@ def main() -> None:
     import boto3
     from dagster import DagsterInstance
 
-    from fraud_assets.lib.config import FIRST_DAY_VARIABLE, PlatformNames
+    from fraud_assets.lib.config import PlatformNames
     from fraud_assets.lib.seeding.seed import seed_platform
     from fraud_assets.local.stack import LocalStack
 
@@ -96,8 +120,7 @@ def main() -> None:
     with LocalStack() as stack:
         os.environ.update(stack.env())
         names = PlatformNames.from_env()
-        seeded = seed_platform(boto3.client("s3"), names, days=2, rows=args.rows, transactions_per_day=args.transactions_per_day)
-        os.environ[FIRST_DAY_VARIABLE] = seeded["dates"][0]
+        seeded = seed_platform(boto3.client("s3"), names, days=3, rows=args.rows, transactions_per_day=args.transactions_per_day)
         instance = DagsterInstance.get()
         from fraud_assets.definitions import location_defs
         from fraud_assets.main_job import QUIET
@@ -118,6 +141,18 @@ def main() -> None:
                 "ratio": round(launched / in_process, 2),
                 "target": 1.5,
             }
+            if job == "inference_job":
+                # The UI's other path to the same day's work (a day of its own: no step finds it done).
+                graph = defs.resolve_asset_graph()
+                keys = [k for k in graph.materializable_asset_keys if graph.get(k).group_name == "inference"]
+                launched, status = asset_job_launched_seconds(instance, keys, seeded["dates"][2])
+                results["asset_job_daily"] = {
+                    "in_process_s": round(in_process, 2),
+                    "launched_s": round(launched, 2),
+                    "launched_status": status,
+                    "ratio": round(launched / in_process, 2),
+                    "target": 1.5,
+                }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

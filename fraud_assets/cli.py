@@ -59,28 +59,6 @@ def _dagster_home() -> None:
     os.environ["DAGSTER_HOME"] = str(home)
 
 
-FIRST_DAY_FILE = STATE_ROOT / "first_day"
-
-
-def _record_first_day(dates: list[str]) -> None:
-    """The daily partitions start where the seeded data starts: for this process (the definitions
-    load after seeding) and, through .fraud_assets/first_day, for `make dev`. Never later than a
-    day seeded before, so earlier partitions stay visible."""
-    from fraud_assets.lib.config import FIRST_DAY_VARIABLE
-
-    known = [d for d in (os.environ.get(FIRST_DAY_VARIABLE), _read(FIRST_DAY_FILE), *dates) if d]
-    if not known:
-        return
-    first = min(known)
-    os.environ[FIRST_DAY_VARIABLE] = first
-    FIRST_DAY_FILE.parent.mkdir(parents=True, exist_ok=True)
-    FIRST_DAY_FILE.write_text(first + "\n")
-
-
-def _read(path: Path) -> str | None:
-    return path.read_text().strip() if path.exists() else None
-
-
 def cmd_local_stack(args) -> int:
     from fraud_assets.local.stack import run_local_stack_cli
 
@@ -90,9 +68,9 @@ def cmd_local_stack(args) -> int:
 def cmd_seed(args) -> int:
     from fraud_assets.lib.config import PlatformNames
 
+    _check_partition_dates(args)  # a day outside the partitions would be data no run can score
     with aws_target(Path(args.state_dir)):
         summary = _seed(args, PlatformNames.from_env())
-    _record_first_day(summary.get("dates", []))
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -140,7 +118,6 @@ def cmd_run(args) -> int:
         pending: dict[str, bytes] = {}
         first = seed_dates(args.days, args.start_date)[:1]
         seeded = _seed(args, names, pending, labels_as_of=dt.date.fromisoformat(first[0]) if first else None)
-        _record_first_day(seeded.get("dates", []))
         drifted = seeded.get("drifted_dates") or []
         print(
             f"Seeded s3://{names.data_bucket}: {seeded.get('rows')} training rows, {len(seeded.get('dates', []))} daily batches"
@@ -171,8 +148,9 @@ class DateRangeError(ValueError):
 
 
 def _check_partition_dates(args) -> None:
-    """Every day `run` would seed and score must be a partition of the definitions' daily
-    partitions (with the first day they will have once this run's days are recorded)."""
+    """Every day `run` or `seed` would make must be a daily partition as every process that loads
+    the location sees them (the first day is fixed, or FRAUD_FIRST_DAY for all of them): never
+    moved to fit this command's days, which `dagster dev` would not know."""
     from fraud_assets.lib.config import FIRST_DAY_VARIABLE
     from fraud_assets.lib.seeding.seed import seed_dates
 
@@ -182,8 +160,6 @@ def _check_partition_dates(args) -> None:
         raise DateRangeError(str(err)) from None
     if not dates:  # a training-only run: no day to check
         return
-    known = [d for d in (os.environ.get(FIRST_DAY_VARIABLE), _read(FIRST_DAY_FILE), *dates) if d]
-    os.environ[FIRST_DAY_VARIABLE] = min(known)  # this process only; recorded once the days are seeded
     from fraud_assets.defs.common import daily_partitions
 
     keys = set(daily_partitions.get_partition_keys())
@@ -193,7 +169,8 @@ def _check_partition_dates(args) -> None:
         raise DateRangeError(
             f"--start-date {args.start_date or dates[0]} --days {args.days} asks for {outside[0]}"
             f"{f' (and {len(outside) - 1} more days)' if len(outside) > 1 else ''}, not a daily partition "
-            f"(partitions: {span}; the last is yesterday, the last complete UTC day). Nothing was done."
+            f"(partitions: {span}; the last is yesterday, the last complete UTC day; {FIRST_DAY_VARIABLE} moves the "
+            "first, for every process that loads the location). Nothing was done."
         )
 
 
@@ -265,16 +242,14 @@ def cmd_rollback_model(args) -> int:
 
 
 def cmd_dev(args) -> int:
-    """The Dagster UI on this project, with the runs `make run` recorded and the partitions of the
-    data it seeded."""
-    from fraud_assets.lib.config import FIRST_DAY_VARIABLE
+    """The Dagster UI on this project, with the runs `make run` recorded (its partitions are
+    everyone's: the fixed first day, or FRAUD_FIRST_DAY)."""
     from fraud_assets.local.dagster_dev import run_dagster_dev
 
     _dagster_home()
-    first_day = os.environ.get(FIRST_DAY_VARIABLE) or _read(FIRST_DAY_FILE)
-    env = {**os.environ, **({FIRST_DAY_VARIABLE: first_day} if first_day else {})}
-    dagster = str(Path(sys.executable).with_name("dagster"))
-    return run_dagster_dev([dagster, "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(args.port)], env)
+    # dg's dev, not `dagster dev`: the same server, without the latter's "superseded" warning on every start.
+    dg = str(Path(sys.executable).with_name("dg"))
+    return run_dagster_dev([dg, "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(args.port)], dict(os.environ))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -340,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--retrain", action="store_true", help="launch training_job afterwards")
     promote.set_defaults(func=cmd_promote)
 
-    dev = add("dev", help="the Dagster UI (dagster dev) on 127.0.0.1; stops on Ctrl-C or SIGTERM")
+    dev = add("dev", help="the Dagster UI (dg dev) on 127.0.0.1; stops on Ctrl-C or SIGTERM")
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
 

@@ -27,4 +27,5 @@ def location_defs(**resource_overrides) -> dg.Definitions:
         schedules=loaded.schedules,
         sensors=loaded.sensors,
         resources={**(loaded.resources or {}), **resource_overrides},
+        executor=loaded.executor,
     )

@@ -97,6 +97,42 @@ def test_code_location_loads_without_aws_or_environment(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    # A normal load logs no warnings (it was dg's "code location name ... does not match", once per
+    # definition, in any checkout whose folder is not named fraud_assets).
+    warnings = [line for line in (result.stdout + result.stderr).splitlines() if "WARNING" in line]
+    assert warnings == [], warnings[:3]
+
+
+def test_dev_starts_the_ui_without_a_warning(tmp_path, monkeypatch):
+    # `dagster dev` printed a SupersessionWarning ("use dg dev") on every start of `make dev`.
+    import argparse
+
+    import fraud_assets.local.dagster_dev as dagster_dev
+    from fraud_assets.cli import cmd_dev
+
+    started = []
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setattr(dagster_dev, "run_dagster_dev", lambda argv, env: started.append(argv) or 0)
+    assert cmd_dev(argparse.Namespace(port=3999)) == 0
+    [argv] = started
+    assert Path(argv[0]).name == "dg" and argv[1:4] == ["dev", "-w", "workspace.yaml"] and "3999" in argv
+
+
+def test_every_entry_point_names_the_code_location_alike():
+    import tomllib
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    names = {
+        "[tool.dagster]": pyproject["tool"]["dagster"]["code_location_name"],
+        # dg's name for the project; unset it is the checkout's folder name, which varies.
+        "[tool.dg.project]": pyproject["tool"]["dg"]["project"].get("code_location_name"),
+        "workspace.yaml": yaml.safe_load((root / "workspace.yaml").read_text())["load_from"][0]["python_module"]["location_name"],
+        "dagster_cloud.yaml": yaml.safe_load((root / "dagster_cloud.yaml").read_text())["locations"][0]["location_name"],
+    }
+    assert set(names.values()) == {"fraud_assets"}, names
 
 
 @pytest.mark.e2e

@@ -22,7 +22,7 @@ from dagster import (
     success_hook,
 )
 
-from fraud_assets.lib.config import FIRST_DAY_VARIABLE
+from fraud_assets.lib.config import DEFAULT_FIRST_DAY, FIRST_DAY_VARIABLE
 from fraud_assets.lib.memory import release_freed_memory
 
 OWNERS = ["team:fraud-ml"]
@@ -30,22 +30,21 @@ TRAINING = "training"
 INFERENCE = "inference"
 EXPERIMENTATION = "experimentation"
 
-DEFAULT_SEEDED_DAYS = 8  # what `make run` seeds: the 8 days ending yesterday
 
-
-def first_partition_day(environ: Mapping[str, str] | None = None, today: dt.date | None = None) -> str:
-    """The first daily partition, where the data starts: FRAUD_FIRST_DAY (YYYY-MM-DD), else the first
-    day `make run` seeds. The CLI sets it to what it seeded. Read once when the code location loads:
-    partitions are part of the graph's shape, so Dagster needs them before any run (and a reload to
-    change them); this is the one setting that cannot be resource configuration."""
+def first_partition_day(environ: Mapping[str, str] | None = None) -> str:
+    """The first daily partition, where the data starts: FRAUD_FIRST_DAY (YYYY-MM-DD), else
+    DEFAULT_FIRST_DAY. Read once when the code location loads: partitions are part of the graph's
+    shape, so Dagster needs them before any run (and a reload to change them); this is the one
+    setting that cannot be resource configuration. Never computed from today: every process must
+    agree on it, and a start that slid forward on each reload would drop days that have data. A
+    deployment sets the variable for every process (Dockerfile, dagster_cloud.yaml)."""
     value = (os.environ if environ is None else environ).get(FIRST_DAY_VARIABLE, "").strip()
-    if value:
-        try:
-            return dt.date.fromisoformat(value).isoformat()
-        except ValueError:
-            raise ValueError(f"{FIRST_DAY_VARIABLE}={value!r} is not a date (YYYY-MM-DD)") from None
-    today = today or dt.datetime.now(dt.timezone.utc).date()
-    return (today - dt.timedelta(days=DEFAULT_SEEDED_DAYS)).isoformat()
+    if not value:
+        return DEFAULT_FIRST_DAY
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"{FIRST_DAY_VARIABLE}={value!r} is not a date (YYYY-MM-DD)") from None
 
 
 # One partition per UTC day, from the first day with data to yesterday (the last complete day).

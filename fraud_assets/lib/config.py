@@ -20,6 +20,9 @@ MEDIUM_RISK_THRESHOLD = 0.5
 
 # The first daily partition (YYYY-MM-DD), where the data starts; see defs/common.first_partition_day.
 FIRST_DAY_VARIABLE = "FRAUD_FIRST_DAY"
+# Without the variable: a fixed date, so every process that loads the location (webserver, daemon,
+# code server, run workers, `make run`) sees the same days whenever it loads.
+DEFAULT_FIRST_DAY = "2026-01-01"
 
 DEFAULT_REGION = "us-east-1"
 HYPERPARAMETER_PATH = "/fraud-detection/hyperparameters"

@@ -1,0 +1,12 @@
+"""The code location's default executor, for every job that names none of its own: the implicit
+asset job behind "Materialize all" and an asset page's "Materialize", and the experimentation and
+rollback jobs.
+
+In process, like training_job and inference_job: Dagster's default (multiprocess) starts a process
+per step, and each pays the code location's import again (one daily partition: 39.3 s against 10.6 s
+in process). The release_freed_memory hook stays on the two named jobs; a hook cannot be set for
+the whole location."""
+
+from dagster import Definitions, in_process_executor
+
+defs = Definitions(executor=in_process_executor)
