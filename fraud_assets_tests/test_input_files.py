@@ -54,7 +54,13 @@ def test_the_partition_view_shows_the_days_that_have_files(aws):
             for event in result.asset_events:  # what the sensor daemon does with them
                 instance.report_runless_asset_event(event)
             cursor = result.cursor
-            return result.asset_events
+            # One observation and one materialization per file; the observation comes first.
+            observed = [e for e in result.asset_events if isinstance(e, AssetObservation)]
+            materialized = [e for e in result.asset_events if not isinstance(e, AssetObservation)]
+            assert [(e.asset_key, e.partition, e.metadata) for e in observed] == [
+                (e.asset_key, e.partition, e.metadata) for e in materialized
+            ]
+            return materialized
         assert isinstance(result, SkipReason)
         cursor = context.cursor
         return []
@@ -71,6 +77,8 @@ def test_the_partition_view_shows_the_days_that_have_files(aws):
     assert labels.metadata["etag"].value == head["ETag"].strip('"') == labels.tags["dagster/data_version"]
     assert labels.metadata["size_bytes"].value == head["ContentLength"]
     assert labels.metadata["uri"].value == f"s3://{NAMES.data_bucket}/{label_file_key(DAYS[0])}"
+    [observation] = instance.fetch_observations(AssetKey("fraud_labels"), limit=10).records
+    assert observation.asset_observation.metadata["etag"].value == labels.metadata["etag"].value
 
     assert tick() == []  # unchanged files are not recorded again
     s3.put_object(Bucket=NAMES.data_bucket, Key=daily_batch_key(DAYS[1]), Body=b'[{"id": 1}]')

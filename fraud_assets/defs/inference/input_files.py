@@ -4,8 +4,9 @@ S3 objects no run writes, so without a record of them the partition view showed 
 
 input_files_sensor lists their prefixes and reports, for each day whose file is new or changed
 (its ETag), a runless materialization of that day's partition with the object's ETag, size and
-last modification as metadata and the ETag as its data version. A materialization, not only an
-observation: Dagster 1.13's partition view counts materializations, never observations."""
+last modification as metadata and the ETag as its data version: an observation (what Dagster's
+data versions and the asset's observation history read) and a materialization beside it, since
+Dagster 1.13's partition view counts materializations, never observations."""
 
 import json
 import re
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 from dagster import (
     AssetMaterialization,
+    AssetObservation,
     DefaultSensorStatus,
     MetadataValue,
     SensorEvaluationContext,
@@ -87,7 +89,7 @@ def input_files_sensor(context: SensorEvaluationContext, s3: S3Resource, platfor
         return SkipReason(f"no new or changed file ({counts} files listed)")
     return SensorResult(
         asset_events=[
-            AssetMaterialization(
+            event_type(
                 asset_key=asset,
                 partition=day,
                 description=f"s3://{platform.data_bucket}/{file['key']} exists (recorded by input_files_sensor)",
@@ -100,6 +102,7 @@ def input_files_sensor(context: SensorEvaluationContext, s3: S3Resource, platfor
                 tags={DATA_VERSION_TAG: file["etag"]},
             )
             for asset, day, file in events
+            for event_type in (AssetObservation, AssetMaterialization)
         ],
         cursor=json.dumps(new_cursor, sort_keys=True),
     )
