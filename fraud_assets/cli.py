@@ -76,15 +76,14 @@ def cmd_seed(args) -> int:
 
 
 def _seed(args, names, pending_labels: dict | None = None, labels_as_of=None) -> dict:
-    import boto3
-
+    from fraud_assets.lib.aws.clients import make_client
     from fraud_assets.lib.seeding.seed import seed_dates, seed_platform
 
     drift_from = args.drift_from
     if args.drift_last:
         drift_from = seed_dates(args.days, args.start_date)[-args.drift_last]
     return seed_platform(
-        boto3.client("s3"),
+        make_client("s3"),
         names,
         csv_path=args.csv,
         days=args.days,
@@ -181,8 +180,7 @@ def _json_safe(value):
 
 
 def cmd_experiments(args) -> int:
-    import boto3
-
+    from fraud_assets.lib.aws.clients import make_client
     from fraud_assets.lib.config import PlatformNames
     from fraud_assets.lib.experimentation.experiments import (
         format_experiment_detail,
@@ -193,7 +191,7 @@ def cmd_experiments(args) -> int:
 
     names = PlatformNames.from_env()
     with aws_target(Path(args.state_dir), announce=lambda *_: None):
-        s3 = boto3.client("s3")
+        s3 = make_client("s3")
         if args.action == "list":
             print(format_experiment_table(list_experiments(s3, names.workflow_bucket)))
         else:
@@ -212,28 +210,26 @@ def cmd_promote(args) -> int:
 
 
 def cmd_rollback(args) -> int:
-    import boto3
-
+    from fraud_assets.lib.aws.clients import make_client
     from fraud_assets.lib.config import PlatformNames
     from fraud_assets.lib.experimentation.promotion import rollback_hyperparameters
 
     with aws_target(Path(args.state_dir)):
-        result = rollback_hyperparameters(args.backup, s3=boto3.client("s3"), ssm=boto3.client("ssm"), names=PlatformNames.from_env())
+        result = rollback_hyperparameters(args.backup, s3=make_client("s3"), ssm=make_client("ssm"), names=PlatformNames.from_env())
     print(json.dumps(result, indent=2, default=str))
     return 0
 
 
 def cmd_rollback_model(args) -> int:
-    import boto3
-
+    from fraud_assets.lib.aws.clients import make_client
     from fraud_assets.lib.config import PlatformNames
     from fraud_assets.lib.training.endpoint import rollback_model
 
     with aws_target(Path(args.state_dir)):
         result = rollback_model(
-            sagemaker=boto3.client("sagemaker"),
-            runtime=boto3.client("sagemaker-runtime"),
-            s3=boto3.client("s3"),
+            sagemaker=make_client("sagemaker"),
+            runtime=make_client("sagemaker-runtime"),
+            s3=make_client("s3"),
             names=PlatformNames.from_env(),
             version=args.version,
         )

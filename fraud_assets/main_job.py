@@ -220,8 +220,7 @@ def flag_lost_in_restore(instance: DagsterInstance, snapshot_time: str, announce
     announced. Returns (asset, partition) pairs."""
     import datetime as dt
 
-    from dagster import AssetObservation
-    from dagster._core.event_api import AssetRecordsFilter
+    from dagster import AssetObservation, AssetRecordsFilter
 
     since = dt.datetime.fromisoformat(snapshot_time).timestamp()
     lost: list[tuple[str, str | None]] = []
@@ -274,9 +273,8 @@ def run_main_job(
     (`pending_labels`, published `label_delay_days` after their day) and their days' performance is
     measured, the drift sensor ticks (a retraining it requests runs then and there, with its tags),
     and the day is scored. After the last day the remaining labels arrive."""
-    import boto3
-
     from fraud_assets.definitions import location_defs
+    from fraud_assets.lib.aws.clients import make_client
     from fraud_assets.lib.config import PlatformNames
     from fraud_assets.lib.seeding.seed import labels_due, put_label_file
 
@@ -288,7 +286,7 @@ def run_main_job(
     if not (training["succeeded"] and dates):
         return summary
     pending = dict(pending_labels or {})
-    s3, names = boto3.client("s3"), PlatformNames.from_env()
+    s3, names = make_client("s3"), PlatformNames.from_env()
     by_date: dict[str, dict] = {}
 
     def labels_arrive(due: list[str]) -> None:
@@ -322,12 +320,11 @@ def run_main_job(
 
 
 def promote_and_maybe_retrain(experiment_id: str, retrain: bool, announce: Announce = print, defs=None) -> dict:
-    import boto3
-
+    from fraud_assets.lib.aws.clients import make_client
     from fraud_assets.lib.config import PlatformNames
     from fraud_assets.lib.experimentation.promotion import promote_to_production
 
-    result = promote_to_production(experiment_id, s3=boto3.client("s3"), ssm=boto3.client("ssm"), names=PlatformNames.from_env())
+    result = promote_to_production(experiment_id, s3=make_client("s3"), ssm=make_client("ssm"), names=PlatformNames.from_env())
     if retrain:
         announce("Retraining with the promoted hyperparameters ...")
         result["retraining"] = run_training(DagsterInstance.get(), announce, defs)

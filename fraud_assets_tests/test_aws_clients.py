@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dagster_aws.s3 import S3Resource
 
-from fraud_assets.defs.resources import AwsClients, s3_client
-from fraud_assets.lib.aws.clients import USER_AGENT_EXTRA, ClientSettings, make_client
+from fraud_assets.defs.resources import AwsClients
+from fraud_assets.lib.aws.clients import USER_AGENT_EXTRA, ClientSettings, make_client, s3_client
 
 
 def test_explicit_fields_reach_the_client():

@@ -134,12 +134,6 @@ class PerformanceFloors(ConfigurableResource):
     accuracy_floor: float = Field(default=0.85, description="The seeds' model-drift alarm: accuracy < 85%.")
 
 
-def s3_client(s3: S3Resource):
-    """The S3 client of an S3Resource, every field honoured (S3Resource.get_client would build a new
-    client, in legacy retry mode, on every call)."""
-    return make_client("s3", ClientSettings.from_resource(s3))
-
-
 def _from_env(resource_cls: type[ConfigurableResource], prefix: str, **fixed) -> ConfigurableResource:
     """The resource with each field whose <prefix><FIELD> variable is set bound to that variable
     (dg.EnvVar, resolved at run time; the launchpad names the variable)."""

@@ -9,7 +9,8 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from fraud_assets.defs.common import EXPERIMENTATION, OWNERS
-from fraud_assets.defs.resources import AwsClients, FraudPlatform, s3_client
+from fraud_assets.defs.resources import AwsClients, FraudPlatform
+from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.storage import StageResult
 from fraud_assets.lib.experimentation.experiments import (
     DEFAULT_SEARCH_SPACE,

@@ -35,10 +35,11 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from fraud_assets.defs.common import markdown_table
-from fraud_assets.defs.resources import AwsClients, FraudPlatform, s3_client
+from fraud_assets.defs.resources import AwsClients, FraudPlatform
 
 # Modules, not their objects: Dagster collects every definition a defs module holds by name.
 from fraud_assets.defs.training import jobs as training_jobs
+from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.experimentation.promotion import (
     ProductionChangeRefused,
     promote_to_production,

@@ -28,7 +28,8 @@ from fraud_assets.defs.common import (
     selected_checks,
 )
 from fraud_assets.defs.inference import checks
-from fraud_assets.defs.resources import AwsClients, FraudPlatform, s3_client
+from fraud_assets.defs.resources import AwsClients, FraudPlatform
+from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import (
     S3Uri,

@@ -25,7 +25,8 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 
 from fraud_assets.defs.common import daily_partitions
-from fraud_assets.defs.resources import FraudPlatform, s3_client
+from fraud_assets.defs.resources import FraudPlatform
+from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.config import DAILY_BATCH_PREFIX, LABELS_PREFIX
 
 PREFIXES = {"daily_batches": DAILY_BATCH_PREFIX, "fraud_labels": LABELS_PREFIX}

@@ -31,7 +31,8 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 
 from fraud_assets.defs.common import INFERENCE, daily_partitions, release_freed_memory_hook
-from fraud_assets.defs.resources import FraudPlatform, s3_client
+from fraud_assets.defs.resources import FraudPlatform
+from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.storage import object_exists
 from fraud_assets.lib.config import daily_batch_key
 

@@ -17,7 +17,8 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 
 from fraud_assets.defs.common import AWS_RETRY_POLICY, INFERENCE, OWNERS, daily_check, daily_partitions, markdown_table, selected_checks
-from fraud_assets.defs.resources import AwsClients, FraudPlatform, PerformanceFloors, s3_client
+from fraud_assets.defs.resources import AwsClients, FraudPlatform, PerformanceFloors
+from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import S3Uri, StageResult
 from fraud_assets.lib.config import TRANSACTION_ID, label_file_key

@@ -8,7 +8,8 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 from dagster_aws.s3 import S3Resource
 
 from fraud_assets.defs.common import AWS_RETRY_POLICY, INFERENCE, OWNERS, daily_partitions
-from fraud_assets.defs.resources import FraudPlatform, s3_client
+from fraud_assets.defs.resources import FraudPlatform
+from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.storage import S3Uri, StageResult, get_bytes, get_json, object_exists, put_bytes
 from fraud_assets.lib.inference import drift as drift_lib
 from fraud_assets.lib.inference import report as report_lib

@@ -8,6 +8,7 @@ from typing import Callable
 
 from dagster import (
     AssetKey,
+    AssetRecordsFilter,
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
@@ -16,10 +17,10 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
-from dagster._core.event_api import AssetRecordsFilter
 from dagster_aws.s3 import S3Resource
 
-from fraud_assets.defs.resources import AwsClients, FraudPlatform, RetrainingPolicy, s3_client
+from fraud_assets.defs.resources import AwsClients, FraudPlatform, RetrainingPolicy
+from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.cloudwatch import publish_metrics
 from fraud_assets.lib.config import LABELS_PREFIX
 from fraud_assets.lib.inference.alerts import find_topic_arn

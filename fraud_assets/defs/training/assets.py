@@ -30,7 +30,6 @@ from fraud_assets.defs.resources import (
     FraudPlatform,
     QualityGates,
     RiskThresholds,
-    s3_client,
 )
 from fraud_assets.defs.training.checks import (
     endpoint_check_specs,
@@ -39,6 +38,7 @@ from fraud_assets.defs.training.checks import (
     model_gate_specs,
     split_check_specs,
 )
+from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import SSE, S3Uri, StageResult, get_bytes
 from fraud_assets.lib.config import (

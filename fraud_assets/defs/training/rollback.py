@@ -8,7 +8,8 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from fraud_assets.defs.common import markdown_table
-from fraud_assets.defs.resources import AwsClients, FraudPlatform, s3_client
+from fraud_assets.defs.resources import AwsClients, FraudPlatform
+from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.training import endpoint as endpoint_lib
 
 

@@ -90,3 +90,9 @@ def _cached_client(service: str, settings: ClientSettings, _env: tuple) -> Any:
             aws_session_token=settings.aws_session_token,
             config=config,
         )
+
+
+def s3_client(resource: Any) -> Any:
+    """The S3 client of a dagster-aws S3Resource (or any object with its fields), every field
+    honoured: S3Resource.get_client would build a new client, in legacy retry mode, on every call."""
+    return make_client("s3", ClientSettings.from_resource(resource))
