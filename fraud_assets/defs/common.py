@@ -29,6 +29,8 @@ OWNERS = ["team:fraud-ml"]
 TRAINING = "training"
 INFERENCE = "inference"
 EXPERIMENTATION = "experimentation"
+# Each domain folder under defs/ is the group of the assets it declares (applied in definitions.py).
+DOMAINS = (TRAINING, INFERENCE, EXPERIMENTATION)
 
 
 def first_partition_day(environ: Mapping[str, str] | None = None) -> str:
