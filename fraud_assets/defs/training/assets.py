@@ -35,6 +35,7 @@ from fraud_assets.defs.training.checks import (
     model_gate_specs,
     split_check_specs,
 )
+from fraud_assets.defs.training.rollback import history_table
 from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
@@ -520,5 +521,5 @@ def _deployment_metadata(deployed: dict, model_uri: str, history: list[dict]) ->
         "experiment_id": deployed.get("experiment_id") or "none",
         "deployed_at": deployed["deployed_at"],
         "health_check_score": deployed["health_check"]["served_score"],
-        "deployment_history": MetadataValue.md(markdown_table(endpoint_lib.HISTORY_COLUMNS, endpoint_lib.history_rows(history))),
+        "deployment_history": history_table(history),
     }
