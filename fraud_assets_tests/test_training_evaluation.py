@@ -286,3 +286,21 @@ def test_recent_window_figures_are_numbers_for_both_sides(splits, facts_and_pack
     evaluation = evaluate_challenger(model, model, splits["test"], splits["test"], ["d"], FLOORS)
     for s in SIDES:
         assert all(isinstance(v, float) and np.isfinite(v) for v in evaluation.sides[s].values()), s
+
+
+def test_the_health_check_probes_a_known_fraud_and_the_record_carries_it(splits, facts_and_package):
+    from fraud_assets.lib.training.endpoint import deployment_record, health_check_probe
+
+    _, package = facts_and_package
+    booster, meta = load_model_package(package)
+    test = splits["test"]
+    probe = health_check_probe(booster, meta, test)
+    row = test[test[TRANSACTION_ID] == probe.transaction_id]
+    assert row[LABEL_COLUMN].iloc[0] == 1 and probe.features == row[meta["feature_names"]].to_numpy(np.float32)[0].tolist()
+    assert probe.expected_score == pytest.approx(float(booster.inplace_predict(np.array([probe.features], np.float32))[0]))
+    record = deployment_record(
+        {m: 0.5 for m in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "extra")}, meta, probe, "run-1"
+    )
+    assert record["health_check_transaction"] == probe.transaction_id and record["run_id"] == "run-1"
+    assert "extra" not in record["metrics"] and record["experiment_id"] == "exp-1"
+    assert record["health_check_calibrated_score"] == probe.calibrated_score

@@ -63,7 +63,6 @@ from fraud_assets.lib.training.extraction import (
 from fraud_assets.lib.training.features import EngineeredFeatures, engineered_feature_names, has_customer_fields
 from fraud_assets.lib.training.gates import deployment_refusal, split_gates
 from fraud_assets.lib.training.hyperparameters import HyperparameterSet, read_hyperparameters
-from fraud_assets.lib.training.metrics import HEADLINE_METRICS
 from fraud_assets.lib.training.model import ModelFacts, load_model_package, model_version, package_model, train_model
 from fraud_assets.lib.training.splits import SPLITS, split_summary
 
@@ -483,16 +482,7 @@ def deployed_endpoint(
         feature_names=meta["feature_names"],
         health_check_features=probe.features,
         expected_score=probe.expected_score,
-        extra_metadata={
-            "metrics": {m: evaluation.metrics[m] for m in HEADLINE_METRICS},
-            "experiment_id": meta.get("experiment_id"),
-            "health_check_transaction": probe.transaction_id,
-            "run_id": context.run_id,
-            "thresholds": meta.get("thresholds"),
-            # The endpoint serves raw probabilities (the built-in container has no calibration
-            # hook); this is what the known transaction's calibrated score is client-side.
-            "health_check_calibrated_score": probe.calibrated_score,
-        },
+        extra_metadata=endpoint_lib.deployment_record(evaluation.metrics, meta, probe, context.run_id),
     )
     history = endpoint_lib.deployment_history(client, names)
     context.add_output_metadata(output_name="result", metadata=_deployment_metadata(deployed, model_uri, history))

@@ -140,6 +140,24 @@ def health_check_probe(booster, meta: dict[str, Any], test: pd.DataFrame) -> Hea
     )
 
 
+def deployment_record(metrics: dict[str, float], meta: dict[str, Any], probe: HealthProbe, run_id: str) -> dict[str, Any]:
+    """What a deployment records beside deploy_model's own facts (deploy_model's extra_metadata):
+    the evaluated headline metrics, the experiment, the health check's transaction and calibrated
+    score, the run and the thresholds the model was released with."""
+    from fraud_assets.lib.training.metrics import HEADLINE_METRICS
+
+    return {
+        "metrics": {m: metrics[m] for m in HEADLINE_METRICS},
+        "experiment_id": meta.get("experiment_id"),
+        "health_check_transaction": probe.transaction_id,
+        "run_id": run_id,
+        "thresholds": meta.get("thresholds"),
+        # The endpoint serves raw probabilities (the built-in container has no calibration
+        # hook); this is what the known transaction's calibrated score is client-side.
+        "health_check_calibrated_score": probe.calibrated_score,
+    }
+
+
 def deploy_model(
     *,
     sagemaker,
