@@ -9,6 +9,7 @@ from typing import Callable
 
 from dagster import DagsterInstance
 
+from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.training.metrics import HEADLINE_METRICS
 
 Announce = Callable[[str], None]
@@ -71,31 +72,55 @@ def run_training(
     )
     mats = _materializations(result)
     passed, failed = _check_lines(result)
-    evaluation = mats.get("evaluation_metrics", {})
+    read = _reader(mats)
     deployed = mats.get("deployed_endpoint")
-    model = mats.get("fraud_model", {})
     summary = {
         "run_id": result.run_id,
         "succeeded": bool(result.success),
-        "metrics": {m: evaluation.get(m) for m in HEADLINE_METRICS},
-        "model_version": model.get("model_version"),
-        "model_uri": (deployed or {}).get("model_uri") or model.get("model.tar.gz_uri".replace(".", "_")),
-        "endpoint_name": (deployed or {}).get("endpoint_name"),
-        "feature_names": model.get("feature_names"),
+        "metrics": {m: read("evaluation_metrics", m) for m in HEADLINE_METRICS},
+        "model_version": read("fraud_model", keys.MODEL_VERSION),
+        "model_uri": read("deployed_endpoint", keys.MODEL_URI) or read("fraud_model", keys.artifact_uri_key("model.tar.gz")),
+        "endpoint_name": read("deployed_endpoint", keys.ENDPOINT_NAME),
+        "feature_names": read("fraud_model", keys.FEATURE_NAMES),
         "deployed": deployed is not None,
         "failed_checks": failed,
         "errors": _failures(result),
-        "dataset": mats.get("training_dataset", {}),
+        "dataset": _dataset_figures(mats.get("training_dataset")),
         "recent_window": {
-            "dates": mats.get("recent_labelled_window", {}).get("dates") or [],
+            "dates": read("recent_labelled_window", keys.DATES) or [],
             **{
-                side: {m: _finite(evaluation.get(f"{side}_recent_{m}")) for m in ("recall_at_threshold", "high_risk_threshold", "pr_auc")}
+                side: {m: _finite(read("evaluation_metrics", keys.challenger_recent_key(side, m))) for m in RECENT_FIGURES}
                 for side in ("champion", "challenger")
             },
         },
     }
     announce(_training_report(summary, passed))
     return summary
+
+
+# What the run summary shows of each model on the recent labelled window.
+RECENT_FIGURES = ("recall_at_threshold", "high_risk_threshold", "pr_auc")
+
+
+def _reader(mats: dict[str, dict]) -> Callable[[str, str], object]:
+    """read(asset, key): the key of the asset's materialization metadata; None when the run did not
+    materialise the asset (a failed gate stops deployed_endpoint), MissingMetadata when it did and
+    the key is not there (the asset and this reader disagree: loud, not a silent None)."""
+
+    def read(asset: str, key: str):
+        metadata = mats.get(asset)
+        return None if metadata is None else keys.require(metadata, key, asset)
+
+    return read
+
+
+def _dataset_figures(metadata: dict | None) -> dict:
+    """training_dataset's metadata as the summary shows it (every key; rows and rows_from_daily required)."""
+    if metadata is None:
+        return {}
+    for key in (keys.ROWS, keys.ROWS_FROM_DAILY):
+        keys.require(metadata, key, "training_dataset")
+    return metadata
 
 
 def _finite(value):

@@ -8,7 +8,7 @@ module (e.g. `lib/training/evaluation.py`); these keys are what the UI, sensors 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 # Written by the IO manager on every stored output.
 OUTPUT_URI = "output_uri"
@@ -67,3 +67,27 @@ def require(metadata: Mapping[str, Any], key: str, where: str) -> Any:
         return metadata[key]
     except KeyError:
         raise MissingMetadata(f"{where}: no {key!r} in its metadata (has {sorted(metadata)})") from None
+
+
+class MissingSummaryKey(KeyError):
+    """A stage summary (output.json) lacks a key its typed shape requires: the writer and the
+    reader disagree (or the summary was written before a rename)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def summary_keys(summary: Mapping[str, Any], keys: Sequence[str], stage: str) -> dict[str, Any]:
+    """`keys` read out of `stage`'s summary, or MissingSummaryKey naming every missing key and what
+    is there: what the typed summaries' `from_summary` is made of."""
+    missing = [k for k in keys if k not in summary]
+    if missing:
+        raise MissingSummaryKey(f"{stage}'s summary has no {', '.join(map(repr, missing))} (has {sorted(summary)})")
+    return {k: summary[k] for k in keys}
+
+
+def summary_fields(shape: type, summary: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """summary_keys for the fields of the dataclass `shape` (a summary written by its to_summary)."""
+    import dataclasses
+
+    return summary_keys(summary, [f.name for f in dataclasses.fields(shape)], stage)

@@ -1,9 +1,7 @@
 """Experimentation group: the on-demand hyperparameter search over the training splits."""
 
-import json
 from typing import Any, Literal, Optional
 
-import pandas as pd
 from dagster import AssetExecutionContext, Config, Failure, MetadataValue, asset
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
@@ -21,8 +19,15 @@ from fraud_assets.lib.experimentation.experiments import (
     run_experiment,
     trials_markdown,
 )
+from fraud_assets.lib.experimentation.tuning import (
+    best_figures,
+    experiment_origin,
+    no_completed_trials,
+    run_figures,
+    trial_base,
+    trials_frame,
+)
 from fraud_assets.lib.training.hyperparameters import read_hyperparameters
-from fraud_assets.lib.training.metrics import HEADLINE_METRICS
 
 
 class TuningExperimentConfig(Config):
@@ -47,31 +52,6 @@ class TuningExperimentConfig(Config):
     nthread: Optional[int] = Field(default=None, description="xgboost threads per trial (default: all cores).")
 
 
-def _trials_frame(result: ExperimentResult) -> pd.DataFrame:
-    """One row per trial; params as JSON text because a categorical dimension may mix types,
-    which a parquet column cannot."""
-    rows = []
-    for t in result.trials:
-        metrics = t.get("metrics") or {}
-        rows.append(
-            {
-                "number": t["number"],
-                "state": t["state"],
-                "value": t["value"],
-                **{m: metrics.get(m) for m in HEADLINE_METRICS},
-                "best_iteration": t.get("best_iteration"),
-                "duration_seconds": t.get("duration_seconds"),
-                "params": json.dumps(t["params"], sort_keys=True),
-                "error": t.get("error"),
-            }
-        )
-    frame = pd.DataFrame(rows)
-    for column in ("value", *HEADLINE_METRICS, "duration_seconds"):
-        frame[column] = frame[column].astype("float64")
-    frame["best_iteration"] = frame["best_iteration"].astype("Int64")
-    return frame
-
-
 @asset(
     group_name=EXPERIMENTATION,
     kinds={"xgboost", "optuna", "s3"},
@@ -90,12 +70,7 @@ def tuning_experiment(
     aws: AwsClients,
     platform: FraudPlatform,
 ) -> StageResult:
-    base: dict[str, Any] = {}
-    production = None
-    if config.base_on_production:
-        production = read_hyperparameters(aws.client("ssm"))
-        base.update(production.values)
-    base.update(config.base_hyperparameters or {})
+    production = read_hyperparameters(aws.client("ssm")) if config.base_on_production else None
     # The run id in the experiment id ties the S3 records to this run.
     experiment_id = new_experiment_id(config.strategy, suffix=context.run_id[:8])
     context.log.info(f"experiment {experiment_id}: {config.strategy} search, {config.n_trials} trials, maximising {config.metric}")
@@ -107,49 +82,36 @@ def tuning_experiment(
         search_space=config.search_space,
         metric=config.metric,
         seed=config.seed,
-        base_hyperparameters=base,
+        base_hyperparameters=trial_base(production, config.base_hyperparameters),
         experiment_id=experiment_id,
         nthread=config.nthread,
         timeout_seconds=config.timeout_seconds,
     )
     splits = {**train_split.uris, **validation_split.uris}
-    origin = {
-        "dagster_run_id": context.run_id,
-        "base": "production" if production is not None else "defaults",
-        "base_source": production.source if production is not None else None,
-        "base_experiment_id": production.experiment_id if production is not None else None,
-    }
+    origin = experiment_origin(context.run_id, production)
     uris = record_experiment(s3_client(s3), platform.workflow_bucket, result, splits, origin=origin)
     record = result.config_record(splits, origin)
-
-    metadata: dict[str, Any] = {
-        "experiment_id": experiment_id,
-        "records": MetadataValue.path(uris["prefix"]),
-        "strategy": config.strategy,
-        "metric": config.metric,
-        "trials_run": len(result.trials),
-        "trials_completed": len(result.completed),
-        "trials_failed": len(result.failed),
-        "duration_seconds": result.duration_seconds,
-        "mean_trial_seconds": record["mean_trial_seconds"] or 0.0,
-        "top_trials": MetadataValue.md(trials_markdown(result.trials, config.metric, list(result.search_space))),
-    }
-    if result.best is None:
-        errors = sorted({t["error"] for t in result.failed if t.get("error")})
-        raise Failure(
-            description=f"experiment {experiment_id}: none of {len(result.trials)} trials completed; first errors: {errors[:3]}",
-            metadata=metadata,
-            allow_retries=False,
-        )
-    best = result.best
-    metadata.update(
-        {
-            "best_trial": best["number"],
-            f"best_{config.metric}": best["value"],
-            **{f"best_{m}": float(best["metrics"][m]) for m in HEADLINE_METRICS if best["metrics"].get(m) is not None},
-            "best_hyperparameters": MetadataValue.json(best["hyperparameters"]),
-            "promote_with": f"fraud-assets promote {experiment_id}",
-        }
-    )
+    metadata = _experiment_metadata(result, record, uris["prefix"])
+    failure = no_completed_trials(result)
+    if failure:
+        raise Failure(description=failure, metadata=metadata, allow_retries=False)
     context.add_output_metadata(metadata)
-    return StageResult(summary={**record, "records": uris}, tables={"trials": _trials_frame(result)})
+    return StageResult(summary={**record, "records": uris}, tables={"trials": trials_frame(result)})
+
+
+def _experiment_metadata(result: ExperimentResult, record: dict[str, Any], records_prefix: str) -> dict[str, Any]:
+    """The experiment as UI metadata: how the search went, and the winner when there is one."""
+    metadata: dict[str, Any] = {
+        **run_figures(result, record),
+        "records": MetadataValue.path(records_prefix),
+        "top_trials": MetadataValue.md(trials_markdown(result.trials, result.metric, list(result.search_space))),
+    }
+    if result.best is not None:
+        metadata.update(
+            {
+                **best_figures(result),
+                "best_hyperparameters": MetadataValue.json(result.best["hyperparameters"]),
+                "promote_with": f"fraud-assets promote {result.experiment_id}",
+            }
+        )
+    return metadata

@@ -4,9 +4,6 @@ import datetime as dt
 import time
 from typing import Optional
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import (
     AssetExecutionContext,
     AssetIn,
@@ -38,38 +35,35 @@ from fraud_assets.defs.training.checks import (
     model_gate_specs,
     split_check_specs,
 )
+from fraud_assets.defs.training.rollback import history_table
+from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
-from fraud_assets.lib.aws.storage import SSE, S3Uri, StageResult, get_bytes
-from fraud_assets.lib.config import (
-    FEATURE_COLUMNS,
-    LABEL_COLUMN,
-    RAW_DATA_KEY,
-    TRANSACTION_ID,
-)
+from fraud_assets.lib.aws.storage import S3Uri, StageResult
+from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_DATA_KEY
 from fraud_assets.lib.training import endpoint as endpoint_lib
-from fraud_assets.lib.training.calibration import calibrate, release_policy, thresholds_of
-from fraud_assets.lib.training.extraction import empty_daily_rows, list_label_dates, load_labelled_day, split_labelled_dates
-from fraud_assets.lib.training.features import (
-    engineered_feature_names,
-    has_customer_fields,
+from fraud_assets.lib.training.calibration import release_policy
+from fraud_assets.lib.training.evaluation import (
+    CLOUDWATCH_METRIC_NAMES,
+    Evaluation,
+    EvaluationSummary,
+    GateFloors,
+    evaluate_challenger,
+    load_packaged,
+    production_model,
+    side_by_side_rows,
 )
-from fraud_assets.lib.training.gates import deployment_refusal, gate_records, model_gates, split_gates
-from fraud_assets.lib.training.hyperparameters import read_hyperparameters
-from fraud_assets.lib.training.metrics import (
-    HEADLINE_METRICS,
-    compare_with_production,
-    evaluate_scores,
+from fraud_assets.lib.training.extraction import (
+    LabelledDays,
+    dataset_summary,
+    hold_out,
+    load_labelled_days,
+    recent_window_summary,
 )
-from fraud_assets.lib.training.model import (
-    drift_reference,
-    feature_importance,
-    load_model_package,
-    model_inputs,
-    package_model,
-    predict,
-    train_model,
-)
+from fraud_assets.lib.training.features import EngineeredFeatures, engineered_feature_names, has_customer_fields
+from fraud_assets.lib.training.gates import deployment_refusal, split_gates
+from fraud_assets.lib.training.hyperparameters import HyperparameterSet, read_hyperparameters
+from fraud_assets.lib.training.model import ModelFacts, load_model_package, model_version, package_model, train_model
 from fraud_assets.lib.training.splits import SPLITS, split_summary
 
 raw_transactions = AssetSpec(
@@ -123,72 +117,36 @@ def data_extraction(
 ):
     client = s3_client(s3)
     raw_uri = str(S3Uri(platform.data_bucket, RAW_DATA_KEY))
-    window = split_labelled_dates(list_label_dates(client, platform.data_bucket), config.history_days, config.recent_window_days)
-    days, parts = [], {}
-    for date in [*window.training_dates, *window.recent_dates]:
-        rows, counts = load_labelled_day(client, platform.data_bucket, date)
-        parts[date] = rows
-        days.append(counts)
-    training_days = [parts[d] for d in window.training_dates if len(parts[d])]
-    recent_days = [parts[d] for d in window.recent_dates if len(parts[d])]
-    daily = pd.concat(training_days, ignore_index=True) if training_days else empty_daily_rows()
-    recent = pd.concat(recent_days, ignore_index=True) if recent_days else empty_daily_rows()
-    dataset, summary, engine_metadata = data_prep_engine.extract(client, raw_uri, daily, config.seed, config.legit_sample_cap)
-    # A transaction already in the training data (the raw history, a training day) is not evidence of the
-    # recent window's performance: an id lands in one place only.
-    # (Hashed on the window's side: the data set's ids are millions.)
-    window_ids = pa.array(recent[TRANSACTION_ID].astype(str).tolist(), pa.string())
-    seen = dataset.column(TRANSACTION_ID).filter(pc.is_in(dataset.column(TRANSACTION_ID), value_set=window_ids))
-    recent = recent[~recent[TRANSACTION_ID].isin(seen.to_pylist())].reset_index(drop=True)
-    recent_dates = [d for d in window.recent_dates if len(parts[d])]
-    summary.update(
-        {
-            "input": raw_uri,
-            "historyDays": config.history_days,
-            "trainingDates": window.training_dates,
-            "labelledDatesOutsideHistory": window.outside_history,
-            "days": days,
-            "recentWindow": {"dates": recent_dates, "rows": len(recent), "fraud": int(recent[LABEL_COLUMN].sum())},
-        }
-    )
-    sampling = summary["sampling"]
+    labelled = load_labelled_days(client, platform.data_bucket, config.history_days, config.recent_window_days)
+    dataset, summary, engine_metadata = data_prep_engine.extract(client, raw_uri, labelled.daily, config.seed, config.legit_sample_cap)
+    recent = hold_out(labelled.recent, dataset)
+    summary = dataset_summary(summary, raw_uri=raw_uri, history_days=config.history_days, labelled=labelled, recent=recent)
     yield Output(
         StageResult(summary=summary, tables={"dataset": dataset}),
         output_name="training_dataset",
-        metadata={
-            "rows": len(dataset),
-            "rows_from_raw": summary["rowsFromRaw"],
-            "rows_from_daily": summary["rowsFromDaily"],
-            "fraud_count": summary["fraudCount"],
-            "duplicates_dropped": summary["duplicatesDropped"],
-            "labelled_days": len(window.training_dates),
-            "legit_sampling_rate": sampling["legitimateRate"],
-            "days": MetadataValue.md(
-                markdown_table(
-                    ["date", "labelled rows", "fraud", "note"],
-                    [
-                        (
-                            d["date"],
-                            d["rows"],
-                            d.get("fraud", 0),
-                            ("recent window" if d["date"] in window.recent_dates else d.get("skipped", "")),
-                        )
-                        for d in days
-                    ],
-                )
-                if days
-                else "no labelled days yet"
-            ),
-            **engine_metadata,
-        },
+        metadata={**_dataset_metadata(len(dataset), summary, labelled), **engine_metadata},
     )
+    window = recent_window_summary(recent, labelled.recent_dates)
     yield Output(
-        StageResult(
-            summary={"dates": recent_dates, "rows": len(recent), "fraud": int(recent[LABEL_COLUMN].sum())}, tables={"window": recent}
-        ),
+        StageResult(summary=window, tables={"window": recent}),
         output_name="recent_labelled_window",
-        metadata={"rows": len(recent), "fraud_count": int(recent[LABEL_COLUMN].sum()), "dates": MetadataValue.json(recent_dates)},
+        metadata={keys.ROWS: window["rows"], "fraud_count": window["fraud"], keys.DATES: MetadataValue.json(window["dates"])},
     )
+
+
+def _dataset_metadata(rows: int, summary: dict, labelled: LabelledDays) -> dict:
+    """training_dataset's UI metadata from its summary (the camelCase counts the engines write)."""
+    days = labelled.day_rows()
+    return {
+        keys.ROWS: rows,
+        "rows_from_raw": summary["rowsFromRaw"],
+        keys.ROWS_FROM_DAILY: summary["rowsFromDaily"],
+        "fraud_count": summary["fraudCount"],
+        "duplicates_dropped": summary["duplicatesDropped"],
+        "labelled_days": len(labelled.window.training_dates),
+        "legit_sampling_rate": summary["sampling"]["legitimateRate"],
+        "days": MetadataValue.md(markdown_table(["date", "labelled rows", "fraud", "note"], days) if days else "no labelled days yet"),
+    }
 
 
 class DataPrepConfig(Config):
@@ -284,9 +242,7 @@ def model_hyperparameters(context: AssetExecutionContext, aws: AwsClients) -> St
             **{f"param_{k}": v for k, v in found.values.items() if isinstance(v, (int, float))},
         }
     )
-    return StageResult(
-        summary={"hyperparameters": found.values, "versions": found.versions, "source": found.source, "experimentId": found.experiment_id}
-    )
+    return StageResult(summary=found.to_summary())
 
 
 @asset(
@@ -324,9 +280,8 @@ def engineered_features(
             "feature_names": MetadataValue.json(names),
         }
     )
-    return StageResult(
-        summary={"enabled": feature_engineering.enabled, "featureNames": names, "featureStats": stats}, tables=tables, stored=stored
-    )
+    summary = EngineeredFeatures(enabled=feature_engineering.enabled, feature_names=names, feature_stats=stats)
+    return StageResult(summary=summary.to_summary(), tables=tables, stored=stored)
 
 
 @asset(
@@ -340,54 +295,42 @@ def engineered_features(
 def fraud_model(
     context: AssetExecutionContext, engineered_features: StageResult, model_hyperparameters: StageResult, risk_thresholds: RiskThresholds
 ) -> StageResult:
-    hyperparameters = model_hyperparameters.summary["hyperparameters"]
+    hyperparameters = HyperparameterSet.from_summary(model_hyperparameters.summary)
+    features = EngineeredFeatures.from_summary(engineered_features.summary)
     train, validation = engineered_features.tables["train"], engineered_features.tables["validation"]
     started = time.perf_counter()
-    trained = train_model(train, validation, hyperparameters, feature_names=engineered_features.summary["featureNames"])
+    trained = train_model(train, validation, hyperparameters.values, feature_names=features.feature_names)
     seconds = time.perf_counter() - started
-    version = f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{context.run_id[:8]}"
-    experiment_id = model_hyperparameters.summary.get("experimentId")
     calibration, thresholds = release_policy(trained.predict(validation), validation[LABEL_COLUMN].to_numpy(), risk_thresholds.policy())
-    metadata = {
-        "model_version": version,
-        "feature_names": trained.feature_names,
-        "hyperparameters": hyperparameters,
-        "experiment_id": experiment_id,
-        "best_iteration": trained.best_iteration,
-        "validation_aucpr": trained.best_validation_score,
-        "train_rows": len(train),
-        "feature_stats": engineered_features.summary["featureStats"],
-        "training_seconds": seconds,
-        "calibration": calibration,
-        "thresholds": thresholds,
-    }
-    importance = feature_importance(trained.booster)
-    metadata["reference"] = drift_reference(trained, validation, train, [n for n, _ in importance[:5]])
-    context.add_output_metadata(
-        {
-            "model_version": version,
-            "feature_names": MetadataValue.json(trained.feature_names),
-            "experiment_id": experiment_id or "none",
-            "best_iteration": trained.best_iteration,
-            "validation_aucpr": trained.best_validation_score,
-            "training_seconds": seconds,
-            "top_features": MetadataValue.md(markdown_table(["feature", "gain"], importance)),
-            "calibration_breakpoints": len(calibration["x"]),
-            **_threshold_metadata(thresholds),
-        }
+    facts = ModelFacts.of(
+        trained,
+        model_version=model_version(dt.datetime.now(dt.timezone.utc), context.run_id),
+        hyperparameters=hyperparameters.values,
+        experiment_id=hyperparameters.experiment_id,
+        train=train,
+        validation=validation,
+        feature_stats=features.feature_stats,
+        training_seconds=seconds,
+        calibration=calibration,
+        thresholds=thresholds,
     )
-    summary = {
-        "modelVersion": version,
-        "featureNames": trained.feature_names,
-        "bestIteration": trained.best_iteration,
-        "validationScore": {trained.eval_metric: trained.best_validation_score},
-        "hyperparameters": hyperparameters,
-        "experimentId": experiment_id,
-        "trainingSeconds": seconds,
-        "topFeatures": importance,
-        "thresholds": thresholds,
+    context.add_output_metadata(_model_metadata(facts))
+    return StageResult(summary=facts.to_summary(), files={"model.tar.gz": package_model(trained.booster, facts.package_metadata())})
+
+
+def _model_metadata(facts: ModelFacts) -> dict:
+    """fraud_model's UI metadata."""
+    return {
+        keys.MODEL_VERSION: facts.model_version,
+        keys.FEATURE_NAMES: MetadataValue.json(facts.feature_names),
+        "experiment_id": facts.experiment_id or "none",
+        "best_iteration": facts.best_iteration,
+        "validation_aucpr": facts.validation_score,
+        "training_seconds": facts.training_seconds,
+        "top_features": MetadataValue.md(markdown_table(["feature", "gain"], facts.top_features)),
+        "calibration_breakpoints": len(facts.calibration["x"]),
+        **_threshold_metadata(facts.thresholds),
     }
-    return StageResult(summary=summary, files={"model.tar.gz": package_model(trained.booster, metadata)})
 
 
 def _threshold_metadata(thresholds: dict) -> dict:
@@ -421,53 +364,6 @@ def _threshold_metadata(thresholds: dict) -> dict:
     }
 
 
-def _production_model(s3, platform: FraudPlatform):
-    """The model the endpoint serves now (booster, metadata, version), or None before the first deployment."""
-    current = endpoint_lib.current_endpoint(s3, platform.names)
-    if current is None:
-        return None
-    booster, meta = load_model_package(get_bytes(s3, current["model_uri"]))
-    meta.setdefault("feature_names", current.get("feature_names"))
-    return booster, meta, current["model_version"]
-
-
-def _evaluate(booster, meta, frame) -> dict:
-    """A package's model on raw rows as production sees it: scores calibrated with the package's
-    map, the high-risk bucket at its threshold; the AUCs rank the raw scores."""
-    raw = predict(booster, model_inputs(frame, meta), meta["feature_names"])
-    high, _ = thresholds_of(meta)
-    return evaluate_scores(
-        frame[LABEL_COLUMN].to_numpy(), calibrate(raw, meta.get("calibration")), high_risk_threshold=high, ranking_scores=raw
-    )
-
-
-# What the side-by-side shows of each model, by the names the run summary uses.
-# Each model at its own released high-risk threshold (recorded beside the figures).
-_SIDE_BY_SIDE = {
-    "recall_at_threshold": "high_risk_recall",
-    "precision_at_threshold": "high_risk_precision",
-    "high_risk_threshold": "high_risk_threshold",
-    "pr_auc": "pr_auc",
-    "roc_auc": "roc_auc",
-}
-
-
-def _side(metrics: dict | None) -> dict:
-    return {name: (metrics[key] if metrics else None) for name, key in _SIDE_BY_SIDE.items()}
-
-
-_EVALUATION_METRIC_NAMES = {
-    "accuracy": "EvaluationAccuracy",
-    "precision": "EvaluationPrecision",
-    "recall": "EvaluationRecall",
-    "f1": "EvaluationF1",
-    "roc_auc": "EvaluationRocAuc",
-    "pr_auc": "EvaluationPrAuc",
-    "high_risk_precision": "EvaluationHighRiskPrecision",
-    "high_risk_recall": "EvaluationHighRiskRecall",
-}
-
-
 @asset(
     group_name=TRAINING,
     kinds={"scikitlearn", "s3"},
@@ -488,115 +384,59 @@ def evaluation_metrics(
     quality_gates: QualityGates,
     aws: AwsClients,
 ):
-    booster, meta = load_model_package(fraud_model.files["model.tar.gz"])
-    test = test_split.table
-    metrics = _evaluate(booster, meta, test)
-    production = _production_model(s3_client(s3), platform)
-    champion_version = production[2] if production else None
-    champion = _evaluate(*production[:2], test) if production else None
-    window = recent_labelled_window.table
-    window_dates = recent_labelled_window.summary.get("dates", [])
-    recent_challenger = _evaluate(booster, meta, window) if len(window) else None
-    recent_champion = _evaluate(*production[:2], window) if production and len(window) else None
-    # Fraud moves: where both classes are in the recent window, that is where a challenger must not lose.
-    on_recent = recent_challenger is not None and 0 < recent_challenger["positives"] < len(window)
-    if on_recent:
-        comparison = compare_with_production(recent_challenger, recent_champion, quality_gates.regression_tolerance)
-        basis = f"on the recent window ({', '.join(window_dates)}; {len(window)} rows)"
-    else:
-        comparison = compare_with_production(metrics, champion, quality_gates.regression_tolerance)
-        why = "has no rows" if not len(window) else "holds one class only"
-        basis = f"on the test split (the recent labelled window {why})"
-    comparison.update(
-        {
-            "production_model_version": champion_version,
-            "basis": "recent_window" if on_recent else "test_split",
-            "reason": f"{comparison['reason']} {basis}",
-        }
+    evaluation = evaluate_challenger(
+        challenger=load_packaged(fraud_model.files["model.tar.gz"]),
+        champion=production_model(s3_client(s3), platform.names),
+        test=test_split.table,
+        window=recent_labelled_window.table,
+        window_dates=recent_labelled_window.summary["dates"],
+        floors=GateFloors(
+            accuracy=quality_gates.accuracy_floor,
+            pr_auc=quality_gates.pr_auc_floor,
+            high_risk_precision=quality_gates.high_risk_precision_floor,
+            regression_tolerance=quality_gates.regression_tolerance,
+        ),
     )
-    gates = model_gates(
-        metrics,
-        comparison,
-        accuracy_floor=quality_gates.accuracy_floor,
-        pr_auc_floor=quality_gates.pr_auc_floor,
-        high_risk_precision_floor=quality_gates.high_risk_precision_floor,
-    )
-    sides = {
-        "challenger_test": _side(metrics),
-        "champion_test": _side(champion),
-        "challenger_recent": _side(recent_challenger),
-        "champion_recent": _side(recent_champion),
-    }
-    cm = metrics["confusion_matrix"]
     # Under the endpoint the candidate is meant for, and its own version (deployed or not).
     publish_metrics(
         aws.client("cloudwatch"),
-        {_EVALUATION_METRIC_NAMES[m]: metrics[m] for m in (*HEADLINE_METRICS, "high_risk_precision", "high_risk_recall")},
-        model_dimensions(platform.endpoint_name, meta["model_version"]),
+        {CLOUDWATCH_METRIC_NAMES[m]: value for m, value in evaluation.reported().items()},
+        model_dimensions(platform.endpoint_name, evaluation.model_version),
     )
-    context.add_output_metadata(
-        output_name="result",
-        metadata={
-            **{m: metrics[m] for m in (*HEADLINE_METRICS, "high_risk_precision", "high_risk_recall")},
-            "test_samples": metrics["test_samples"],
-            "high_risk_share": metrics["high_risk_share"],
-            **(_threshold_metadata(meta["thresholds"]) if meta.get("thresholds") else {}),
-            "model_version": meta["model_version"],
-            "production_model_version": champion_version or "none",
-            "recent_window_rows": len(window),
-            "recent_window_fraud": int(window[LABEL_COLUMN].sum()) if len(window) else 0,
-            **{
-                f"{side}_{name}": (value if value is not None else float("nan"))
-                for side, values in sides.items()
-                if side.endswith("recent")
-                for name, value in values.items()
-            },
-            "champion_vs_challenger": MetadataValue.md(
-                markdown_table(
-                    [
-                        "metric",
-                        "challenger (recent window)",
-                        "champion (recent window)",
-                        "challenger (test split)",
-                        "champion (test split)",
-                    ],
-                    [
-                        (
-                            name,
-                            *(
-                                _format(sides[s][name])
-                                for s in ("challenger_recent", "champion_recent", "challenger_test", "champion_test")
-                            ),
-                        )
-                        for name in _SIDE_BY_SIDE
-                    ],
-                )
-            ),
-            "confusion_matrix": MetadataValue.md(
-                markdown_table(["", "predicted legit", "predicted fraud"], [("legit", cm["tn"], cm["fp"]), ("fraud", cm["fn"], cm["tp"])])
-            ),
-            "gates": MetadataValue.md(markdown_table(["gate", "passed", "detail"], [(g.name, g.passed, g.message) for g in gates])),
-        },
-    )
-    summary = {
-        "model_version": meta["model_version"],
-        "metrics": metrics,
-        "test_samples": metrics["test_samples"],
-        "true_positives": cm["tp"],
-        "false_positives": cm["fp"],
-        "comparison": comparison,
-        "recent_window": {
-            "dates": window_dates,
-            "rows": len(window),
-            "challenger": sides["challenger_recent"],
-            "champion": sides["champion_recent"],
-        },
-        "gates": gate_records(gates),
-        "deploy_recommended": all(g.passed for g in gates),
-        "thresholds": meta.get("thresholds"),
+    context.add_output_metadata(output_name="result", metadata=_evaluation_metadata(evaluation))
+    yield Output(StageResult(summary=evaluation.summary().to_summary()))
+    yield from selected_checks(context, (gate_result("evaluation_metrics", gate) for gate in evaluation.gates))
+
+
+def _evaluation_metadata(evaluation: Evaluation) -> dict:
+    """evaluation_metrics' UI metadata: the figures, the side-by-side, the confusion matrix, the gates."""
+    metrics, cm = evaluation.metrics, evaluation.metrics["confusion_matrix"]
+    recent_figures = {
+        keys.challenger_recent_key(model, name): (value if value is not None else float("nan"))
+        for model in ("challenger", "champion")
+        for name, value in evaluation.sides[f"{model}_recent"].items()
     }
-    yield Output(StageResult(summary=summary))
-    yield from selected_checks(context, (gate_result("evaluation_metrics", gate) for gate in gates))
+    return {
+        **evaluation.reported(),
+        "test_samples": metrics["test_samples"],
+        "high_risk_share": metrics["high_risk_share"],
+        **(_threshold_metadata(evaluation.thresholds) if evaluation.thresholds else {}),
+        keys.MODEL_VERSION: evaluation.model_version,
+        "production_model_version": evaluation.champion_version or "none",
+        "recent_window_rows": evaluation.window_rows,
+        "recent_window_fraud": evaluation.window_fraud,
+        **recent_figures,
+        "champion_vs_challenger": MetadataValue.md(
+            markdown_table(
+                ["metric", "challenger (recent window)", "champion (recent window)", "challenger (test split)", "champion (test split)"],
+                [(name, *map(_format, values)) for name, *values in side_by_side_rows(evaluation.sides)],
+            )
+        ),
+        "confusion_matrix": MetadataValue.md(
+            markdown_table(["", "predicted legit", "predicted fraud"], [("legit", cm["tn"], cm["fp"]), ("fraud", cm["fn"], cm["tp"])])
+        ),
+        "gates": MetadataValue.md(markdown_table(["gate", "passed", "detail"], [(g.name, g.passed, g.message) for g in evaluation.gates])),
+    }
 
 
 def _format(value) -> str:
@@ -622,30 +462,16 @@ def deployed_endpoint(
     aws: AwsClients,
     platform: FraudPlatform,
 ):
-    names = platform.names
-    client = s3_client(s3)
+    names, client = platform.names, s3_client(s3)
     booster, meta = load_model_package(fraud_model.files["model.tar.gz"])
     version = meta["model_version"]
     refusal = deployment_refusal(version, evaluation_metrics.summary)
     if refusal:
         # Before anything is copied or created: the pointer and the serving endpoint stay as they are.
-        serving = (endpoint_lib.current_endpoint(client, names) or {}).get("model_version")
-        raise Failure(
-            description=f"{refusal}; not deployed, {names.endpoint_name} keeps serving {serving or 'nothing (no model deployed yet)'}",
-            metadata={"model_version": version, "serving_model_version": serving or "none"},
-            allow_retries=False,
-        )
-    # The model registry copy: executions/ is an audit trail, the models bucket is what endpoints run.
-    source = S3Uri.parse(fraud_model.uris["model.tar.gz"])
-    model_key = f"models/{version}/model.tar.gz"
-    client.copy_object(
-        Bucket=names.models_bucket, Key=model_key, CopySource={"Bucket": source.bucket, "Key": source.key}, ServerSideEncryption=SSE
-    )
-    model_uri = str(S3Uri(names.models_bucket, model_key))
-    test = test_split.table
-    known = test[test[LABEL_COLUMN] == 1].head(1) if (test[LABEL_COLUMN] == 1).any() else test.head(1)
-    features = model_inputs(known, meta)[0]
-    expected = float(predict(booster, features.reshape(1, -1), meta["feature_names"])[0])
+        _refuse(refusal, version, (endpoint_lib.current_endpoint(client, names) or {}).get("model_version"), names.endpoint_name)
+    evaluation = EvaluationSummary.from_summary(evaluation_metrics.summary)
+    model_uri = endpoint_lib.copy_to_registry(client, names, fraud_model.uris["model.tar.gz"], version)
+    probe = endpoint_lib.health_check_probe(booster, meta, test_split.table)
     deployed = endpoint_lib.deploy_model(
         sagemaker=aws.client("sagemaker"),
         runtime=aws.client("sagemaker-runtime"),
@@ -654,36 +480,36 @@ def deployed_endpoint(
         model_uri=model_uri,
         model_version=version,
         feature_names=meta["feature_names"],
-        health_check_features=features.tolist(),
-        expected_score=expected,
-        extra_metadata={
-            "metrics": {m: evaluation_metrics.summary["metrics"][m] for m in HEADLINE_METRICS},
-            "experiment_id": meta.get("experiment_id"),
-            "health_check_transaction": str(known[TRANSACTION_ID].iloc[0]),
-            "run_id": context.run_id,
-            "thresholds": meta.get("thresholds"),
-            # The endpoint serves raw probabilities (the built-in container has no calibration
-            # hook); this is what the known transaction's calibrated score is client-side.
-            "health_check_calibrated_score": float(calibrate([expected], meta.get("calibration"))[0]),
-        },
+        health_check_features=probe.features,
+        expected_score=probe.expected_score,
+        extra_metadata=endpoint_lib.deployment_record(evaluation.metrics, meta, probe, context.run_id),
     )
-    context.add_output_metadata(
-        output_name="result",
-        metadata={
-            "endpoint_name": deployed["endpoint_name"],
-            "model_version": version,
-            "model_uri": MetadataValue.path(model_uri),
-            "experiment_id": deployed.get("experiment_id") or "none",
-            "deployed_at": deployed["deployed_at"],
-            "health_check_score": deployed["health_check"]["served_score"],
-            "deployment_history": MetadataValue.md(
-                markdown_table(endpoint_lib.HISTORY_COLUMNS, endpoint_lib.history_rows(endpoint_lib.deployment_history(client, names)))
-            ),
-        },
-    )
+    history = endpoint_lib.deployment_history(client, names)
+    context.add_output_metadata(output_name="result", metadata=_deployment_metadata(deployed, model_uri, history))
     yield Output(StageResult(summary=deployed))
     if context.selected_asset_check_keys:
         # After the pointer moved: what a caller reaching the endpoint now gets.
         pointer = endpoint_lib.current_endpoint(client, names) or {}
         served = endpoint_lib.invoke_one(aws.client("sagemaker-runtime"), deployed["endpoint_name"], deployed["health_check"]["features"])
         yield endpoint_result(served, deployed["health_check"]["expected_score"], version, pointer.get("model_version"))
+
+
+def _refuse(refusal: str, version: str, serving: str | None, endpoint_name: str):
+    raise Failure(
+        description=f"{refusal}; not deployed, {endpoint_name} keeps serving {serving or 'nothing (no model deployed yet)'}",
+        metadata={keys.MODEL_VERSION: version, "serving_model_version": serving or "none"},
+        allow_retries=False,
+    )
+
+
+def _deployment_metadata(deployed: dict, model_uri: str, history: list[dict]) -> dict:
+    """deployed_endpoint's UI metadata: what serves now, and the deployment history."""
+    return {
+        keys.ENDPOINT_NAME: deployed["endpoint_name"],
+        keys.MODEL_VERSION: deployed["model_version"],
+        keys.MODEL_URI: MetadataValue.path(model_uri),
+        "experiment_id": deployed.get("experiment_id") or "none",
+        "deployed_at": deployed["deployed_at"],
+        "health_check_score": deployed["health_check"]["served_score"],
+        "deployment_history": history_table(history),
+    }

@@ -9,15 +9,17 @@ rollback picks an earlier model from.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import time
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
-from fraud_assets.lib.aws.storage import S3Uri, get_json, object_exists, put_json, validate_key_part
-from fraud_assets.lib.config import ENDPOINT_HISTORY_PREFIX, ENDPOINT_METADATA_KEY, PlatformNames
+from fraud_assets.lib.aws.storage import SSE, S3Uri, get_json, object_exists, put_json, validate_key_part
+from fraud_assets.lib.config import ENDPOINT_HISTORY_PREFIX, ENDPOINT_METADATA_KEY, LABEL_COLUMN, TRANSACTION_ID, PlatformNames
 
 VARIANT = "AllTraffic"
 # What a rollback carries over from the target's history record besides what deploy_model writes.
@@ -101,6 +103,59 @@ def _wait_in_service(sagemaker, endpoint_name: str, timeout_s: float) -> None:
         if status == "Failed" or time.monotonic() > deadline:
             raise HealthCheckError(f"endpoint {endpoint_name} is {status}, not InService")
         time.sleep(5 if timeout_s > 60 else 0.2)
+
+
+def copy_to_registry(s3, names: PlatformNames, source_uri: str, model_version: str) -> str:
+    """The model registry copy of a package (`models/<version>/model.tar.gz` in the models bucket):
+    executions/ is an audit trail, the models bucket is what endpoints run. Returns its URI."""
+    source = S3Uri.parse(source_uri)
+    key = f"models/{validate_key_part(model_version, 'model version')}/model.tar.gz"
+    s3.copy_object(Bucket=names.models_bucket, Key=key, CopySource={"Bucket": source.bucket, "Key": source.key}, ServerSideEncryption=SSE)
+    return str(S3Uri(names.models_bucket, key))
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthProbe:
+    """The known transaction a deployment is health-checked with and what the model gives it."""
+
+    transaction_id: str
+    features: list[float]
+    expected_score: float  # the raw score: the endpoint serves raw probabilities
+    calibrated_score: float  # what the client side makes of it (the built-in container has no calibration hook)
+
+
+def health_check_probe(booster, meta: dict[str, Any], test: pd.DataFrame) -> HealthProbe:
+    """The test split's first fraud (else its first row), its model inputs and the model's score."""
+    from fraud_assets.lib.training.calibration import calibrate
+    from fraud_assets.lib.training.model import model_inputs, predict
+
+    known = test[test[LABEL_COLUMN] == 1].head(1) if (test[LABEL_COLUMN] == 1).any() else test.head(1)
+    features = model_inputs(known, meta)[0]
+    expected = float(predict(booster, features.reshape(1, -1), meta["feature_names"])[0])
+    return HealthProbe(
+        transaction_id=str(known[TRANSACTION_ID].iloc[0]),
+        features=features.tolist(),
+        expected_score=expected,
+        calibrated_score=float(calibrate([expected], meta.get("calibration"))[0]),
+    )
+
+
+def deployment_record(metrics: dict[str, float], meta: dict[str, Any], probe: HealthProbe, run_id: str) -> dict[str, Any]:
+    """What a deployment records beside deploy_model's own facts (deploy_model's extra_metadata):
+    the evaluated headline metrics, the experiment, the health check's transaction and calibrated
+    score, the run and the thresholds the model was released with."""
+    from fraud_assets.lib.training.metrics import HEADLINE_METRICS
+
+    return {
+        "metrics": {m: metrics[m] for m in HEADLINE_METRICS},
+        "experiment_id": meta.get("experiment_id"),
+        "health_check_transaction": probe.transaction_id,
+        "run_id": run_id,
+        "thresholds": meta.get("thresholds"),
+        # The endpoint serves raw probabilities (the built-in container has no calibration
+        # hook); this is what the known transaction's calibrated score is client-side.
+        "health_check_calibrated_score": probe.calibrated_score,
+    }
 
 
 def deploy_model(

@@ -275,3 +275,73 @@ def load_labelled_day(s3, bucket: str, date: str) -> tuple[pd.DataFrame, dict[st
         "labels_received": labels.received,
         "labels_quarantined": len(labels.quarantined),
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledDays:
+    """The labelled daily rows of data_extraction's window: the training days' rows (joined into
+    the data set) and the recent days' rows (held out), with each day's counts."""
+
+    window: LabelledWindow
+    days: list[dict[str, Any]]  # load_labelled_day's counts, training days then recent days
+    daily: pd.DataFrame  # the training days' rows (DATASET_COLUMNS)
+    recent: pd.DataFrame  # the recent window's rows (DATASET_COLUMNS)
+    recent_dates: list[str]  # the recent days that have rows
+
+    def day_rows(self) -> list[tuple]:
+        """(date, labelled rows, fraud, note) per day, for a table."""
+        return [
+            (d["date"], d["rows"], d.get("fraud", 0), "recent window" if d["date"] in self.window.recent_dates else d.get("skipped", ""))
+            for d in self.days
+        ]
+
+
+def load_labelled_days(s3, bucket: str, history_days: int, recent_days: int) -> LabelledDays:
+    """Every labelled day within `history_days` of the latest, loaded, the last `recent_days` held out."""
+    window = split_labelled_dates(list_label_dates(s3, bucket), history_days, recent_days)
+    days, parts = [], {}
+    for date in [*window.training_dates, *window.recent_dates]:
+        parts[date], counts = load_labelled_day(s3, bucket, date)
+        days.append(counts)
+
+    def joined(dates: list[str]) -> pd.DataFrame:
+        frames = [parts[d] for d in dates if len(parts[d])]
+        return pd.concat(frames, ignore_index=True) if frames else empty_daily_rows()
+
+    return LabelledDays(
+        window=window,
+        days=days,
+        daily=joined(window.training_dates),
+        recent=joined(window.recent_dates),
+        recent_dates=[d for d in window.recent_dates if len(parts[d])],
+    )
+
+
+def hold_out(recent: pd.DataFrame, dataset: pa.Table) -> pd.DataFrame:
+    """The recent window without the transactions already in the data set (the raw history, a
+    training day): a transaction the model trained on is no evidence of its performance, so an id
+    lands in one place only. Hashed on the window's side: the data set's ids are millions."""
+    window_ids = pa.array(recent[TRANSACTION_ID].astype(str).tolist(), pa.string())
+    seen = dataset.column(TRANSACTION_ID).filter(pc.is_in(dataset.column(TRANSACTION_ID), value_set=window_ids))
+    return recent[~recent[TRANSACTION_ID].isin(seen.to_pylist())].reset_index(drop=True)
+
+
+def recent_window_summary(recent: pd.DataFrame, dates: list[str]) -> dict[str, Any]:
+    """recent_labelled_window's summary (and the data set summary's `recentWindow`)."""
+    return {"dates": dates, "rows": len(recent), "fraud": int(recent[LABEL_COLUMN].sum())}
+
+
+def dataset_summary(
+    engine_summary: dict[str, Any], *, raw_uri: str, history_days: int, labelled: LabelledDays, recent: pd.DataFrame
+) -> dict:
+    """training_dataset's summary: the engine's counts (extraction_summary's keys, as the Glue
+    script writes them too) plus where the rows came from."""
+    return {
+        **engine_summary,
+        "input": raw_uri,
+        "historyDays": history_days,
+        "trainingDates": labelled.window.training_dates,
+        "labelledDatesOutsideHistory": labelled.window.outside_history,
+        "days": labelled.days,
+        "recentWindow": recent_window_summary(recent, labelled.recent_dates),
+    }

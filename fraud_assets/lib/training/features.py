@@ -21,13 +21,15 @@ Velocity is counted within the frame given: at inference that is the day's batch
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN
+from fraud_assets.lib.metadata_keys import summary_fields
 
 STATS_VERSION = 1
 CUSTOMER_FIELDS: tuple[str, ...] = ("customerId", "merchant", "timestamp")
@@ -180,3 +182,20 @@ def velocity_counts(customer: pd.Series, micros: np.ndarray, window: int) -> np.
     keys = np.sort(base + rank)
     result[active] = np.searchsorted(keys, base + upper, side="left") - np.searchsorted(keys, base + lower, side="left")
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineeredFeatures:
+    """engineered_features' summary, which fraud_model reads: whether the stage engineered
+    features, the model's input columns and the training split's statistics (None when off)."""
+
+    enabled: bool
+    feature_names: list[str]
+    feature_stats: dict[str, Any] | None
+
+    def to_summary(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any]) -> EngineeredFeatures:
+        return cls(**summary_fields(cls, summary, "engineered_features"))

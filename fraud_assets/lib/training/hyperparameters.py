@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping
 
 from fraud_assets.lib.aws.storage import InvalidKeyError
 from fraud_assets.lib.config import HYPERPARAMETER_PATH
+from fraud_assets.lib.metadata_keys import summary_keys
 from fraud_assets.lib.training.model import DEFAULT_HYPERPARAMETERS
 
 SOURCE_SSM = "ssm"
@@ -208,6 +209,20 @@ class HyperparameterSet:
     versions: dict[str, int]
     source: str  # SOURCE_SSM | SOURCE_DEFAULTS
     experiment_id: str | None
+
+    # model_hyperparameters' summary keys (fraud_model reads them back with from_summary).
+    SUMMARY_KEYS = ("hyperparameters", "versions", "source", "experiment_id")
+
+    def to_summary(self) -> dict[str, Any]:
+        return {"hyperparameters": self.values, "versions": self.versions, "source": self.source, "experiment_id": self.experiment_id}
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any]) -> HyperparameterSet:
+        """The set model_hyperparameters recorded; MissingSummaryKey names a key it lacks."""
+        found = summary_keys(summary, cls.SUMMARY_KEYS, "model_hyperparameters")
+        return cls(
+            values=found["hyperparameters"], versions=found["versions"], source=found["source"], experiment_id=found["experiment_id"]
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ container loads it as is, the local model server loads it the same way, and no p
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 import json
 import tarfile
@@ -202,3 +203,94 @@ def drift_reference(trained: TrainedModel, validation: pd.DataFrame, train: pd.D
         "validation_raw_scores": sample(trained.predict(validation)),
         "features": {name: sample(train[name].to_numpy()) for name in top_features},
     }
+
+
+def model_version(now: dt.datetime, run_id: str) -> str:
+    """`<UTC time>-<run id prefix>`: sortable, and it names the run that trained the model."""
+    return f"{now.astimezone(dt.timezone.utc):%Y%m%d-%H%M%S}-{run_id[:8]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFacts:
+    """What fraud_model knows about the model it trained, built once: the package metadata (inside
+    model.tar.gz, what evaluation, deployment and scoring read), the stage summary and the UI
+    metadata (defs) are all derived from it."""
+
+    model_version: str
+    feature_names: list[str]
+    hyperparameters: dict[str, Any]
+    experiment_id: str | None
+    best_iteration: int
+    eval_metric: str
+    validation_score: float  # eval_metric on the validation split at the best iteration
+    train_rows: int
+    feature_stats: dict | None
+    training_seconds: float
+    calibration: dict
+    thresholds: dict
+    top_features: list[tuple[str, float]]
+    reference: dict
+
+    @classmethod
+    def of(
+        cls,
+        trained: TrainedModel,
+        *,
+        model_version: str,
+        hyperparameters: dict[str, Any],
+        experiment_id: str | None,
+        train: pd.DataFrame,
+        validation: pd.DataFrame,
+        feature_stats: dict | None,
+        training_seconds: float,
+        calibration: dict,
+        thresholds: dict,
+    ) -> ModelFacts:
+        importance = feature_importance(trained.booster)
+        return cls(
+            model_version=model_version,
+            feature_names=list(trained.feature_names),
+            hyperparameters=hyperparameters,
+            experiment_id=experiment_id,
+            best_iteration=trained.best_iteration,
+            eval_metric=trained.eval_metric,
+            validation_score=trained.best_validation_score,
+            train_rows=len(train),
+            feature_stats=feature_stats,
+            training_seconds=training_seconds,
+            calibration=calibration,
+            thresholds=thresholds,
+            top_features=importance,
+            reference=drift_reference(trained, validation, train, [n for n, _ in importance[:5]]),
+        )
+
+    def package_metadata(self) -> dict[str, Any]:
+        """fraud-model-metadata.json inside model.tar.gz."""
+        return {
+            "model_version": self.model_version,
+            "feature_names": self.feature_names,
+            "hyperparameters": self.hyperparameters,
+            "experiment_id": self.experiment_id,
+            "best_iteration": self.best_iteration,
+            "validation_aucpr": self.validation_score,
+            "train_rows": self.train_rows,
+            "feature_stats": self.feature_stats,
+            "training_seconds": self.training_seconds,
+            "calibration": self.calibration,
+            "thresholds": self.thresholds,
+            "reference": self.reference,
+        }
+
+    def to_summary(self) -> dict[str, Any]:
+        """fraud_model's output.json."""
+        return {
+            "model_version": self.model_version,
+            "feature_names": self.feature_names,
+            "best_iteration": self.best_iteration,
+            "validation_score": {self.eval_metric: self.validation_score},
+            "hyperparameters": self.hyperparameters,
+            "experiment_id": self.experiment_id,
+            "training_seconds": self.training_seconds,
+            "top_features": self.top_features,
+            "thresholds": self.thresholds,
+        }
