@@ -15,7 +15,7 @@ from dagster_aws.s3 import S3Resource
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fraud_assets.defs.io_manager import OUTPUT_URI, ExecutionsIOManager
+from fraud_assets.defs.io_manager import ExecutionsIOManager
 from fraud_assets.lib.aws.storage import (
     InvalidKeyError,
     S3Uri,
@@ -25,6 +25,7 @@ from fraud_assets.lib.aws.storage import (
     validate_key_part,
 )
 from fraud_assets.lib.config import PlatformNames
+from fraud_assets.lib.metadata_keys import OUTPUT_URI
 
 BUCKET = PlatformNames().workflow_bucket
 VALUE = {"n": 1}

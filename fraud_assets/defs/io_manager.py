@@ -24,6 +24,7 @@ from dagster import (
 )
 from dagster_aws.s3 import S3Resource
 
+from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.storage import (
     SUMMARY_FILE,
@@ -38,8 +39,6 @@ from fraud_assets.lib.aws.storage import (
     put_table,
     validate_key_part,
 )
-
-OUTPUT_URI = "output_uri"
 
 
 class ExecutionsIOManager(ConfigurableIOManager):
@@ -58,18 +57,18 @@ class ExecutionsIOManager(ConfigurableIOManager):
         for name, frame in obj.tables.items():
             uri = put_table(client, self.bucket, prefix + validate_key_part(name, "table name") + ".parquet", frame)
             tables[name] = {"uri": str(uri), "rows": len(frame)}
-            metadata[f"{name}_uri"] = MetadataValue.path(str(uri))
+            metadata[keys.artifact_uri_key(name)] = MetadataValue.path(str(uri))
         for name, entry in obj.stored.items():  # passed through: the upstream's own parquet
             uri = str(S3Uri.parse(entry["uri"]))
             tables[validate_key_part(name, "table name")] = {"uri": uri, "rows": int(entry["rows"])}
-            metadata[f"{name}_uri"] = MetadataValue.path(uri)
+            metadata[keys.artifact_uri_key(name)] = MetadataValue.path(uri)
         for name, data in obj.files.items():
             uri = put_bytes(client, self.bucket, prefix + validate_key_part(name, "file name"), data)
             files[name] = {"uri": str(uri), "bytes": len(data)}
-            metadata[f"{name.replace('.', '_')}_uri"] = MetadataValue.path(str(uri))
+            metadata[keys.artifact_uri_key(name)] = MetadataValue.path(str(uri))
         document = {**obj.summary, "artifacts": {"tables": tables, "files": files}}
         summary_uri = put_json(client, self.bucket, prefix + SUMMARY_FILE, document)
-        context.add_output_metadata({OUTPUT_URI: MetadataValue.path(str(summary_uri)), **metadata})
+        context.add_output_metadata({keys.OUTPUT_URI: MetadataValue.path(str(summary_uri)), **metadata})
 
     def load_input(self, context: InputContext) -> StageResult:
         uri, source_run_id = self._recorded_uri(context)
@@ -114,7 +113,7 @@ class ExecutionsIOManager(ConfigurableIOManager):
             # Failures no step retry mends (the steps' RetryPolicy is for AWS being away): at once.
             raise Failure(f"no materialization of {where} is recorded: materialise it first", allow_retries=False)
         materialization = records[0].asset_materialization
-        entry = materialization.metadata.get(OUTPUT_URI) if materialization else None
+        entry = materialization.metadata.get(keys.OUTPUT_URI) if materialization else None
         if entry is None:
-            raise Failure(f"the latest materialization of {where} records no {OUTPUT_URI}", allow_retries=False)
+            raise Failure(f"the latest materialization of {where} records no {keys.OUTPUT_URI}", allow_retries=False)
         return entry.value, records[0].run_id
