@@ -263,3 +263,68 @@ def test_distributed_host_failure_fails_the_job(aws, data):
     channels = _channels(s3, data, "tj/h3", shards=1)  # one object for two hosts: algo-2 has no shard
     with pytest.raises(tj.TrainingJobFailed, match="channel 'train' holds no data"):
         _run("fraud-model-noshard", channels, instance_count=2)
+
+
+def _host_pids(moto_pid: int) -> list[int]:
+    """The training host processes the moto child started (children of its pid)."""
+    from pathlib import Path
+
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == moto_pid and b"--host-process" in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _wait_for_hosts(moto_pid: int, count: int) -> list[int]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = _host_pids(moto_pid)
+        if len(pids) == count:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError("the job's host processes never started")
+
+
+def _gone(pids: list[int], within_s: float = 15.0) -> bool:
+    from pathlib import Path
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if not any(
+            Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] for pid in pids
+        ):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+SLOW = {"max_depth": 8, "eta": 0.01, "num_round": 5000, "early_stopping_rounds": 1000}
+
+
+def test_a_reset_kills_running_jobs(aws, data):
+    sm, _, s3 = _clients()
+    channels = _channels(s3, data, "tj/reset", shards=2)
+    tj.start_or_find(sm, _request("fraud-model-reset", channels, SLOW, instance_count=2))
+    pids = _wait_for_hosts(aws.pids["moto"], 2)
+    aws.reset()
+    assert _gone(pids)
+    assert tj.describe(sm, "fraud-model-reset") is None
+
+
+def test_stopping_the_stack_kills_running_jobs(data):
+    from fraud_assets.local.stack import LocalStack
+
+    with LocalStack() as stack:
+        s3 = stack.client("s3")
+        channels = _channels(s3, data, "tj/shutdown")
+        stack.client("sagemaker").create_training_job(**_request("fraud-model-shutdown", channels, SLOW))
+        pids = _wait_for_hosts(stack.pids["moto"], 1)
+    assert _gone(pids)
