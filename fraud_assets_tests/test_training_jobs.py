@@ -328,3 +328,37 @@ def test_stopping_the_stack_kills_running_jobs(data):
         stack.client("sagemaker").create_training_job(**_request("fraud-model-shutdown", channels, SLOW))
         pids = _wait_for_hosts(stack.pids["moto"], 1)
     assert _gone(pids)
+
+
+class _FakeSageMaker:
+    """InProgress for `rounds` describes, then what a stop or the job's end makes it."""
+
+    def __init__(self, rounds: int, end: dict):
+        self.rounds, self.end, self.stops, self.describes = rounds, end, 0, 0
+
+    def describe_training_job(self, TrainingJobName: str) -> dict:
+        self.describes += 1
+        if self.stops and self.describes > 2:
+            return {
+                "TrainingJobStatus": "Stopped",
+                "SecondaryStatus": "Stopped",
+                "SecondaryStatusTransitions": [{"StatusMessage": "by request"}],
+            }
+        return {"TrainingJobStatus": "InProgress"} if self.describes <= self.rounds else self.end
+
+    def stop_training_job(self, TrainingJobName: str) -> None:
+        self.stops += 1
+
+
+def test_wait_backs_off_and_stops_once_when_asked():
+    sleeps: list[float] = []
+    fake = _FakeSageMaker(6, {"TrainingJobStatus": "Completed"})
+    assert tj.wait(fake, None, "j", sleep=sleeps.append, min_poll_s=1, max_poll_s=8)["TrainingJobStatus"] == "Completed"
+    assert sleeps == [2, 4, 8, 8, 8, 8] and fake.stops == 0
+    fake = _FakeSageMaker(100, {"TrainingJobStatus": "Completed"})
+    with pytest.raises(tj.TrainingJobFailed, match="stopped: Stopped: by request"):
+        tj.wait(fake, None, "j", should_stop=lambda: True, sleep=lambda s: None)
+    assert fake.stops == 1
+    failed = _FakeSageMaker(0, {"TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError: out of\nmemory"})
+    with pytest.raises(tj.TrainingJobFailed, match="^training job j failed: AlgorithmError: out of memory$"):
+        tj.wait(failed, None, "j", sleep=lambda s: None)

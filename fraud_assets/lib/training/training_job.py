@@ -17,8 +17,13 @@ How a Dagster step uses it (fraud_model):
     request = build_request(name=name, role_arn=..., channels=channels, hyperparameters=hps,
                             output_path=f"s3://{models_bucket}/training-jobs", settings=settings, region=region)
     start_or_find(sagemaker, request)
-    description = wait(sagemaker, logs, name, on_log_line=lambda stream, line: context.log.info(line),
-                       should_stop=lambda: run_was_terminated())      # raises TrainingJobFailed
+    try:
+        description = wait(sagemaker, logs, name, on_log_line=lambda stream, line: context.log.info(line))
+    except TrainingJobFailed:
+        raise                                                          # Failed/Stopped, its reason in one line
+    except BaseException:                                              # run terminated: no instance left billing
+        stop_job(sagemaker, name)
+        raise
     booster = load_job_booster(s3, description, feature_names)        # then calibrate, package, ...
 
 Polling backs off (1 s doubling to 15 s, back to 1 s while log lines flow); throttling and 5xx are
@@ -309,7 +314,6 @@ def wait(
     Completed job's description; raises TrainingJobFailed (Failed or Stopped, with the job's
     reason in one line). When `should_stop()` turns true (the Dagster run was terminated) the job
     is stopped with StopTrainingJob and waited for, so no instance is left billing."""
-    from botocore.exceptions import ClientError
 
     validate_job_name(name)
     tail = _LogTail(logs, name) if logs is not None and on_log_line is not None else None
@@ -325,11 +329,7 @@ def wait(
                 tail.poll(on_log_line)  # type: ignore[arg-type] # what the last hosts wrote
             break
         if not stop_sent and should_stop is not None and should_stop():
-            try:
-                sagemaker.stop_training_job(TrainingJobName=name)
-            except ClientError as err:  # it ended meanwhile: the next describe says how
-                if err.response.get("Error", {}).get("Code") != "ValidationException":
-                    raise
+            stop_job(sagemaker, name)  # False: it ended meanwhile, and the next describe says how
             stop_sent = True
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"training job {name} still {status} after {timeout_s:g} s")
@@ -338,6 +338,21 @@ def wait(
     if status == "Completed":
         return job
     raise TrainingJobFailed(name, status, failure_reason(job))
+
+
+def stop_job(sagemaker: Any, name: str) -> bool:
+    """StopTrainingJob; False when the job had already ended (or never started). For a step
+    interrupted while in `wait` (Dagster raises DagsterExecutionInterruptedError into it on run
+    termination): `except BaseException: stop_job(...); raise`."""
+    from botocore.exceptions import ClientError
+
+    try:
+        sagemaker.stop_training_job(TrainingJobName=validate_job_name(name))
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "ValidationException":
+            return False
+        raise
+    return True
 
 
 def failure_reason(job: Mapping[str, Any]) -> str:
