@@ -38,6 +38,10 @@ all hosts, so every host grows the same trees and stops at the same round. The t
 (`FRAUD_TRACKER_HOST`, else host 0's name resolved by DNS, as on SageMaker's network); the local
 stack sets `FRAUD_TRACKER_HOST=127.0.0.1` and `FRAUD_TRACKER_PORT_FILE` (host 0 binds port 0 and
 writes the port there for the others: no port can be taken in between).
+Known gap: the tracker binds 127.0.0.1 locally, but xgboost 3.x binds each worker's own peer and
+error listeners to every address (RabitComm::Bootstrap -> TCPSocket::BindHost, no option to pass a
+host), on ephemeral ports, for the seconds a distributed job trains; only a network namespace or a
+firewall narrows that, and the local stack does neither.
 
 Trained with the project's xgboost (3.x), not 1.7: the artifact is written in the 1.7-readable form
 (`container_model_json`), which the container-model tests hold to the same scores, and this entry
