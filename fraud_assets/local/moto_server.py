@@ -1,5 +1,6 @@
 """The moto child process of the local stack: moto's server plus what the platform needs of it that
-moto lacks (SageMaker UpdateEndpoint) and internal routes for fast DynamoDB snapshots.
+moto lacks (SageMaker UpdateEndpoint, training jobs that really run: `training_jobs.py`) and
+internal routes for fast DynamoDB snapshots.
 Run as `python -m fraud_assets.local.moto_server` by the stack."""
 
 from __future__ import annotations
@@ -173,8 +174,9 @@ class _InternalRoutes:
     change state (so an unchanged stack needs no snapshot). Counted after the request is handled:
     a snapshot that reads the counter first then sees every change the counter includes."""
 
-    def __init__(self, moto_app: Callable[..., Any]):
+    def __init__(self, moto_app: Callable[..., Any], on_reset: Callable[[], None] | None = None):
         self.moto_app = moto_app
+        self.on_reset = on_reset
         self.instance = os.urandom(8).hex()  # a restarted moto starts counting again
         self.changes = 0
         self._lock = threading.Lock()
@@ -183,6 +185,8 @@ class _InternalRoutes:
         path = environ.get("PATH_INFO", "")
         if path.startswith(INTERNAL_PREFIX):
             return self._internal(environ, start_response, path)
+        if path.startswith("/moto-api/reset") and self.on_reset is not None:
+            self.on_reset()  # running training jobs end with the state they belong to
         changes = _may_change_state(environ)
         try:
             return self.moto_app(environ, start_response)
@@ -420,15 +424,28 @@ def main(argv: list[str] | None = None) -> int:
     class KeepAliveMotoHandler(KeepAliveMixin, MotoRequestHandler):
         pass
 
+    from fraud_assets.local import training_jobs
+
     _install_moto_update_endpoint()
     _install_moto_fast_dynamodb_results()
-    app = _InternalRoutes(DomainDispatcherApplication(create_backend_app))
+    jobs = training_jobs.LocalTrainingJobs(lambda: f"http://{LOCAL_HOST}:{os.environ['MOTO_PORT']}")
+    training_jobs.install(jobs)
+    app = _InternalRoutes(DomainDispatcherApplication(create_backend_app), on_reset=jobs.stop_all)
     # HTTP/1.1 keep-alive: werkzeug's own handler closes every connection, and a day's thousands of
     # DynamoDB calls then each paid a connect and a new thread.
     server = make_server(LOCAL_HOST, args.port, app, threaded=True, request_handler=KeepAliveMotoHandler)
     # moto builds some URLs (SQS queue URLs, ...) from MOTO_PORT.
     os.environ["MOTO_PORT"] = str(server.server_address[1])
     threading.Thread(target=_warm_moto_backends, name="warm-backends", daemon=True).start()
+    close = server.server_close
+
+    def server_close() -> None:
+        # serve_as_child closes the server on SIGTERM and then exits at once: training hosts
+        # live in their own process groups, so they are stopped here, first.
+        jobs.stop_all()
+        close()
+
+    server.server_close = server_close
     serve_as_child(server, args.port_file, args.parent_pid)
     return 0
 
