@@ -3,10 +3,14 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The SageMaker XGBoost container's scoring environment (XGBoost 1.7.6, NumPy 1.x) for the local
+# model server: a venv of its own, since it cannot share .venv with the project's XGBoost 3.x and NumPy 2.
+CONTAINER_VENV := .venv-container
+CONTAINER_STAMP := $(CONTAINER_VENV)/.installed
 
 .PHONY: install run test test-fast bench bench-scale check dev stack clean least-privilege
 
-install: $(STAMP)
+install: $(STAMP) $(CONTAINER_STAMP)
 
 # Reinstall only when the lock file or the package metadata changed.
 $(STAMP): requirements.lock pyproject.toml
@@ -18,6 +22,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	$(BIN)/python -m compileall -q fraud_assets glue_scripts
 	touch $(STAMP)
+
+# Exactly requirements-container.lock (sync removes anything else); the model server imports the
+# package from this checkout (PYTHONPATH, set by the stack), so nothing of the project is installed here.
+$(CONTAINER_STAMP): requirements-container.lock | $(STAMP)
+	test -x $(CONTAINER_VENV)/bin/python || $(PYTHON) -m venv --without-pip $(CONTAINER_VENV)
+	$(BIN)/uv pip sync --quiet --python $(CONTAINER_VENV)/bin/python --require-hashes --compile-bytecode requirements-container.lock
+	touch $(CONTAINER_STAMP)
 
 # The main job on the embedded local AWS stack with synthetic data, as a story: train on the history;
 # four calm days; from the fifth a fraud pattern the model never saw (it scores it as normal spending);
@@ -62,4 +73,4 @@ stack: install
 	$(BIN)/fraud-assets local-stack --state-dir .fraud_assets/state
 
 clean:
-	rm -rf $(VENV) .fraud_assets
+	rm -rf $(VENV) $(CONTAINER_VENV) .fraud_assets
