@@ -40,10 +40,15 @@ run: install
 	FRAUD_PERFORMANCE_DRIFT_DAYS=4 $(BIN)/fraud-assets run --days 11 --drift-last 7 --drift-kind new-pattern \
 		--label-delay-days 1 --recent-window-days 2 --transactions-per-day 5000 --summary-json .fraud_assets/summary.json
 
+# The suite on two workers, then the least-privilege comparison in a process of its own: it needs the
+# calls of every e2e test, which xdist spreads over the workers, so the first run writes them all
+# (collected from the workers) to a file and the second compares that file with the IAM policy.
+AWS_CALLS_FILE := .fraud_assets/test-e2e-aws-calls.json
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not least_privilege" --aws-calls-out=$(AWS_CALLS_FILE)
+	$(BIN)/python -m pytest -n 0 -q -p no:logging -m least_privilege --aws-calls-in=$(AWS_CALLS_FILE)
 
 # The e2e tests and the IAM comparison in one process: the code location's policy allows exactly what they call.
 least-privilege: install
