@@ -43,6 +43,7 @@ run: install
 # The suite on two workers, then the least-privilege comparison in a process of its own: it needs the
 # calls of every e2e test, which xdist spreads over the workers, so the first run writes them all
 # (collected from the workers) to a file and the second compares that file with the IAM policy.
+# Skips print their reasons (-rs, pyproject.toml).
 AWS_CALLS_FILE := .fraud_assets/test-e2e-aws-calls.json
 test: install
 	$(BIN)/ruff check .
