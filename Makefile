@@ -3,10 +3,14 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The SageMaker XGBoost container's scoring environment (XGBoost 1.7.6, NumPy 1.x) for the local
+# model server: a venv of its own, since it cannot share .venv with the project's XGBoost 3.x and NumPy 2.
+CONTAINER_VENV := .venv-container
+CONTAINER_STAMP := $(CONTAINER_VENV)/.installed
 
 .PHONY: install run test test-fast bench bench-scale check dev stack clean least-privilege
 
-install: $(STAMP)
+install: $(STAMP) $(CONTAINER_STAMP)
 
 # Reinstall only when the lock file or the package metadata changed.
 $(STAMP): requirements.lock pyproject.toml
@@ -19,6 +23,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m compileall -q fraud_assets glue_scripts
 	touch $(STAMP)
 
+# Exactly requirements-container.lock (sync removes anything else); the model server imports the
+# package from this checkout (PYTHONPATH, set by the stack), so nothing of the project is installed here.
+$(CONTAINER_STAMP): requirements-container.lock | $(STAMP)
+	test -x $(CONTAINER_VENV)/bin/python || $(PYTHON) -m venv --without-pip $(CONTAINER_VENV)
+	$(BIN)/uv pip sync --quiet --python $(CONTAINER_VENV)/bin/python --require-hashes --compile-bytecode requirements-container.lock
+	touch $(CONTAINER_STAMP)
+
 # The main job on the embedded local AWS stack with synthetic data, as a story: train on the history;
 # four calm days; from the fifth a fraud pattern the model never saw (it scores it as normal spending);
 # labels arrive a day late and show realised recall collapse; once four labelled days are below the
@@ -29,10 +40,16 @@ run: install
 	FRAUD_PERFORMANCE_DRIFT_DAYS=4 $(BIN)/fraud-assets run --days 11 --drift-last 7 --drift-kind new-pattern \
 		--label-delay-days 1 --recent-window-days 2 --transactions-per-day 5000 --summary-json .fraud_assets/summary.json
 
+# The suite on two workers, then the least-privilege comparison in a process of its own: it needs the
+# calls of every e2e test, which xdist spreads over the workers, so the first run writes them all
+# (collected from the workers) to a file and the second compares that file with the IAM policy.
+# Skips print their reasons (-rs, pyproject.toml).
+AWS_CALLS_FILE := .fraud_assets/test-e2e-aws-calls.json
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not least_privilege" --aws-calls-out=$(AWS_CALLS_FILE)
+	$(BIN)/python -m pytest -n 0 -q -p no:logging -m least_privilege --aws-calls-in=$(AWS_CALLS_FILE)
 
 # The e2e tests and the IAM comparison in one process: the code location's policy allows exactly what they call.
 least-privilege: install
@@ -62,4 +79,4 @@ stack: install
 	$(BIN)/fraud-assets local-stack --state-dir .fraud_assets/state
 
 clean:
-	rm -rf $(VENV) .fraud_assets
+	rm -rf $(VENV) $(CONTAINER_VENV) .fraud_assets

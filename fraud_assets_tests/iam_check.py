@@ -4,7 +4,8 @@ action(s) and resource(s) it needs, and compare with an IAM policy document.
 Recording: a botocore `provide-client-params` handler on every client created while the test session
 runs (installed by conftest before any client exists) keeps the calls of clients that carry the
 platform's user agent (lib/aws/clients.USER_AGENT_EXTRA): the code location's calls, not the tests'
-own set-up calls nor the local stack's bookkeeping.
+own set-up calls nor the local stack's bookkeeping. `dumps`/`merge` carry a process's record as
+JSON: from xdist workers to the controller, and from the suite's run to the comparison's.
 
 Evaluation: Allow statements only (the policy has no Deny); actions and resources match with IAM's
 wildcards; the condition operators the template uses (StringEquals, StringLike) are evaluated
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 import threading
 from typing import Any, Iterable
 
@@ -50,8 +52,24 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[ApiCall] = []
         self.tests: list[str] = []  # node ids recorded, in order
+        self.selected: set[str] = set()  # the e2e tests the run selected (all of them should be in `tests`)
         self.active: str | None = None
         self._lock = threading.Lock()
+
+    def dumps(self) -> str:
+        # Parameters are names, ARNs, keys and numbers; anything else (a timestamp) becomes its text,
+        # which no IAM mapping reads.
+        calls = [[c.service, c.operation, c.params, c.region] for c in self.calls]
+        return json.dumps({"tests": self.tests, "selected": sorted(self.selected), "calls": calls}, default=str)
+
+    def merge(self, text: str) -> None:
+        doc = json.loads(text)
+        with self._lock:
+            self.tests.extend(doc["tests"])
+            self.selected.update(doc["selected"])
+            self.calls.extend(
+                ApiCall(service, operation, _as_tuples(params), region) for service, operation, params, region in doc["calls"]
+            )
 
     def install(self, user_agent_marker: str) -> None:
         import botocore.session
@@ -82,6 +100,11 @@ class Recorder:
                 self.calls.append(call)
 
         return record
+
+
+def _as_tuples(value: Any) -> Any:
+    """JSON's lists back into the tuples `_small` made (calls are compared and deduplicated as keys)."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _small(value: Any) -> Any:

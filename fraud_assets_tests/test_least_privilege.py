@@ -2,9 +2,17 @@
 as the local stack deployed it) allows every AWS call the end-to-end tests made, and nothing that no
 call needs, apart from the few calls below that the tests cannot reach.
 
-conftest records the calls during the e2e tests and runs this module after them. The comparison
-needs the e2e tests in the same process: `make least-privilege` (pytest -n 0 -m "e2e or
-least_privilege"); under xdist, where they run on other workers, it skips and says why.
+conftest records the calls during the e2e tests. The comparison needs the calls of every e2e test of
+the suite, from one of two places:
+- this process, where the e2e tests ran before this module (conftest orders it last): `make
+  least-privilege` (pytest -n 0 -m "e2e or least_privilege");
+- a file an earlier run wrote with `--aws-calls-out=PATH` (in an xdist run, every worker's calls,
+  which the controller collects), read with `--aws-calls-in=PATH` (with `=`: pytest reads a separate
+  value as a test path before it knows these options): `make test` (and so CI) runs the suite on two
+  workers with the first, then `-m least_privilege` with the second. Any e2e test of the suite
+  missing from that file fails the comparison.
+Under xdist without a file to read (`pytest -n 2` alone) the e2e tests run on other workers, and it
+skips, saying so.
 """
 
 from __future__ import annotations
@@ -12,8 +20,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import AWS_CALLS
-from iam_check import ACCOUNT, ApiCall, check
+from conftest import AWS_CALLS, COLLECTED_E2E
+from iam_check import ACCOUNT, ApiCall, Recorder, check
 
 from fraud_assets.lib.config import PlatformNames
 from fraud_assets.local.bootstrap import STACK_NAME, Resolver, load_template, stack_parameters
@@ -60,23 +68,42 @@ def deployed_policy(stack: LocalStack) -> dict:
     return resolver.resolve(policy)
 
 
+def e2e_calls(config: pytest.Config) -> list[ApiCall]:
+    """The calls of every e2e test of the suite: from this process, or from the --aws-calls-in file."""
+    if COLLECTED_E2E and COLLECTED_E2E <= set(AWS_CALLS.tests):
+        return AWS_CALLS.calls
+    path = config.getoption("aws_calls_in")
+    if not path:
+        pytest.skip(
+            "the e2e tests' calls are not in this process (not all selected, or under xdist on other workers): `make test` "
+            "compares them after the suite (--aws-calls-out=PATH, then --aws-calls-in=PATH), `make least-privilege` in one process"
+        )
+    try:
+        with open(path) as f:
+            recorded = Recorder()
+            recorded.merge(f.read())
+    except FileNotFoundError:
+        pytest.fail(f"{path} does not exist: a run with --aws-calls-out {path} writes it (make test runs one first)")
+    if not recorded.tests:
+        pytest.fail(f"{path} holds no e2e test's calls (the run that wrote it selected none)")
+    missing = (COLLECTED_E2E | recorded.selected) - set(recorded.tests)
+    if missing:
+        pytest.fail(f"{path} lacks the calls of {len(missing)} e2e tests of the suite (not run, or their worker died): {sorted(missing)}")
+    return recorded.calls
+
+
 @pytest.mark.least_privilege
 def test_code_location_policy_allows_exactly_what_the_e2e_tests_call(request: pytest.FixtureRequest, aws: LocalStack) -> None:
-    e2e = {item.nodeid for item in request.session.items if item.get_closest_marker("e2e")}
-    if not e2e:
-        pytest.skip("no e2e test selected: the calls to compare come from them (run the whole suite or -m 'e2e or not e2e')")
-    missing = e2e - set(AWS_CALLS.tests)
-    if missing:
-        pytest.skip(f"e2e tests did not run in this process before this one (make least-privilege runs them together): {sorted(missing)}")
+    calls = e2e_calls(request.config)
     policy = deployed_policy(aws)
-    verdict = check(policy, AWS_CALLS.calls, UNREACHABLE)
+    verdict = check(policy, calls, UNREACHABLE)
     assert verdict.ok, verdict.explain()
 
     # And the check has teeth: without sns:Publish, the alerts the e2e tests sent are denied.
     stripped = copy.deepcopy(policy)
     (topics,) = [s for s in stripped["Statement"] if s.get("Sid") == "Topics"]
     topics["Action"] = [a for a in topics["Action"] if a != "sns:Publish"]
-    denied = check(stripped, AWS_CALLS.calls, UNREACHABLE).denied
+    denied = check(stripped, calls, UNREACHABLE).denied
     assert denied and {n.action for n in denied} == {"sns:Publish"}
 
 

@@ -15,6 +15,8 @@ from botocore.exceptions import ClientError
 
 from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.config import FEATURE_COLUMNS, PlatformNames
+from fraud_assets.lib.training.model import container_model_json
+from fraud_assets.local.processes import LocalStackError
 from fraud_assets.local.stack import LocalStack
 
 NAMES = PlatformNames()
@@ -28,8 +30,9 @@ def _train(seed: int) -> xgb.Booster:
     return xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, xgb.DMatrix(X, label=y), 10)
 
 
-def _archive(booster: xgb.Booster) -> bytes:
-    raw = bytes(booster.save_raw("json"))
+def _archive(booster: xgb.Booster, model: bytes | None = None) -> bytes:
+    # The form the training pipeline writes (package_model): what the container's XGBoost 1.7 reads.
+    raw = container_model_json(booster) if model is None else model
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         info = tarfile.TarInfo("xgboost-model")
@@ -48,10 +51,10 @@ def rows() -> np.ndarray:
     return np.random.default_rng(7).normal(size=(50, len(FEATURE_COLUMNS))).astype(np.float32)
 
 
-def _deploy(booster: xgb.Booster, tag: str) -> str:
+def _deploy(booster: xgb.Booster, tag: str, model: bytes | None = None) -> str:
     """Upload the artifact and create model + endpoint config; returns the config name."""
     key = f"models/{tag}/model.tar.gz"
-    put_bytes(boto3.client("s3"), NAMES.models_bucket, key, _archive(booster), "application/gzip")
+    put_bytes(boto3.client("s3"), NAMES.models_bucket, key, _archive(booster, model), "application/gzip")
     sm = boto3.client("sagemaker")
     sm.create_model(
         ModelName=f"fraud-model-{tag}",
@@ -149,6 +152,35 @@ def test_update_endpoint_changes_served_model(endpoint: str, boosters: list[xgb.
     after = _scores(_invoke(_csv(rows))["Body"].read())
     np.testing.assert_allclose(after, boosters[1].inplace_predict(rows), atol=1e-6, rtol=0)
     assert np.abs(after - before).max() > 1e-3
+
+
+def test_the_endpoint_scores_with_the_containers_xgboost(aws: LocalStack, boosters: list[xgb.Booster], rows: np.ndarray) -> None:
+    """As on AWS, the endpoint reads the artifact with the container's XGBoost 1.7 (the stack runs the
+    server in .venv-container), not with the 3.x that trained it: the artifact as 3.x writes it
+    (base_score a vector) scores differently there, the one package_model writes the same."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{aws.model_url}/_local/info", timeout=30) as answer:
+        served = json.loads(answer.read())
+    assert served["xgboost"] == "1.7.6" and served["numpy"].startswith("1."), served
+    assert ".venv-container" in served["executable"]
+    sm = boto3.client("sagemaker")
+    for tag, model in (("raw", bytes(boosters[0].save_raw("json"))), ("container", None)):
+        sm.create_endpoint(EndpointName=f"e-{tag}", EndpointConfigName=_deploy(boosters[0], tag, model))
+    ours = boosters[0].inplace_predict(rows)
+    as_written = _scores(_invoke(_csv(rows), endpoint="e-raw")["Body"].read())
+    assert np.abs(as_written - ours).max() > 1e-3  # what the container would have served unconverted
+    np.testing.assert_allclose(_scores(_invoke(_csv(rows), endpoint="e-container")["Body"].read()), ours, atol=1e-6, rtol=0)
+
+
+def test_a_missing_container_environment_is_one_line_naming_it_and_the_make_target(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("FRAUD_CONTAINER_VENV", str(tmp_path / "absent"))
+    stack = LocalStack()
+    with pytest.raises(LocalStackError) as info:
+        stack.start()
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "absent") in message and "make install" in message
+    assert not stack.running and stack.pids == {}
 
 
 def test_archive_without_an_xgboost_json_model_is_refused() -> None:

@@ -28,6 +28,13 @@ rejects (415 unsupported content type, 406 unsupported Accept, 400 malformed row
 container's status kept as the HTTP status and in `OriginalStatusCode`. An endpoint whose model
 cannot be loaded (missing artifact, no `xgboost-model`, not xgboost JSON) answers ModelError 424,
 AWS's status for it, which botocore does not retry.
+
+The stack runs this server in the SageMaker XGBoost container's environment (.venv-container:
+XGBoost 1.7.6 with NumPy 1.x, requirements-container.lock), not in the project's: the endpoint
+then loads and scores an artifact with the version AWS would, while the Dagster process trains
+and explains with 3.x, so a format difference between the two shows locally. So this module
+imports nothing of the package beyond `local.http11`, `local.processes` and `lib.config` (no
+pandas there). `GET /_local/info` reports the versions it serves with.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ MODEL_FILE = "xgboost-model"
 MAX_MODEL_BYTES = 512 * 1024 * 1024  # refuse tar bombs: no real model of ours is near this
 MODEL_CACHE_SIZE = 8
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 ACCOUNT_ID = "123456789012"  # moto's default account, used in AWS-shaped messages only
 CSV_TYPES = ("text/csv",)
 ACCEPT_TYPES = ("text/csv", "application/json", "application/jsonlines")
@@ -196,26 +204,30 @@ class EndpointResolver:
         )
 
     def _model_for(self, url: str) -> LoadedModel:
-        from fraud_assets.lib.aws.storage import InvalidKeyError, S3Uri
-
+        bucket, key = model_location(url)
         try:
-            uri = S3Uri.parse(url)
-        except InvalidKeyError as err:
-            raise _artifact_error(f"ModelDataUrl {url!r} is not usable: {err}") from None
-        try:
-            etag = self._s3.head_object(Bucket=uri.bucket, Key=uri.key)["ETag"]
+            etag = self._s3.head_object(Bucket=bucket, Key=key)["ETag"]
         except self._s3.exceptions.ClientError as err:
             raise _artifact_error(f"Could not read the model artifact {url}: {err}") from None
         cached = self._models.get((url, etag))
         if cached is not None:
             self._models.move_to_end((url, etag))
             return cached
-        obj = self._s3.get_object(Bucket=uri.bucket, Key=uri.key)
+        obj = self._s3.get_object(Bucket=bucket, Key=key)
         loaded = load_model_archive(obj["Body"].read(), url, obj["ETag"], self._predict_threads)
         self._models[(url, obj["ETag"])] = loaded
         while len(self._models) > MODEL_CACHE_SIZE:
             self._models.popitem(last=False)
         return loaded
+
+
+def model_location(url: str) -> tuple[str, str]:
+    """ModelDataUrl -> (bucket, key), checked as lib/aws/storage.S3Uri.parse checks it (not imported:
+    it needs pandas, which the container's environment does not have)."""
+    bucket, _, key = url[len("s3://") :].partition("/") if url.startswith("s3://") else ("", "", "")
+    if not BUCKET_NAME.match(bucket) or not key or key.startswith("/") or ".." in key.split("/"):
+        raise _artifact_error(f"ModelDataUrl {url!r} is not usable: not an s3://<bucket>/<key> URI")
+    return bucket, key
 
 
 def load_model_archive(data: bytes, url: str = "", etag: str = "", predict_threads: int = 0) -> LoadedModel:
@@ -427,6 +439,8 @@ class ModelServerApp:
         path = request.path
         if path == "/ping" and request.method == "GET":
             return 200, [("Content-Type", "text/plain")], b""
+        if path == "/_local/info" and request.method == "GET":
+            return 200, [("Content-Type", "application/json")], json.dumps(serving_versions()).encode()
         if path == "/_local/reset" and request.method == "POST":
             self.resolver.clear()
             return 200, [("Content-Type", "application/json")], b'{"status":"ok"}'
@@ -602,10 +616,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _warm_imports() -> None:
-    import xgboost  # noqa: F401
+def serving_versions() -> dict[str, str]:
+    """What this process scores with (the stack runs it in the container's environment)."""
+    import xgboost
 
-    import fraud_assets.lib.aws.storage  # noqa: F401
+    return {"xgboost": xgboost.__version__, "numpy": np.__version__, "python": sys.version.split()[0], "executable": sys.executable}
+
+
+def _warm_imports() -> None:
+    log.info("scoring with %s", serving_versions())  # imports xgboost
 
 
 if __name__ == "__main__":

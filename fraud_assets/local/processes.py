@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any
 
 DUMMY_CREDENTIAL = "testing"
+# The project's checkout: the model server imports this package from it in another interpreter.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The SageMaker XGBoost container's scoring environment (XGBoost 1.7.6 with NumPy 1.x,
+# requirements-container.lock), which `make install` builds beside .venv: the local endpoint scores
+# with the container's XGBoost, not the project's 3.x, so it shows what AWS would serve.
+CONTAINER_VENV = PROJECT_ROOT / ".venv-container"
 LOCAL_HOST = "127.0.0.1"
 START_TIMEOUT = 90.0  # generous: a 2-core box shared by several test runs can be very slow
 STOP_TIMEOUT = 10.0
@@ -42,6 +48,26 @@ _AWS_LEAKY_VARS = (
 
 class LocalStackError(RuntimeError):
     pass
+
+
+def container_python() -> Path:
+    """The interpreter of the container's environment (`FRAUD_CONTAINER_VENV` overrides where it is)."""
+    venv = Path(os.environ.get("FRAUD_CONTAINER_VENV") or CONTAINER_VENV)
+    python = venv / "bin" / "python"
+    if not python.exists():
+        raise LocalStackError(
+            f"{venv} is missing: the local model server scores with the SageMaker container's XGBoost 1.7 from it; run `make install`"
+        )
+    return python
+
+
+def container_environ(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a child in the container's environment: this checkout's package importable there (it
+    is installed in .venv only) and nothing else added to its path, which holds NumPy 1.x."""
+    env = dict(env)
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env.pop("VIRTUAL_ENV", None)
+    return env
 
 
 def scrubbed_aws_environ(environ: dict[str, str] | None = None) -> dict[str, str]:

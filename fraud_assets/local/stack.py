@@ -65,6 +65,8 @@ from fraud_assets.local.processes import (
     START_TIMEOUT,
     LocalStackError,
     ManagedProcess,
+    container_environ,
+    container_python,
     scrubbed_aws_environ,
 )
 
@@ -96,6 +98,7 @@ class LocalStack:
         self._requested_ports = {"moto": moto_port, "model": model_port}
         self._moto: ManagedProcess | None = None
         self._model: ManagedProcess | None = None
+        self._model_python: Path | None = None
         self._env: dict[str, str] = {}
         self._supervisor: threading.Thread | None = None
         self.restarts: dict[str, int] = {"moto": 0, "model-server": 0}
@@ -126,6 +129,7 @@ class LocalStack:
         with self._lock:
             if self.running:
                 return self
+            self._model_python = container_python()  # before anything starts: one line naming what is missing
             self._runtime_dir = Path(tempfile.mkdtemp(prefix="fraud-assets-stack-"))
             atexit.register(self._atexit_stop)
             try:
@@ -188,9 +192,11 @@ class LocalStack:
             argv = [sys.executable, "-m", "fraud_assets.local.moto_server", "--host", self.host, "--port", str(port)]
         else:
             # Started alongside moto (saves a start-up's worth of imports): it reads moto's port
-            # from moto's port file when it first needs the control plane.
+            # from moto's port file when it first needs the control plane. It runs in the SageMaker
+            # container's environment (XGBoost 1.7), as the endpoint does on AWS.
+            assert self._model_python is not None
             argv = [
-                sys.executable,
+                str(self._model_python),
                 "-m",
                 "fraud_assets.local.model_server",
                 "--host",
@@ -202,6 +208,7 @@ class LocalStack:
                 "--region",
                 self.region,
             ]
+            return ManagedProcess(name, argv, container_environ(self._env), self._runtime_dir)
         return ManagedProcess(name, argv, self._env, self._runtime_dir)
 
     def _supervise(self) -> None:
