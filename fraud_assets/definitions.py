@@ -8,6 +8,7 @@ run starts, and heavy libraries (xgboost, scikit-learn, optuna, Spark) load in t
 """
 
 import sys
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -29,7 +30,10 @@ def defs() -> dg.Definitions:
             )
         return spec.replace_attributes(owners=OWNERS, group_name=domains[spec.key])
 
-    return loaded.map_asset_specs(func=project_rules)
+    with warnings.catch_warnings():
+        # map_asset_specs is a preview API in Dagster 1.13: its warning would repeat at every load.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return loaded.map_asset_specs(func=project_rules)
 
 
 def asset_domains() -> dict[dg.AssetKey, str]:

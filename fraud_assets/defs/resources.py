@@ -98,6 +98,32 @@ class RiskThresholds(ConfigurableResource):
         )
 
 
+class TrainingEngine(ConfigurableResource):
+    """Where fraud_model trains (FRAUD_TRAINING_<FIELD>): as a SageMaker training job (the default;
+    the built-in XGBoost algorithm's contract, one or more hosts, optionally managed spot), or
+    xgboost in the Dagster process. The embedded local stack runs training jobs for real."""
+
+    engine: Literal["sagemaker", "in-process"] = Field(default="sagemaker", description="sagemaker or in-process.")
+    instance_type: str = Field(default="ml.m5.xlarge", description="Training instance type (the original design's).")
+    instance_count: int = Field(default=1, ge=1, le=100, description="Hosts; > 1 shards the channels (ShardedByS3Key).")
+    max_runtime_seconds: int = Field(default=3600, ge=1, description="MaxRuntimeInSeconds: the job is stopped beyond it.")
+    use_spot: bool = Field(default=False, description="Managed spot training (up to ~70% cheaper; may be interrupted).")
+    max_wait_seconds: Optional[int] = Field(default=None, description="Spot: runtime plus waiting for capacity (>= max runtime).")
+    checkpoint_s3_uri: Optional[str] = Field(default=None, description="Spot: where checkpoints go, so an interrupted job resumes.")
+
+    def settings(self):
+        from fraud_assets.lib.training.training_job import TrainingSettings
+
+        return TrainingSettings(
+            instance_type=self.instance_type,
+            instance_count=self.instance_count,
+            max_runtime_seconds=self.max_runtime_seconds,
+            use_spot=self.use_spot,
+            max_wait_seconds=self.max_wait_seconds,
+            checkpoint_s3_uri=self.checkpoint_s3_uri,
+        ).validate()
+
+
 class FeatureEngineering(ConfigurableResource):
     """Whether the model trains on engineered features (FRAUD_FEATURE_ENGINEERING=1) or the raw ones."""
 
@@ -182,6 +208,7 @@ def resources() -> dg.Definitions:
             "platform": platform,
             "quality_gates": _from_env(QualityGates, "FRAUD_GATE_"),
             "risk_thresholds": _from_env(RiskThresholds, "FRAUD_RISK_"),
+            "training_engine": _from_env(TrainingEngine, "FRAUD_TRAINING_"),
             "feature_engineering": FeatureEngineering(enabled=_typed(bool, os.environ.get("FRAUD_FEATURE_ENGINEERING", "0"))),
             "data_prep_engine": DataPrepEngine(engine=os.environ.get("FRAUD_DATA_PREP_ENGINE", "pandas")),
             "retraining_policy": _from_env(RetrainingPolicy, "FRAUD_"),

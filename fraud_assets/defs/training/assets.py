@@ -27,6 +27,7 @@ from fraud_assets.defs.resources import (
     FraudPlatform,
     QualityGates,
     RiskThresholds,
+    TrainingEngine,
 )
 from fraud_assets.defs.training.checks import (
     endpoint_check_specs,
@@ -65,6 +66,7 @@ from fraud_assets.lib.training.gates import deployment_refusal, split_gates
 from fraud_assets.lib.training.hyperparameters import HyperparameterSet, read_hyperparameters
 from fraud_assets.lib.training.model import ModelFacts, load_model_package, model_version, package_model, train_model
 from fraud_assets.lib.training.splits import SPLITS, split_summary
+from fraud_assets.lib.training.training_job import train_with_job
 
 raw_transactions = AssetSpec(
     "raw_transactions",
@@ -286,20 +288,31 @@ def engineered_features(
 
 @asset(
     group_name=TRAINING,
-    kinds={"xgboost", "s3"},
+    kinds={"xgboost", "sagemaker", "s3"},
     owners=OWNERS,
-    description="XGBoost binary classifier trained in-process with early stopping on the validation split; "
-    "model.tar.gz holding `xgboost-model` (JSON), loadable by the SageMaker built-in XGBoost container, plus the "
-    "isotonic calibration map fitted on validation and the chosen risk thresholds (plain JSON in the package metadata).",
+    description="XGBoost binary classifier with early stopping on the validation split, trained as a SageMaker "
+    "training job (the built-in XGBoost algorithm's contract: label-first CSV channels train and validation, one or "
+    "more hosts; the job's log lines stream into the run's log) or in-process (the training_engine resource). "
+    "model.tar.gz holds the job's booster as `xgboost-model`, loadable by the built-in container, plus the isotonic "
+    "calibration map fitted on validation and the chosen risk thresholds (plain JSON in the package metadata).",
 )
 def fraud_model(
-    context: AssetExecutionContext, engineered_features: StageResult, model_hyperparameters: StageResult, risk_thresholds: RiskThresholds
+    context: AssetExecutionContext,
+    engineered_features: StageResult,
+    model_hyperparameters: StageResult,
+    risk_thresholds: RiskThresholds,
+    training_engine: TrainingEngine,
+    aws: AwsClients,
+    s3: S3Resource,
+    platform: FraudPlatform,
 ) -> StageResult:
     hyperparameters = HyperparameterSet.from_summary(model_hyperparameters.summary)
     features = EngineeredFeatures.from_summary(engineered_features.summary)
     train, validation = engineered_features.tables["train"], engineered_features.tables["validation"]
     started = time.perf_counter()
-    trained = train_model(train, validation, hyperparameters.values, feature_names=features.feature_names)
+    trained, training = _train(
+        context, training_engine, train, validation, hyperparameters.values, features.feature_names, aws, s3, platform
+    )
     seconds = time.perf_counter() - started
     calibration, thresholds = release_policy(trained.predict(validation), validation[LABEL_COLUMN].to_numpy(), risk_thresholds.policy())
     facts = ModelFacts.of(
@@ -313,9 +326,36 @@ def fraud_model(
         training_seconds=seconds,
         calibration=calibration,
         thresholds=thresholds,
+        training=training,
     )
     context.add_output_metadata(_model_metadata(facts))
     return StageResult(summary=facts.to_summary(), files={"model.tar.gz": package_model(trained.booster, facts.package_metadata())})
+
+
+def _train(context, engine: TrainingEngine, train, validation, hyperparameters: dict, feature_names: list[str], aws, s3, platform):
+    """(TrainedModel, where it trained): in the Dagster process, or as a SageMaker training job whose
+    name derives from the run (the root run's, so a re-executed step finds its job)."""
+    if engine.engine == "in-process":
+        return train_model(train, validation, hyperparameters, feature_names=feature_names), {"engine": "in-process"}
+    sagemaker = aws.client("sagemaker")
+    run_id = context.run.root_run_id or context.run_id
+    return train_with_job(
+        sagemaker=sagemaker,
+        logs=aws.client("logs"),
+        s3=s3_client(s3),
+        run_id=run_id,
+        train=train,
+        validation=validation,
+        feature_names=feature_names,
+        hyperparameters=hyperparameters,
+        role_arn=platform.sagemaker_role_arn,
+        region=sagemaker.meta.region_name,
+        channel_bucket=platform.workflow_bucket,
+        channel_prefix=f"executions/{context.run_id}/fraud_model/channels",
+        output_path=f"s3://{platform.models_bucket}/training-jobs",
+        settings=engine.settings(),
+        on_log_line=lambda stream, line: context.log.info(f"[{stream}] {line}"),
+    )
 
 
 def _model_metadata(facts: ModelFacts) -> dict:
@@ -327,6 +367,8 @@ def _model_metadata(facts: ModelFacts) -> dict:
         "best_iteration": facts.best_iteration,
         "validation_aucpr": facts.validation_score,
         "training_seconds": facts.training_seconds,
+        "training_engine": facts.training["engine"],
+        "training_job_name": facts.training.get("job_name") or "none",
         "top_features": MetadataValue.md(markdown_table(["feature", "gain"], facts.top_features)),
         "calibration_breakpoints": len(facts.calibration["x"]),
         **_threshold_metadata(facts.thresholds),

@@ -230,6 +230,8 @@ class ModelFacts:
     thresholds: dict
     top_features: list[tuple[str, float]]
     reference: dict
+    # Where it trained: {"engine": "in-process"} or the SageMaker training job's name, ARN, hosts, time.
+    training: dict[str, Any] = dataclasses.field(default_factory=lambda: {"engine": "in-process"})
 
     @classmethod
     def of(
@@ -245,6 +247,7 @@ class ModelFacts:
         training_seconds: float,
         calibration: dict,
         thresholds: dict,
+        training: dict[str, Any] | None = None,
     ) -> ModelFacts:
         importance = feature_importance(trained.booster)
         return cls(
@@ -262,6 +265,7 @@ class ModelFacts:
             thresholds=thresholds,
             top_features=importance,
             reference=drift_reference(trained, validation, train, [n for n, _ in importance[:5]]),
+            training=training or {"engine": "in-process"},
         )
 
     def package_metadata(self) -> dict[str, Any]:
@@ -279,6 +283,7 @@ class ModelFacts:
             "calibration": self.calibration,
             "thresholds": self.thresholds,
             "reference": self.reference,
+            "training": self.training,
         }
 
     def to_summary(self) -> dict[str, Any]:
@@ -293,4 +298,5 @@ class ModelFacts:
             "training_seconds": self.training_seconds,
             "top_features": self.top_features,
             "thresholds": self.thresholds,
+            "training": self.training,
         }

@@ -446,3 +446,102 @@ def write_channel(
     for start in range(0, len(stale), 1000):
         s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in stale[start : start + 1000]]})
     return f"s3://{bucket}/{prefix}/"
+
+
+# --------------------------------------------------------------------------------------------
+# One training, start to booster
+
+
+MAX_ATTEMPTS = 10
+
+
+def find_or_name_job(sagemaker: Any, run_id: str) -> tuple[str, dict[str, Any] | None]:
+    """The job this run trains with: the run's job if it exists and did not fail (a retried or
+    re-executed step finds it instead of starting a second one), else the next attempt's name
+    (a failed or stopped job is never reused: it would fail the step again)."""
+    for attempt in range(MAX_ATTEMPTS):
+        name = job_name(run_id, attempt=attempt)
+        job = describe(sagemaker, name)
+        if job is None or job["TrainingJobStatus"] not in ("Failed", "Stopped"):
+            return name, job
+    raise TrainingJobFailed(job_name(run_id, attempt=MAX_ATTEMPTS - 1), "Failed", f"{MAX_ATTEMPTS} attempts of run {run_id} failed")
+
+
+def train_with_job(
+    *,
+    sagemaker: Any,
+    logs: Any,
+    s3: Any,
+    run_id: str,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    feature_names: Sequence[str],
+    hyperparameters: Mapping[str, Any],
+    role_arn: str,
+    region: str,
+    channel_bucket: str,
+    channel_prefix: str,
+    output_path: str,
+    settings: TrainingSettings,
+    on_log_line: Callable[[str, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Train as a SageMaker training job: the splits written as the built-in algorithm's channels
+    (label-first CSV, one object per host at least), the job started (or found), followed to its
+    end with its log lines, and its booster loaded back. Returns (TrainedModel, what the model
+    records of the job: name, ARN, hosts, instance type, training and billable seconds, metrics).
+    Interrupted (the Dagster run terminated), the job is stopped: no instance is left billing."""
+    name, job = find_or_name_job(sagemaker, run_id)
+    if job is None:
+        channels = {
+            channel: write_channel(s3, frame, channel_bucket, f"{channel_prefix}/{channel}", settings.instance_count, feature_names)
+            for channel, frame in (("train", train), ("validation", validation))
+        }
+        request = build_request(
+            name=name,
+            role_arn=role_arn,
+            channels=channels,
+            hyperparameters=hyperparameters,
+            output_path=output_path,
+            settings=settings,
+            region=region,
+        )
+        start_or_find(sagemaker, request)
+    try:
+        job = wait(sagemaker, logs, name, on_log_line, should_stop)
+    except TrainingJobFailed:
+        raise
+    except BaseException:
+        stop_job(sagemaker, name)
+        raise
+    from fraud_assets.lib.training.model import TrainedModel
+
+    booster = load_job_booster(s3, job, feature_names)
+    metrics = final_metrics(job)
+    eval_metric = "aucpr"
+    trained = TrainedModel(
+        booster=booster,
+        feature_names=list(feature_names),
+        best_iteration=booster.num_boosted_rounds() - 1,  # the entry point delivers the model cut at its best round
+        best_validation_score=metrics.get(f"validation:{eval_metric}", float("nan")),
+        eval_metric=eval_metric,
+        num_round=int(request_num_round(hyperparameters)),
+    )
+    record = {
+        "engine": "sagemaker",
+        "job_name": name,
+        "job_arn": job.get("TrainingJobArn"),
+        "instance_type": settings.instance_type,
+        "instance_count": settings.instance_count,
+        "spot": settings.use_spot,
+        "training_time_seconds": job.get("TrainingTimeInSeconds"),
+        "billable_time_seconds": job.get("BillableTimeInSeconds"),
+        "final_metrics": metrics,
+    }
+    return trained, record
+
+
+def request_num_round(hyperparameters: Mapping[str, Any]) -> int:
+    from fraud_assets.lib.training.model import DEFAULT_NUM_ROUND
+
+    return int(hyperparameters.get("num_round", DEFAULT_NUM_ROUND))
