@@ -159,22 +159,29 @@ def _training_report(summary: dict, passed: list[str]) -> str:
 
 # What `--summary-json` shows of a day's model_performance (the contract of issue 8).
 PERFORMANCE_SUMMARY = (
-    "model_version",
-    "labelled",
-    "fraud",
-    "high_risk_threshold",
-    "realised_precision_at_threshold",
-    "realised_recall_at_threshold",
-    "alert_precision",
+    keys.MODEL_VERSION,
+    keys.LABELLED,
+    keys.FRAUD,
+    keys.HIGH_RISK_THRESHOLD,
+    keys.REALISED_PRECISION_AT_THRESHOLD,
+    keys.REALISED_RECALL_AT_THRESHOLD,
+    keys.ALERT_PRECISION,
 )
 
 
 def day_performance(metadata: dict) -> dict | None:
-    """The day's measured quality from model_performance's metadata; None until labels have arrived.
-    Undefined figures (NaN in metadata, so the UI can plot the rest) become null."""
-    if not metadata.get("labelled"):
+    """The day's measured quality from model_performance's metadata (empty: not materialised);
+    None until labels have arrived. Undefined figures (NaN in metadata, so the UI can plot the
+    rest) become null; a materialization without one of the keys raises MissingMetadata."""
+    if not metadata or not keys.require(metadata, keys.LABELLED, "model_performance"):
         return None
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in ((k, metadata.get(k)) for k in PERFORMANCE_SUMMARY)}
+    return {k: _finite(keys.require(metadata, k, "model_performance")) for k in PERFORMANCE_SUMMARY}
+
+
+def _figure(mats: dict[str, dict], asset: str, key: str):
+    """A figure an asset of this run recorded; None when the asset did not materialise (a failed
+    day), MissingMetadata when it did without the key (the asset and this reader disagree)."""
+    return keys.require(mats[asset], key, f"{asset} in this run") if asset in mats else None
 
 
 def _performance_note(performance: dict | None) -> str:
@@ -189,19 +196,17 @@ def _performance_note(performance: dict | None) -> str:
 def _inference_day(job, instance: DagsterInstance, date: str, announce: Announce) -> dict:
     result = job.execute_in_process(instance=instance, partition_key=date, run_config=QUIET, raise_on_error=False)
     mats = {k.split("[")[0]: v for k, v in _materializations(result).items()}
-    tx, scores = mats.get("daily_transactions", {}), mats.get("daily_scores", {})
-    alerts, drift = mats.get("fraud_alerts", {}), mats.get("drift_metrics", {})
     day = {
         "date": date,
         "run_id": result.run_id,
         "succeeded": bool(result.success),
-        "transactions": tx.get("received"),
-        "scored": scores.get("scored"),
-        "quarantined": tx.get("quarantined"),
-        "high_risk": scores.get("high_risk"),
-        "alerts_sent": alerts.get("messages_sent"),
-        "avg_score": scores.get("avg_score"),
-        "drift_detected": drift.get("drift_detected"),
+        "transactions": _figure(mats, "daily_transactions", keys.RECEIVED),
+        "scored": _figure(mats, "daily_scores", keys.SCORED),
+        "quarantined": _figure(mats, "daily_transactions", keys.QUARANTINED),
+        "high_risk": _figure(mats, "daily_scores", keys.HIGH_RISK),
+        "alerts_sent": _figure(mats, "fraud_alerts", keys.MESSAGES_SENT),
+        "avg_score": _figure(mats, "daily_scores", keys.AVG_SCORE),
+        "drift_detected": _figure(mats, "drift_metrics", keys.DRIFT_DETECTED),
         "performance": day_performance(mats.get("model_performance", {})),
         "errors": _failures(result),
     }

@@ -59,7 +59,7 @@ def test_a_clean_batch_is_accepted_whole_with_typed_columns_in_order():
     assert str(batch.accepted["timestamp"].dtype) == "datetime64[us, UTC]"
     assert batch.accepted[TRANSACTION_ID].tolist() == [f"T-{i:05d}" for i in range(5)]
     assert batch.accepted["V3"].tolist() == [(i * 3 % 13) / 7 - 1 for i in range(5)]
-    assert batch.summary() == {"source": SOURCE, "received": 5, "accepted": 5, "quarantined": 0, "quarantineChecks": {}}
+    assert batch.summary() == {"source": SOURCE, "received": 5, "accepted": 5, "quarantined": 0, "quarantine_checks": {}}
 
 
 def test_feature_order_follows_feature_names():

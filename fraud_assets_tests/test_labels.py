@@ -43,7 +43,7 @@ def test_a_clean_file_is_accepted_in_order_with_typed_columns_and_0_1_read_as_bo
     assert batch.accepted["isFraud"].dtype == np.bool_
     assert batch.accepted["isFraud"].tolist() == [True, False, True, False]
     assert batch.accepted["source"].tolist() == ["chargeback"] * 3 + ["analyst"]
-    assert batch.summary() == {"source": SOURCE, "received": 4, "accepted": 4, "quarantined": 0, "fraud": 2, "quarantineChecks": {}}
+    assert batch.summary() == {"source": SOURCE, "received": 4, "accepted": 4, "quarantined": 0, "fraud": 2, "quarantine_checks": {}}
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def test_labels_for_transactions_the_day_never_had_are_unknown(known_ids):
     batch = parse([label(0), label(1), label(2, True)], known_ids=known_ids)
     assert batch.accepted["transactionId"].tolist() == ["T-00000", "T-00002"]
     assert batch.quarantined["reason"].tolist() == ["row 2: transactionId 'T-00001' is not among the day's transactions"]
-    assert batch.summary()["quarantineChecks"] == {"unknown_transaction": 1}
+    assert batch.summary()["quarantine_checks"] == {"unknown_transaction": 1}
 
 
 def test_a_repeated_verdict_keeps_the_first_copy_and_a_contradiction_keeps_none():

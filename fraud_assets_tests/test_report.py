@@ -60,7 +60,7 @@ def figures(performance: dict | None = None, alerts: int = 120, drift: dict | No
     return report_lib.report_figures(
         date=DATE,
         counts={"received": 10_002, "accepted": 10_000, "quarantined": 2},
-        score_summary={"highRiskCount": alerts, "mediumRiskCount": 40, "lowRiskCount": 10_000 - alerts - 40, "averageScore": 0.05},
+        score_summary={"high_risk_count": alerts, "medium_risk_count": 40, "low_risk_count": 10_000 - alerts - 40, "average_score": 0.05},
         alerts=alert_rows,
         drift={**today, **(drift or {})},
         history=history,

@@ -152,13 +152,13 @@ def test_risk_level_boundaries_and_summary():
     scores = np.array([0.0, 0.4999, 0.5, 0.7999, 0.8, 1.0])
     assert risk_levels(scores).tolist() == ["LOW", "LOW", "MEDIUM", "MEDIUM", "HIGH", "HIGH"]
     assert score_summary(scores) == {
-        "count": 6,
-        "highRiskCount": 2,
-        "mediumRiskCount": 2,
-        "lowRiskCount": 2,
-        "averageScore": pytest.approx(3.5998 / 6),
+        "record_count": 6,
+        "high_risk_count": 2,
+        "medium_risk_count": 2,
+        "low_risk_count": 2,
+        "average_score": pytest.approx(3.5998 / 6),
     }
-    assert score_summary(np.array([]))["averageScore"] is None
+    assert score_summary(np.array([]))["average_score"] is None
     with pytest.raises(ValueError, match="NaN would silently count as LOW"):
         risk_levels(np.array([0.2, np.nan]))
 

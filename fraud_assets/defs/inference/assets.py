@@ -1,11 +1,8 @@
 """Inference group, one partition per UTC day: parse -> score -> store / alert / monitor drift."""
 
-import datetime as dt
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
@@ -29,6 +26,7 @@ from fraud_assets.defs.common import (
 )
 from fraud_assets.defs.inference import checks
 from fraud_assets.defs.resources import AwsClients, FraudPlatform
+from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import (
@@ -39,15 +37,15 @@ from fraud_assets.lib.aws.storage import (
     object_exists,
     put_json,
 )
-from fraud_assets.lib.config import TRANSACTION_ID, daily_batch_key
+from fraud_assets.lib.config import daily_batch_key
 from fraud_assets.lib.inference import alerts as alerts_lib
 from fraud_assets.lib.inference import drift as drift_lib
 from fraud_assets.lib.inference import reasons as reasons_lib
 from fraud_assets.lib.inference import score_store, scoring
 from fraud_assets.lib.inference.daily import BatchError, MissingBatchError, parse_daily_batch
+from fraud_assets.lib.inference.summaries import ScoreSummary, TransactionCounts
 from fraud_assets.lib.training import endpoint as endpoint_lib
-from fraud_assets.lib.training.calibration import calibrate, thresholds_of
-from fraud_assets.lib.training.model import load_model_package, model_inputs
+from fraud_assets.lib.training.model import load_model_package
 
 daily_batches = AssetSpec(
     "daily_batches",
@@ -92,27 +90,27 @@ def daily_transactions(context: AssetExecutionContext, s3: S3Resource, aws: AwsC
             )
         except BatchError as err:  # a malformed file: no retry of the step mends it
             raise Failure(str(err), allow_retries=False) from err
-    counts = {"received": batch.received, "accepted": len(batch.accepted), "quarantined": len(batch.quarantined)}
-    reasons = batch.quarantined["reason"].head(10).tolist() if len(batch.quarantined) else []
+    counts = TransactionCounts(date, source, batch.received, len(batch.accepted), len(batch.quarantined))
     context.add_output_metadata(
         output_name="result",
         metadata={
-            **counts,
+            keys.RECEIVED: counts.received,
+            "accepted": counts.accepted,
+            keys.QUARANTINED: counts.quarantined,
             "source": MetadataValue.path(source),
-            "quarantine_sample": MetadataValue.md(
-                markdown_table(["reason"], [(r,) for r in reasons]) if reasons else "nothing quarantined"
-            ),
+            "quarantine_sample": quarantine_sample(batch.quarantined),
         },
     )
-    yield Output(
-        StageResult(
-            summary={"date": date, "source": source, **counts},
-            tables={"transactions": batch.accepted, "quarantine": batch.quarantined},
-        )
-    )
+    yield Output(StageResult(summary=counts.to_summary(), tables={"transactions": batch.accepted, "quarantine": batch.quarantined}))
     yield from selected_checks(
         context, [checks.row_accounting(batch.received, batch.accepted, batch.quarantined), checks.schema_and_values(batch.accepted)]
     )
+
+
+def quarantine_sample(quarantined: pd.DataFrame) -> MetadataValue:
+    """The first reasons a table of quarantined rows (a batch's, a label file's) gives, as markdown."""
+    reasons = quarantined["reason"].head(10).tolist() if len(quarantined) else []
+    return MetadataValue.md(markdown_table(["reason"], [(r,) for r in reasons]) if reasons else "nothing quarantined")
 
 
 class DailyScoresConfig(Config):
@@ -146,92 +144,30 @@ def daily_scores(
     if current is None:
         raise Failure("no deployed endpoint: materialise the training group (deployed_endpoint) first", allow_retries=False)
     transactions = daily_transactions.tables["transactions"]
-    # The package carries the training statistics the model's engineered features need, and the
-    # booster the reasons come from: the very artifact the endpoint serves (its recorded URI).
-    booster, model_meta = load_model_package(get_bytes(client, current["model_uri"]))
-    model_meta.setdefault("feature_names", current["feature_names"])
-    features = model_inputs(transactions, model_meta)
-    started = time.perf_counter()
-    raw_scores = scoring.score_through_endpoint(aws.client("sagemaker-runtime"), current["endpoint_name"], features)
-    scoring_seconds = time.perf_counter() - started
-    # The built-in XGBoost container serves the booster's raw probability; the package's
-    # calibration map and thresholds (fitted in training) turn it into the released score here.
-    scores = calibrate(raw_scores, model_meta.get("calibration"))
-    high_threshold, medium_threshold = thresholds_of(model_meta)
-    scored = pd.DataFrame(
-        {
-            # The columns' own arrays: to_numpy() would make a Python str and a Timestamp per row.
-            TRANSACTION_ID: transactions[TRANSACTION_ID].array,
-            "timestamp": transactions["timestamp"].array,
-            "fraudScore": scores.astype(float),
-            "rawScore": raw_scores.astype(float),
-            "riskLevel": scoring.risk_levels(scores, high_threshold, medium_threshold),
-            "scoringTimestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "modelVersion": current["model_version"],
-            "endpointName": current["endpoint_name"],
-        }
+    # Through the endpoint, released with the very model package it serves (its recorded URI).
+    day = scoring.score_day(
+        aws.client("sagemaker-runtime"),
+        current,
+        get_bytes(client, current["model_uri"]),
+        transactions,
+        context.partition_key,
+        config.top_reasons,
     )
-    summary = scoring.score_summary(scores, high_threshold, medium_threshold)
+    summary = day.summary
     publish_metrics(
         aws.client("cloudwatch"),
-        {
-            "TransactionsReceived": daily_transactions.summary["received"],
-            "TransactionsQuarantined": daily_transactions.summary["quarantined"],
-            "TransactionsScored": len(scored),
-            "HighRiskCount": summary["highRiskCount"],
-            "HighRiskRate": summary["highRiskCount"] / len(scored) if len(scored) else None,
-            "AverageScore": summary["averageScore"],
-            "ScoringDuration": scoring_seconds,
-        },
-        model_dimensions(current["endpoint_name"], current["model_version"]),
-        units={
-            "TransactionsReceived": "Count",
-            "TransactionsQuarantined": "Count",
-            "TransactionsScored": "Count",
-            "HighRiskCount": "Count",
-            "ScoringDuration": "Seconds",
-        },
+        day.cloudwatch_metrics(TransactionCounts.from_summary(daily_transactions.summary)),
+        model_dimensions(summary.endpoint_name, summary.model_version),
+        units=scoring.SCORING_METRIC_UNITS,
     )
-    high = np.flatnonzero(scored["riskLevel"].to_numpy() == scoring.HIGH) if config.top_reasons else np.empty(0, dtype=int)
-    explanation = reasons_lib.explain(booster, features[high], model_meta["feature_names"])
-    reasons = reasons_lib.reason_table(
-        scored[TRANSACTION_ID].iloc[high].to_numpy(), features[high], explanation, model_meta["feature_names"], config.top_reasons
-    )
-    context.add_output_metadata(
-        output_name="result",
-        metadata={
-            "scoring_seconds": scoring_seconds,
-            "explained": len(high),
-            "scored": len(scored),
-            "high_risk": summary["highRiskCount"],
-            "medium_risk": summary["mediumRiskCount"],
-            "low_risk": summary["lowRiskCount"],
-            "avg_score": summary["averageScore"],
-            "high_risk_rate": summary["highRiskCount"] / len(scored) if len(scored) else 0.0,
-            "model_version": current["model_version"],
-            "endpoint_name": current["endpoint_name"],
-            "high_risk_threshold": high_threshold,
-            "calibrated": bool(model_meta.get("calibration")),
-        },
-    )
-    yield Output(
-        StageResult(
-            summary={
-                "date": context.partition_key,
-                "modelVersion": current["model_version"],
-                "modelUri": current["model_uri"],
-                "endpointName": current["endpoint_name"],
-                **summary,
-                "explained": len(high),
-                "topReasons": config.top_reasons,
-                "thresholds": {"high": high_threshold, "medium": medium_threshold},
-                "calibrated": bool(model_meta.get("calibration")),
-            },
-            tables={"scores": scored, "reasons": reasons},
-        )
-    )
+    context.add_output_metadata(output_name="result", metadata=day.metadata())
+    yield Output(StageResult(summary=summary.to_summary(), tables={"scores": day.scores, "reasons": day.reasons}))
     yield from selected_checks(
-        context, [checks.every_transaction_scored_once(scored, transactions), checks.reasons_match_endpoint(explanation, raw_scores[high])]
+        context,
+        [
+            checks.every_transaction_scored_once(day.scores, transactions),
+            checks.reasons_match_endpoint(day.explanation, day.explained_raw_scores),
+        ],
     )
 
 
@@ -260,7 +196,7 @@ def stored_scores(context: AssetExecutionContext, daily_scores: StageResult, aws
                 "written": result.written,
                 "batches": result.batches,
                 "retries": result.retries,
-                "riskDistribution": {k: daily_scores.summary[k] for k in ("highRiskCount", "mediumRiskCount", "lowRiskCount")},
+                "risk_distribution": ScoreSummary.from_summary(daily_scores.summary).risk_distribution(),
             }
         )
     )
@@ -289,69 +225,48 @@ def fraud_alerts(
     aws: AwsClients,
     platform: FraudPlatform,
 ) -> StageResult:
-    date = context.partition_key
-    high_threshold = daily_scores.summary["thresholds"]["high"]
-    alerts = alerts_lib.high_risk_alerts(
-        daily_scores.tables["scores"],
-        daily_transactions.tables["transactions"],
-        threshold=high_threshold,
-        urgent_threshold=max(config.urgent_threshold, high_threshold),
-        reasons=reasons_lib.reasons_by_transaction(daily_scores.tables.get("reasons")),
-    )
-    messages = alerts_lib.alert_messages(alerts, date)
+    scored = ScoreSummary.from_summary(daily_scores.summary)
     sns = aws.client("sns")
-    published = alerts_lib.publish_alerts(
+    day = alerts_lib.send_day_alerts(
         sns,
         s3_client(s3),
+        date=context.partition_key,
+        scores=daily_scores.tables["scores"],
+        transactions=daily_transactions.tables["transactions"],
+        reasons=daily_scores.tables.get("reasons"),
+        high_threshold=scored.high_risk_threshold,
+        urgent_threshold=config.urgent_threshold,
         topic_arn=_topic_arn(sns, platform.alerts_topic),
         ledger_bucket=platform.workflow_bucket,
-        ledger_prefix=f"alert-ledger/{date}",
-        messages=messages,
         resend=config.resend,
     )
-    sent = set(published.sent)
     publish_metrics(
         aws.client("cloudwatch"),
-        # This run's sends: a re-run that finds every message in the ledger sends, and counts, none.
-        {"AlertsSent": sum(m["alertCount"] for m in messages if m["messageKey"] in sent), "AlertMessagesSent": len(sent)},
-        model_dimensions(daily_scores.summary["endpointName"], daily_scores.summary["modelVersion"]),
-        units={"AlertsSent": "Count", "AlertMessagesSent": "Count"},
+        day.cloudwatch_metrics(),
+        model_dimensions(scored.endpoint_name, scored.model_version),
+        units=alerts_lib.ALERT_METRIC_UNITS,
     )
-    context.add_output_metadata(
-        {
-            "high_risk": len(alerts),
-            "urgent": sum(1 for a in alerts if a["alertPriority"] == "URGENT"),
-            "messages": len(messages),
-            "messages_sent": len(published.sent),
-            "messages_skipped": len(published.skipped),
-            "top_alerts": MetadataValue.md(
-                markdown_table(
-                    ["transactionId", "fraudScore", "priority", "amount", "merchant", "top reasons"],
-                    [
-                        (
-                            a["transactionId"],
-                            a["fraudScore"],
-                            a["alertPriority"],
-                            a["amount"],
-                            a["merchant"],
-                            ", ".join(f"{r['feature']} {r['contribution']:+.2f}" for r in a["topReasons"]),
-                        )
-                        for a in alerts[:10]
-                    ],
+    context.add_output_metadata({**day.metadata(), "top_alerts": _top_alerts(day.alerts)})
+    return StageResult(summary=day.summary().to_summary(), tables={"alerts": pd.DataFrame(day.alerts)} if day.alerts else {})
+
+
+def _top_alerts(alerts: list[dict]) -> MetadataValue:
+    """The ten first alerts, as the messages rank them, with their reasons (markdown)."""
+    return MetadataValue.md(
+        markdown_table(
+            ["transactionId", "fraudScore", "priority", "amount", "merchant", "top reasons"],
+            [
+                (
+                    a["transactionId"],
+                    a["fraudScore"],
+                    a["alertPriority"],
+                    a["amount"],
+                    a["merchant"],
+                    ", ".join(f"{r['feature']} {r['contribution']:+.2f}" for r in a["topReasons"]),
                 )
-            ),
-        }
-    )
-    return StageResult(
-        summary={
-            "date": date,
-            "highRiskCount": len(alerts),
-            "alertsSent": len(published.sent),
-            "batchCount": len(messages),
-            "sentMessageKeys": published.sent,
-            "skippedMessageKeys": published.skipped,
-        },
-        tables={"alerts": pd.DataFrame(alerts)} if alerts else {},
+                for a in alerts[:10]
+            ],
+        )
     )
 
 
@@ -381,51 +296,18 @@ def drift_metrics(
 ):
     date = context.partition_key
     client = s3_client(s3)
-    scored = daily_scores.tables["scores"]
-    scores = scored["fraudScore"].to_numpy()
-    thresholds = daily_scores.summary["thresholds"]
-    current = drift_lib.daily_metrics(scores, date, thresholds["high"], thresholds["medium"])
-    history = drift_lib.load_history(client, platform.metrics_bucket, date)
-    drift = drift_lib.detect_drift(current, history)
-    _, model_meta = load_model_package(get_bytes(client, daily_scores.summary["modelUri"]))
-    reference = model_meta.get("reference", {})
-    today = pd.DataFrame(model_inputs(daily_transactions.tables["transactions"], model_meta), columns=model_meta["feature_names"])
-    # An empty day (an empty batch, or every row quarantined) is recorded with no verdict: no PSI of nothing.
-    scored_any = len(scores) > 0
-    # Raw scores on both sides: the model's own output, continuous; the calibrated ones are mostly ties.
-    score_psi = (
-        drift_lib.population_stability_index(np.asarray(reference["validation_raw_scores"]), scored["rawScore"].to_numpy())
-        if reference.get("validation_raw_scores") and scored_any
-        else None
+    scored = ScoreSummary.from_summary(daily_scores.summary)
+    _, model_meta = load_model_package(get_bytes(client, scored.model_uri))
+    day = drift_lib.assess_day(
+        daily_scores.tables["scores"],
+        daily_transactions.tables["transactions"],
+        scored,
+        model_meta,
+        history=drift_lib.load_history(client, platform.metrics_bucket, date),
     )
-    feature_psi = (
-        drift_lib.feature_psi(pd.DataFrame(reference["features"]), today, list(reference["features"]))
-        if reference.get("features") and scored_any
-        else {}
-    )
-    record = {
-        **current,
-        **drift,
-        "scorePsi": score_psi,
-        "featurePsi": feature_psi,
-        "maxFeaturePsi": max(feature_psi.values()) if feature_psi else None,
-        "modelVersion": daily_scores.summary["modelVersion"],
-    }
-    # The warnings that fired, in the record: the report's headline says what the checks say.
-    record["warnings"] = [v["name"] for v in drift_lib.drift_warnings(record) if not v["passed"]]
-    put_json(client, platform.metrics_bucket, f"metrics/{date}.json", record)
-    publish_metrics(
-        aws.client("cloudwatch"),
-        {
-            "AvgScoreDrift": drift.get("avgScoreDrift"),
-            "HighRiskDrift": drift.get("highRiskDrift"),
-            "ScorePsi": score_psi,
-            "MaxFeaturePsi": record["maxFeaturePsi"],
-            "DriftDetected": bool(drift["driftDetected"]),
-        },
-        model_dimensions(daily_scores.summary["endpointName"], daily_scores.summary["modelVersion"]),
-    )
-    if drift["driftDetected"]:
+    put_json(client, platform.metrics_bucket, drift_lib.metrics_key(date), day.record)
+    publish_metrics(aws.client("cloudwatch"), day.cloudwatch_metrics(), model_dimensions(scored.endpoint_name, scored.model_version))
+    if day.drifted:
         sns = aws.client("sns")
         alerts_lib.publish_alerts(
             sns,
@@ -433,27 +315,16 @@ def drift_metrics(
             topic_arn=_topic_arn(sns, platform.monitoring_topic),
             ledger_bucket=platform.workflow_bucket,
             ledger_prefix=f"monitoring-ledger/{date}",
-            messages=[{"messageKey": f"drift-{date}", "subject": f"Fraud score drift on {date}", "batchDate": date, "drift": record}],
+            messages=[day.monitoring_message()],
         )
-    context.add_output_metadata(
-        output_name="result",
-        metadata={
-            "avg_score": current["avgScore"],
-            "high_risk_pct": current["highRiskPct"],
-            "avg_score_drift": drift.get("avgScoreDrift") if drift.get("avgScoreDrift") is not None else float("nan"),
-            "high_risk_drift": drift.get("highRiskDrift") if drift.get("highRiskDrift") is not None else float("nan"),
-            "history_days": len(history),
-            "drift_detected": bool(drift["driftDetected"]),
-            "score_psi": score_psi if score_psi is not None else float("nan"),
-            "reason": drift.get("reason", ""),
-            "feature_psi": MetadataValue.md(
-                markdown_table(["feature", "PSI"], sorted(feature_psi.items(), key=lambda kv: -kv[1]))
-                if feature_psi
-                else "no transactions on this day"
-                if not scored_any
-                else "no feature reference in the model"
-            ),
-        },
-    )
-    yield Output(StageResult(summary=record))
-    yield from selected_checks(context, checks.drift_warnings(record))
+    context.add_output_metadata(output_name="result", metadata={**day.metadata(), "feature_psi": _feature_psi(day)})
+    yield Output(StageResult(summary=day.record))
+    yield from selected_checks(context, checks.drift_warnings(day.record))
+
+
+def _feature_psi(day: drift_lib.DriftDay) -> MetadataValue:
+    """The features' PSI against training, largest first (markdown), or why there is none."""
+    psi = day.record["featurePsi"]
+    if psi:
+        return MetadataValue.md(markdown_table(["feature", "PSI"], sorted(psi.items(), key=lambda kv: -kv[1])))
+    return MetadataValue.md("no transactions on this day" if not day.scored_any else "no feature reference in the model")

@@ -2,8 +2,6 @@
 (labelled_scores), and the realised quality of the model that scored the day (model_performance),
 recomputed by label_file_sensor whenever a day's label file appears or changes."""
 
-import hashlib
-
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -16,15 +14,16 @@ from dagster import (
 )
 from dagster_aws.s3 import S3Resource
 
-from fraud_assets.defs.common import AWS_RETRY_POLICY, INFERENCE, OWNERS, daily_check, daily_partitions, markdown_table, selected_checks
+from fraud_assets.defs.common import AWS_RETRY_POLICY, INFERENCE, OWNERS, daily_check, daily_partitions, selected_checks
+from fraud_assets.defs.inference.assets import quarantine_sample
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, PerformanceFloors
 from fraud_assets.lib.aws.clients import s3_client
-from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import S3Uri, StageResult
-from fraud_assets.lib.config import TRANSACTION_ID, label_file_key
+from fraud_assets.lib.config import label_file_key
 from fraud_assets.lib.inference import alerts as alerts_lib
 from fraud_assets.lib.inference import performance as perf_lib
-from fraud_assets.lib.inference.labels import LabelFileError, parse_label_file
+from fraud_assets.lib.inference.labels import LabelFileError
+from fraud_assets.lib.inference.summaries import LabelledSummary, ScoreSummary
 
 fraud_labels = AssetSpec(
     "fraud_labels",
@@ -58,70 +57,41 @@ def labelled_scores(
     s3: S3Resource,
     platform: FraudPlatform,
 ):
-    date = context.partition_key
-    client = s3_client(s3)
-    key = label_file_key(date)
+    key = label_file_key(context.partition_key)
     uri = str(S3Uri(platform.data_bucket, key))
-    transactions = daily_transactions.tables["transactions"]
+    data, source = perf_lib.fetch_label_file(s3_client(s3), platform.data_bucket, key)
     try:
-        obj = client.get_object(Bucket=platform.data_bucket, Key=key)
-    except client.exceptions.NoSuchKey:
-        obj = None
-    try:
-        # Body and ETag from one response: the ETag recorded is the one of the bytes parsed.
-        labels = parse_label_file(obj["Body"].read() if obj else b"[]", uri, known_ids=transactions[TRANSACTION_ID])
+        day = perf_lib.label_day(
+            data,
+            source,
+            uri,
+            daily_scores.tables["scores"],
+            daily_transactions.tables["transactions"],
+            ScoreSummary.from_summary(daily_scores.summary),
+        )
     except LabelFileError as err:
         raise Failure(str(err), allow_retries=False) from err
-    source = {"uri": uri, "etag": obj["ETag"].strip('"'), "version_id": obj.get("VersionId")} if obj else None
-    joined = perf_lib.join_labels(daily_scores.tables["scores"], transactions, labels.accepted)
-    counts = labels.summary()
-    labelled = int(joined["isFraud"].notna().sum())
-    reasons = labels.quarantined["reason"].head(10).tolist()
     context.add_output_metadata(
         output_name="result",
         metadata={
-            "received": counts["received"],
-            "accepted": counts["accepted"],
-            "quarantined": counts["quarantined"],
-            "labelled": labelled,
-            "label_coverage": labelled / len(joined) if len(joined) else float("nan"),
+            **day.metadata(),
             "label_file": MetadataValue.path(uri),
-            "labels_etag": source["etag"] if source else "",
-            "quarantine_sample": MetadataValue.md(
-                markdown_table(["reason"], [(r,) for r in reasons]) if reasons else "nothing quarantined"
-            ),
+            "quarantine_sample": quarantine_sample(day.labels.quarantined),
         },
     )
     yield Output(
-        StageResult(
-            summary={
-                "date": date,
-                "labelsSource": source,
-                "endpointName": daily_scores.summary["endpointName"],
-                # The thresholds the day was scored, stored and alerted at: what its quality is measured at.
-                "thresholds": daily_scores.summary["thresholds"],
-                "scored": len(joined),
-                "labelled": labelled,
-                **counts,
-            },
-            tables={"labelled_scores": joined, "label_quarantine": labels.quarantined},
-        )
+        StageResult(summary=day.summary.to_summary(), tables={"labelled_scores": day.joined, "label_quarantine": day.labels.quarantined})
     )
-    quarantined = counts["quarantineChecks"]
+    passed, description = day.labels_clean()
     yield from selected_checks(
         context,
         [
             AssetCheckResult(
                 check_name="labels_clean",
-                passed=not quarantined,
+                passed=passed,
                 severity=AssetCheckSeverity.WARN,
-                metadata={"received": counts["received"], "quarantined": counts["quarantined"]},
-                description=(
-                    f"{counts['quarantined']} of {counts['received']} labels quarantined: "
-                    + ", ".join(f"{k} {v}" for k, v in quarantined.items())
-                )
-                if quarantined
-                else f"all {counts['received']} labels accepted",
+                metadata={"received": day.summary.received, "quarantined": day.summary.quarantined},
+                description=description,
             )
         ],
     )
@@ -164,58 +134,35 @@ def model_performance(
 ):
     date = context.partition_key
     client = s3_client(s3)
+    labelled = LabelledSummary.from_summary(labelled_scores.summary)
     joined = labelled_scores.tables["labelled_scores"]
-    thresholds = labelled_scores.summary["thresholds"]
     record = perf_lib.realised_performance(
-        joined, date, labelled_scores.summary["labelsSource"], high_threshold=thresholds["high"], medium_threshold=thresholds["medium"]
+        joined,
+        date,
+        labelled.labels_source,
+        high_threshold=labelled.high_risk_threshold,
+        medium_threshold=labelled.medium_risk_threshold,
     )
-    uri = f"s3://{platform.metrics_bucket}/{perf_lib.performance_key(date)}"
-    written = not perf_lib.performance_unchanged(client, platform.metrics_bucket, record)
-    if written:
-        # Metrics before the file: should publishing fail, the retry still finds the figures new.
-        publish_metrics(
-            aws.client("cloudwatch"),
-            {
-                "RealisedRecall": record["realised_recall_at_threshold"],
-                "RealisedPrecision": record["realised_precision_at_threshold"],
-                "RealisedAccuracy": record["accuracy"],
-                "AlertPrecision": record["alert_precision"],
-            },
-            model_dimensions(labelled_scores.summary["endpointName"], record["model_version"]),
-        )
-        perf_lib.write_performance(client, platform.metrics_bucket, record)
-    verdicts = performance_verdicts(record, perf_lib.alert_precision_best_case(joined, thresholds["high"]), performance_floors)
-    breached = [v for v in verdicts if not v.passed]
+    # Unchanged figures leave the file and the metrics as they were.
+    written = perf_lib.publish_performance(client, aws.client("cloudwatch"), platform.metrics_bucket, record, labelled.endpoint_name)
+    best_alert_precision = perf_lib.alert_precision_best_case(joined, labelled.high_risk_threshold)
+    verdicts = performance_verdicts(record, best_alert_precision, performance_floors)
+    breached = [(v.check_name, v.description) for v in verdicts if not v.passed]
     if breached:
         sns = aws.client("sns")
-        # One message per day, model version and set of breached floors: a recomputation that finds
-        # the same does not notify again.
-        digest = hashlib.sha256("\n".join([str(record["model_version"]), *(v.check_name for v in breached)]).encode()).hexdigest()[:16]
         alerts_lib.publish_alerts(
             sns,
             client,
             topic_arn=alerts_lib.find_topic_arn(sns, platform.monitoring_topic),  # looked up, never created
             ledger_bucket=platform.workflow_bucket,
             ledger_prefix=f"monitoring-ledger/{date}",
-            messages=[
-                {
-                    "messageKey": f"performance-{digest}",
-                    "subject": f"Realised model quality below floor on {date}",
-                    "batchDate": date,
-                    "warnings": [v.description for v in breached],
-                    "performance": record,
-                }
-            ],
+            messages=[perf_lib.floor_breach_message(record, breached)],
         )
-    numeric = {k: v for k, v in record.items() if k not in ("date", "model_version", "labels_source", "computed_at")}
     context.add_output_metadata(
         output_name="result",
         metadata={
-            **{k: v if isinstance(v, int) else perf_lib.finite_or_nan(v) for k, v in numeric.items()},
-            "model_version": str(record["model_version"]),
-            "labels_etag": (record["labels_source"] or {}).get("etag") or "",
-            "performance_uri": MetadataValue.path(uri),
-            "performance_file_written": written,
+            **perf_lib.performance_metadata(record, written),
+            "performance_uri": MetadataValue.path(f"s3://{platform.metrics_bucket}/{perf_lib.performance_key(date)}"),
         },
     )
     yield Output(StageResult(summary=record))

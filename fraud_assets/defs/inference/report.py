@@ -14,6 +14,7 @@ from fraud_assets.lib.aws.storage import S3Uri, StageResult, get_bytes, get_json
 from fraud_assets.lib.inference import drift as drift_lib
 from fraud_assets.lib.inference import report as report_lib
 from fraud_assets.lib.inference.performance import performance_key
+from fraud_assets.lib.inference.summaries import AlertSummary, ScoreSummary, TransactionCounts
 from fraud_assets.lib.training.model import load_model_package
 
 
@@ -51,7 +52,8 @@ def daily_report(
 ) -> StageResult:
     date = context.partition_key
     client = s3_client(s3)
-    _, model_meta = load_model_package(get_bytes(client, daily_scores.summary["modelUri"]))
+    scored = ScoreSummary.from_summary(daily_scores.summary)
+    _, model_meta = load_model_package(get_bytes(client, scored.model_uri))
     performance = (
         get_json(client, S3Uri(platform.metrics_bucket, performance_key(date)))
         if object_exists(client, platform.metrics_bucket, performance_key(date))
@@ -59,18 +61,18 @@ def daily_report(
     )
     figures = report_lib.report_figures(
         date=date,
-        counts=daily_transactions.summary,
-        score_summary=daily_scores.summary,
+        counts=TransactionCounts.from_summary(daily_transactions.summary).to_summary(),
+        score_summary=scored.to_summary(),
         alerts=_alerts(fraud_alerts),
         drift=drift_metrics.summary,
         history=drift_lib.load_history(client, platform.metrics_bucket, date, days=drift_lib.HISTORY_DAYS - 1),
         model={
-            "modelVersion": daily_scores.summary["modelVersion"],
+            "modelVersion": scored.model_version,
             "thresholds": model_meta.get("thresholds"),
             "calibrated": bool(model_meta.get("calibration")),
         },
         performance=performance,
-        alert_messages_sent=fraud_alerts.summary.get("alertsSent"),
+        alert_messages_sent=AlertSummary.from_summary(fraud_alerts.summary).alerts_sent,
     )
     page = report_lib.render_html(figures)
     uri = put_bytes(
@@ -90,9 +92,9 @@ def daily_report(
     return StageResult(
         summary={
             "date": date,
-            "reportUri": str(uri),
-            "modelVersion": figures["model_version"],
-            "labelsAvailable": performance is not None,
+            "report_uri": str(uri),
+            "model_version": figures["model_version"],
+            "labels_available": performance is not None,
             **{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in headline.items()},
         }
     )

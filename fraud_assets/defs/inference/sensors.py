@@ -20,6 +20,7 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, RetrainingPolicy
+from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.cloudwatch import publish_metrics
 from fraud_assets.lib.config import LABELS_PREFIX
@@ -42,17 +43,20 @@ def drift_requests(events: list[tuple[int, str | None, bool]], cursor: dict, now
 
 
 def performance_requests(
-    events: list[tuple[int, str | None, bool]], cursor: dict, now: float, cooldown_s: float, days_needed: int
+    events: list[tuple[int, str | None, bool | None]], cursor: dict, now: float, cooldown_s: float, days_needed: int
 ) -> tuple[list[dict], dict]:
     """Pure decision: (storage id, partition, recall below the floor?) model_performance events after
     the cursor -> at most one retraining request, once `days_needed` distinct labelled days since
-    the last request were below the floor (a recomputed day counts once, its latest verdict wins)."""
+    the last request were below the floor (a recomputed day counts once, its latest verdict wins).
+    A verdict of None (an unreadable materialization) is passed over: the day keeps its standing."""
     low = dict.fromkeys(cursor.get("low_recall_partitions", []))
     last_id = cursor.get("last_performance_storage_id", 0)
     for storage_id, partition, below in events:
         if storage_id <= last_id:
             continue
         last_id = storage_id
+        if below is None:
+            continue
         if below:
             low[str(partition)] = None
         else:
@@ -73,19 +77,39 @@ def _materializations_after(context, asset: str, storage_id: int | None):
     ).records
 
 
-def _performance_events(context, cursor: dict, policy: RetrainingPolicy) -> list[tuple[int, str | None, bool]]:
+def _required(context, record, asset: str, *names: str) -> list | None:
+    """The values of `names` in a materialization's metadata, which its asset always records; None,
+    with a warning naming the key, for one that lacks any (written before a rename of the key).
+
+    Skipped, not raised: these sensors walk materializations by storage id and a tick that raises
+    keeps its cursor, so one old materialization (immutable: it never gains the key) would stop
+    every later retraining for good, the failure this contract exists to prevent. Skipping costs
+    that one day's vote and says so in the tick's log; new materializations carry the keys because
+    their writers use the same constants (lib/metadata_keys.py), which the tests pin."""
+    materialization = record.asset_materialization
+    where = f"{asset} materialization {record.storage_id} (partition {materialization.partition})"
+    try:
+        return [keys.require(materialization.metadata, name, where).value for name in names]
+    except keys.MissingMetadata as err:
+        context.log.warning(f"{err}; skipped: it neither starts nor counts toward a retraining")
+        return None
+
+
+def _performance_events(context, cursor: dict, policy: RetrainingPolicy) -> list[tuple[int, str | None, bool | None]]:
     records = _materializations_after(context, "model_performance", cursor.get("last_performance_storage_id"))
     events = []
     for record in records:
-        meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-        recall, fraud = meta.get("realised_recall_at_threshold"), meta.get("fraud") or 0
-        below = (
-            isinstance(recall, (int, float))
-            and recall == recall
-            and fraud >= policy.min_labelled_fraud
-            and recall < policy.realised_recall_floor
-        )
-        events.append((record.storage_id, record.asset_materialization.partition, bool(below)))
+        values = _required(context, record, "model_performance", keys.REALISED_RECALL_AT_THRESHOLD, keys.FRAUD)
+        below = None
+        if values is not None:
+            recall, fraud = values
+            below = (
+                isinstance(recall, (int, float))
+                and recall == recall
+                and fraud >= policy.min_labelled_fraud
+                and recall < policy.realised_recall_floor
+            )
+        events.append((record.storage_id, record.asset_materialization.partition, below))
     return events
 
 
@@ -103,9 +127,8 @@ def drift_retraining_sensor(context: SensorEvaluationContext, retraining_policy:
     records = _materializations_after(context, "drift_metrics", cursor.get("last_storage_id"))
     events = []
     for record in records:
-        mat = record.asset_materialization
-        drifted = mat.metadata.get("drift_detected")
-        events.append((record.storage_id, mat.partition, bool(drifted and drifted.value)))
+        values = _required(context, record, "drift_metrics", keys.DRIFT_DETECTED)
+        events.append((record.storage_id, record.asset_materialization.partition, bool(values and values[0])))
     now, cooldown = time.time(), retraining_policy.drift_cooldown_hours * 3600
     requests, new_cursor = drift_requests(events, cursor, now, cooldown)
     performance = _performance_events(context, new_cursor, retraining_policy)
@@ -208,8 +231,13 @@ def label_file_sensor(context: SensorEvaluationContext, s3: S3Resource, platform
         materialization = latest("model_performance", date)
         if materialization is None:
             return None
-        entry = materialization.metadata.get("labels_etag")
-        return entry.value if entry is not None else None
+        try:
+            return keys.require(materialization.metadata, keys.LABELS_ETAG, f"model_performance of {date}").value
+        except keys.MissingMetadata as err:
+            # Not raised: every tick would fail on it. The day is measured again instead, which
+            # records the key: the one materialization that lacks it is superseded.
+            context.log.warning(f"{err}; taken as measured from no known label file")
+            return None
 
     requests, handled = label_requests(listed, cursor, lambda date: latest("daily_scores", date) is not None, measured_etag)
     context.update_cursor(json.dumps(handled, sort_keys=True))

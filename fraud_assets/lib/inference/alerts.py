@@ -31,10 +31,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.aws.storage import json_default, put_json, validate_key_part
 from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, TRANSACTION_ID
 from fraud_assets.lib.inference.daily import format_timestamps
+from fraud_assets.lib.inference.reasons import reasons_by_transaction
 from fraud_assets.lib.inference.scoring import risk_levels
+from fraud_assets.lib.inference.summaries import AlertSummary
 
 URGENT_THRESHOLD = 0.95
 MAX_ALERTS_PER_MESSAGE = 100  # the seeds' batching
@@ -378,6 +381,88 @@ def _claim_is_live(entry: dict[str, Any]) -> bool:
     except ValueError:
         return False
     return age.total_seconds() < CLAIM_TTL_SECONDS
+
+
+# -- a day's alerts (fraud_alerts) ---------------------------------------------------------------
+
+ALERT_METRIC_UNITS = {"AlertsSent": "Count", "AlertMessagesSent": "Count"}
+
+
+@dataclasses.dataclass(frozen=True)
+class DayAlerts:
+    """fraud_alerts' outcome: the day's ranked alerts, the messages they make, and which of those
+    this run sent (the rest the ledger showed as sent already)."""
+
+    date: str
+    alerts: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    published: PublishResult
+
+    def summary(self) -> AlertSummary:
+        return AlertSummary(
+            date=self.date,
+            high_risk_count=len(self.alerts),
+            alerts_sent=len(self.published.sent),
+            batch_count=len(self.messages),
+            sent_message_keys=list(self.published.sent),
+            skipped_message_keys=list(self.published.skipped),
+        )
+
+    def cloudwatch_metrics(self) -> dict[str, int]:
+        """This run's sends (units: ALERT_METRIC_UNITS): a re-run that finds every message in the
+        ledger sends, and counts, none."""
+        sent = set(self.published.sent)
+        return {
+            "AlertsSent": sum(m["alertCount"] for m in self.messages if m["messageKey"] in sent),
+            "AlertMessagesSent": len(sent),
+        }
+
+    def metadata(self) -> dict[str, int]:
+        return {
+            "high_risk": len(self.alerts),
+            "urgent": sum(1 for a in self.alerts if a["alertPriority"] == URGENT),
+            "messages": len(self.messages),
+            keys.MESSAGES_SENT: len(self.published.sent),
+            "messages_skipped": len(self.published.skipped),
+        }
+
+
+def send_day_alerts(
+    sns,
+    s3,
+    *,
+    date: str,
+    scores: pd.DataFrame,
+    transactions: pd.DataFrame,
+    reasons: pd.DataFrame | None,
+    high_threshold: float,
+    urgent_threshold: float,
+    topic_arn: str,
+    ledger_bucket: str,
+    resend: bool = False,
+) -> DayAlerts:
+    """The day's high-risk transactions (fraudScore >= `high_threshold`, the scoring model's) as
+    ranked alerts with their top reasons (the `reasons` table of daily_scores), URGENT above
+    `urgent_threshold` (never below the high-risk threshold), published once per message to
+    `topic_arn` with the day's ledger under `alert-ledger/{date}` (`resend`: all again)."""
+    alerts = high_risk_alerts(
+        scores,
+        transactions,
+        threshold=high_threshold,
+        urgent_threshold=max(urgent_threshold, high_threshold),
+        reasons=reasons_by_transaction(reasons),
+    )
+    messages = alert_messages(alerts, date)
+    published = publish_alerts(
+        sns,
+        s3,
+        topic_arn=topic_arn,
+        ledger_bucket=ledger_bucket,
+        ledger_prefix=f"alert-ledger/{date}",
+        messages=messages,
+        resend=resend,
+    )
+    return DayAlerts(date, alerts, messages, published)
 
 
 def _topic_folder(topic_arn: str) -> str:

@@ -105,7 +105,7 @@ class DailyBatch:
             "received": self.received,
             "accepted": len(self.accepted),
             "quarantined": len(self.quarantined),
-            "quarantineChecks": dict(sorted(checks.items())),
+            "quarantine_checks": dict(sorted(checks.items())),
         }
 
 

@@ -8,6 +8,7 @@ a new deployment's first week has no baseline worth comparing to.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import Any, Sequence
@@ -15,7 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.aws.storage import S3Uri, get_bytes, validate_bucket
+from fraud_assets.lib.inference.summaries import ScoreSummary
 
 METRICS_PREFIX = "metrics"
 HISTORY_DAYS = 30
@@ -207,6 +210,93 @@ def drift_warnings(record: dict[str, Any]) -> list[dict[str, Any]]:
             {"name": name, "value": value, "threshold": threshold, "passed": value is None or value <= threshold, "detail": detail}
         )
     return verdicts
+
+
+# -- a day's drift record (drift_metrics) -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftDay:
+    """drift_metrics' outcome: `record` is metrics/{date}.json (the original design's camelCase
+    shape: avgScore, highRiskPct, ..., driftDetected, scorePsi, featurePsi, warnings)."""
+
+    record: dict[str, Any]
+    history_days: int  # earlier records found (usable or not)
+    scored_any: bool
+    feature_reference: bool
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.record["driftDetected"])
+
+    def cloudwatch_metrics(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "AvgScoreDrift": r.get("avgScoreDrift"),
+            "HighRiskDrift": r.get("highRiskDrift"),
+            "ScorePsi": r["scorePsi"],
+            "MaxFeaturePsi": r["maxFeaturePsi"],
+            "DriftDetected": self.drifted,
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """Plain values; NaN where a figure is undefined, so the UI plots the rest."""
+        r = self.record
+
+        def number(key: str) -> float:
+            return r.get(key) if r.get(key) is not None else float("nan")
+
+        return {
+            keys.AVG_SCORE: r["avgScore"],
+            "high_risk_pct": r["highRiskPct"],
+            "avg_score_drift": number("avgScoreDrift"),
+            "high_risk_drift": number("highRiskDrift"),
+            "history_days": self.history_days,
+            keys.DRIFT_DETECTED: self.drifted,
+            "score_psi": number("scorePsi"),
+            "reason": r.get("reason", ""),
+        }
+
+    def monitoring_message(self) -> dict[str, Any]:
+        """The one message to fraud-detection-monitoring on a day with drift."""
+        date = self.record["date"]
+        return {"messageKey": f"drift-{date}", "subject": f"Fraud score drift on {date}", "batchDate": date, "drift": self.record}
+
+
+def assess_day(
+    scores: pd.DataFrame, transactions: pd.DataFrame, scored: ScoreSummary, model_meta: dict[str, Any], history: list[dict[str, Any]]
+) -> DriftDay:
+    """The day's record: its metrics at the scoring model's thresholds, drift against `history`
+    (`load_history`), PSI of the raw scores and of the top features against the reference the
+    model package (`model_meta`, the package that scored the day) carries, and the warnings that
+    fired. An empty day (an empty batch, or every row quarantined) gets no PSI: no PSI of nothing."""
+    from fraud_assets.lib.training.model import model_inputs
+
+    current = daily_metrics(scores["fraudScore"].to_numpy(), scored.date, scored.high_risk_threshold, scored.medium_risk_threshold)
+    drift = detect_drift(current, history)
+    reference = model_meta.get("reference", {})
+    scored_any = len(scores) > 0
+    # Raw scores on both sides: the model's own output, continuous; the calibrated ones are mostly ties.
+    score_psi = (
+        population_stability_index(np.asarray(reference["validation_raw_scores"]), scores["rawScore"].to_numpy())
+        if reference.get("validation_raw_scores") and scored_any
+        else None
+    )
+    feature_psi_values: dict[str, float] = {}
+    if reference.get("features") and scored_any:
+        today = pd.DataFrame(model_inputs(transactions, model_meta), columns=model_meta["feature_names"])
+        feature_psi_values = feature_psi(pd.DataFrame(reference["features"]), today, list(reference["features"]))
+    record = {
+        **current,
+        **drift,
+        "scorePsi": score_psi,
+        "featurePsi": feature_psi_values,
+        "maxFeaturePsi": max(feature_psi_values.values()) if feature_psi_values else None,
+        "modelVersion": scored.model_version,
+    }
+    # The warnings that fired, in the record: the report's headline says what the checks say.
+    record["warnings"] = [v["name"] for v in drift_warnings(record) if not v["passed"]]
+    return DriftDay(record, len(history), scored_any, bool(reference.get("features")))
 
 
 def metrics_key(date: str) -> str:

@@ -24,15 +24,21 @@ Definitions (`performance/{date}.json`, snake_case, null where a figure is undef
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fraud_assets.lib import metadata_keys as keys
+from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import get_json, put_json
 from fraud_assets.lib.config import TRANSACTION_ID
+from fraud_assets.lib.inference.labels import LabelBatch, parse_label_file
+from fraud_assets.lib.inference.summaries import LabelledSummary, ScoreSummary
 from fraud_assets.lib.training.metrics import DECISION_THRESHOLD
 
 PERFORMANCE_PREFIX = "performance"
@@ -170,6 +176,125 @@ def performance_unchanged(s3, bucket: str, record: dict[str, Any]) -> bool:
 
 def write_performance(s3, bucket: str, record: dict[str, Any]) -> None:
     put_json(s3, bucket, performance_key(record["date"]), record)
+
+
+# -- labelled_scores ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledDay:
+    """labelled_scores' outcome: every scored transaction with its label once it came back
+    (`join_labels`), the label file's parse, and the typed summary."""
+
+    joined: pd.DataFrame
+    labels: LabelBatch
+    summary: LabelledSummary
+
+    def metadata(self) -> dict[str, Any]:
+        s = self.summary
+        return {
+            keys.RECEIVED: s.received,
+            "accepted": s.accepted,
+            keys.QUARANTINED: s.quarantined,
+            keys.LABELLED: s.labelled,
+            "label_coverage": s.labelled / s.scored if s.scored else float("nan"),
+            # "" without a file: model_performance carries it on, and label_file_sensor compares it.
+            keys.LABELS_ETAG: s.labels_source["etag"] if s.labels_source else "",
+        }
+
+    def labels_clean(self) -> tuple[bool, str]:
+        """The labels_clean check's verdict and description: passed when nothing was quarantined."""
+        s = self.summary
+        if not s.quarantine_checks:
+            return True, f"all {s.received} labels accepted"
+        return False, f"{s.quarantined} of {s.received} labels quarantined: " + ", ".join(
+            f"{k} {v}" for k, v in s.quarantine_checks.items()
+        )
+
+
+def fetch_label_file(s3, bucket: str, key: str) -> tuple[bytes, dict[str, Any] | None]:
+    """The label file's bytes and where they came from ({uri, etag, version_id}); no file yet is
+    no labels (b"[]", None). Body and ETag from one response: the ETag recorded is the one of the
+    bytes parsed."""
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except s3.exceptions.NoSuchKey:
+        return b"[]", None
+    return obj["Body"].read(), {"uri": f"s3://{bucket}/{key}", "etag": obj["ETag"].strip('"'), "version_id": obj.get("VersionId")}
+
+
+def label_day(
+    data: bytes, labels_source: dict[str, Any] | None, uri: str, scores: pd.DataFrame, transactions: pd.DataFrame, scored: ScoreSummary
+) -> LabelledDay:
+    """Parse the day's label file (`data`, read from `uri`; LabelFileError when the whole file is
+    unusable) against the day's transactions and join the accepted labels to the day's scores. The
+    summary carries the endpoint and thresholds the day was scored at: what its quality is measured at."""
+    labels = parse_label_file(data, uri, known_ids=transactions[TRANSACTION_ID])
+    joined = join_labels(scores, transactions, labels.accepted)
+    counts = labels.summary()
+    summary = LabelledSummary(
+        date=scored.date,
+        labels_source=labels_source,
+        endpoint_name=scored.endpoint_name,
+        high_risk_threshold=scored.high_risk_threshold,
+        medium_risk_threshold=scored.medium_risk_threshold,
+        scored=len(joined),
+        labelled=int(joined["isFraud"].notna().sum()),
+        **counts,
+    )
+    return LabelledDay(joined, labels, summary)
+
+
+# -- model_performance --------------------------------------------------------------------------
+
+
+def cloudwatch_metrics(record: dict[str, Any]) -> dict[str, float | None]:
+    """The FraudDetection figures of a day's realised quality."""
+    return {
+        "RealisedRecall": record["realised_recall_at_threshold"],
+        "RealisedPrecision": record["realised_precision_at_threshold"],
+        "RealisedAccuracy": record["accuracy"],
+        "AlertPrecision": record["alert_precision"],
+    }
+
+
+def publish_performance(s3, cloudwatch, bucket: str, record: dict[str, Any], endpoint_name: str) -> bool:
+    """Publish the record's CloudWatch figures and write `performance/{date}.json`, unless the file
+    already holds these figures (`performance_unchanged`): then neither is touched. Returns whether
+    they were. Metrics before the file: should publishing fail, the retry still finds the figures new."""
+    if performance_unchanged(s3, bucket, record):
+        return False
+    publish_metrics(cloudwatch, cloudwatch_metrics(record), model_dimensions(endpoint_name, record["model_version"]))
+    write_performance(s3, bucket, record)
+    return True
+
+
+def floor_breach_message(record: dict[str, Any], breached: list[tuple[str, str]]) -> dict[str, Any]:
+    """The monitoring message for the (check name, description) of each floor the day breached.
+    One message per day, model version and set of breached floors: its key hashes them, so a
+    recomputation that finds the same does not notify again."""
+    digest = hashlib.sha256("\n".join([str(record["model_version"]), *(name for name, _ in breached)]).encode()).hexdigest()[:16]
+    date = record["date"]
+    return {
+        "messageKey": f"performance-{digest}",
+        "subject": f"Realised model quality below floor on {date}",
+        "batchDate": date,
+        "warnings": [description for _, description in breached],
+        "performance": record,
+    }
+
+
+def performance_metadata(record: dict[str, Any], written: bool) -> dict[str, Any]:
+    """model_performance's metadata: every figure (NaN where undefined, so the UI plots the rest;
+    the sensors read labelled, fraud and realised_recall_at_threshold), the model version, the
+    ETag of the label file measured ("" without one) and whether the file was (re)written."""
+    numeric = {k: v for k, v in record.items() if k not in ("date", "model_version", "labels_source", "computed_at")}
+    return {
+        **{k: v if isinstance(v, int) else finite_or_nan(v) for k, v in numeric.items()},
+        keys.MODEL_VERSION: str(record["model_version"]),
+        keys.LABELS_ETAG: (record["labels_source"] or {}).get("etag") or "",
+        "performance_file_written": written,
+    }
 
 
 def _figures(record: dict[str, Any]) -> dict[str, Any]:

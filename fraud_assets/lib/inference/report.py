@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -57,8 +57,8 @@ def _group_top(high: pd.DataFrame, column: str) -> list[dict[str, Any]]:
 def report_figures(
     *,
     date: str,
-    counts: dict[str, int],
-    score_summary: dict[str, Any],
+    counts: Mapping[str, Any],
+    score_summary: Mapping[str, Any],
     alerts: Sequence[dict[str, Any]],
     drift: dict[str, Any],
     history: Sequence[dict[str, Any]],
@@ -66,8 +66,9 @@ def report_figures(
     performance: dict[str, Any] | None,
     alert_messages_sent: int | None = None,
 ) -> dict[str, Any]:
-    """The report's content as plain data. `counts`: received/accepted/quarantined; `score_summary`:
-    daily_scores' (highRiskCount, mediumRiskCount, lowRiskCount, averageScore); `alerts`: high-risk
+    """The report's content as plain data. `counts`: daily_transactions' summary (received,
+    accepted, quarantined: `TransactionCounts`); `score_summary`: daily_scores' (high_risk_count,
+    medium_risk_count, low_risk_count, average_score: `ScoreSummary`); `alerts`: high-risk
     alerts with topReasons (and rawScore), listed in the SNS messages' order (`rank_alerts`);
     `drift`: today's metrics record; `history`: earlier records (oldest first; each names its
     modelVersion); `model`: modelVersion, thresholds, calibrated; `performance`: the day's
@@ -84,13 +85,13 @@ def report_figures(
     ]
     return {
         "date": date,
-        "received": int(counts.get("received", 0)),
-        "scored": int(counts.get("accepted", 0)),
-        "quarantined": int(counts.get("quarantined", 0)),
-        "high_risk": int(score_summary.get("highRiskCount", 0)),
-        "medium_risk": int(score_summary.get("mediumRiskCount", 0)),
-        "low_risk": int(score_summary.get("lowRiskCount", 0)),
-        "average_score": score_summary.get("averageScore"),
+        "received": int(counts["received"]),
+        "scored": int(counts["accepted"]),
+        "quarantined": int(counts["quarantined"]),
+        "high_risk": int(score_summary["high_risk_count"]),
+        "medium_risk": int(score_summary["medium_risk_count"]),
+        "low_risk": int(score_summary["low_risk_count"]),
+        "average_score": score_summary["average_score"],
         "alert_messages_sent": alert_messages_sent,
         "high_risk_amount": float(high["amount"].sum()) if len(high) else 0.0,
         "alerts": alerts,

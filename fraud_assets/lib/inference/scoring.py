@@ -9,6 +9,8 @@ row order.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import random
 import threading
@@ -18,12 +20,16 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import orjson
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD
+from fraud_assets.lib import metadata_keys as keys
+from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD, TRANSACTION_ID
+from fraud_assets.lib.inference import reasons as reasons_lib
+from fraud_assets.lib.inference.summaries import ScoreSummary, TransactionCounts
 
 CSV = "text/csv"
 # InvokeEndpoint takes at most 6 MB per request; 5 MiB leaves room for headers and estimates.
@@ -387,16 +393,16 @@ def risk_levels(scores: np.ndarray, high: float = HIGH_RISK_THRESHOLD, medium: f
 def score_summary(
     scores: np.ndarray, high_threshold: float = HIGH_RISK_THRESHOLD, medium_threshold: float = MEDIUM_RISK_THRESHOLD
 ) -> dict[str, Any]:
-    """The stage summary's risk distribution; averageScore is None for an empty day."""
+    """The stage summary's risk distribution (`ScoreSummary`'s fields); average_score is None for an empty day."""
     scores = _checked_scores(scores)
     high = int((scores >= high_threshold).sum())
     medium = int(((scores >= medium_threshold) & (scores < high_threshold)).sum())
     return {
-        "count": len(scores),
-        "highRiskCount": high,
-        "mediumRiskCount": medium,
-        "lowRiskCount": len(scores) - high - medium,
-        "averageScore": float(scores.mean()) if len(scores) else None,
+        "record_count": len(scores),
+        "high_risk_count": high,
+        "medium_risk_count": medium,
+        "low_risk_count": len(scores) - high - medium,
+        "average_score": float(scores.mean()) if len(scores) else None,
     }
 
 
@@ -408,3 +414,116 @@ def _checked_scores(scores: np.ndarray) -> np.ndarray:
         i = int(np.flatnonzero(~np.isfinite(scores))[0])
         raise ValueError(f"score #{i} is {scores[i]}: a NaN would silently count as LOW risk")
     return scores
+
+
+# -- a day's scoring (daily_scores) -------------------------------------------------------------
+
+# CloudWatch units of daily_scores' figures (the others are plain numbers).
+SCORING_METRIC_UNITS = {
+    "TransactionsReceived": "Count",
+    "TransactionsQuarantined": "Count",
+    "TransactionsScored": "Count",
+    "HighRiskCount": "Count",
+    "ScoringDuration": "Seconds",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoredDay:
+    """What daily_scores stores and publishes: the scores table (the original design's columns:
+    transactionId, fraudScore, riskLevel, modelVersion, ...), the reasons of the high-risk rows,
+    the typed summary, and what its checks need (the endpoint's raw scores of the explained rows
+    and their explanation)."""
+
+    scores: pd.DataFrame
+    reasons: pd.DataFrame
+    summary: ScoreSummary
+    explanation: reasons_lib.Explanation
+    explained_raw_scores: np.ndarray
+    scoring_seconds: float
+
+    def cloudwatch_metrics(self, counts: TransactionCounts) -> dict[str, float | int | None]:
+        """The FraudDetection figures of the day (units: SCORING_METRIC_UNITS)."""
+        return {
+            "TransactionsReceived": counts.received,
+            "TransactionsQuarantined": counts.quarantined,
+            "TransactionsScored": self.summary.record_count,
+            "HighRiskCount": self.summary.high_risk_count,
+            "HighRiskRate": self.summary.high_risk_rate,
+            "AverageScore": self.summary.average_score,
+            "ScoringDuration": self.scoring_seconds,
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """The materialization's metadata (plain values; `main_job` and the CLI read the keys'
+        constants)."""
+        s = self.summary
+        return {
+            "scoring_seconds": self.scoring_seconds,
+            "explained": s.explained,
+            keys.SCORED: s.record_count,
+            keys.HIGH_RISK: s.high_risk_count,
+            "medium_risk": s.medium_risk_count,
+            "low_risk": s.low_risk_count,
+            keys.AVG_SCORE: s.average_score,
+            "high_risk_rate": s.high_risk_rate or 0.0,
+            keys.MODEL_VERSION: s.model_version,
+            keys.ENDPOINT_NAME: s.endpoint_name,
+            keys.HIGH_RISK_THRESHOLD: s.high_risk_threshold,
+            "calibrated": s.calibrated,
+        }
+
+
+def score_day(
+    runtime, endpoint: dict[str, Any], package: bytes, transactions: pd.DataFrame, date: str, top_reasons: int = reasons_lib.DEFAULT_TOP
+) -> ScoredDay:
+    """Score the day's accepted `transactions` through the deployed endpoint (`endpoint`: the
+    deployment pointer, with endpoint_name, model_uri, model_version, feature_names) and release
+    them with the calibration map and thresholds of `package`, the model package the endpoint
+    serves (the bytes at its model_uri). The high-risk rows also get their `top_reasons` top
+    contributing features (TreeSHAP from that package's booster; 0: none)."""
+    from fraud_assets.lib.training.calibration import calibrate, thresholds_of
+    from fraud_assets.lib.training.model import load_model_package, model_inputs
+
+    # The package carries the training statistics the model's engineered features need, and the
+    # booster the reasons come from.
+    booster, model_meta = load_model_package(package)
+    model_meta.setdefault("feature_names", endpoint["feature_names"])
+    features = model_inputs(transactions, model_meta)
+    started = time.perf_counter()
+    raw_scores = score_through_endpoint(runtime, endpoint["endpoint_name"], features)
+    scoring_seconds = time.perf_counter() - started
+    # The built-in XGBoost container serves the booster's raw probability; the package's
+    # calibration map and thresholds (fitted in training) turn it into the released score here.
+    scores = calibrate(raw_scores, model_meta.get("calibration"))
+    high_threshold, medium_threshold = thresholds_of(model_meta)
+    table = pd.DataFrame(
+        {
+            # The columns' own arrays: to_numpy() would make a Python str and a Timestamp per row.
+            TRANSACTION_ID: transactions[TRANSACTION_ID].array,
+            "timestamp": transactions["timestamp"].array,
+            "fraudScore": scores.astype(float),
+            "rawScore": raw_scores.astype(float),
+            "riskLevel": risk_levels(scores, high_threshold, medium_threshold),
+            "scoringTimestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "modelVersion": endpoint["model_version"],
+            "endpointName": endpoint["endpoint_name"],
+        }
+    )
+    high = np.flatnonzero(table["riskLevel"].to_numpy() == HIGH) if top_reasons else np.empty(0, dtype=int)
+    names = model_meta["feature_names"]
+    explanation = reasons_lib.explain(booster, features[high], names)
+    reasons = reasons_lib.reason_table(table[TRANSACTION_ID].iloc[high].to_numpy(), features[high], explanation, names, top_reasons)
+    summary = ScoreSummary(
+        date=date,
+        model_version=endpoint["model_version"],
+        model_uri=endpoint["model_uri"],
+        endpoint_name=endpoint["endpoint_name"],
+        **score_summary(scores, high_threshold, medium_threshold),
+        explained=len(high),
+        top_reasons=top_reasons,
+        high_risk_threshold=high_threshold,
+        medium_risk_threshold=medium_threshold,
+        calibrated=bool(model_meta.get("calibration")),
+    )
+    return ScoredDay(table, reasons, summary, explanation, raw_scores[high], scoring_seconds)
