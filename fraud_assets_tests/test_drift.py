@@ -15,12 +15,10 @@ from fraud_assets.lib.inference.drift import (
     baseline,
     daily_metrics,
     detect_drift,
-    feature_psi,
-    histogram_psi,
     history_keys,
     load_history,
-    population_stability_index,
 )
+from fraud_assets.lib.inference.psi import feature_psi, histogram_psi, population_stability_index
 
 samples = hnp.arrays(np.float64, st.integers(1, 200), elements=st.floats(-1e6, 1e6, allow_nan=False))
 

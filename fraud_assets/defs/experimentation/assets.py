@@ -6,7 +6,6 @@ from dagster import AssetExecutionContext, Config, Failure, MetadataValue, asset
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from fraud_assets.defs.common import EXPERIMENTATION, OWNERS
 from fraud_assets.defs.resources import AwsClients, FraudPlatform
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.storage import StageResult
@@ -53,9 +52,7 @@ class TuningExperimentConfig(Config):
 
 
 @asset(
-    group_name=EXPERIMENTATION,
     kinds={"xgboost", "optuna", "s3"},
-    owners=OWNERS,
     description="A hyperparameter search (grid, random or Bayesian/TPE, by optuna) training XGBoost on the train split "
     "with early stopping and scoring each trial on the validation split. Every trial, failed ones included, is "
     "recorded in s3://<workflow bucket>/experiments/<experiment id>/ (config.json, trials.json, best.json). "

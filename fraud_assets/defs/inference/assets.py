@@ -18,8 +18,6 @@ from pydantic import Field
 
 from fraud_assets.defs.common import (
     AWS_RETRY_POLICY,
-    INFERENCE,
-    OWNERS,
     daily_partitions,
     markdown_table,
     selected_checks,
@@ -49,15 +47,13 @@ from fraud_assets.lib.training.model import load_model_package
 
 daily_batches = AssetSpec(
     "daily_batches",
-    group_name=INFERENCE,
     partitions_def=daily_partitions,
     description="The day's card transactions, a JSON array at s3://<data bucket>/daily-batches/{date}.json "
     "(id, timestamp, amount, category, customerId, merchant, features). Arrives from outside Dagster.",
     kinds={"s3", "json"},
-    owners=OWNERS,
 )
 
-_COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWNERS, retry_policy=AWS_RETRY_POLICY)
+_COMMON = dict(partitions_def=daily_partitions, retry_policy=AWS_RETRY_POLICY)
 
 
 @asset(

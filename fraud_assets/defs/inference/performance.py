@@ -14,7 +14,7 @@ from dagster import (
 )
 from dagster_aws.s3 import S3Resource
 
-from fraud_assets.defs.common import AWS_RETRY_POLICY, INFERENCE, OWNERS, daily_check, daily_partitions, selected_checks
+from fraud_assets.defs.common import AWS_RETRY_POLICY, daily_check, daily_partitions, selected_checks
 from fraud_assets.defs.inference.assets import quarantine_sample
 from fraud_assets.defs.resources import AwsClients, FraudPlatform, PerformanceFloors
 from fraud_assets.lib.aws.clients import s3_client
@@ -27,16 +27,14 @@ from fraud_assets.lib.inference.summaries import LabelledSummary, ScoreSummary
 
 fraud_labels = AssetSpec(
     "fraud_labels",
-    group_name=INFERENCE,
     partitions_def=daily_partitions,
     description="Confirmed outcomes of the day's transactions (chargebacks, analyst decisions), a JSON array of "
     "{transactionId, isFraud, labelledAt, source} at s3://<data bucket>/labels/{date}.json. Arrives from outside "
     "Dagster, days after the day, and may be replaced by a fuller file.",
     kinds={"s3", "json"},
-    owners=OWNERS,
 )
 
-_COMMON = dict(group_name=INFERENCE, partitions_def=daily_partitions, owners=OWNERS, retry_policy=AWS_RETRY_POLICY)
+_COMMON = dict(partitions_def=daily_partitions, retry_policy=AWS_RETRY_POLICY)
 
 
 @asset(

@@ -7,7 +7,7 @@ import numpy as np
 from dagster import AssetExecutionContext, MetadataValue, asset
 from dagster_aws.s3 import S3Resource
 
-from fraud_assets.defs.common import AWS_RETRY_POLICY, INFERENCE, OWNERS, daily_partitions
+from fraud_assets.defs.common import AWS_RETRY_POLICY, daily_partitions
 from fraud_assets.defs.resources import FraudPlatform
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.storage import S3Uri, StageResult, get_bytes, get_json, object_exists, put_bytes
@@ -31,9 +31,7 @@ def _alerts(fraud_alerts: StageResult) -> list[dict]:
 
 
 @asset(
-    group_name=INFERENCE,
     partitions_def=daily_partitions,
-    owners=OWNERS,
     retry_policy=AWS_RETRY_POLICY,
     kinds={"s3", "html"},
     description="The seeds' daily report: a self-contained HTML page at s3://<metrics bucket>/reports/fraud-daily-{date}.html "

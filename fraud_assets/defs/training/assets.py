@@ -19,7 +19,7 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from fraud_assets.defs.common import OWNERS, TRAINING, markdown_table, selected_checks
+from fraud_assets.defs.common import markdown_table, selected_checks
 from fraud_assets.defs.engines import DataPrepEngine
 from fraud_assets.defs.resources import (
     AwsClients,
@@ -70,11 +70,9 @@ from fraud_assets.lib.training.training_job import train_with_job
 
 raw_transactions = AssetSpec(
     "raw_transactions",
-    group_name=TRAINING,
     description="Historical labelled card transactions (Kaggle credit-card schema: Time, V1..V28, Amount, Class) "
     f"at s3://<data bucket>/{RAW_DATA_KEY}. Uploaded outside Dagster (`fraud-assets seed`).",
     kinds={"s3", "csv"},
-    owners=OWNERS,
 )
 
 
@@ -93,7 +91,6 @@ class TrainingDataConfig(Config):
 
 @multi_asset(
     name="data_extraction",
-    group_name=TRAINING,
     deps=[raw_transactions, "fraud_labels", "daily_batches"],
     outs={
         "training_dataset": AssetOut(
@@ -102,15 +99,11 @@ class TrainingDataConfig(Config):
             "out), deduplicated by transactionId, each row's provenance in `source` (raw / daily:<date>), legitimate rows "
             "optionally sampled (the rate is in the summary). The most recent labelled days are not in it.",
             kinds={"parquet", "s3", "pandas"},
-            owners=OWNERS,
-            group_name=TRAINING,
         ),
         "recent_labelled_window": AssetOut(
             description="The most recent labelled days (default 7), held out of training: the out-of-time window on which "
             "evaluation_metrics compares the challenger with the model in production.",
             kinds={"parquet", "s3"},
-            owners=OWNERS,
-            group_name=TRAINING,
         ),
     },
 )
@@ -160,15 +153,12 @@ class DataPrepConfig(Config):
 
 @multi_asset(
     name="prepared_splits",
-    group_name=TRAINING,
     ins={"training_dataset": AssetIn()},
     outs={
         f"{split}_split": AssetOut(
             description=f"The {split} split of the training data set ({ratio:.0%} by a deterministic hash of the "
             "transactionId), parquet, with a stable transactionId per row.",
             kinds={"parquet", "s3", "pandas"},
-            owners=OWNERS,
-            group_name=TRAINING,
         )
         for split, ratio in zip(SPLITS, (0.70, 0.15, 0.15))
     },
@@ -227,9 +217,7 @@ def prepared_splits(
 
 
 @asset(
-    group_name=TRAINING,
     kinds={"ssm"},
-    owners=OWNERS,
     description="XGBoost hyperparameters read from SSM Parameter Store under /fraud-detection/hyperparameters/* "
     "(the seeds' defaults max_depth=5, eta=0.1, objective=binary:logistic when none are set).",
 )
@@ -248,9 +236,7 @@ def model_hyperparameters(context: AssetExecutionContext, aws: AwsClients) -> St
 
 
 @asset(
-    group_name=TRAINING,
     kinds={"pandas", "parquet", "s3"},
-    owners=OWNERS,
     description="The seeds' Feature Engineering stage: hour of day, night flag, log amount and amount z-score "
     "against the training split's statistics (plus velocity and merchant risk when the data carries customers "
     "and merchants). Off by default (FRAUD_FEATURE_ENGINEERING=1 or the feature_engineering resource turns it "
@@ -287,9 +273,7 @@ def engineered_features(
 
 
 @asset(
-    group_name=TRAINING,
     kinds={"xgboost", "sagemaker", "s3"},
-    owners=OWNERS,
     description="XGBoost binary classifier with early stopping on the validation split, trained as a SageMaker "
     "training job (the built-in XGBoost algorithm's contract: label-first CSV channels train and validation, one or "
     "more hosts; the job's log lines stream into the run's log) or in-process (the training_engine resource). "
@@ -407,9 +391,7 @@ def _threshold_metadata(thresholds: dict) -> dict:
 
 
 @asset(
-    group_name=TRAINING,
     kinds={"scikitlearn", "s3"},
-    owners=OWNERS,
     description="The model scored on the test split: accuracy, precision, recall, F1, ROC-AUC, PR-AUC, confusion "
     "matrix, the high-risk bucket (calibrated score >= the model's high-risk threshold, 0.8 by default); and the "
     "challenger against the model in production (champion) on the recent labelled window and the test split. The no-regression gate compares them on the recent window when "
@@ -486,9 +468,7 @@ def _format(value) -> str:
 
 
 @asset(
-    group_name=TRAINING,
     kinds={"sagemaker", "s3"},
-    owners=OWNERS,
     description="The production SageMaker endpoint serving this model. Deploys only a model whose recorded evaluation "
     "(evaluation_metrics of that exact model version) passed every blocking gate, however the run starts; otherwise it "
     "refuses, naming the failed gates. Health-checked with a known transaction before the endpoint pointer in the config "

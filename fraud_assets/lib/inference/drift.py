@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.aws.storage import S3Uri, get_bytes, validate_bucket
+from fraud_assets.lib.inference.psi import feature_psi, population_stability_index
 from fraud_assets.lib.inference.summaries import ScoreSummary
 
 METRICS_PREFIX = "metrics"
@@ -25,12 +26,6 @@ HISTORY_DAYS = 30
 # Fixed score bins (width 0.05, with the default 0.5 and 0.8 thresholds on edges): histograms of any two days compare
 # bin for bin, so a score PSI against the baseline needs no raw scores from earlier days.
 SCORE_BIN_EDGES: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 21), 2).tolist())
-# Both sides of a PSI at one precision: the reference is stored rounded, the day arrives as float32
-# model inputs or as the endpoint's text. Compared unrounded, values that are equal straddle a bin
-# edge placed on them, and a calm day reads as a shift.
-PSI_DECIMALS = 6
-# Floor for an empty bin's share: ln(a/e) is infinite at 0, and a floor keeps PSI finite and >= 0.
-PSI_EPSILON = 1e-4
 
 
 def daily_metrics(scores: np.ndarray, date: str, high_threshold: float, medium_threshold: float) -> dict[str, Any]:
@@ -58,54 +53,6 @@ def daily_metrics(scores: np.ndarray, date: str, high_threshold: float, medium_t
         "mediumRiskThreshold": float(medium_threshold),
         "scoreHistogram": {"binEdges": list(SCORE_BIN_EDGES), "counts": counts.tolist()},
     }
-
-
-def comparable(values) -> np.ndarray:
-    """`values` as PSI compares them: through float32 (what the model sees and the endpoint
-    returns), then rounded to PSI_DECIMALS; equal inputs on either side stay equal."""
-    return np.round(np.asarray(values, dtype=np.float32).astype(np.float64), PSI_DECIMALS)
-
-
-def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
-    """PSI of `actual` against `expected`, both first made `comparable`: bins at the deciles (for
-    bins=10) of `expected` (repeated edges merged, outer bins open-ended; every edge a value both
-    sides can hold exactly, so a tie is never split), shares floored at `PSI_EPSILON`,
-    Σ (a − e)·ln(a / e). Always >= 0, and 0 for identical samples.
-
-    The usual reading: < 0.1 stable, 0.1–0.25 a moderate shift worth a look, > 0.25 a significant
-    shift (retrain or investigate the data)."""
-    expected = comparable(_finite_sample(expected, "expected"))
-    actual = comparable(_finite_sample(actual, "actual"))
-    if bins < 2:
-        raise ValueError(f"bins must be >= 2, not {bins}")
-    edges = np.unique(np.quantile(expected, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
-    # Bin i holds values in (edges[i-1], edges[i]]; below the first edge and above the last are
-    # bins of their own, so values outside the expected range still count.
-    expected_counts = np.bincount(np.searchsorted(edges, expected, side="left"), minlength=len(edges) + 1)
-    actual_counts = np.bincount(np.searchsorted(edges, actual, side="left"), minlength=len(edges) + 1)
-    return histogram_psi(expected_counts, actual_counts)
-
-
-def histogram_psi(expected_counts: Sequence[float], actual_counts: Sequence[float]) -> float:
-    """PSI of two histograms on the same bins (e.g. two days' `scoreHistogram` counts)."""
-    e = np.asarray(expected_counts, dtype=np.float64)
-    a = np.asarray(actual_counts, dtype=np.float64)
-    if e.shape != a.shape or e.ndim != 1:
-        raise ValueError(f"histograms differ in shape: {e.shape} vs {a.shape}")
-    if e.sum() <= 0 or a.sum() <= 0 or (e < 0).any() or (a < 0).any():
-        raise ValueError("PSI needs two non-empty histograms of non-negative counts")
-    e = np.maximum(e / e.sum(), PSI_EPSILON)
-    a = np.maximum(a / a.sum(), PSI_EPSILON)
-    # Each term is >= 0: (a − e) and ln(a / e) always share a sign.
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def feature_psi(train: pd.DataFrame, today: pd.DataFrame, features: Sequence[str]) -> dict[str, float]:
-    """PSI per feature of today's transactions against the training reference."""
-    missing = [f for f in features if f not in train.columns or f not in today.columns]
-    if missing:
-        raise KeyError(f"features {missing} missing from the training reference or today's transactions")
-    return {f: population_stability_index(train[f].to_numpy(dtype=np.float64), today[f].to_numpy(dtype=np.float64)) for f in features}
 
 
 def baseline(history: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -345,15 +292,6 @@ def _usable(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-
-
-def _finite_sample(values: np.ndarray, name: str) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if not len(values):
-        raise ValueError(f"PSI needs a non-empty {name} sample")
-    if not np.isfinite(values).all():
-        raise ValueError(f"the {name} sample holds non-finite values")
-    return values
 
 
 def _check_date(value: str) -> dt.date:

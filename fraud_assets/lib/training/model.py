@@ -193,7 +193,7 @@ def drift_reference(trained: TrainedModel, validation: pd.DataFrame, train: pd.D
     endpoint's output, before calibration: isotonic calibration maps most rows onto a few tied
     values, which no binning can compare) and of the top features' training values (evenly spaced
     rows, so the sample is deterministic), both at the precision PSI compares them."""
-    from fraud_assets.lib.inference.drift import comparable
+    from fraud_assets.lib.inference.psi import comparable
 
     def sample(values: np.ndarray) -> list[float]:
         step = max(1, len(values) // REFERENCE_SAMPLE)
