@@ -164,6 +164,19 @@ def needs(call: ApiCall, account: str = ACCOUNT) -> list[Need]:
         def res(kind: str, name: str) -> str:
             return arn.format("sagemaker", f"{kind}/{name.lower()}")
 
+        if op == "CreateTrainingJob":
+            return [
+                Need("sagemaker:CreateTrainingJob", res("training-job", p["TrainingJobName"])),
+                Need("iam:PassRole", p["RoleArn"], (("iam:PassedToService", "sagemaker.amazonaws.com"),)),
+            ]
+        if "TrainingJobName" in p:
+            return [Need(f"sagemaker:{op}", res("training-job", p["TrainingJobName"]))]
+        if op == "CreateModelPackage":
+            return [Need("sagemaker:CreateModelPackage", res("model-package-group", p["ModelPackageGroupName"]))]
+        if op == "ListModelPackages":
+            return [Need("sagemaker:ListModelPackages", "*")]
+        if op in ("DescribeModelPackage", "UpdateModelPackage"):
+            return [Need(f"sagemaker:{op}", p.get("ModelPackageName") or p["ModelPackageArn"])]
         if op == "CreateModel":
             return [
                 Need("sagemaker:CreateModel", res("model", p["ModelName"])),
@@ -180,6 +193,9 @@ def needs(call: ApiCall, account: str = ACCOUNT) -> list[Need]:
             return [Need(f"sagemaker:{op}", res("endpoint-config", p["EndpointConfigName"]))]
         if "ModelName" in p:
             return [Need(f"sagemaker:{op}", res("model", p["ModelName"]))]
+    if call.service == "logs" and op in ("DescribeLogStreams", "GetLogEvents"):
+        group = arn.format("logs", f"log-group:{p['logGroupName']}")
+        return [Need(f"logs:{op}", f"{group}:log-stream:{p['logStreamName']}" if "logStreamName" in p else group)]
     if call.service == "cloudwatch" and op == "PutMetricData":
         return [Need("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", p["Namespace"]),))]
     raise UnmappedCall(f"no IAM mapping for {call.service} {op} (teach iam_check.needs)")

@@ -11,6 +11,7 @@ from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames
 from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
 from fraud_assets.lib.training.endpoint import current_endpoint, invoke_one
+from fraud_assets.lib.training.registry import list_models
 
 pytestmark = pytest.mark.e2e
 NAMES = PlatformNames()
@@ -99,7 +100,15 @@ def test_training_graph_deploys_and_a_failing_gate_keeps_the_previous_model(aws)
     assert "has no recorded evaluation" in step_failure(unevaluated, "deployed_endpoint")
     assert current_endpoint(s3, NAMES)["model_version"] == deployed["model_version"]
 
-    # Evaluated and passing, the same single-asset path deploys it.
+    # Evaluated and passing, the same single-asset path deploys it: the registry holds one package
+    # per version, Rejected for the gate-failing model, Approved for this one, evaluated twice.
     assert materialise_alone(instance, "evaluation_metrics").success
+    assert materialise_alone(instance, "evaluation_metrics").success
+    registry = {m.model_version: m for m in list_models(boto3.client("sagemaker"))}
+    assert len(registry) == 3 and registry[deployed["model_version"]].approved
+    assert [m.failed_gates for m in registry.values() if not m.approved] == [["pr_auc_gate"]]
     assert materialise_alone(instance, "deployed_endpoint").success
-    assert current_endpoint(s3, NAMES)["model_version"] != deployed["model_version"]
+    now = current_endpoint(s3, NAMES)
+    assert now["model_version"] != deployed["model_version"] and registry[now["model_version"]].approved
+    assert now["model_package_arn"] == registry[now["model_version"]].arn
+    assert now["model_uri"] == registry[now["model_version"]].model_data_url

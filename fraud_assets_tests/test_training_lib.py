@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from fraud_assets.lib.config import FEATURE_COLUMNS
 from fraud_assets.lib.seeding.synthetic import generate_transactions
-from fraud_assets.lib.training.gates import GateResult, deployment_refusal, gate_records
+from fraud_assets.lib.training.gates import GateResult, gate_records
 from fraud_assets.lib.training.metrics import compare_with_production, evaluate_scores
 from fraud_assets.lib.training.model import MODEL_FILE, load_model_package, package_model, train_model
+from fraud_assets.lib.training.registry import RegisteredModel, deployment_refusal, model_package_properties
 from fraud_assets.lib.training.splits import prepare_splits
 
 
@@ -87,14 +88,24 @@ def test_champion_challenger_flags_only_real_regressions():
     assert not compare_with_production(champion, None, tolerance=0.02)["regression"]
 
 
-def _evaluation(version: str, *passed: bool) -> dict:
+def _registered(version: str, *passed: bool, status: str | None = None) -> RegisteredModel:
     gates = [GateResult(f"gate_{i}", ok, f"value {i}") for i, ok in enumerate(passed)]
-    return {"model_version": version, "gates": gate_records(gates), "deploy_recommended": all(passed)}
+    properties = model_package_properties(version, gate_records(gates), {}, {})
+    return RegisteredModel(
+        arn=f"arn:aws:sagemaker:us-east-1:123456789012:model-package/fraud-detection/{version}",
+        model_version=version,
+        approval_status=status or ("Approved" if all(passed) else "Rejected"),
+        model_data_url="s3://models/m.tar.gz",
+        gates={g.name: g.passed for g in gates},
+        gate_messages={g.name: g.message for g in gates},
+        metrics={},
+        properties=properties,
+    )
 
 
 @given(st.lists(st.booleans(), min_size=1, max_size=6))
 def test_deployment_refusal_names_exactly_the_failed_gates(passed):
-    refusal = deployment_refusal("v2", _evaluation("v2", *passed))
+    refusal = deployment_refusal("v2", _registered("v2", *passed))
     failed = [f"gate_{i}" for i, ok in enumerate(passed) if not ok]
     if not failed:
         assert refusal is None
@@ -103,7 +114,7 @@ def test_deployment_refusal_names_exactly_the_failed_gates(passed):
         assert [name for name in (f"gate_{i}" for i in range(len(passed))) if f"{name} (" in refusal] == failed
 
 
-def test_deployment_refusal_reads_the_verdict_of_that_exact_version():
-    assert "has no recorded evaluation" in deployment_refusal("v3", _evaluation("v2", True))
-    assert "records no gate verdicts" in deployment_refusal("v2", {"model_version": "v2", "deploy_recommended": True})
-    assert deployment_refusal("v2", {**_evaluation("v2", True), "deploy_recommended": False}) is not None
+def test_deployment_refusal_needs_an_approved_registration_of_that_version():
+    assert "has no recorded evaluation" in deployment_refusal("v3", None)
+    assert "records no gate verdicts" in deployment_refusal("v2", _registered("v2"))
+    assert "not Approved" in deployment_refusal("v2", _registered("v2", True, status="PendingManualApproval"))

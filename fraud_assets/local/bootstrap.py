@@ -32,6 +32,7 @@ MOTO_GAPS: dict[tuple[str, str | None], str] = {
     ("AWS::SNS::TopicPolicy", None): "sns:SetTopicAttributes",
     ("AWS::SNS::Subscription", None): "sns:Subscribe",
     ("AWS::CloudWatch::Alarm", None): "cloudwatch:PutMetricAlarm",
+    ("AWS::SageMaker::ModelPackageGroup", None): "sagemaker:CreateModelPackageGroup",
 }
 
 # Deployed to AWS, not here: moto evaluates bucket policies, and the local stack speaks plain HTTP
@@ -295,6 +296,10 @@ def _apply_whole_resource(client: Callable[[str], Any], kind: str, props: dict[s
             client("sns").set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"]))
     elif kind == "AWS::SNS::Subscription":
         client("sns").subscribe(TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"])
+    elif kind == "AWS::SageMaker::ModelPackageGroup":
+        client("sagemaker").create_model_package_group(
+            ModelPackageGroupName=props["ModelPackageGroupName"], ModelPackageGroupDescription=props.get("ModelPackageGroupDescription", "")
+        )
     elif kind == "AWS::CloudWatch::Alarm":
         args = {k: props[k] for k in _ALARM_FIELDS if k in props}
         for numeric in ("Period", "EvaluationPeriods"):

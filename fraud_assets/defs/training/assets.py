@@ -62,9 +62,10 @@ from fraud_assets.lib.training.extraction import (
     recent_window_summary,
 )
 from fraud_assets.lib.training.features import EngineeredFeatures, engineered_feature_names, has_customer_fields
-from fraud_assets.lib.training.gates import deployment_refusal, split_gates
+from fraud_assets.lib.training.gates import gate_records, split_gates
 from fraud_assets.lib.training.hyperparameters import HyperparameterSet, read_hyperparameters
 from fraud_assets.lib.training.model import ModelFacts, load_model_package, model_version, package_model, train_model
+from fraud_assets.lib.training.registry import deployment_refusal, find_model, register_model
 from fraud_assets.lib.training.splits import SPLITS, split_summary
 from fraud_assets.lib.training.training_job import train_with_job
 
@@ -427,9 +428,36 @@ def evaluation_metrics(
         {CLOUDWATCH_METRIC_NAMES[m]: value for m, value in evaluation.reported().items()},
         model_dimensions(platform.endpoint_name, evaluation.model_version),
     )
-    context.add_output_metadata(output_name="result", metadata=_evaluation_metadata(evaluation))
+    # Every evaluated model is registered, Approved only when every gate passed: the verdict
+    # deployment reads, whatever starts it.
+    registered = register_model(
+        aws.client("sagemaker"),
+        model_version=evaluation.model_version,
+        model_data_url=endpoint_lib.copy_to_registry(
+            s3_client(s3), platform.names, fraud_model.uris["model.tar.gz"], evaluation.model_version
+        ),
+        image_uri=platform.xgboost_image_uri,
+        gates=gate_records(evaluation.gates),
+        metrics=evaluation.reported(),
+        provenance={"run_id": context.run_id, **_training_provenance(fraud_model.summary)},
+    )
+    context.add_output_metadata(
+        output_name="result",
+        metadata={**_evaluation_metadata(evaluation), "model_package_arn": registered.arn, "approval_status": registered.approval_status},
+    )
     yield Output(StageResult(summary=evaluation.summary().to_summary()))
     yield from selected_checks(context, (gate_result("evaluation_metrics", gate) for gate in evaluation.gates))
+
+
+def _training_provenance(model_summary: dict) -> dict:
+    """Where the model's data and training came from, as the registry records it."""
+    training = model_summary.get("training") or {}
+    return {
+        "training_engine": training.get("engine"),
+        "training_job_name": training.get("job_name"),
+        "train_rows": model_summary.get("train_rows"),
+        "experiment_id": model_summary.get("experiment_id"),
+    }
 
 
 def _evaluation_metadata(evaluation: Evaluation) -> dict:
@@ -487,12 +515,13 @@ def deployed_endpoint(
     names, client = platform.names, s3_client(s3)
     booster, meta = load_model_package(fraud_model.files["model.tar.gz"])
     version = meta["model_version"]
-    refusal = deployment_refusal(version, evaluation_metrics.summary)
+    registered = find_model(aws.client("sagemaker"), version)
+    refusal = deployment_refusal(version, registered)
     if refusal:
-        # Before anything is copied or created: the pointer and the serving endpoint stay as they are.
+        # Before anything is created: the pointer and the serving endpoint stay as they are.
         _refuse(refusal, version, (endpoint_lib.current_endpoint(client, names) or {}).get("model_version"), names.endpoint_name)
     evaluation = EvaluationSummary.from_summary(evaluation_metrics.summary)
-    model_uri = endpoint_lib.copy_to_registry(client, names, fraud_model.uris["model.tar.gz"], version)
+    model_uri = registered.model_data_url  # the Approved package's artifact
     probe = endpoint_lib.health_check_probe(booster, meta, test_split.table)
     deployed = endpoint_lib.deploy_model(
         sagemaker=aws.client("sagemaker"),
@@ -504,7 +533,10 @@ def deployed_endpoint(
         feature_names=meta["feature_names"],
         health_check_features=probe.features,
         expected_score=probe.expected_score,
-        extra_metadata=endpoint_lib.deployment_record(evaluation.metrics, meta, probe, context.run_id),
+        extra_metadata={
+            **endpoint_lib.deployment_record(evaluation.metrics, meta, probe, context.run_id),
+            "model_package_arn": registered.arn,
+        },
     )
     history = endpoint_lib.deployment_history(client, names)
     context.add_output_metadata(output_name="result", metadata=_deployment_metadata(deployed, model_uri, history))
@@ -532,6 +564,7 @@ def _deployment_metadata(deployed: dict, model_uri: str, history: list[dict]) ->
         keys.MODEL_URI: MetadataValue.path(model_uri),
         "experiment_id": deployed.get("experiment_id") or "none",
         "deployed_at": deployed["deployed_at"],
+        "model_package_arn": deployed.get("model_package_arn") or "none",
         "health_check_score": deployed["health_check"]["served_score"],
         "deployment_history": history_table(history),
     }

@@ -293,9 +293,10 @@ def history_rows(history: list[dict]) -> list[tuple]:
             r.get("rolled_back_from") or "",
             r.get("health_check", {}).get("served_score", float("nan")),
             r.get("model_uri", ""),
+            r.get("model_package_arn") or "",
         )
         for r in reversed(history)
     ]
 
 
-HISTORY_COLUMNS = ("deployed_at", "model_version", "action", "rolled_back_from", "health_check_score", "model_uri")
+HISTORY_COLUMNS = ("deployed_at", "model_version", "action", "rolled_back_from", "health_check_score", "model_uri", "model_package_arn")

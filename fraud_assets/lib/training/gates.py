@@ -80,27 +80,3 @@ def split_gates(splits: dict[str, pd.DataFrame], record_count: int, ratio_tolera
 def gate_records(gates: list[GateResult]) -> list[dict]:
     """The verdict as evaluation_metrics records it (its summary's `gates`): what deployment reads."""
     return [{"name": g.name, "passed": bool(g.passed), "message": g.message} for g in gates]
-
-
-def deployment_refusal(model_version: str, evaluation: dict) -> str | None:
-    """Why `model_version` must not be deployed, in one line, or None when the recorded evaluation
-    judged exactly this version and every blocking gate passed.
-
-    Deployment can start anywhere (the training job, one asset materialised from the UI or CLI), and
-    the evaluation it loads is whatever was stored last: a gate-failing model's evaluation is stored
-    before its blocking checks fail, and a newer model may not have been evaluated at all."""
-    evaluated = evaluation.get("model_version")
-    if evaluated != model_version:
-        return (
-            f"model {model_version} has no recorded evaluation (the latest evaluation_metrics judged {evaluated or 'no model'}): "
-            "materialise evaluation_metrics for it first"
-        )
-    gates = evaluation.get("gates")
-    if not gates:
-        return f"model {model_version}: its evaluation records no gate verdicts; evaluate it again before deploying"
-    failed = [g for g in gates if not g["passed"]]
-    if failed:
-        return f"model {model_version} failed its gates: " + "; ".join(f"{g['name']} ({g['message']})" for g in failed)
-    if evaluation.get("deploy_recommended") is not True:
-        return f"model {model_version}: its evaluation does not recommend deployment"
-    return None

@@ -298,5 +298,6 @@ class ModelFacts:
             "training_seconds": self.training_seconds,
             "top_features": self.top_features,
             "thresholds": self.thresholds,
+            "train_rows": self.train_rows,
             "training": self.training,
         }

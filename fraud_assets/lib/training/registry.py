@@ -31,6 +31,7 @@ class RegisteredModel:
     approval_status: str
     model_data_url: str
     gates: dict[str, bool]
+    gate_messages: dict[str, str]
     metrics: dict[str, float]
     properties: dict[str, str]
 
@@ -49,7 +50,10 @@ def model_package_properties(
     """The package's CustomerMetadataProperties: the version, each gate's verdict, the headline
     metrics and the data provenance, as the short strings the registry stores."""
     properties = {"model_version": model_version}
-    properties.update({f"{_GATE_PREFIX}{g['name']}": "passed" if g["passed"] else "failed" for g in gates})
+    # "passed" or "failed: <what the gate said>", cut to the registry's value limit.
+    properties.update(
+        {f"{_GATE_PREFIX}{g['name']}": ("passed" if g["passed"] else f"failed: {g.get('message', '')}")[:_MAX_VALUE] for g in gates}
+    )
     properties.update({f"{_METRIC_PREFIX}{name}": f"{value:.6g}" for name, value in metrics.items() if value is not None})
     properties.update({name: str(value) for name, value in provenance.items() if value is not None})
     too_long = {k: v for k, v in properties.items() if len(v) > _MAX_VALUE or len(k) > 128}
@@ -58,6 +62,25 @@ def model_package_properties(
             f"model package metadata exceeds the registry's limits (50 entries, 128/256 chars): {sorted(too_long) or len(properties)}"
         )
     return properties
+
+
+def deployment_refusal(model_version: str, registered: RegisteredModel | None) -> str | None:
+    """Why `model_version` must not be deployed, in one line, or None when the registry holds it
+    Approved with every gate passed.
+
+    Deployment can start anywhere (the training job, one asset materialised from the UI or CLI) and
+    load whatever evaluation was stored last: the registry's verdict for this exact version is the
+    one that counts."""
+    if registered is None:
+        return f"model {model_version} has no recorded evaluation in the model registry: materialise evaluation_metrics for it first"
+    if not registered.gates:
+        return f"model {model_version}: its registered evaluation records no gate verdicts; evaluate it again before deploying"
+    failed = registered.failed_gates
+    if failed:
+        return f"model {model_version} failed its gates: " + "; ".join(f"{g} ({registered.gate_messages.get(g, '')})" for g in failed)
+    if not registered.approved:
+        return f"model {model_version} is registered as {registered.approval_status or 'unapproved'}, not Approved"
+    return None
 
 
 def register_model(
@@ -143,6 +166,7 @@ def _registered(package: Mapping[str, Any]) -> RegisteredModel:
         approval_status=package.get("ModelApprovalStatus", ""),
         model_data_url=containers[0].get("ModelDataUrl", ""),
         gates={k[len(_GATE_PREFIX) :]: v == "passed" for k, v in properties.items() if k.startswith(_GATE_PREFIX)},
+        gate_messages={k[len(_GATE_PREFIX) :]: v.removeprefix("failed: ") for k, v in properties.items() if k.startswith(_GATE_PREFIX)},
         metrics={k[len(_METRIC_PREFIX) :]: float(v) for k, v in properties.items() if k.startswith(_METRIC_PREFIX)},
         properties=properties,
     )
