@@ -428,6 +428,7 @@ def run_experiment(
                 sampler = _sampler(strategy, spaces[name], seed, n_trials)
                 sampler_name = type(sampler).__name__
                 study_records = _run_study(
+                    spec.kind,
                     learner,
                     feature_set,
                     spaces[name],
@@ -474,7 +475,9 @@ def run_experiment(
     )
 
 
-def _run_study(learner, feature_set, space, base, prepared, sampler, experiment_id, n_trials, metric, policy, seed, nthread, timeout):
+def _run_study(
+    validation_kind, learner, feature_set, space, base, prepared, sampler, experiment_id, n_trials, metric, policy, seed, nthread, timeout
+):
     """One optuna study: `learner` on `feature_set` over every fold. Returns its trial records."""
     import optuna
 
@@ -531,6 +534,7 @@ def _run_study(learner, feature_set, space, base, prepared, sampler, experiment_
                 **record,
                 "algorithm": learner.name,
                 "feature_set": feature_set,
+                "validation": validation_kind,
                 "study_trial": t.number,
                 "state": t.state.name,
                 "value": t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
@@ -545,6 +549,7 @@ _TRIAL_KEYS = (
     "number",
     "algorithm",
     "feature_set",
+    "validation",
     "study_trial",
     "state",
     "value",
