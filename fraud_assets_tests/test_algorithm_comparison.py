@@ -293,3 +293,13 @@ def test_promoting_an_xgboost_winner_records_its_feature_set_and_validation(aws,
     config = yaml.safe_load(s3.get_object(Bucket=NAMES.config_bucket, Key="production-model-config.yaml")["Body"].read())
     assert config["algorithm"] == "xgboost" and config["feature_set"] == "engineered"
     assert config["validation"]["kind"] == "prequential" and config["validation"]["folds"] == 4
+
+
+def test_production_hyperparameters_start_only_the_xgboost_trials():
+    from fraud_assets.lib.experimentation.experiments import base_hyperparameters
+
+    production = {"max_depth": 6, "eta": 0.2}
+    assert base_hyperparameters(["lightgbm"], production, None) == {}
+    assert base_hyperparameters(["lightgbm"], production, {"n_estimators": 50}) == {"lightgbm": {"n_estimators": 50}}
+    assert base_hyperparameters(["xgboost", "mlp"], production, {"num_round": 30}) == {"xgboost": {**production, "num_round": 30}}
+    assert base_hyperparameters(["xgboost", "mlp"], production, {"mlp": {"max_iter": 5}}) == {"xgboost": production, "mlp": {"max_iter": 5}}

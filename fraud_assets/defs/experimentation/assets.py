@@ -18,6 +18,7 @@ from fraud_assets.lib.experimentation.experiments import (
     DEFAULT_SEARCH_SPACE,
     MAXIMISED_METRICS,
     ExperimentResult,
+    base_hyperparameters,
     comparison_rows,
     metric_plot_svg,
     new_experiment_id,
@@ -65,10 +66,13 @@ class TuningExperimentConfig(Config):
     metric: str = Field(default="pr_auc", description=f"Validation metric to maximise: one of {', '.join(MAXIMISED_METRICS)}.")
     seed: int = Field(default=0, description="Sampler seed: the same seed and data give the same trials.")
     base_on_production: bool = Field(
-        default=True, description="Start every trial from the production hyperparameters in Parameter Store (else the defaults)."
+        default=True,
+        description="Start every xgboost trial from the production hyperparameters in Parameter Store (else the defaults).",
     )
     base_hyperparameters: Optional[dict[str, Any]] = Field(
-        default=None, description="Fixed hyperparameters laid over the base, e.g. {num_round: 300}; searched names override them."
+        default=None,
+        description="Fixed hyperparameters laid over the base, e.g. {num_round: 300} (xgboost's when flat with several algorithms), "
+        "or per algorithm ({lightgbm: {n_estimators: 500}}); searched names override them.",
     )
     timeout_seconds: Optional[float] = Field(default=None, description="Stop starting new trials after this long.")
     nthread: Optional[int] = Field(default=None, description="Threads per trial (default: all cores).")
@@ -168,12 +172,10 @@ def tuning_experiment(
     platform: FraudPlatform,
     risk_thresholds: RiskThresholds,
 ) -> StageResult:
-    base: dict[str, Any] = {}
     production = None
-    if config.base_on_production:
+    if config.base_on_production and "xgboost" in config.algorithms:
         production = read_hyperparameters(aws.client("ssm"))
-        base.update(production.values)
-    base.update(config.base_hyperparameters or {})
+    base = base_hyperparameters(config.algorithms, production.values if production else None, config.base_hyperparameters)
     # The run id in the experiment id ties the S3 records to this run.
     experiment_id = new_experiment_id(config.strategy, suffix=context.run_id[:8])
     context.log.info(

@@ -335,6 +335,21 @@ def _per_algorithm(value: Mapping[str, Any] | None, algorithms: Sequence[str], w
     return {flat_to: value}
 
 
+def base_hyperparameters(
+    algorithms: Sequence[str], production: Mapping[str, Any] | None, given: Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Per algorithm, what its trials start from: Parameter Store's production values are
+    xgboost's only; `given` (flat for one algorithm, else keyed by algorithm; flat with several
+    is xgboost's) is laid over them."""
+    names = _check_algorithms(algorithms)
+    bases: dict[str, dict[str, Any]] = {n: {} for n in names}
+    if production and XGBOOST in bases:
+        bases[XGBOOST].update(production)
+    for name, values in _per_algorithm(given, names, "base_hyperparameters", XGBOOST if len(names) > 1 else None).items():
+        bases[name].update(values or {})
+    return {n: b for n, b in bases.items() if b}
+
+
 def _check_algorithms(algorithms: Sequence[str]) -> list[str]:
     if isinstance(algorithms, str) or not algorithms:
         raise ParameterError(f"algorithms must be a non-empty list of {ALGORITHMS}, got {algorithms!r}")
