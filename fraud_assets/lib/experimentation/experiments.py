@@ -974,7 +974,7 @@ def metric_plot_svg(trials: Sequence[Mapping[str, Any]], metric: str, width: int
     from xml.sax.saxutils import escape
 
     done = [t for t in trials if t["state"] == "COMPLETE" and t.get("value") is not None]
-    left, right, top, bottom = 50, 150, 20, 35
+    left, right, top, bottom = 50, 180, 20, 35
     inner_w, inner_h = width - left - right, height - top - bottom
     n = max([t["number"] for t in trials] + [1])
     values = [t["value"] for t in done] + [
@@ -1005,6 +1005,8 @@ def metric_plot_svg(trials: Sequence[Mapping[str, Any]], metric: str, width: int
     for i in range(5):
         v = low + (high - low) * i / 4
         parts.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3f}</text>')
+    for number in sorted({0, n // 2, n}):
+        parts.append(f'<text x="{x(number):.1f}" y="{top + inner_h + 14}" text-anchor="middle">{number}</text>')
     for t in done:
         g = f"{_algorithm(t)}/{t.get('feature_set') or 'raw'}"
         cx, cy = x(t["number"]), y(t["value"])
