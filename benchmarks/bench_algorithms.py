@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--validation", default="prequential", choices=["prequential", "random", "both"])
     parser.add_argument("--feature-sets", action="store_true", help="also compare feature sets on labelled daily data")
+    # One thread per trial on a shared machine: OpenMP's spin-waiting for a descheduled second
+    # thread cost 5-25x the CPU in a measurement at load average 12 on 2 cores.
     parser.add_argument("--nthread", type=int, default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -115,6 +117,7 @@ def main() -> None:
             f"## {len(ALGORITHMS)} algorithms x {args.trials} trials, {kind}: {summary['minutes']} min wall, {summary['cpu_seconds']} CPU s"
         )
         print(out[f"algorithms_{kind}"]["table"], flush=True)
+        _write(args.json, out)  # each part as soon as it is measured
     if args.feature_sets:
         out["feature_sets"] = feature_sets(max(1, args.trials // 2), args.nthread)
         print(
@@ -122,8 +125,12 @@ def main() -> None:
         )
         print(out["feature_sets"]["table"], flush=True)
     out["load_after"] = os.getloadavg()
-    if args.json:
-        with open(args.json, "w") as f:
+    _write(args.json, out)
+
+
+def _write(path: str | None, out: dict) -> None:
+    if path:
+        with open(path, "w") as f:
             json.dump(out, f, indent=2, default=str)
 
 
