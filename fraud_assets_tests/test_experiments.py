@@ -23,6 +23,7 @@ from fraud_assets.lib.experimentation.experiments import (
     trials_markdown,
     validate_search_space,
 )
+from fraud_assets.lib.experimentation.validation import ValidationError
 from fraud_assets.lib.training.hyperparameters import HyperparameterError, validate_hyperparameters
 
 NAMES = PlatformNames()
@@ -88,8 +89,9 @@ def test_each_strategy_searches_and_records_in_s3(aws, splits, strategy, sampler
     record = load_experiment(s3, NAMES.workflow_bucket, result.experiment_id)
     config = record["config"]
     assert config["strategy"] == strategy and config["metric"] == "pr_auc" and config["n_trials"] == 4
-    assert config["splits"] == SPLIT_URIS and config["rows"] == {"train": 4000, "validation": 1000}
-    assert config["search_space"] == validate_search_space(DEFAULT_SEARCH_SPACE)
+    assert config["splits"] == SPLIT_URIS and (config["rows"]["train"], config["rows"]["validation"]) == (4000, 1000)
+    assert config["algorithms"] == ["xgboost"] and config["feature_sets"] == ["raw"] and config["validation"]["kind"] == "random"
+    assert config["search_spaces"] == {"xgboost": validate_search_space(DEFAULT_SEARCH_SPACE)}
     assert config["completed"] == 4 and config["failed"] == 0 and config["status"] == "completed"
     assert config["started_at"] <= config["finished_at"] and config["duration_seconds"] > 0
     assert len(record["trials"]) == 4
@@ -97,8 +99,8 @@ def test_each_strategy_searches_and_records_in_s3(aws, splits, strategy, sampler
     assert record["best"]["hyperparameters"] == best["hyperparameters"]
     assert record["best"]["value"] == pytest.approx(best["value"])
     if strategy == "grid":
-        grid = {name: grid_values(spec) for name, spec in config["search_space"].items()}
-        assert config["grid_size"] == 3**6
+        grid = {name: grid_values(spec) for name, spec in config["search_spaces"]["xgboost"].items()}
+        assert config["grid_sizes"] == {"xgboost": 3**6}
         assert all(t["params"][n] in grid[n] for t in record["trials"] for n in grid)
 
 
@@ -126,13 +128,18 @@ def test_failed_trials_are_recorded_with_their_error_and_the_search_goes_on(aws,
     assert "Failed trials:" in detail and "XGBoostError" in detail and "'max_depth' = 50" in detail
 
 
-@pytest.mark.filterwarnings("ignore:.*only positive or negative samples")
-def test_a_non_finite_metric_fails_the_trial_and_no_best_is_recorded(aws, splits):
+def test_a_validation_part_without_fraud_is_refused_before_any_trial(splits):
     train, validation = splits
     one_class = validation[validation[LABEL_COLUMN] == 0]
-    result = run_experiment(train, one_class, strategy="random", n_trials=2, base_hyperparameters=FAST, nthread=1)
+    with pytest.raises(ValidationError, match="validation fold 0: its validation part has no fraud"):
+        run_experiment(train, one_class, strategy="random", n_trials=2, base_hyperparameters=FAST, nthread=1)
+
+
+def test_when_every_trial_fails_no_best_is_recorded(aws, splits):
+    space = {"max_depth": {"type": "categorical", "choices": [50]}}  # past the allowlist's 20
+    result = _run(splits, strategy="random", n_trials=2, search_space=space)
     assert [t["state"] for t in result.trials] == ["FAIL", "FAIL"]
-    assert all("pr_auc is nan" in t["error"] for t in result.trials)
+    assert all("'max_depth' = 50" in t["error"] for t in result.trials)
     assert result.best is None and result.status == "no_successful_trials"
 
     s3 = boto3.client("s3")
@@ -225,7 +232,7 @@ def test_grid_values():
 
 def test_trials_markdown_ranks_completed_trials_first(splits):
     result = _run(splits, strategy="grid", n_trials=4, search_space={"max_depth": {"type": "categorical", "choices": [2, 4, 50]}})
-    table = trials_markdown(result.trials, "pr_auc", ["max_depth"])
+    table = trials_markdown(result.trials, "pr_auc")
     lines = table.splitlines()
-    assert lines[0].startswith("| TRIAL | STATE | PR_AUC")
-    assert [line.split("|")[2].strip() for line in lines[2:]] == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert lines[0].startswith("| TRIAL | ALGORITHM | FEATURES | STATE | PR_AUC")
+    assert [line.split("|")[4].strip() for line in lines[2:]] == ["COMPLETE", "COMPLETE", "FAIL"]

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, TRANSACTION_ID
-from fraud_assets.lib.experimentation.tuning import experiment_origin, no_completed_trials, trial_base
+from fraud_assets.lib.experimentation.tuning import experiment_origin, no_completed_trials
 from fraud_assets.lib.metadata_keys import MissingMetadata, MissingSummaryKey
 from fraud_assets.lib.seeding.synthetic import generate_transactions
 from fraud_assets.lib.training.calibration import release_policy
@@ -238,10 +238,8 @@ def test_labelled_day_rows_note_the_recent_window_and_skipped_days():
     ]
 
 
-def test_an_experiment_starts_from_production_or_the_defaults_with_the_overrides_on_top():
+def test_an_experiment_records_whether_it_started_from_production():
     production = HyperparameterSet(values={"max_depth": 5, "eta": 0.1}, versions={"max_depth": 3}, source="ssm", experiment_id="e-1")
-    assert trial_base(production, {"eta": 0.3, "num_round": 50}) == {"max_depth": 5, "eta": 0.3, "num_round": 50}
-    assert trial_base(None, {"num_round": 50}) == {"num_round": 50} and trial_base(None, None) == {}
     assert experiment_origin("run-1", production) == {
         "dagster_run_id": "run-1",
         "base": "production",

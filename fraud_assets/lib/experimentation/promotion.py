@@ -28,6 +28,7 @@ import yaml
 
 from fraud_assets.lib.aws.storage import S3Uri, get_bytes, get_json, object_exists, put_bytes, put_json, validate_key_part
 from fraud_assets.lib.config import HYPERPARAMETER_PATH, PRODUCTION_MODEL_CONFIG_KEY, PlatformNames
+from fraud_assets.lib.experimentation.algorithms import SERVABLE
 from fraud_assets.lib.experimentation.experiments import ALGORITHM, ExperimentNotFound, load_experiment
 from fraud_assets.lib.training.hyperparameters import (
     HyperparameterError,
@@ -200,8 +201,8 @@ def promote_to_production(
     best = record["best"]
     if best is None:
         raise PromotionRefused(f"cannot promote {experiment_id!r}: no trial completed, there is no best trial")
-    if best.get("algorithm") != ALGORITHM:
-        raise PromotionRefused(f"cannot promote {experiment_id!r}: algorithm {best.get('algorithm')!r} is not {ALGORITHM!r}")
+    if best.get("algorithm") not in SERVABLE:
+        raise PromotionRefused(_not_servable(experiment_id, best))
     try:
         hyperparameters = validate_hyperparameters(best["hyperparameters"])
     except HyperparameterError as err:
@@ -241,6 +242,10 @@ def promote_to_production(
         "algorithm": ALGORITHM,
         "experiment_id": experiment_id,
         "trial_number": best["trial_number"],
+        # What the winner was measured on: production trains on engineered features only with
+        # FRAUD_FEATURE_ENGINEERING=1, so the record says which set the numbers belong to.
+        "feature_set": best.get("feature_set", "raw"),
+        "validation": best.get("validation") or {"kind": "random"},
         "promoted_at": promoted_at,
         "hyperparameters": hyperparameters,
         "metrics": {"objective": best["metric"], "value": best["value"], "split": "validation", "values": best.get("metrics") or {}},
@@ -275,6 +280,20 @@ def promote_to_production(
         promoted_at=promoted_at,
     )
     return _request_retraining(summary, retrain_callback)
+
+
+def _not_servable(experiment_id: str, best: Mapping[str, Any]) -> str:
+    servable = best.get("best_servable")
+    hint = (
+        f"; its best {', '.join(SERVABLE)} trial is #{servable['trial_number']} ({best['metric']} {servable['value']:.4f}): "
+        f"run an experiment with algorithms [{', '.join(SERVABLE)}] to promote one"
+        if servable
+        else f"; run an experiment with algorithms [{', '.join(SERVABLE)}] to get a winner that can be promoted"
+    )
+    return (
+        f"cannot promote {experiment_id!r}: its best trial #{best['trial_number']} is {best.get('algorithm')!r}, which the serving "
+        f"path cannot serve (the endpoint runs SageMaker's built-in XGBoost container); only {', '.join(SERVABLE)} can be served{hint}"
+    )
 
 
 def _config_yaml(config: Mapping[str, Any]) -> bytes:

@@ -13,12 +13,6 @@ from fraud_assets.lib.training.hyperparameters import HyperparameterSet
 from fraud_assets.lib.training.metrics import HEADLINE_METRICS
 
 
-def trial_base(production: HyperparameterSet | None, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What every trial starts from: the production hyperparameters (when the search is based on
-    them, else nothing: the defaults), the fixed overrides laid over them. Searched names override both."""
-    return {**(production.values if production is not None else {}), **(overrides or {})}
-
-
 def experiment_origin(run_id: str, production: HyperparameterSet | None) -> dict[str, Any]:
     """Who ran the experiment and from what base: recorded in its config.json."""
     return {
@@ -37,6 +31,14 @@ def no_completed_trials(result: ExperimentResult) -> str | None:
     return f"experiment {result.experiment_id}: none of {len(result.trials)} trials completed; first errors: {errors[:3]}"
 
 
+def describe_search(config: Mapping[str, Any]) -> str:
+    """The experiment in one log line."""
+    return (
+        f"{config['strategy']} search of {', '.join(config['algorithms'])} on {', '.join(config['feature_sets'])} features, "
+        f"{config['n_trials']} trials each, {config['validation']} validation, maximising {config['metric']}"
+    )
+
+
 def run_figures(result: ExperimentResult, record: Mapping[str, Any]) -> dict[str, Any]:
     """How the search went (`record`: result.config_record), whatever its outcome."""
     return {
@@ -51,6 +53,10 @@ def run_figures(result: ExperimentResult, record: Mapping[str, Any]) -> dict[str
     }
 
 
+# What a trial reports beyond its value: the training gates' metrics at the released threshold.
+FRAME_METRICS = (*HEADLINE_METRICS, "high_risk_precision", "high_risk_recall", "threshold")
+
+
 def best_figures(result: ExperimentResult) -> dict[str, Any]:
     """The winning trial's number and validation figures (none without a winner)."""
     best = result.best
@@ -59,8 +65,20 @@ def best_figures(result: ExperimentResult) -> dict[str, Any]:
     return {
         "best_trial": best["number"],
         f"best_{result.metric}": best["value"],
-        **{f"best_{m}": float(best["metrics"][m]) for m in HEADLINE_METRICS if best["metrics"].get(m) is not None},
+        **{f"best_{m}": float(best["metrics"][m]) for m in FRAME_METRICS if best["metrics"].get(m) is not None},
     }
+
+
+def promote_hint(result: ExperimentResult) -> str:
+    """How to promote the winner, or why it cannot be served."""
+    from fraud_assets.lib.experimentation.algorithms import SERVABLE
+
+    best = result.best
+    if best is None:
+        return "no winner"
+    if best["algorithm"] in SERVABLE:
+        return f"fraud-assets promote {result.experiment_id}"
+    return f"not servable ({best['algorithm']}): only {', '.join(SERVABLE)} can be promoted"
 
 
 def trials_frame(result: ExperimentResult) -> pd.DataFrame:
@@ -68,21 +86,29 @@ def trials_frame(result: ExperimentResult) -> pd.DataFrame:
     which a parquet column cannot."""
     rows = []
     for t in result.trials:
-        metrics = t.get("metrics") or {}
+        metrics, spread = t.get("metrics") or {}, t.get("metrics_std") or {}
         rows.append(
             {
                 "number": t["number"],
+                "algorithm": t["algorithm"],
+                "feature_set": t["feature_set"],
                 "state": t["state"],
                 "value": t["value"],
-                **{m: metrics.get(m) for m in HEADLINE_METRICS},
+                **{m: metrics.get(m) for m in FRAME_METRICS},
+                **{f"{m}_std": spread.get(m) for m in FRAME_METRICS},
                 "best_iteration": t.get("best_iteration"),
+                "fit_seconds": t.get("fit_seconds"),
+                "model_size": t.get("model_size"),
+                "model_size_unit": t.get("model_size_unit"),
                 "duration_seconds": t.get("duration_seconds"),
                 "params": json.dumps(t["params"], sort_keys=True),
                 "error": t.get("error"),
             }
         )
     frame = pd.DataFrame(rows)
-    for column in ("value", *HEADLINE_METRICS, "duration_seconds"):
+    floats = ("value", *FRAME_METRICS, *(f"{m}_std" for m in FRAME_METRICS), "fit_seconds", "duration_seconds")
+    for column in floats:
         frame[column] = frame[column].astype("float64")
-    frame["best_iteration"] = frame["best_iteration"].astype("Int64")
+    for column in ("best_iteration", "model_size"):
+        frame[column] = frame[column].astype("Int64")
     return frame
