@@ -222,7 +222,7 @@ def main() -> None:
     from fraud_assets.lib.config import FEATURE_COLUMNS, FIRST_DAY_VARIABLE, RAW_DATA_KEY, PlatformNames
     from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
     from fraud_assets.lib.training.prep_engines import prepare_with_pandas
-    from fraud_assets.local.stack import LocalStack
+    from fraud_assets_local.stack import LocalStack
 
     os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="fraud-bench-dagster-")
     # The benchmark's days (2026-02/03) are partitions: before the code location loads.

@@ -16,8 +16,8 @@ from conftest import AWS_CALLS
 from iam_check import ACCOUNT, ApiCall, check
 
 from fraud_assets.lib.config import PlatformNames
-from fraud_assets.local.bootstrap import STACK_NAME, Resolver, load_template, stack_parameters
-from fraud_assets.local.stack import LocalStack
+from fraud_assets_local.bootstrap import STACK_NAME, Resolver, load_template, stack_parameters
+from fraud_assets_local.stack import LocalStack
 
 NAMES = PlatformNames()
 ROLE, POLICY = "fraud-detection-code-location", "fraud-assets"

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.config import FEATURE_COLUMNS, PlatformNames
-from fraud_assets.local.stack import LocalStack
+from fraud_assets_local.stack import LocalStack
 
 NAMES = PlatformNames()
 ENDPOINT = "fraud-test-endpoint"
@@ -152,7 +152,7 @@ def test_update_endpoint_changes_served_model(endpoint: str, boosters: list[xgb.
 
 
 def test_archive_without_an_xgboost_json_model_is_refused() -> None:
-    from fraud_assets.local.model_server import InvocationError, load_model_archive
+    from fraud_assets_local.model_server import InvocationError, load_model_archive
 
     def tar_with(name: str, data: bytes) -> bytes:
         buf = io.BytesIO()

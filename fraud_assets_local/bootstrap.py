@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from fraud_assets.lib.config import DEFAULT_REGION, PlatformNames
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "infra" / "fraud-detection.yaml"
+TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "infra" / "fraud-detection.yaml"
 STACK_NAME = "fraud-detection"
 
 # (resource type, property or None for the whole type): what moto 5.2's CloudFormation ignores or
