@@ -20,6 +20,9 @@ RUN pip install --no-cache-dir "uv==0.13.9" \
  && if [ -n "$DAGSTER_CLOUD_VERSION" ]; then uv pip install --system --no-cache "dagster-cloud==$DAGSTER_CLOUD_VERSION"; fi
 
 # The package, the Glue scripts it uploads and the template (paths resolve beside the package).
+# Not the embedded AWS stack (fraud_assets_local/: moto and the model server, development and tests
+# only; .dockerignore keeps it out of the context too): fraud_assets_tests/test_image.py loads this
+# file set's code location without it.
 COPY fraud_assets ./fraud_assets
 COPY glue_scripts ./glue_scripts
 COPY infra ./infra

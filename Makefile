@@ -20,7 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 	# every process (each run launched from the UI) would compile its imports again (+2.4 s measured).
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes --compile-bytecode -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
-	$(BIN)/python -m compileall -q fraud_assets glue_scripts
+	$(BIN)/python -m compileall -q fraud_assets fraud_assets_local glue_scripts
 	touch $(STAMP)
 
 # Exactly requirements-container.lock (sync removes anything else); the model server imports the

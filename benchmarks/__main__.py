@@ -35,12 +35,25 @@ def timed(fn, repeat: int = 3) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def prepared_splits(csv_bytes: bytes) -> dict:
+    """The training assets' path on pandas from a raw CSV alone: data_extraction (no labelled days),
+    its data set stored as parquet, then prepared_splits over that file."""
+    from fraud_assets.lib.aws.storage import write_parquet
+    from fraud_assets.lib.training import extraction
+    from fraud_assets.lib.training.prep_engines import split_dataset_with_pandas
+
+    dataset, _ = extraction.extract_with_pandas(csv_bytes, "bench.csv", extraction.empty_daily_rows(), 42)
+    with tempfile.TemporaryDirectory(prefix="bench-dataset-") as tmp:
+        with open(Path(tmp) / "dataset.parquet", "wb") as f:
+            write_parquet(dataset, f)
+        return split_dataset_with_pandas(Path(tmp) / "dataset.parquet", 42)
+
+
 def bench_data_prep(csv_bytes: bytes) -> dict:
     from fraud_assets.lib.aws.storage import table_to_parquet
-    from fraud_assets.lib.training.prep_engines import prepare_with_pandas
 
-    def ours():
-        splits = prepare_with_pandas(csv_bytes, "bench.csv", 42)
+    def ours():  # data_extraction then prepared_splits, each writing its parquet
+        splits = prepared_splits(csv_bytes)
         return [table_to_parquet(frame) for frame in splits.values()]
 
     def raw():  # pyarrow read, numpy random 70/15/15, parquet write: no validation, no ids
@@ -221,8 +234,7 @@ def main() -> None:
     from fraud_assets.lib.aws.storage import put_bytes
     from fraud_assets.lib.config import FEATURE_COLUMNS, FIRST_DAY_VARIABLE, RAW_DATA_KEY, PlatformNames
     from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
-    from fraud_assets.lib.training.prep_engines import prepare_with_pandas
-    from fraud_assets.local.stack import LocalStack
+    from fraud_assets_local.stack import LocalStack
 
     os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="fraud-bench-dagster-")
     # The benchmark's days (2026-02/03) are partitions: before the code location loads.
@@ -234,7 +246,7 @@ def main() -> None:
         csv_bytes = to_csv_bytes(generate_transactions(n_rows=args.rows))
         put_bytes(boto3.client("s3"), names.data_bucket, RAW_DATA_KEY, csv_bytes)
         if args.only in (None, "training", "scoring"):
-            splits = prepare_with_pandas(csv_bytes, "bench.csv", 42)
+            splits = prepared_splits(csv_bytes)
             if args.only == "scoring":
                 from fraud_assets.lib.training.model import DEFAULT_HYPERPARAMETERS, train_model
 

@@ -35,8 +35,8 @@ def main() -> None:
     from fraud_assets.lib.aws.storage import put_bytes
     from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key
     from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
-    from fraud_assets.local.stack import LocalStack
     from fraud_assets.main_job import QUIET
+    from fraud_assets_local.stack import LocalStack
 
     os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="fraud-bench-dagster-")
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -101,7 +101,7 @@ def main() -> None:
 
     from fraud_assets.lib.config import PlatformNames
     from fraud_assets.lib.seeding.seed import seed_platform
-    from fraud_assets.local.stack import LocalStack
+    from fraud_assets_local.stack import LocalStack
 
     home = Path(tempfile.mkdtemp(prefix="fraud-bench-launched-"))
     # Launched at once (DefaultRunCoordinator): under `dagster dev` runs wait in a queue for the

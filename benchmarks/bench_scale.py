@@ -156,7 +156,7 @@ def main() -> None:
     days = [int(x) for x in args.days.split(",") if x]
 
     from fraud_assets.lib.config import FIRST_DAY_VARIABLE
-    from fraud_assets.local.stack import LocalStack
+    from fraud_assets_local.stack import LocalStack
 
     os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="fraud-bench-scale-dagster-")
     # The benchmark's days (2026-02/03) are partitions: before the code location loads.

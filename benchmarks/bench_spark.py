@@ -1,12 +1,13 @@
-"""Data preparation on the pandas engine vs Spark local mode, on the default synthetic set (284,807
-rows, the Kaggle size) and a 10x set, in one run; plus what the Spark job would cost on AWS Glue.
+"""The data-prep split (prepared_splits: the training data set's parquet in, the three split frames
+out) on the pandas engine vs Spark local mode, on the default synthetic set (284,807 rows, the Kaggle
+size) and a 10x set, in one run; plus what the Spark job would cost on AWS Glue, which runs this split.
 
     python -m benchmarks.bench_spark [--scale 10] [--json .fraud_assets/bench_spark.json]
 
-Every engine answers the same question: CSV bytes in, the three split frames out. The Spark time
-is broken down into staging the bytes to disk, the Spark job itself (glue_scripts/fraud_data_prep.py,
-the part Glue would run), and reading its parquet back into pandas. The large set runs once per
-engine (the machine is shared); the default set takes the median of two.
+Both engines start from the same local parquet (data_extraction's output for the raw set alone). The
+Spark time is broken down into the Spark job itself (glue_scripts/fraud_data_prep.py's
+split_dataset_spark, what the Glue job runs) and reading its parquet back into pandas. The large set
+runs once per engine (the machine is shared); the default set takes the median of two.
 
 Glue cost assumption: the seeds' 5 DPUs at $0.44 per DPU-hour, billed per second with Glue's
 1-minute minimum, for the *measured local Spark job time*. Glue would run the job on 5 G.1X workers
@@ -47,21 +48,21 @@ def spark_session(driver_memory: str):
     )
 
 
-def run_pandas(csv: bytes, repeat: int) -> tuple[float, dict]:
-    from fraud_assets.lib.training.prep_engines import prepare_with_pandas
+def run_pandas(dataset: Path, repeat: int) -> tuple[float, dict]:
+    from fraud_assets.lib.training.prep_engines import split_dataset_with_pandas
 
     times, result = [], {}
     for _ in range(repeat):
         result = {}
         gc.collect()
         started = time.perf_counter()
-        result = prepare_with_pandas(csv, "bench.csv", 42)
+        result = split_dataset_with_pandas(dataset, 42)
         times.append(time.perf_counter() - started)
     return statistics.median(times), result
 
 
-def run_spark(spark, csv: bytes, repeat: int) -> tuple[dict, dict]:
-    """prepare_with_spark's steps, timed one by one."""
+def run_spark(spark, dataset: Path, repeat: int) -> tuple[dict, dict]:
+    """split_dataset_with_spark's steps, timed one by one."""
     from fraud_assets.lib.training.prep_engines import DATA_PREP_SCRIPT, load_glue_script, read_split_parquet_dir
     from fraud_assets.lib.training.splits import SPLITS
 
@@ -71,16 +72,13 @@ def run_spark(spark, csv: bytes, repeat: int) -> tuple[dict, dict]:
         frames = {}
         gc.collect()
         with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
-            t0 = time.perf_counter()
-            path = Path(tmp) / "creditcard.csv"
-            path.write_bytes(csv)
             t1 = time.perf_counter()
-            summary = script.prepare_splits_spark(spark, str(path), str(Path(tmp) / "out"), 42)
+            summary = script.split_dataset_spark(spark, str(dataset), str(Path(tmp) / "out"), 42)
             t2 = time.perf_counter()
             frames = {name: read_split_parquet_dir(Path(script.split_path(str(Path(tmp) / "out"), name))) for name in SPLITS}
             t3 = time.perf_counter()
-        runs.append({"stage_s": t1 - t0, "job_s": t2 - t1, "read_back_s": t3 - t2, "total_s": t3 - t0, "records": summary["recordCount"]})
-    median = {k: statistics.median(r[k] for r in runs) for k in ("stage_s", "job_s", "read_back_s", "total_s")}
+        runs.append({"job_s": t2 - t1, "read_back_s": t3 - t2, "total_s": t3 - t1, "records": summary["recordCount"]})
+    median = {k: statistics.median(r[k] for r in runs) for k in ("job_s", "read_back_s", "total_s")}
     return {**median, "records": runs[-1]["records"]}, frames
 
 
@@ -89,19 +87,29 @@ def same_splits(a: dict, b: dict) -> bool:
 
 
 def bench(rows: int, spark, repeat: int) -> dict:
+    from fraud_assets.lib.aws.storage import write_parquet
     from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
+    from fraud_assets.lib.training import extraction
 
     started = time.perf_counter()
     csv = to_csv_bytes(generate_transactions(rows, seed=7))
+    dataset, _ = extraction.extract_with_pandas(csv, "bench.csv", extraction.empty_daily_rows(), 42)
+    del csv
     generated_s = time.perf_counter() - started
-    pandas_s, by_pandas = run_pandas(csv, repeat)
-    spark_times, by_spark = run_spark(spark, csv, repeat)
+    with tempfile.TemporaryDirectory(prefix="bench-dataset-") as tmp:
+        path = Path(tmp) / "dataset.parquet"
+        with open(path, "wb") as f:
+            write_parquet(dataset, f)
+        del dataset
+        parquet_mb = path.stat().st_size / 1e6
+        pandas_s, by_pandas = run_pandas(path, repeat)
+        spark_times, by_spark = run_spark(spark, path, repeat)
     agree = same_splits(by_pandas, by_spark)
     del by_pandas, by_spark
     gc.collect()
     return {
         "rows": rows,
-        "csv_mb": round(len(csv) / 1e6, 1),
+        "dataset_parquet_mb": round(parquet_mb, 1),
         "repeat": repeat,
         "generate_s": round(generated_s, 2),
         "pandas_s": round(pandas_s, 2),
@@ -135,10 +143,10 @@ def main() -> None:
         "glue_assumption": f"{GLUE_DPUS} DPUs x ${GLUE_USD_PER_DPU_HOUR}/DPU-hour, per second, {GLUE_MINIMUM_BILLED_SECONDS} s minimum, at the local[2] job time",
         "results": results,
     }
-    print(f"{'rows':>10} {'csv MB':>7} {'pandas s':>9} {'spark s':>8} {'(job s)':>8} {'ratio':>6} {'same ids':>8} {'Glue $':>7}")
+    print(f"{'rows':>10} {'pq MB':>7} {'pandas s':>9} {'spark s':>8} {'(job s)':>8} {'ratio':>6} {'same ids':>8} {'Glue $':>7}")
     for r in results:
         print(
-            f"{r['rows']:>10,} {r['csv_mb']:>7} {r['pandas_s']:>9} {r['spark']['total_s']:>8} {r['spark']['job_s']:>8} "
+            f"{r['rows']:>10,} {r['dataset_parquet_mb']:>7} {r['pandas_s']:>9} {r['spark']['total_s']:>8} {r['spark']['job_s']:>8} "
             f"{r['spark_over_pandas']:>6} {str(r['same_transaction_ids']):>8} {r['glue_usd_at_measured_job_time']:>7}"
         )
     print(report["glue_assumption"])

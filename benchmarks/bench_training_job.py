@@ -51,7 +51,7 @@ def _pr_auc(labels, scores) -> float:
 
 
 def run(rows: int, repeat: int) -> dict:
-    from fraud_assets.local.stack import LocalStack
+    from fraud_assets_local.stack import LocalStack
 
     train, validation, test = _splits(rows)
     results: dict = {"rows": rows, "hyperparameters": HYPERPARAMETERS}

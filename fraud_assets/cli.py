@@ -19,6 +19,22 @@ def _aws_is_configured() -> bool:
     return bool(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
 
 
+def _local(module: str):
+    """A module of the embedded AWS stack, imported only by the commands that start it: the stack is
+    the separate `fraud_assets_local` package, installed for development and absent from the image."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"fraud_assets_local.{module}")
+    except ModuleNotFoundError as err:
+        if err.name != "fraud_assets_local":
+            raise
+        raise SystemExit(
+            "the embedded AWS stack (package fraud_assets_local) is not installed here, as in the production image: "
+            "point AWS_ENDPOINT_URL or AWS credentials at an AWS, or run from a development checkout (make install)"
+        ) from None
+
+
 @contextlib.contextmanager
 def aws_target(state_dir: Path, announce=print):
     """Use the AWS the environment points at, or start the embedded stack when none is set."""
@@ -26,9 +42,7 @@ def aws_target(state_dir: Path, announce=print):
         announce(f"Using the AWS the environment points at ({os.environ.get('AWS_ENDPOINT_URL') or 'AWS account'}).")
         yield None
         return
-    from fraud_assets.local.stack import LocalStack
-
-    with LocalStack(state_dir=state_dir) as stack:
+    with _local("stack").LocalStack(state_dir=state_dir) as stack:
         os.environ.update(stack.env())
         announce(f"Started the embedded AWS stack at {stack.env()['AWS_ENDPOINT_URL']} (state in {state_dir}).")
         yield stack
@@ -60,9 +74,7 @@ def _dagster_home() -> None:
 
 
 def cmd_local_stack(args) -> int:
-    from fraud_assets.local.stack import run_local_stack_cli
-
-    return run_local_stack_cli(args.state_dir, args.moto_port, args.model_port)
+    return _local("stack").run_local_stack_cli(args.state_dir, args.moto_port, args.model_port)
 
 
 def cmd_seed(args) -> int:
@@ -240,7 +252,7 @@ def cmd_rollback_model(args) -> int:
 def cmd_dev(args) -> int:
     """The Dagster UI on this project, with the runs `make run` recorded (its partitions are
     everyone's: the fixed first day, or FRAUD_FIRST_DAY)."""
-    from fraud_assets.local.dagster_dev import run_dagster_dev
+    run_dagster_dev = _local("dagster_dev").run_dagster_dev
 
     _dagster_home()
     # dg's dev, not `dagster dev`: the same server, without the latter's "superseded" warning on every start.

@@ -10,8 +10,8 @@ import pytest
 from iam_check import Recorder
 
 from fraud_assets.lib.aws.clients import USER_AGENT_EXTRA
-from fraud_assets.local.processes import scrubbed_aws_environ
-from fraud_assets.local.stack import LocalStack
+from fraud_assets_local.processes import scrubbed_aws_environ
+from fraud_assets_local.stack import LocalStack
 
 # The code location's AWS calls during the e2e tests, for test_least_privilege.py: this process's,
 # or, in the xdist controller, every worker's (sent back through xdist's workeroutput).

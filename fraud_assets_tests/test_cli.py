@@ -107,7 +107,7 @@ def test_dev_starts_the_ui_without_a_warning(tmp_path, monkeypatch):
     # `dagster dev` printed a SupersessionWarning ("use dg dev") on every start of `make dev`.
     import argparse
 
-    import fraud_assets.local.dagster_dev as dagster_dev
+    import fraud_assets_local.dagster_dev as dagster_dev
     from fraud_assets.cli import cmd_dev
 
     started = []

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from fraud_assets.lib.training.model import CONTAINER_XGBOOST, MODEL_FILE, container_model_json, load_model_package, package_model
-from fraud_assets.local.processes import container_environ, container_python
+from fraud_assets_local.processes import container_environ, container_python
 
 ROWS = np.random.default_rng(7).normal(size=(64, 4)).astype(np.float32)
 

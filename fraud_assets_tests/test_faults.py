@@ -3,7 +3,7 @@ items equal its scored count, and the alert messages a subscribed SQS queue rece
 high-risk transaction exactly once (0 lost, 0 duplicated), or, in the documented at-least-once case,
 repeat whole messages with their `messageKey` deduplication id.
 
-The stack runs as `python -m fraud_assets.local.stack` with a state directory (as `make stack` runs
+The stack runs as `python -m fraud_assets_local.stack` with a state directory (as `make stack` runs
 it), so it can be SIGKILLed and restarted; the runs that get killed are subprocesses executing the
 job on a shared DAGSTER_HOME, killed by pid once the step named starts. Runs: `-m faults`.
 """
@@ -27,8 +27,8 @@ from fraud_assets.lib.aws.storage import get_json, put_bytes
 from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key
 from fraud_assets.lib.inference.score_store import count_items_for_date
 from fraud_assets.lib.seeding.synthetic import batch_to_json_bytes, generate_daily_batch, generate_transactions, to_csv_bytes
-from fraud_assets.local.state import last_snapshot_time
 from fraud_assets.main_job import flag_lost_in_restore
+from fraud_assets_local.state import last_snapshot_time
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.xdist_group("faults")]
 NAMES = PlatformNames()
@@ -51,7 +51,7 @@ sys.exit(0 if result.success else 1)
 
 
 class StackProcess:
-    """`python -m fraud_assets.local.stack --state-dir ...` as a user runs it."""
+    """`python -m fraud_assets_local.stack --state-dir ...` as a user runs it."""
 
     def __init__(self, state: Path):
         self.state = state
@@ -61,7 +61,7 @@ class StackProcess:
 
     def start(self) -> "StackProcess":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fraud_assets.local.stack", "--state-dir", str(self.state), "--snapshot-interval", "0"],
+            [sys.executable, "-m", "fraud_assets_local.stack", "--state-dir", str(self.state), "--snapshot-interval", "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

@@ -1,6 +1,7 @@
-"""The Glue engine against moto: script upload with SSE, job (and security configuration) created
-with the right definition, the run started through dagster-aws's PipesGlueClient with our
-arguments, the job's counts back over Pipes (CloudWatch), and the output parquet read back.
+"""The Glue engine against moto: the job (and its security configuration) is the template's, created
+by the local stack's bootstrap; a run finds it (or fails naming it), uploads the script with SSE to
+the job's script location, starts the job through dagster-aws's PipesGlueClient with our arguments,
+gets the job's counts back over Pipes (CloudWatch), and reads the output parquet back.
 
 moto's Glue records jobs and runs but executes nothing (a run is SUCCEEDED as soon as it is asked
 about; get_job_run says LogGroupName "test/log"). `FakeGlue` stands in for the service: hooked on
@@ -13,6 +14,7 @@ to the run's CloudWatch stream `<LogGroupName>/output/<run id>`, where Glue puts
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import io
 import tempfile
@@ -24,10 +26,10 @@ import boto3
 import dagster_pipes
 import pandas as pd
 import pytest
-from dagster import MaterializeResult, asset, materialize
+from dagster import Failure, MaterializeResult, asset, materialize
 
-from fraud_assets.defs.engines import DataPrepEngine, job_definition_drifted
-from fraud_assets.lib.aws.storage import SSE, InvalidKeyError, S3Uri, put_bytes
+from fraud_assets.defs.engines import DataPrepEngine, glue_job, upload_script
+from fraud_assets.lib.aws.storage import SSE, InvalidKeyError, S3Uri, put_bytes, write_parquet
 from fraud_assets.lib.config import TRANSACTION_ID, PlatformNames
 from fraud_assets.lib.training import prep_engines
 from fraud_assets.lib.training.splits import DEFAULT_RATIOS, SPLITS
@@ -36,6 +38,8 @@ pytestmark = pytest.mark.xdist_group("spark")
 
 NAMES = PlatformNames.from_env()
 RAW_URI = f"s3://{NAMES.data_bucket}/raw/creditcard.csv"
+DATASET_KEY = "executions/r0/training_dataset/dataset.parquet"
+DATASET_URI = f"s3://{NAMES.workflow_bucket}/{DATASET_KEY}"
 prep = prep_engines.load_glue_script(prep_engines.DATA_PREP_SCRIPT)
 
 
@@ -45,13 +49,13 @@ prep = prep_engines.load_glue_script(prep_engines.DATA_PREP_SCRIPT)
 def test_glue_argv_is_parsed_past_glues_own_arguments():
     argv = [
         "--JOB_ID", "j_1", "--JOB_RUN_ID", "jr_1", "--JOB_NAME", "fraud-data-prep",
-        "--input", "s3://b/raw/creditcard.csv", "--output", "s3://w/executions/r/glue_data_prep",
+        "--input", "s3://w/executions/r/training_dataset/dataset.parquet", "--output", "s3://w/executions/r/glue_data_prep",
         "--seed", "-3", "--TempDir", "s3://t/tmp/", "--job-bookmark-option", "job-bookmark-disable",
         "--dagster-pipes-context", "eJyrVg==", "--dagster-pipes-messages", "eJyrVg==",
     ]  # fmt: skip
     args = prep.parse_args(argv)
     assert (args.input, args.output, args.seed, args.ratios) == (
-        "s3://b/raw/creditcard.csv",
+        "s3://w/executions/r/training_dataset/dataset.parquet",
         "s3://w/executions/r/glue_data_prep",
         -3,
         DEFAULT_RATIOS,
@@ -66,56 +70,72 @@ def test_glue_argv_is_parsed_past_glues_own_arguments():
 
 
 def test_job_arguments_and_output_location_are_validated():
-    args = prep_engines.glue_job_arguments(RAW_URI, "s3://bucket-x/executions/r1/glue_data_prep/", 7, (0.8, 0.1, 0.1))
-    assert args == {"--input": RAW_URI, "--output": "s3://bucket-x/executions/r1/glue_data_prep", "--seed": "7", "--ratios": "0.8,0.1,0.1"}
+    args = prep_engines.glue_job_arguments(DATASET_URI, "s3://bucket-x/executions/r1/glue_data_prep/", 7, (0.8, 0.1, 0.1))
+    assert args == {
+        "--input": DATASET_URI,
+        "--output": "s3://bucket-x/executions/r1/glue_data_prep",
+        "--seed": "7",
+        "--ratios": "0.8,0.1,0.1",
+    }
     assert prep.parse_args([k_v for kv in args.items() for k_v in kv]).ratios == (0.8, 0.1, 0.1)
     for bad in ("s3://bucket-x/../etc", "file:///etc/passwd", "s3://Bad_Bucket/k"):
         with pytest.raises(InvalidKeyError):
             prep_engines.glue_job_arguments(bad, "s3://bucket-x/out", 7)
     with pytest.raises(ValueError, match="ratios"):
-        prep_engines.glue_job_arguments(RAW_URI, "s3://bucket-x/out", 7, (0.9, 0.2, 0.1))
+        prep_engines.glue_job_arguments(DATASET_URI, "s3://bucket-x/out", 7, (0.9, 0.2, 0.1))
     assert prep_engines.glue_output_uri("wf-bucket", "abc-123") == "s3://wf-bucket/executions/abc-123/glue_data_prep"
     for run_id in ("../x", "a/b", ""):
         with pytest.raises(InvalidKeyError):
             prep_engines.glue_output_uri("wf-bucket", run_id)
 
 
-def test_job_definition_drift_compares_only_what_we_set():
-    wanted = DataPrepEngine(engine="glue").glue_job_definition()
-    returned = {
-        **wanted,
-        "Name": "fraud-data-prep",
-        "CreatedOn": 0,
-        "Command": {**wanted["Command"], "Runtime": "x"},
-        "Description": "edited",
+def test_the_job_the_engine_starts_is_the_templates(aws):
+    """infra/fraud-detection.yaml's GlueDataPrepJob and GlueSecurityConfiguration, as the local
+    bootstrap created them: the job the engine is configured to start, with SSE for its own writes."""
+    glue = boto3.client("glue")
+    job = glue.get_job(JobName=DataPrepEngine(engine="glue").glue_job_name)["Job"]
+    assert job["Command"] == {
+        "Name": "glueetl",
+        "ScriptLocation": f"s3://{NAMES.data_bucket}/glue-scripts/fraud_data_prep.py",
+        "PythonVersion": "3",
     }
-    assert not job_definition_drifted(returned, wanted)
-    assert job_definition_drifted({**returned, "NumberOfWorkers": 10}, wanted)
-    assert job_definition_drifted({**returned, "Command": {**wanted["Command"], "ScriptLocation": "s3://b/old.py"}}, wanted)
-    assert job_definition_drifted({k: v for k, v in returned.items() if k != "SecurityConfiguration"}, wanted)
-    with pytest.raises(ValueError, match=r"\.py"):
-        DataPrepEngine(engine="glue", glue_script_uri="s3://bucket-b/script.txt").glue_job_definition()
-
-
-def test_script_upload_is_encrypted_and_job_created_once(aws):
-    s3, glue = boto3.client("s3"), boto3.client("glue")
-    engine = DataPrepEngine(engine="glue", glue_number_of_workers=5)
-    uri = engine.upload_script(s3)
-    head = s3.head_object(Bucket=uri.bucket, Key=uri.key)
-    assert head["ServerSideEncryption"] == SSE
-    assert s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read() == prep_engines.DATA_PREP_SCRIPT.read_bytes()
-
-    assert engine.ensure_glue_job(glue) == "created"
-    job = glue.get_job(JobName="fraud-data-prep")["Job"]
-    assert job["Command"] == {"Name": "glueetl", "ScriptLocation": str(uri), "PythonVersion": "3"}
-    assert job["Role"] == engine.glue_role_arn
+    assert job["Role"].endswith(":role/fraud-detection-glue")
     assert (job["GlueVersion"], job["WorkerType"], job["NumberOfWorkers"]) == ("5.0", "G.1X", 5)
-    assert job["DefaultArguments"]["--additional-python-modules"] == "dagster-pipes==1.13.27"
-    assert job["MaxRetries"] == 0 and job["ExecutionProperty"] == {"MaxConcurrentRuns": 4}
+    assert job["DefaultArguments"]["--additional-python-modules"] == f"dagster-pipes=={importlib.metadata.version('dagster-pipes')}"
+    assert job["MaxRetries"] == 0 and job["ExecutionProperty"] == {"MaxConcurrentRuns": 4} and job["Timeout"] == 60
     assert job["SecurityConfiguration"] == "fraud-detection-sse-s3"
     security = glue.get_security_configuration(Name="fraud-detection-sse-s3")["SecurityConfiguration"]
     assert security["EncryptionConfiguration"]["S3Encryption"] == [{"S3EncryptionMode": "SSE-S3"}]
-    assert engine.ensure_glue_job(glue) == "unchanged"
+
+
+def test_the_script_goes_encrypted_to_the_jobs_script_location(aws):
+    s3, glue = boto3.client("s3"), boto3.client("glue")
+    job = glue_job(glue, "fraud-data-prep")
+    uri = upload_script(s3, job)
+    assert str(uri) == job["Command"]["ScriptLocation"]
+    assert s3.head_object(Bucket=uri.bucket, Key=uri.key)["ServerSideEncryption"] == SSE
+    assert s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read() == prep_engines.DATA_PREP_SCRIPT.read_bytes()
+
+
+def test_a_run_fails_naming_a_job_that_does_not_exist_and_creates_none(aws):
+    """The run path only starts the job: a missing one is a deployment problem, said so, not retried."""
+    s3, glue = boto3.client("s3"), boto3.client("glue")
+    with pytest.raises(Failure, match="Glue job 'not-deployed' does not exist") as failure:
+        glue_job(glue, "not-deployed")
+    assert failure.value.allow_retries is False and "infra/fraud-detection.yaml" in failure.value.description
+
+    @asset
+    def glue_split(context, data_prep_engine: DataPrepEngine):
+        data_prep_engine.split_dataset(context, s3, DATASET_URI, 10, 42, glue_client=glue, logs_client=boto3.client("logs"))
+
+    result = materialize(
+        [glue_split], resources={"data_prep_engine": DataPrepEngine(engine="glue", glue_job_name="not-deployed")}, raise_on_error=False
+    )
+    assert not result.success
+    [failed] = [e for e in result.all_events if e.is_step_failure]
+    assert "Glue job 'not-deployed' does not exist" in str(failed.step_failure_data.error)
+    assert [j["Name"] for j in glue.get_jobs()["Jobs"]] == ["fraud-data-prep"]  # nothing created
+    assert not s3.list_objects_v2(Bucket=NAMES.workflow_bucket, Prefix="pipes/").get("Contents")
 
 
 # --------------------------------------------------------------------------- the whole Glue path
@@ -167,7 +187,7 @@ class FakeGlue:
             # EMRFS stand-in: the input comes down, the output goes up (encrypted, as the job's
             # security configuration makes EMRFS do).
             source, target = S3Uri.parse(arguments["--input"]), S3Uri.parse(arguments["--output"])
-            local_in = Path(tmp) / ("input.parquet" if arguments.get("--input-format") == "parquet" else "input.csv")
+            local_in = Path(tmp) / "input.parquet"
             local_out = Path(tmp) / "output"
             local_in.write_bytes(self.s3.get_object(Bucket=source.bucket, Key=source.key)["Body"].read())
             local_args = {**glue_own, **arguments, "--input": str(local_in), "--output": str(local_out)}
@@ -197,12 +217,25 @@ class FakeGlue:
         self.runs.append({"run_id": run_id, "arguments": dict(self._pending.get("Arguments", {})), "stdout": lines})
 
 
-@pytest.mark.spark
-def test_glue_engine_end_to_end_through_pipes(aws, spark):
+def stored_dataset(s3, tmp_path: Path, rows: int, fraud_rate: float, seed: int) -> Path:
+    """A training data set (the raw history alone, as data_extraction stores it) at DATASET_URI; also
+    returned as a local file."""
+    from fraud_assets.lib.training import extraction
+
     synthetic = pytest.importorskip("fraud_assets.lib.seeding.synthetic")
-    csv = synthetic.to_csv_bytes(synthetic.generate_transactions(1000, 0.03, seed=5))
+    csv = synthetic.to_csv_bytes(synthetic.generate_transactions(rows, fraud_rate, seed=seed))
+    dataset, _ = extraction.extract_with_pandas(csv, RAW_URI, extraction.empty_daily_rows(), 42)
+    path = tmp_path / "dataset.parquet"
+    with open(path, "wb") as f:
+        write_parquet(dataset, f)
+    put_bytes(s3, NAMES.workflow_bucket, DATASET_KEY, path.read_bytes())
+    return path
+
+
+@pytest.mark.spark
+def test_glue_engine_end_to_end_through_pipes(aws, spark, tmp_path):
     s3, glue, logs = boto3.client("s3"), boto3.client("glue"), boto3.client("logs")
-    put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv, "text/csv")
+    local_dataset = stored_dataset(s3, tmp_path, 1000, 0.03, 5)
     fake = FakeGlue(glue.meta.events, spark)
     engine = DataPrepEngine(engine="glue")
     captured: dict[str, Any] = {}
@@ -210,7 +243,9 @@ def test_glue_engine_end_to_end_through_pipes(aws, spark):
     @asset
     def glue_prepared(context, data_prep_engine: DataPrepEngine):
         captured["run_id"] = context.run_id
-        captured["result"] = data_prep_engine.prepare_detailed(context, s3, RAW_URI, 42, DEFAULT_RATIOS, glue_client=glue, logs_client=logs)
+        captured["result"] = data_prep_engine.split_dataset(
+            context, s3, DATASET_URI, 1000, 42, DEFAULT_RATIOS, glue_client=glue, logs_client=logs
+        )
         # A step that opened a Pipes session must emit typed results (prepared_splits yields Outputs).
         return MaterializeResult(metadata=captured["result"].metadata)
 
@@ -222,21 +257,19 @@ def test_glue_engine_end_to_end_through_pipes(aws, spark):
     run = fake.runs[0]
     output_uri = f"s3://{NAMES.workflow_bucket}/executions/{captured['run_id']}/glue_data_prep"
     assert {k: v for k, v in run["arguments"].items() if not k.startswith("--dagster-pipes")} == {
-        "--input": RAW_URI, "--output": output_uri, "--seed": "42", "--ratios": "0.7,0.15,0.15"
+        "--input": DATASET_URI, "--output": output_uri, "--seed": "42", "--ratios": "0.7,0.15,0.15"
     }  # fmt: skip
     assert {"--dagster-pipes-context", "--dagster-pipes-messages"} <= set(run["arguments"])
     assert any("__dagster_pipes_version" in line for line in run["stdout"])  # messages went to stdout
 
     # What came back equals the pandas engine, and the job's own counts arrived over Pipes.
     prepared = captured["result"]
-    expected = prep_engines.prepare_with_pandas(csv, RAW_URI, 42, DEFAULT_RATIOS)
+    expected = prep_engines.split_dataset_with_pandas(local_dataset, 42, DEFAULT_RATIOS)
     for name in SPLITS:
-        import pandas as pd
-
         pd.testing.assert_frame_equal(prepared.frames[name], expected[name], check_exact=True)
     assert prepared.metadata["glue_reported_counts"].value == {name: len(expected[name]) for name in SPLITS}
     assert prepared.metadata["AWS Glue Job Run ID"].value == run["run_id"]
-    assert prepared.metadata["engine"] == "glue"
+    assert prepared.metadata["engine"] == "glue" and prepared.metadata["input_records"] == 1000
 
     # Every object the run left behind is encrypted; the Pipes context object is gone.
     listed = s3.list_objects_v2(Bucket=NAMES.workflow_bucket).get("Contents", [])
@@ -245,7 +278,7 @@ def test_glue_engine_end_to_end_through_pipes(aws, spark):
     assert any(k.endswith("/_SUCCESS") for k in outputs) and any("split=train/" in k for k in outputs)
     for key in outputs:
         assert s3.head_object(Bucket=NAMES.workflow_bucket, Key=key)["ServerSideEncryption"] == SSE
-    script = S3Uri.parse(engine.glue_script_uri)
+    script = S3Uri.parse(glue.get_job(JobName=engine.glue_job_name)["Job"]["Command"]["ScriptLocation"])
     assert s3.head_object(Bucket=script.bucket, Key=script.key)["ServerSideEncryption"] == SSE
 
 
@@ -255,10 +288,14 @@ def test_reading_back_refuses_uncommitted_or_short_output(aws, spark, tmp_path):
     out = f"s3://{NAMES.workflow_bucket}/executions/r1/glue_data_prep"
     with pytest.raises(FileNotFoundError, match="_SUCCESS"):
         prep_engines.read_splits_from_s3(s3, out)
+    from fraud_assets.lib.training import extraction
+
     csv = b"Time," + ",".join(f"V{i}" for i in range(1, 29)).encode() + b",Amount,Class\n"
     csv += b"".join(f"{i},{','.join(['1'] * 28)},2.5,{i % 2}\n".encode() for i in range(30))
-    (tmp_path / "in.csv").write_bytes(csv)
-    summary = prep.prepare_splits_spark(spark, str(tmp_path / "in.csv"), str(tmp_path / "out"), 1)
+    dataset, _ = extraction.extract_with_pandas(csv, RAW_URI, extraction.empty_daily_rows(), 1)
+    with open(tmp_path / "in.parquet", "wb") as f:
+        write_parquet(dataset, f)
+    summary = prep.split_dataset_spark(spark, str(tmp_path / "in.parquet"), str(tmp_path / "out"), 1)
     for path in (tmp_path / "out").rglob("*"):
         if path.is_file() and not path.name.endswith(".crc"):
             put_bytes(
@@ -318,7 +355,6 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
         run_config={"ops": {"data_extraction": {"config": {"recent_window_days": 1}}}},
     )
     assert result.success and len(fake.runs) == 1
-    assert fake.runs[0]["arguments"]["--input-format"] == "parquet"
     assert fake.runs[0]["arguments"]["--input"].endswith("/training_dataset/dataset.parquet")
     daily = pd.concat([extraction.load_labelled_day(s3, NAMES.data_bucket, d)[0] for d in ("2024-05-01", "2024-05-02")])
     dataset, _ = extraction.extract_with_pandas(csv, RAW_URI, daily, 42)
@@ -341,21 +377,29 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
 
 @pytest.mark.spark
 def test_pandas_and_spark_engines_agree_through_the_resource(aws, spark):
+    """The resource's extract and split_dataset (the training assets' path) on both engines."""
+    from fraud_assets.lib.training import extraction
     from fraud_assets.lib.training.raw_data import RawDataError
 
     s3 = boto3.client("s3")
     synthetic = pytest.importorskip("fraud_assets.lib.seeding.synthetic")
     csv = synthetic.to_csv_bytes(synthetic.generate_transactions(500, 0.05, seed=3))
     put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv, "text/csv")
-    engine = DataPrepEngine(engine="spark")
-    assert engine.spark_session() is spark  # dagster-pyspark's lazy session reuses the live one
-    by_spark = engine.prepare_detailed(None, s3, RAW_URI, 3, (0.6, 0.2, 0.2))
-    by_pandas = DataPrepEngine().prepare(None, s3, RAW_URI, 3, (0.6, 0.2, 0.2))
-    assert by_spark.metadata["engine"] == "spark"
+    by_spark, by_pandas = DataPrepEngine(engine="spark"), DataPrepEngine()
+    assert by_spark.spark_session() is spark  # dagster-pyspark's lazy session reuses the live one
+    empty = extraction.empty_daily_rows()
+    spark_dataset, spark_summary, spark_metadata = by_spark.extract(s3, RAW_URI, empty, 3)
+    pandas_dataset, pandas_summary, _ = by_pandas.extract(s3, RAW_URI, empty, 3)
+    assert spark_metadata["extract_engine"] == "spark" and spark_summary == pandas_summary
+    assert spark_dataset.equals(pandas_dataset)
+    sink = io.BytesIO()
+    write_parquet(pandas_dataset, sink)
+    put_bytes(s3, NAMES.workflow_bucket, DATASET_KEY, sink.getvalue())
+    spark_splits = by_spark.split_dataset(None, s3, DATASET_URI, 500, 3, (0.6, 0.2, 0.2))
+    pandas_splits = by_pandas.split_dataset(None, s3, DATASET_URI, 500, 3, (0.6, 0.2, 0.2))
+    assert spark_splits.metadata["engine"] == "spark" and spark_splits.metadata["input_records"] == 500
     for name in SPLITS:
-        import pandas as pd
-
-        pd.testing.assert_frame_equal(by_spark.frames[name], by_pandas[name], check_exact=True)
+        pd.testing.assert_frame_equal(spark_splits.frames[name], pandas_splits.frames[name], check_exact=True)
     put_bytes(s3, NAMES.data_bucket, "raw/creditcard.csv", csv.replace(b"\n", b"\nnot-a-number,", 1)[: len(csv)], "text/csv")
     with pytest.raises(RawDataError, match=r"s3://fraud-detection-data/raw/creditcard.csv: "):
-        engine.prepare(None, s3, RAW_URI, 3)
+        by_spark.extract(s3, RAW_URI, empty, 3)

@@ -13,7 +13,7 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from fraud_assets.local.http11 import KeepAliveRequestHandler
+from fraud_assets_local.http11 import KeepAliveRequestHandler
 
 
 @Request.application

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from fraud_assets.lib.config import PlatformNames
-from fraud_assets.local.bootstrap import (
+from fraud_assets_local.bootstrap import (
     MOTO_GAPS,
     NOT_DEPLOYED_LOCALLY,
     STACK_NAME,
@@ -21,7 +21,7 @@ from fraud_assets.local.bootstrap import (
     load_template,
     stack_parameters,
 )
-from fraud_assets.local.stack import LocalStack
+from fraud_assets_local.stack import LocalStack
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 NAMES = PlatformNames()

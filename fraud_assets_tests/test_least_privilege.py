@@ -24,8 +24,8 @@ from conftest import AWS_CALLS, COLLECTED_E2E
 from iam_check import ACCOUNT, ApiCall, Recorder, check
 
 from fraud_assets.lib.config import PlatformNames
-from fraud_assets.local.bootstrap import STACK_NAME, Resolver, load_template, stack_parameters
-from fraud_assets.local.stack import LocalStack
+from fraud_assets_local.bootstrap import STACK_NAME, Resolver, load_template, stack_parameters
+from fraud_assets_local.stack import LocalStack
 
 NAMES = PlatformNames()
 ROLE, POLICY = "fraud-detection-code-location", "fraud-assets"
@@ -34,12 +34,11 @@ ROLE, POLICY = "fraud-detection-code-location", "fraud-assets"
 UNREACHABLE: dict[tuple[str, str], str] = {
     # The Glue data-prep engine (engine=glue); the e2e tests prepare data with pandas, and moto runs
     # no Glue job (test_glue_engine.py drives that path with a fake Glue).
+    ("GlueJob", "glue:GetJob"): "Glue engine: the job's script location (and whether the job exists)",
     **{
-        ("GlueJob", f"glue:{a}"): "Glue engine" for a in ("GetJob", "CreateJob", "UpdateJob", "StartJobRun", "GetJobRun", "BatchStopJobRun")
+        ("GlueJob", f"glue:{a}"): "Glue engine: dagster-aws starts and follows the run"
+        for a in ("StartJobRun", "GetJobRun", "BatchStopJobRun")
     },
-    ("GlueSecurityConfiguration", "glue:GetSecurityConfiguration"): "Glue engine",
-    ("GlueSecurityConfiguration", "glue:CreateSecurityConfiguration"): "Glue engine",
-    ("PassGlueRole", "iam:PassRole"): "Glue engine: CreateJob passes the job's role",
     ("GlueOutputForPipes", "logs:GetLogEvents"): "Glue engine: dagster-aws reads Pipes messages from the job's log",
     ("ReadDataWriteGlueScript", "s3:PutObject"): "Glue engine: uploads glue_scripts/fraud_data_prep.py",
     # Rolling back to a state with fewer parameters or no production config (rollback-hyperparameters,

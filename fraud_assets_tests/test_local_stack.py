@@ -14,8 +14,8 @@ import pytest
 
 from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.config import PlatformNames
-from fraud_assets.local.bootstrap import bootstrap
-from fraud_assets.local.stack import LocalStack
+from fraud_assets_local.bootstrap import bootstrap
+from fraud_assets_local.stack import LocalStack
 
 NAMES = PlatformNames()
 
@@ -106,7 +106,7 @@ def test_reset_wipes_state(aws: LocalStack) -> None:
 # and the servers must notice their parent is gone and exit by themselves.
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_cli_stops_cleanly_on_signal(sig: signal.Signals) -> None:
-    code = "import sys; from fraud_assets.local.stack import run_local_stack_cli; sys.exit(run_local_stack_cli(None, 0, 0))"
+    code = "import sys; from fraud_assets_local.stack import run_local_stack_cli; sys.exit(run_local_stack_cli(None, 0, 0))"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         exports = {}
@@ -234,7 +234,7 @@ def test_state_survives_a_restart(tmp_path) -> None:
 def test_a_failed_start_says_why_and_leaves_nothing() -> None:
     import socket
 
-    from fraud_assets.local.processes import LocalStackError
+    from fraud_assets_local.processes import LocalStackError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -392,7 +392,7 @@ def test_the_item_route_fails_loudly_if_moto_internals_change(monkeypatch) -> No
     import io
     import json
 
-    from fraud_assets.local import moto_server as stack_module
+    from fraud_assets_local import moto_server as stack_module
 
     class Table:  # what a table would look like if moto stored its items elsewhere
         range_key_attr = "timestamp"
@@ -463,7 +463,7 @@ def test_a_killed_child_is_restarted_on_its_port_and_a_restarted_stack_reuses_it
 
 
 def test_the_state_dir_never_deletes_what_the_stack_did_not_write(tmp_path) -> None:
-    from fraud_assets.local.state import StateError
+    from fraud_assets_local.state import StateError
 
     folder = tmp_path / "mine"
     (folder / "objects").mkdir(parents=True)

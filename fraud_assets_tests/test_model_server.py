@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.config import FEATURE_COLUMNS, PlatformNames
 from fraud_assets.lib.training.model import container_model_json
-from fraud_assets.local.processes import LocalStackError
-from fraud_assets.local.stack import LocalStack
+from fraud_assets_local.processes import LocalStackError
+from fraud_assets_local.stack import LocalStack
 
 NAMES = PlatformNames()
 ENDPOINT = "fraud-test-endpoint"
@@ -184,7 +184,7 @@ def test_a_missing_container_environment_is_one_line_naming_it_and_the_make_targ
 
 
 def test_archive_without_an_xgboost_json_model_is_refused() -> None:
-    from fraud_assets.local.model_server import InvocationError, load_model_archive
+    from fraud_assets_local.model_server import InvocationError, load_model_archive
 
     def tar_with(name: str, data: bytes) -> bytes:
         buf = io.BytesIO()

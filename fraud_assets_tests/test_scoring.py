@@ -327,7 +327,7 @@ def test_scores_on_the_benchmark_rows_are_bit_identical_to_the_previous_encoder(
     matrix, same scores to the bit."""
     from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN
     from fraud_assets.lib.seeding.synthetic import generate_transactions
-    from fraud_assets.local import model_server
+    from fraud_assets_local import model_server
 
     frame = generate_transactions(n_rows=20_000)
     rows = frame[list(FEATURE_COLUMNS)].to_numpy(np.float32)

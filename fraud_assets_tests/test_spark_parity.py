@@ -24,15 +24,17 @@ import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fraud_assets.lib.aws.storage import write_parquet
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
-from fraud_assets.lib.training import features, splits
+from fraud_assets.lib.training import extraction, features, splits
 from fraud_assets.lib.training.prep_engines import (
     DATA_PREP_SCRIPT,
     FEATURE_ENG_SCRIPT,
+    extract_with_spark,
     load_glue_script,
     local_spark_session,
-    prepare_with_pandas,
-    prepare_with_spark,
+    split_dataset_with_pandas,
+    split_dataset_with_spark,
 )
 
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]
@@ -74,6 +76,29 @@ def assert_same_splits(expected: dict[str, pd.DataFrame], got: dict[str, pd.Data
         pd.testing.assert_frame_equal(got[name], expected[name], check_exact=True, check_dtype=True)
 
 
+def prepare_with_pandas(csv: bytes, source: str, seed: int, ratios=splits.DEFAULT_RATIOS, workdir: Path | None = None):
+    """The training assets' path on pandas, from a raw CSV alone: data_extraction (no labelled days,
+    no sampling), then prepared_splits over the stored data set."""
+    import tempfile
+
+    dataset, _ = extraction.extract_with_pandas(csv, source, extraction.empty_daily_rows(), seed)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        with open(Path(tmp) / "dataset.parquet", "wb") as f:
+            write_parquet(dataset, f)
+        return split_dataset_with_pandas(Path(tmp) / "dataset.parquet", seed, ratios)
+
+
+def prepare_with_spark(spark, csv: bytes, source: str, seed: int, ratios=splits.DEFAULT_RATIOS, workdir: Path | None = None):
+    """The same path on the Spark engine (the Glue script's extraction and split)."""
+    import tempfile
+
+    dataset, _ = extract_with_spark(spark, csv, source, extraction.empty_daily_rows(), seed, None, workdir)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        with open(Path(tmp) / "dataset.parquet", "wb") as f:
+            write_parquet(dataset, f)
+        return split_dataset_with_spark(spark, Path(tmp) / "dataset.parquet", seed, ratios, tmp)
+
+
 # --------------------------------------------------------------------------- the hash
 
 
@@ -98,17 +123,6 @@ def test_spark_xxhash64_is_python_xxh64_seed_42_signed(spark):
         chunk = rows[5 + 300 * k : 5 + 300 * (k + 1)]
         assert [r.s for r in chunk] == [f"{seed}:{i}" for i in ids]
         assert [r.b for r in chunk] == splits.split_buckets(ids, seed).tolist()
-
-
-def test_script_constants_match_pandas_side():
-    assert prep.RAW_COLUMNS == RAW_COLUMNS and prep.TRANSACTION_ID == TRANSACTION_ID
-    assert prep.SPLITS == splits.SPLITS and prep.HASH_BUCKETS == splits.HASH_BUCKETS and prep.ID_PREFIX == splits.ID_PREFIX
-    for ratios in [(0.7, 0.15, 0.15), (0.5, 0.25, 0.25), (0.34, 0.33, 0.33), (0.8, 0.1, 0.1)]:
-        assert prep.split_cuts(ratios) == (round(ratios[0] * 10_000), round((ratios[0] + ratios[1]) * 10_000))
-    assert feng.engineered_feature_names(True) == features.engineered_feature_names(True)
-    assert feng.engineered_feature_names(False) == features.engineered_feature_names(False)
-    for name in ("STATS_VERSION", "CUSTOMER_FIELDS", "NIGHT_END_HOUR", "VELOCITY_WINDOWS", "DEFAULT_MERCHANT_SMOOTHING"):
-        assert getattr(feng, name) == getattr(features, name), name
 
 
 # --------------------------------------------------------------------------- data prep
@@ -209,17 +223,17 @@ def test_summary_and_layout_of_the_script(spark, tmp_path):
     )
     csv += b"".join(f"{i},{','.join(['0.5'] * 28)},{i * 1.25},{i % 2},x\n".encode() for i in range(50))
     (tmp_path / "in.csv").write_bytes(csv)
-    summary = prep.prepare_splits_spark(spark, str(tmp_path / "in.csv"), str(tmp_path / "out"), 5, (0.6, 0.2, 0.2), expected_records=50)
+    counts = prep.extract_training_dataset_spark(spark, str(tmp_path / "in.csv"), None, str(tmp_path / "dataset"), 5)
+    assert counts["rawRowsRead"] == 50 and counts["engine"] == "spark"
+    summary = prep.split_dataset_spark(spark, str(tmp_path / "dataset"), str(tmp_path / "out"), 5, (0.6, 0.2, 0.2))
     assert summary["recordCount"] == 50 and summary["engine"] == "spark"
     assert sum(s["rows"] for s in summary["splits"].values()) == 50
     for name in splits.SPLITS:
         table = pq.read_table(tmp_path / "out" / f"split={name}")
-        assert table.column_names == [TRANSACTION_ID, *RAW_COLUMNS]  # extra input columns dropped
+        assert table.column_names == [TRANSACTION_ID, *RAW_COLUMNS]  # extra input columns and the provenance dropped
         assert table.schema.field("Class").type == pa.int64() and table.schema.field("Time").type == pa.float64()
         assert table.num_rows == summary["splits"][name]["rows"]
         assert summary["splits"][name]["fraudCount"] == pc_sum(table.column("Class"))
-    with pytest.raises(prep.DataValidationError, match="record count 50 differs from the expected 49"):
-        prep.prepare_splits_spark(spark, str(tmp_path / "in.csv"), str(tmp_path / "out2"), 5, expected_records=49)
 
 
 def pc_sum(column) -> int:
@@ -260,10 +274,10 @@ def test_bad_input_fails_like_pandas(spark, tmp_path, case):
 
     data = BAD_FILES[case].encode()
     with pytest.raises(RawDataError) as expected:
-        prepare_with_pandas(data, "s3://bucket/raw/bad.csv", 42)
+        extraction.extract_with_pandas(data, "s3://bucket/raw/bad.csv", extraction.empty_daily_rows(), 42)
     with scan_partition_bytes(spark, len(data) // 3):
         with pytest.raises(RawDataError) as got:
-            prepare_with_spark(spark, data, "s3://bucket/raw/bad.csv", 42, workdir=tmp_path)
+            extract_with_spark(spark, data, "s3://bucket/raw/bad.csv", extraction.empty_daily_rows(), 42, None, tmp_path)
     fields = ("source", "problem", "row", "column", "value")
     assert {f: getattr(got.value, f) for f in fields} == {f: getattr(expected.value, f) for f in fields}
     assert str(got.value) == str(expected.value)

@@ -100,19 +100,6 @@ def test_summary_reconciles_with_the_input():
     assert sum(s["fraudCount"] for s in summary["splits"].values()) == int(raw[LABEL_COLUMN].sum())
 
 
-@settings(max_examples=25, deadline=None)
-@given(n=st.integers(min_value=0, max_value=300), crlf=st.booleans(), trailing_newline=st.booleans(), blank_lines=st.integers(0, 3))
-def test_input_record_count_is_independent_of_the_parser(n, crlf, trailing_newline, blank_lines):
-    from fraud_assets.lib.seeding.synthetic import to_csv_bytes
-    from fraud_assets.lib.training.prep_engines import count_csv_records
-
-    text = to_csv_bytes(raw_frame(n)).rstrip(b"\n")
-    if crlf:
-        text = text.replace(b"\n", b"\r\n")
-    text += b"\n" * blank_lines + (b"\n" if trailing_newline else b"")
-    assert count_csv_records(text) == n
-
-
 def test_splits_hold_the_raw_rows_and_can_release_the_input_as_they_go():
     raw = raw_frame(5_000, seed=3)
     kept = prepare_splits(raw, 11)

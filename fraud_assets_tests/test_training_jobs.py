@@ -16,7 +16,7 @@ from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, PlatformNames
 from fraud_assets.lib.seeding.synthetic import generate_transactions
 from fraud_assets.lib.training import training_job as tj
 from fraud_assets.lib.training.model import load_model_package, predict
-from fraud_assets.local.training_jobs import INTERRUPT_AFTER_FIRST_CHECKPOINT, INTERRUPTION_TAG
+from fraud_assets_local.training_jobs import INTERRUPT_AFTER_FIRST_CHECKPOINT, INTERRUPTION_TAG
 
 NAMES = PlatformNames()
 ROLE = NAMES.sagemaker_role_arn
@@ -320,7 +320,7 @@ def test_a_reset_kills_running_jobs(aws, data):
 
 
 def test_stopping_the_stack_kills_running_jobs(data):
-    from fraud_assets.local.stack import LocalStack
+    from fraud_assets_local.stack import LocalStack
 
     with LocalStack() as stack:
         s3 = stack.client("s3")

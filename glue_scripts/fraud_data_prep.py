@@ -1,19 +1,24 @@
-"""PySpark data preparation: the Spark twin of `fraud_assets.lib.training.splits.prepare_splits` (with the
-raw CSV checks of `fraud_assets.lib.training.raw_data`), runnable two ways:
+"""PySpark data preparation, the Spark twin of `fraud_assets.lib.training`'s pandas steps:
 
-- on AWS Glue: `--input s3://.../creditcard.csv --output s3://.../prefix --seed 42` (Glue adds its
-  own `--JOB_NAME`, `--JOB_RUN_ID`, `--TempDir`, ... which are ignored). Launched by Dagster Pipes
-  (`PipesGlueClient`) it reads the Pipes context from S3 and reports the split counts back over
-  stdout, which Glue ships to CloudWatch, where `PipesCloudWatchMessageReader` picks them up;
-- in Spark local mode: import this file and call `prepare_splits_spark(spark, ...)` on local paths.
+- `extract_training_dataset_spark`: the raw CSV (with the checks of `fraud_assets.lib.training.raw_data`)
+  plus the labelled daily rows, deduplicated and sampled (`extraction.combine`'s twin); run by the
+  Spark engine in local mode;
+- `split_dataset_spark`: the prepared data set (parquet) split by the hash of its transactionIds
+  (`prep_engines.split_dataset_with_pandas`'s twin); run by the Spark engine in local mode and, as
+  this file's entry point, on AWS Glue: `--input s3://.../dataset.parquet --output s3://.../prefix
+  --seed 42` (Glue adds its own `--JOB_NAME`, `--JOB_RUN_ID`, `--TempDir`, ... which are ignored).
+  Launched by Dagster Pipes (`PipesGlueClient`) it reads the Pipes context from S3 and reports the
+  split counts back over stdout, which Glue ships to CloudWatch, where `PipesCloudWatchMessageReader`
+  picks them up.
 
 Self-contained on purpose: Glue uploads only this file, so nothing here imports fraud_assets and the
-constants below are copies that the parity tests hold equal to the pandas side. Needs Spark >= 3.5
-(Glue 5.0): the `_metadata.file_block_start` column and `unix_micros`; tested on PySpark 4.
+constants below are copies that fraud_assets_tests/test_glue_constants.py holds equal to the library's.
+Needs Spark >= 3.5 (Glue 5.0): the `_metadata.file_block_start` column and `unix_micros`; tested on
+PySpark 4.
 
-Output: `<output>/split=<name>/part-*.parquet` for train, validation and test (Spark's partitioned
-layout, written by one job; an empty split has no directory), columns transactionId then Time,
-V1..V28, Amount (double) and Class (bigint), each part file in file order.
+Output of the split: `<output>/split=<name>/part-*.parquet` for train, validation and test (Spark's
+partitioned layout, written by one job; an empty split has no directory), columns transactionId then
+Time, V1..V28, Amount (double) and Class (bigint), each part file in transactionId order.
 """
 
 from __future__ import annotations
@@ -239,79 +244,6 @@ def _bad_row_error(spark_row, header: Sequence[str], input_path: str) -> DataVal
     return DataValidationError(input_path, "invalid row", row=row)  # unreachable while the rules agree
 
 
-# --------------------------------------------------------------------------- the job
-
-
-def prepare_splits_spark(
-    spark,
-    input_path: str,
-    output_dir: str,
-    seed: int,
-    ratios: Sequence[float] = DEFAULT_RATIOS,
-    *,
-    expected_records: int | None = None,
-) -> dict[str, Any]:
-    """Read the raw CSV, validate it, assign transactionIds and splits, write the parquet splits
-    under `output_dir/split=<name>/`. Returns the stage summary (the shape of
-    `splits.split_summary`, plus each split's path). Raises DataValidationError naming the file,
-    row, column and value of the first problem, as raw_data.read_raw_csv does."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    ratios = validate_ratios(ratios)
-    seed = int(seed)
-    header = read_header(spark, input_path)
-    positioned, total = read_positioned(spark, input_path, header)
-    if total == 0:
-        raise DataValidationError(input_path, "no data rows")
-    if expected_records is not None and total != expected_records:
-        raise DataValidationError(input_path, f"record count {total} differs from the expected {expected_records}")
-
-    typed, all_ok = typed_columns(header)
-    prepared = positioned.select(
-        _POS,
-        *typed,
-        split_code_column(transaction_id_column(F.col(_POS)), seed, ratios).alias(_SPLIT),
-        all_ok.alias("_ok"),
-        F.col(_CORRUPT).isNotNull().alias("_malformed"),
-    )
-    malformed = F.col("_malformed")
-    # Cached (typed values only) so the CSV is parsed once more only: the aggregate below fills the
-    # cache, the write reads it. A bad row's raw text is read again from the file, on failure only.
-    prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        stats = prepared.agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.min(F.when(malformed, F.col(_POS))).alias("first_malformed"),
-            F.min(F.when(~F.col("_ok"), F.col(_POS))).alias("first_invalid"),
-            *[F.count(F.when(F.col(_SPLIT) == i, 1)).alias(f"rows_{i}") for i in range(3)],
-            *[F.sum(F.when(F.col(_SPLIT) == i, F.col(LABEL_COLUMN))).alias(f"fraud_{i}") for i in range(3)],
-        ).first()
-        # Malformed rows first, then the first bad value: the order raw_data reports them in.
-        first_bad = stats["first_malformed"] if stats["first_malformed"] is not None else stats["first_invalid"]
-        if first_bad is not None:
-            raise _bad_row_error(positioned.where(F.col(_POS) == first_bad).first(), header, input_path)
-        if stats["rows"] != total:  # the two passes over the file must agree
-            raise DataValidationError(input_path, f"counted {total} records, then {stats['rows']}")
-
-        summary: dict[str, Any] = {"recordCount": total, "splits": {}, "seed": seed, "ratios": list(ratios), "engine": "spark"}
-        base = output_dir.rstrip("/")
-        names = F.element_at(F.array(*[F.lit(n) for n in SPLITS]), F.col(_SPLIT).cast("int") + 1)
-        # One job writes all three splits (Hive layout split=<name>/), each part file in file order.
-        (
-            prepared.select(transaction_id_column(F.col(_POS)).alias(TRANSACTION_ID), *RAW_COLUMNS, names.alias(SPLIT_COLUMN), _POS)
-            .sortWithinPartitions(SPLIT_COLUMN, _POS)
-            .drop(_POS)
-            .write.mode("overwrite")
-            .partitionBy(SPLIT_COLUMN)
-            .parquet(base)
-        )
-        summary["splits"] = splits_summary(stats, total, base)
-        return summary
-    finally:
-        prepared.unpersist()
-
-
 # --------------------------------------------------------------------------- the training data set
 
 
@@ -334,7 +266,7 @@ def extract_training_dataset_spark(
     spark, input_path: str, daily_path: str | None, output_dir: str, seed: int, legit_cap: int | None = None
 ) -> dict[str, Any]:
     """The Spark twin of fraud_assets.lib.training.extraction.combine: the raw CSV, validated as
-    prepare_splits_spark validates it, with its position ids and source "raw", plus the labelled
+    raw_data.read_raw_csv validates it, with its position ids and source "raw", plus the labelled
     daily rows (parquet with transactionId, RAW_COLUMNS, source), deduplicated by transactionId
     (raw first, then days in date order), legitimate rows sampled by id hash to about `legit_cap`,
     written as parquet under `output_dir`. Returns the counts the pandas side reports."""
@@ -406,7 +338,8 @@ def extract_training_dataset_spark(
 
 def split_dataset_spark(spark, input_path: str, output_dir: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS) -> dict[str, Any]:
     """Split a prepared data set (parquet with transactionId and RAW_COLUMNS, e.g. the
-    training_dataset asset's) by the hash of its ids, written as prepare_splits_spark writes."""
+    training_dataset asset's) by the hash of its ids, under `output_dir/split=<name>/`. Returns the
+    stage summary (the shape of `splits.split_summary`, plus each split's path)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -478,17 +411,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     JOB_RUN_ID, TempDir, job-bookmark-option, ...) and the Pipes bootstrap pair; we take ours and
     leave the rest, as awsglue.utils.getResolvedOptions would, without needing awsglue."""
     parser = argparse.ArgumentParser(prog="fraud_data_prep", allow_abbrev=False)
-    parser.add_argument("--input", required=True, help="the raw CSV (s3:// on Glue, a local path in local mode)")
+    parser.add_argument("--input", required=True, help="the prepared data set, parquet (s3:// on Glue, a local path in local mode)")
     parser.add_argument("--output", required=True, help="prefix that receives split=<name>/part-*.parquet")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--ratios", default=",".join(str(r) for r in DEFAULT_RATIOS), help="train,validation,test")
-    parser.add_argument("--expected-records", type=int, default=None)
-    parser.add_argument(
-        "--input-format",
-        choices=("csv", "parquet"),
-        default="csv",
-        help="csv: the raw file, validated; parquet: a prepared data set with transactionIds",
-    )
     args, _unknown = parser.parse_known_args(list(argv))
     args.ratios = validate_ratios([float(r) for r in args.ratios.split(",")])
     return args
@@ -496,6 +422,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 PIPES_CONTEXT_ARG = "--dagster-pipes-context"
 PIPES_MESSAGES_ARG = "--dagster-pipes-messages"
+# The kind of the custom Pipes message carrying the summary (defs/engines.py GLUE_SUMMARY_MESSAGE reads it).
+SUMMARY_MESSAGE_KIND = "fraud_data_prep_summary"
 
 
 def _pipes_args(argv: Sequence[str]) -> dict[str, str]:
@@ -542,12 +470,7 @@ def main(argv: Sequence[str] | None = None, spark=None) -> dict[str, Any]:
         if pipes is not None:
             pipes.log.info(f"fraud_data_prep: {args.input} -> {args.output} (seed {args.seed}, ratios {args.ratios})")
         try:
-            if args.input_format == "parquet":
-                summary = split_dataset_spark(spark, args.input, args.output, args.seed, args.ratios)
-            else:
-                summary = prepare_splits_spark(
-                    spark, args.input, args.output, args.seed, args.ratios, expected_records=args.expected_records
-                )
+            summary = split_dataset_spark(spark, args.input, args.output, args.seed, args.ratios)
         except DataValidationError as err:
             if pipes is not None:
                 pipes.log.error(str(err))
@@ -557,7 +480,7 @@ def main(argv: Sequence[str] | None = None, spark=None) -> dict[str, Any]:
             pipes.log.info(f"fraud_data_prep: {summary['recordCount']} records -> {counts}")
             # The summary goes back as a custom message: the engine checks the parquet it reads
             # against these counts and records them as metadata on the split assets.
-            pipes.report_custom_message({"kind": "fraud_data_prep_summary", "summary": summary})
+            pipes.report_custom_message({"kind": SUMMARY_MESSAGE_KIND, "summary": summary})
     print(json.dumps({"fraud_data_prep": summary}, sort_keys=True))
     return summary
 

@@ -4,7 +4,8 @@ to 1e-9. Runnable on AWS Glue (`--input <prep output prefix> --output <prefix>`,
 `<input>/split=<name>/` parquet, writes `<output>/split=<name>/` parquet and
 `<output>/feature_stats.json`)
 and in Spark local mode by importing `fit_feature_stats_spark` / `add_features_spark` /
-`engineer_features_spark`. Self-contained like fraud_data_prep.py: Glue uploads only this file.
+`engineer_features_spark`. Self-contained like fraud_data_prep.py: Glue uploads only this file, so the
+constants below are copies that fraud_assets_tests/test_glue_constants.py holds equal to the library's.
 Spark >= 3.5 (Glue 5.0) for `unix_micros`.
 
 Timestamps: a timestamp column (an instant) is used as is; strings and zone-less timestamps are

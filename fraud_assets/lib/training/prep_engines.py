@@ -1,6 +1,6 @@
 """The data-prep engines behind the `DataPrepEngine` resource, without Dagster: pandas in-process,
 Spark local mode, and the helpers of the AWS Glue path. Every engine returns the same frames
-(`splits.prepare_splits`'s: transactionId first, then RAW_COLUMNS, in file order, index 0..n-1).
+(transactionId first, then RAW_COLUMNS, in transactionId order, index 0..n-1).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from fraud_assets.lib.aws.storage import S3Uri, validate_key_part
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
-from fraud_assets.lib.training.splits import DEFAULT_RATIOS, SPLITS, prepare_splits, validate_ratios
+from fraud_assets.lib.training.splits import DEFAULT_RATIOS, SPLITS, validate_ratios
 
 GLUE_SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "glue_scripts"
 DATA_PREP_SCRIPT = GLUE_SCRIPTS_DIR / "fraud_data_prep.py"
@@ -75,84 +75,6 @@ def _load_script(path: str) -> ModuleType:
 # --------------------------------------------------------------------------- pandas
 
 
-def count_csv_records(csv_bytes: bytes) -> int:
-    """Data rows of a CSV counted as text (non-blank lines less the header), independently of any
-    parser: what the counts_add_up gate compares the splits with."""
-    lines = sum(1 for line in csv_bytes.splitlines() if line.strip())
-    return max(lines - 1, 0)
-
-
-def prepare_with_pandas(
-    csv_bytes: bytes | Path, source: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS
-) -> dict[str, pd.DataFrame]:
-    return split_with_pandas(csv_bytes, source, seed, ratios)[0]
-
-
-def split_with_pandas(
-    csv: bytes | Path, source: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS
-) -> tuple[dict[str, pd.DataFrame], int]:
-    """The splits and the number of records parsed from the file (what counts_add_up compares the
-    splits with). From a local file the peak is about the parsed table plus the splits' ids: the
-    text is never in memory and the raw frame is released column by column as it is split."""
-    from fraud_assets.lib.training.raw_data import read_raw_table
-
-    ratios = tuple(ratios)
-    validate_ratios(ratios)
-    holder = [read_raw_table(csv, source)]
-    records = holder[0].num_rows
-    # The table is handed over (popped: no reference left here), so each column is freed once split.
-    return prepare_splits(holder.pop(), seed, ratios, release_input=True), records
-
-
-# --------------------------------------------------------------------------- Spark local mode
-
-
-def prepare_with_spark(
-    spark,
-    csv_bytes: bytes | Path,
-    source: str,
-    seed: int,
-    ratios: Sequence[float] = DEFAULT_RATIOS,
-    workdir: str | Path | None = None,
-) -> dict[str, pd.DataFrame]:
-    return split_with_spark(spark, csv_bytes, source, seed, ratios, workdir)[0]
-
-
-def split_with_spark(
-    spark,
-    csv: bytes | Path,
-    source: str,
-    seed: int,
-    ratios: Sequence[float] = DEFAULT_RATIOS,
-    workdir: str | Path | None = None,
-) -> tuple[dict[str, pd.DataFrame], int]:
-    """The Glue script's transformation on a local Spark session, and the record count Spark read.
-    Spark reads a local file: pyspark ships no s3a connector jars, so it cannot read the bucket
-    itself; bytes are staged to one first. A bad file raises RawDataError naming `source` (not the
-    local file), as the pandas engine does."""
-    from fraud_assets.lib.training.raw_data import RawDataError
-
-    ratios = tuple(ratios)
-    validate_ratios(ratios)
-    script = load_glue_script(DATA_PREP_SCRIPT)
-    if workdir is not None:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fraud-data-prep-", dir=workdir) as tmp:
-        if isinstance(csv, Path):
-            input_path = csv
-        else:
-            # The file name shows up in error messages; keep it recognisable but never a path.
-            input_path = Path(tmp) / (_SOURCE_NAME.sub("_", Path(str(source)).name)[:100] or "input.csv")
-            input_path.write_bytes(csv)
-        output_dir = Path(tmp) / "splits"
-        try:
-            summary = script.prepare_splits_spark(spark, str(input_path), str(output_dir), int(seed), ratios)
-        except script.DataValidationError as err:
-            raise RawDataError(str(source), err.problem, row=err.row, column=err.column, value=err.value) from None
-        frames = {name: read_split_parquet_dir(Path(script.split_path(str(output_dir), name))) for name in SPLITS}
-        return frames, int(summary["recordCount"])
-
-
 def split_dataset_with_pandas(dataset: str | Path, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS) -> dict[str, pd.DataFrame]:
     """Split a prepared data set (the training_dataset asset's parquet, transactionId sorted) by
     the hash of its own ids; the frames keep its order and drop its provenance column.
@@ -176,6 +98,9 @@ def split_dataset_with_pandas(dataset: str | Path, seed: int, ratios: Sequence[f
 
 def _id_texts(ids: pa.ChunkedArray, start: int, stop: int) -> np.ndarray:
     return ids.slice(start, stop - start).to_numpy(zero_copy_only=False)
+
+
+# --------------------------------------------------------------------------- Spark local mode
 
 
 def split_dataset_with_spark(
@@ -313,31 +238,18 @@ def engineer_with_spark(
 # --------------------------------------------------------------------------- AWS Glue
 
 
-def glue_job_arguments(
-    input_uri: str,
-    output_uri: str,
-    seed: int,
-    ratios: Sequence[float] = DEFAULT_RATIOS,
-    expected_records: int | None = None,
-    input_format: str = "csv",
-) -> dict[str, str]:
-    """StartJobRun `Arguments` for glue_scripts/fraud_data_prep.py. Both locations are validated
-    s3:// URIs: they become paths that the job writes under."""
+def glue_job_arguments(input_uri: str, output_uri: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS) -> dict[str, str]:
+    """StartJobRun `Arguments` for glue_scripts/fraud_data_prep.py: split the prepared data set (parquet)
+    at `input_uri` into `output_uri`. Both locations are validated s3:// URIs: they become paths that
+    the job writes under."""
     ratios = tuple(float(r) for r in ratios)
     validate_ratios(ratios)
-    arguments = {
+    return {
         "--input": str(S3Uri.parse(input_uri)),
         "--output": str(S3Uri.parse(output_uri)).rstrip("/"),
         "--seed": str(int(seed)),
         "--ratios": ",".join(repr(r) for r in ratios),
     }
-    if expected_records is not None:
-        arguments["--expected-records"] = str(int(expected_records))
-    if input_format != "csv":  # the script's default; the CSV path's arguments stay as they were
-        if input_format != "parquet":
-            raise ValueError(f"input format must be csv or parquet, got {input_format!r}")
-        arguments["--input-format"] = input_format
-    return arguments
 
 
 def glue_output_uri(bucket: str, run_id: str, stage: str = "glue_data_prep") -> str:

@@ -5,7 +5,7 @@ It follows SageMaker's training-container contract, so the same module runs
 - on AWS in a custom container or as a script-mode job (the image installs this package and runs
   this module as its entry point), and
 - in the local stack, which stages the job's channels into the same directory tree and runs one
-  process of this module per host (`fraud_assets/local/training_jobs.py`).
+  process of this module per host (`fraud_assets_local/training_jobs.py`).
 
 Inputs (SageMaker's names; defaults are the container paths under /opt/ml):
 

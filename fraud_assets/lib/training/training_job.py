@@ -5,7 +5,7 @@ The job follows the built-in XGBoost algorithm's contract: channels `train` and 
 `model.tar.gz` holding `xgboost-model` under `<output path>/<job>/output/`. On AWS the image is the
 built-in XGBoost 1.7-1 image or our own image running `fraud_assets.lib.training.sagemaker_entry`
 (script mode / custom container, the same entry point the local stack runs); locally the embedded
-stack runs every job with that entry point (`fraud_assets/local/training_jobs.py`).
+stack runs every job with that entry point (`fraud_assets_local/training_jobs.py`).
 
 How a Dagster step uses it (fraud_model):
 

@@ -60,7 +60,7 @@ import pyarrow.csv as pacsv
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 
-from fraud_assets.local.http11 import KeepAliveRequestHandler
+from fraud_assets_local.http11 import KeepAliveRequestHandler
 
 log = logging.getLogger("fraud_assets.model_server")
 
@@ -576,7 +576,7 @@ class _LazyClients:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fraud_assets.local.model_server")
+    parser = argparse.ArgumentParser(prog="python -m fraud_assets_local.model_server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--aws-endpoint", default=None, help="the control plane and S3 (moto); default: boto3's")
@@ -603,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     from fraud_assets.lib.config import DEFAULT_REGION
-    from fraud_assets.local.processes import serve_as_child
+    from fraud_assets_local.processes import serve_as_child
 
     app = make_app(
         args.aws_endpoint, args.region or DEFAULT_REGION, args.resolve_interval, args.aws_endpoint_port_file, args.predict_threads

@@ -1,7 +1,7 @@
 """The moto child process of the local stack: moto's server plus what the platform needs of it that
 moto lacks (SageMaker UpdateEndpoint, training jobs that really run: `training_jobs.py`) and
 internal routes for fast DynamoDB snapshots.
-Run as `python -m fraud_assets.local.moto_server` by the stack."""
+Run as `python -m fraud_assets_local.moto_server` by the stack."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from fraud_assets.local.processes import DUMMY_CREDENTIAL, LOCAL_HOST, serve_as_child
+from fraud_assets_local.processes import DUMMY_CREDENTIAL, LOCAL_HOST, serve_as_child
 
 
 def _install_moto_update_endpoint() -> None:
@@ -401,7 +401,7 @@ def _warm_moto_backends() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fraud_assets.local.moto_server")
+    parser = argparse.ArgumentParser(prog="python -m fraud_assets_local.moto_server")
     parser.add_argument("--host", default=LOCAL_HOST)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file")
@@ -419,12 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     from werkzeug.serving import make_server
 
-    from fraud_assets.local.http11 import KeepAliveMixin
+    from fraud_assets_local.http11 import KeepAliveMixin
 
     class KeepAliveMotoHandler(KeepAliveMixin, MotoRequestHandler):
         pass
 
-    from fraud_assets.local import training_jobs
+    from fraud_assets_local import training_jobs
 
     _install_moto_update_endpoint()
     _install_moto_fast_dynamodb_results()

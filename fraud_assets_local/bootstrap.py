@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from fraud_assets.lib.config import DEFAULT_REGION, PlatformNames
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "infra" / "fraud-detection.yaml"
+TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "infra" / "fraud-detection.yaml"
 STACK_NAME = "fraud-detection"
 
 # (resource type, property or None for the whole type): what moto 5.2's CloudFormation ignores or
@@ -33,6 +33,8 @@ MOTO_GAPS: dict[tuple[str, str | None], str] = {
     ("AWS::SNS::Subscription", None): "sns:Subscribe",
     ("AWS::CloudWatch::Alarm", None): "cloudwatch:PutMetricAlarm",
     ("AWS::SageMaker::ModelPackageGroup", None): "sagemaker:CreateModelPackageGroup",
+    ("AWS::Glue::SecurityConfiguration", None): "glue:CreateSecurityConfiguration",
+    ("AWS::Glue::Job", None): "glue:CreateJob",
 }
 
 # Deployed to AWS, not here: moto evaluates bucket policies, and the local stack speaks plain HTTP
@@ -222,6 +224,7 @@ class Resolver:
 
 def apply_moto_gaps(client: Callable[[str], Any], template: dict[str, Any], resolver: Resolver) -> None:
     calls: list[Callable[[], None]] = []
+    dependent: list[Callable[[], None]] = []
     for logical, resource in template["Resources"].items():
         if "Condition" in resource and not resolver.condition(resource["Condition"]):
             continue
@@ -229,7 +232,8 @@ def apply_moto_gaps(client: Callable[[str], Any], template: dict[str, Any], reso
         props = resource.get("Properties", {})
         gaps = {prop for (t, prop) in MOTO_GAPS if t == kind}
         if None in gaps:
-            calls.append(functools.partial(_apply_whole_resource, client, kind, resolver.resolve(props)))
+            call = functools.partial(_apply_whole_resource, client, kind, resolver.resolve(props))
+            (dependent if "DependsOn" in resource else calls).append(call)
         for prop in sorted(gaps & set(props)):
             calls.append(functools.partial(_apply_property, client, kind, resolver.physical[logical], prop, resolver.resolve(props[prop])))
     # ~30 independent calls: a few at a time (the stack is restarted or reset often in tests).
@@ -238,6 +242,9 @@ def apply_moto_gaps(client: Callable[[str], Any], template: dict[str, Any], reso
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="moto-gaps") as pool:
         for future in [pool.submit(call) for call in calls]:
             future.result()
+    # After the others: a resource that names another of them (a Glue job its security configuration).
+    for call in dependent:
+        call()
 
 
 def _apply_property(client: Callable[[str], Any], kind: str, name: str, prop: str, value: Any) -> None:
@@ -310,3 +317,16 @@ def _apply_whole_resource(client: Callable[[str], Any], kind: str, props: dict[s
             if "MetricStat" in query:
                 query["MetricStat"]["Period"] = int(query["MetricStat"]["Period"])
         client("cloudwatch").put_metric_alarm(**args)
+    elif kind == "AWS::Glue::SecurityConfiguration":
+        encryption = dict(props["EncryptionConfiguration"])
+        # CloudFormation's S3Encryptions is the API's S3Encryption.
+        encryption["S3Encryption"] = encryption.pop("S3Encryptions", [])
+        client("glue").create_security_configuration(Name=props["Name"], EncryptionConfiguration=encryption)
+    elif kind == "AWS::Glue::Job":
+        args = dict(props)
+        for numeric in ("MaxRetries", "Timeout", "NumberOfWorkers"):
+            if numeric in args:
+                args[numeric] = int(args[numeric])
+        if "ExecutionProperty" in args:
+            args["ExecutionProperty"] = {k: int(v) for k, v in args["ExecutionProperty"].items()}
+        client("glue").create_job(**args)

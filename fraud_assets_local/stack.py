@@ -58,8 +58,8 @@ from pathlib import Path
 from typing import Any
 
 from fraud_assets.lib.config import DEFAULT_REGION, PlatformNames
-from fraud_assets.local.bootstrap import bootstrap_with
-from fraud_assets.local.processes import (
+from fraud_assets_local.bootstrap import bootstrap_with
+from fraud_assets_local.processes import (
     DUMMY_CREDENTIAL,
     LOCAL_HOST,
     START_TIMEOUT,
@@ -134,7 +134,7 @@ class LocalStack:
             atexit.register(self._atexit_stop)
             try:
                 if self.state_dir is not None:
-                    from fraud_assets.local.state import StateStore
+                    from fraud_assets_local.state import StateStore
 
                     self._store = StateStore(self.state_dir, self.region)  # fails fast if in use
                 self._start_processes()
@@ -189,7 +189,7 @@ class LocalStack:
     def _child(self, name: str, port: int) -> ManagedProcess:
         assert self._runtime_dir is not None
         if name == "moto":
-            argv = [sys.executable, "-m", "fraud_assets.local.moto_server", "--host", self.host, "--port", str(port)]
+            argv = [sys.executable, "-m", "fraud_assets_local.moto_server", "--host", self.host, "--port", str(port)]
         else:
             # Started alongside moto (saves a start-up's worth of imports): it reads moto's port
             # from moto's port file when it first needs the control plane. It runs in the SageMaker
@@ -198,7 +198,7 @@ class LocalStack:
             argv = [
                 str(self._model_python),
                 "-m",
-                "fraud_assets.local.model_server",
+                "fraud_assets_local.model_server",
                 "--host",
                 self.host,
                 "--port",
@@ -466,7 +466,7 @@ def run_local_stack_cli(state_dir: str | None, moto_port: int, model_port: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fraud_assets.local.stack", description="Run the local AWS stack.")
+    parser = argparse.ArgumentParser(prog="python -m fraud_assets_local.stack", description="Run the local AWS stack.")
     parser.add_argument("--state-dir", default=None)
     parser.add_argument("--moto-port", type=int, default=0)
     parser.add_argument("--model-port", type=int, default=0)

@@ -424,7 +424,7 @@ class _JobRunner(threading.Thread):
     # -- processes ------------------------------------------------------------------------------
 
     def _launch(self, hosts: list[_Host]) -> None:
-        from fraud_assets.local.processes import LOCAL_HOST, scrubbed_aws_environ
+        from fraud_assets_local.processes import LOCAL_HOST, scrubbed_aws_environ
 
         assert self._workdir is not None
         port_file = hosts[0].root.parent / "tracker.port"
@@ -455,7 +455,7 @@ class _JobRunner(threading.Thread):
             stream = f"{self.job.training_job_name}/{host.name}-{int(time.time())}"
             self._create_stream(stream)
             host.popen = subprocess.Popen(
-                [sys.executable, "-m", "fraud_assets.local.training_jobs", "--host-process", str(os.getpid()), ENTRY_MODULE],
+                [sys.executable, "-m", "fraud_assets_local.training_jobs", "--host-process", str(os.getpid()), ENTRY_MODULE],
                 cwd=root,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -669,7 +669,7 @@ def install(jobs: LocalTrainingJobs) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# A host process: `python -m fraud_assets.local.training_jobs --host-process <moto pid> <module>`
+# A host process: `python -m fraud_assets_local.training_jobs --host-process <moto pid> <module>`
 
 
 def _host_process(parent_pid: int, module: str) -> None:
@@ -694,4 +694,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--host-process":
         _host_process(int(sys.argv[2]), sys.argv[3])
     else:
-        sys.exit("usage: python -m fraud_assets.local.training_jobs --host-process <parent pid> <module>")
+        sys.exit("usage: python -m fraud_assets_local.training_jobs --host-process <parent pid> <module>")
