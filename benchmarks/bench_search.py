@@ -1,5 +1,5 @@
 """A 20-trial hyperparameter search on the default synthetic set, and what it found against the
-seeds' default hyperparameters (same splits, validation and test PR-AUC).
+the original design's default hyperparameters (same splits, validation and test PR-AUC).
 
     python -m benchmarks.bench_search [--trials 20] [--strategy bayesian]
 """

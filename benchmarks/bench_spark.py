@@ -9,7 +9,7 @@ Spark time is broken down into the Spark job itself (glue_scripts/fraud_data_pre
 split_dataset_spark, what the Glue job runs) and reading its parquet back into pandas. The large set
 runs once per engine (the machine is shared); the default set takes the median of two.
 
-Glue cost assumption: the seeds' 5 DPUs at $0.44 per DPU-hour, billed per second with Glue's
+Glue cost assumption: the original design's 5 DPUs at $0.44 per DPU-hour, billed per second with Glue's
 1-minute minimum, for the *measured local Spark job time*. Glue would run the job on 5 G.1X workers
 (20 vCPUs) rather than 2 local cores, but also adds its start-up (tens of seconds, not billed before
 the job starts on Glue 4/5), so this is an order-of-magnitude figure, not a quote.

@@ -40,7 +40,7 @@ def booster():
 @pytest.fixture(scope="module")
 def project_model():
     """A model as the pipeline trains it (train_model: the default hyperparameters, early stopping on
-    aucpr) on synthetic transactions at the seeds' fraud rate, with rows to score."""
+    aucpr) on synthetic transactions at the original design's fraud rate, with rows to score."""
     from fraud_assets.lib.config import FEATURE_COLUMNS
     from fraud_assets.lib.seeding.synthetic import generate_transactions
     from fraud_assets.lib.training.model import train_model

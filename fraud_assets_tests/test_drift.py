@@ -1,4 +1,4 @@
-"""Drift: daily metrics, PSI, the rolling baseline and the seeds' drift rule."""
+"""Drift: daily metrics, PSI, the rolling baseline and the original design's drift rule."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def test_fewer_than_seven_days_never_drift(days, avg, high):
     assert result["reason"] == f"insufficient history: {days} of 7 days"
 
 
-def test_the_seeds_thresholds_are_strict_and_days_without_scores_do_not_count():
+def test_the_original_designs_thresholds_are_strict_and_days_without_scores_do_not_count():
     history = [day(i, 0.25, 0.0625) for i in range(7)] + [day(8, 0.9, 0.9, count=0)]
     at_threshold = detect_drift(
         {**day(20, 0.375, 0.125), "date": "2024-05-01"}, history, avg_score_threshold=0.125, high_risk_threshold=0.0625

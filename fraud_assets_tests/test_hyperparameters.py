@@ -161,7 +161,7 @@ def test_early_stopping_cannot_exceed_num_round():
     assert refused.value.parameter == "early_stopping_rounds"
 
 
-def test_the_seeds_defaults_are_valid():
+def test_the_original_designs_defaults_are_valid():
     assert validate_hyperparameters(DEFAULT_HYPERPARAMETERS) == {"eta": 0.1, "max_depth": 5, "objective": "binary:logistic"}
 
 

@@ -1,6 +1,6 @@
 """The infrastructure definition (infra/*.yaml): cfn-lint clean, deployed to moto's CloudFormation by
 the local stack, and what it creates is what the code uses (PlatformNames) with the retention,
-recovery and encryption settings the seeds ask for."""
+recovery and encryption settings the original design ask for."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def table(rows: list[tuple[float, bool | None]], version: str = "v1", amount: fl
     return join_labels(scores, transactions, labels)
 
 
-# The seeds' thresholds, as a model released with the fixed policy records them.
+# The original design's thresholds, as a model released with the fixed policy records them.
 SEEDS = dict(high_threshold=0.8, medium_threshold=0.5)
 
 

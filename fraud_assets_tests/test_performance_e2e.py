@@ -68,7 +68,7 @@ def metric(name: str, stat: str, **dimensions: str) -> float | None:
     return values[0] if values else None
 
 
-# A model released at thresholds other than the seeds' 0.8 / 0.5: every figure must be at these.
+# A model released at thresholds other than the original design's 0.8 / 0.5: every figure must be at these.
 HIGH, MEDIUM = 0.6, 0.3
 
 

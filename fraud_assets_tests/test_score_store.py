@@ -35,7 +35,7 @@ def scored_frame(n: int, start: int = 0) -> pd.DataFrame:
     )
 
 
-def test_items_carry_the_seeds_attributes_with_decimal_scores():
+def test_items_carry_the_original_designs_attributes_with_decimal_scores():
     frame = scored_frame(3)
     frame.loc[1, "fraudScore"] = 0.1 + 0.2
     items = to_items(frame, DATE)

@@ -252,7 +252,7 @@ def test_xgboost_learns_it_but_not_perfectly_and_drift_shows():
     mean_rise = drifted.mean() - calm.mean()
     high_risk_rise = (drifted >= HIGH_RISK_THRESHOLD).mean() - (calm >= HIGH_RISK_THRESHOLD).mean()
     assert calm.mean() < 0.02 and (calm >= HIGH_RISK_THRESHOLD).mean() < 0.01  # an ordinary day is calm
-    assert mean_rise > 0.1 or high_risk_rise > 0.05  # the seeds' drift rule fires
+    assert mean_rise > 0.1 or high_risk_rise > 0.05  # the original design's drift rule fires
     assert high_risk_rise > 0.07  # and not by a hair
 
 

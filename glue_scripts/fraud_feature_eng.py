@@ -1,4 +1,4 @@
-"""PySpark feature engineering: the Spark twin of `fraud_assets.lib.training.features` (the seeds' Feature
+"""PySpark feature engineering: the Spark twin of `fraud_assets.lib.training.features` (the original design's Feature
 Engineering Glue job). Same features, same statistics dict; the parity tests hold the values equal
 to 1e-9. Runnable on AWS Glue (`--input <prep output prefix> --output <prefix>`, reads
 `<input>/split=<name>/` parquet, writes `<output>/split=<name>/` parquet and

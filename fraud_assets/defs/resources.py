@@ -25,7 +25,7 @@ _NAME_DEFAULTS = PlatformNames()
 
 
 class FraudPlatform(ConfigurableResource):
-    """The seeds' resource names (buckets, table, topics, endpoint)."""
+    """The original design's resource names (buckets, table, topics, endpoint)."""
 
     data_bucket: str = _NAME_DEFAULTS.data_bucket
     workflow_bucket: str = _NAME_DEFAULTS.workflow_bucket
@@ -65,7 +65,7 @@ class QualityGates(ConfigurableResource):
     """Floors of the blocking gates. FRAUD_GATE_<NAME> sets one, e.g. FRAUD_GATE_PR_AUC_FLOOR=1.0 to
     see a failing model held back."""
 
-    accuracy_floor: float = Field(default=0.90, description="The seeds' gate: accuracy >= 0.90.")
+    accuracy_floor: float = Field(default=0.90, description="The original design's gate: accuracy >= 0.90.")
     pr_auc_floor: float = Field(default=0.60, description="Area under the precision-recall curve on the test split.")
     high_risk_precision_floor: float = Field(
         default=0.60, description="Precision of the high-risk bucket the alerts act on (calibrated score >= the model's threshold)."
@@ -75,7 +75,7 @@ class QualityGates(ConfigurableResource):
 
 
 class RiskThresholds(ConfigurableResource):
-    """The threshold policy a model is released with (FRAUD_RISK_<FIELD>): the seeds' fixed 0.8/0.5 on
+    """The threshold policy a model is released with (FRAUD_RISK_<FIELD>): the original design's fixed 0.8/0.5 on
     calibrated scores, or the high-risk threshold chosen on validation by a target recall or precision."""
 
     high_risk_threshold: float = Field(default=0.8, description="High-risk threshold on the calibrated score (fixed policy).")
@@ -157,7 +157,7 @@ class PerformanceFloors(ConfigurableResource):
 
     recall_floor: float = Field(default=0.5, description="Realised recall at the high-risk threshold (0.8).")
     alert_precision_floor: float = Field(default=0.5, description="Share of the day's alerts confirmed as fraud.")
-    accuracy_floor: float = Field(default=0.85, description="The seeds' model-drift alarm: accuracy < 85%.")
+    accuracy_floor: float = Field(default=0.85, description="The original design's model-drift alarm: accuracy < 85%.")
 
 
 def _from_env(resource_cls: type[ConfigurableResource], prefix: str, **fixed) -> ConfigurableResource:

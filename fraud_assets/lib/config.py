@@ -1,4 +1,4 @@
-"""Names of the platform's AWS resources (the seeds' names), overridable from the environment.
+"""Names of the platform's AWS resources (the original design's names), overridable from the environment.
 
 The same names serve the embedded local stack and a real AWS account; only where boto3 points
 changes (AWS_ENDPOINT_URL and friends), never the code.
@@ -79,7 +79,7 @@ class PlatformNames:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "PlatformNames":
         """FRAUD_<FIELD> overrides a name, e.g. FRAUD_WORKFLOW_BUCKET; FRAUD_BUCKET_SUFFIX names
-        the workflow and metrics buckets the way the seeds do (`...-{suffix}`)."""
+        the workflow and metrics buckets the way the original design do (`...-{suffix}`)."""
         env = os.environ if environ is None else environ
         values: dict[str, str] = {}
         suffix = env.get("FRAUD_BUCKET_SUFFIX")

@@ -60,7 +60,7 @@ _COMMON = dict(partitions_def=daily_partitions, retry_policy=AWS_RETRY_POLICY)
     **_COMMON,
     deps=[daily_batches],
     kinds={"pandas", "s3", "parquet", "dynamodb"},
-    description="The day's batch parsed and validated (the seeds' ETL stage). Rows with problems go to a "
+    description="The day's batch parsed and validated (the original design's ETL stage). Rows with problems go to a "
     "quarantine table with the reason per row; received = accepted + quarantined, always. A row whose key "
     "(transactionId, timestamp) is already stored in FraudScores for another day is quarantined (reused_id): "
     "that day's score stays where it is.",
@@ -120,7 +120,7 @@ class DailyScoresConfig(Config):
     kinds={"sagemaker", "s3", "parquet"},
     description="Every accepted transaction scored through the deployed endpoint (boto3 sagemaker-runtime, "
     "byte-sized CSV batches), then calibrated with the model package's map: fraudScore (calibrated), rawScore, riskLevel "
-    "(HIGH / MEDIUM / LOW by the model's thresholds, the seeds' 0.8 / 0.5 by default), modelVersion. The high-risk "
+    "(HIGH / MEDIUM / LOW by the model's thresholds, the original design's 0.8 / 0.5 by default), modelVersion. The high-risk "
     "rows also get their top contributing features (TreeSHAP from the very model package the endpoint serves): "
     "the `reasons` table.",
     # The endpoint it reads is the training graph's deployed_endpoint: lineage shows the link.

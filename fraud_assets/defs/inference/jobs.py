@@ -1,6 +1,6 @@
 """The daily inference job and its schedule.
 
-A schedule, not a sensor on the batch's arrival: the seeds' EventBridge rule runs at 01:00 UTC,
+A schedule, not a sensor on the batch's arrival: the original design's EventBridge rule runs at 01:00 UTC,
 after the upstream export, and the team expects the day to be processed then. A tick whose batch
 has not landed is skipped with the reason (no failed run), and each tick also catches up the
 previous days whose batch landed late or whose run failed (an endpoint down, SNS unreachable).

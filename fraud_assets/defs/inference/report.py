@@ -34,7 +34,7 @@ def _alerts(fraud_alerts: StageResult) -> list[dict]:
     partitions_def=daily_partitions,
     retry_policy=AWS_RETRY_POLICY,
     kinds={"s3", "html"},
-    description="The seeds' daily report: a self-contained HTML page at s3://<metrics bucket>/reports/fraud-daily-{date}.html "
+    description="The original design's daily report: a self-contained HTML page at s3://<metrics bucket>/reports/fraud-daily-{date}.html "
     "(transactions processed, risk distribution, alerts ranked with their reasons, top merchants and categories among "
     "high-risk transactions, drift and the 30-day trend as inline SVG charts, model version and threshold policy, and "
     "confirmed fraud, false positive rate and alert precision from performance/{date}.json once labels exist).",

@@ -79,7 +79,7 @@ raw_transactions = AssetSpec(
 
 class TrainingDataConfig(Config):
     history_days: int = Field(
-        default=180, description="Labelled daily transactions of this many days (the seeds' 6 months) join the raw history."
+        default=180, description="Labelled daily transactions of this many days (the original design's 6 months) join the raw history."
     )
     recent_window_days: int = Field(
         default=7, description="The most recent labelled days held out of training: the out-of-time window evaluation compares models on."
@@ -95,7 +95,7 @@ class TrainingDataConfig(Config):
     deps=[raw_transactions, "fraud_labels", "daily_batches"],
     outs={
         "training_dataset": AssetOut(
-            description="The seeds' Data Extraction stage: the raw history (raw/creditcard.csv) plus the labelled daily "
+            description="The original design's Data Extraction stage: the raw history (raw/creditcard.csv) plus the labelled daily "
             "transactions of the last N days (daily-batches/{date}.json joined with labels/{date}.json; unlabelled rows left "
             "out), deduplicated by transactionId, each row's provenance in `source` (raw / daily:<date>), legitimate rows "
             "optionally sampled (the rate is in the summary). The most recent labelled days are not in it.",
@@ -173,7 +173,7 @@ def prepared_splits(
     data_prep_engine: DataPrepEngine,
     quality_gates: QualityGates,
 ):
-    """The seeds' DataPrep stage: split the training data set 70/15/15 by its ids, write parquet."""
+    """The original design's DataPrep stage: split the training data set 70/15/15 by its ids, write parquet."""
     dataset_uri = training_dataset.uris["dataset"]
     ratios = (config.train_ratio, config.validation_ratio, config.test_ratio)
     started = time.perf_counter()
@@ -220,7 +220,7 @@ def prepared_splits(
 @asset(
     kinds={"ssm"},
     description="XGBoost hyperparameters read from SSM Parameter Store under /fraud-detection/hyperparameters/* "
-    "(the seeds' defaults max_depth=5, eta=0.1, objective=binary:logistic when none are set).",
+    "(the original design's defaults max_depth=5, eta=0.1, objective=binary:logistic when none are set).",
 )
 def model_hyperparameters(context: AssetExecutionContext, aws: AwsClients) -> StageResult:
     found = read_hyperparameters(aws.client("ssm"))
@@ -238,7 +238,7 @@ def model_hyperparameters(context: AssetExecutionContext, aws: AwsClients) -> St
 
 @asset(
     kinds={"pandas", "parquet", "s3"},
-    description="The seeds' Feature Engineering stage: hour of day, night flag, log amount and amount z-score "
+    description="The original design's Feature Engineering stage: hour of day, night flag, log amount and amount z-score "
     "against the training split's statistics (plus velocity and merchant risk when the data carries customers "
     "and merchants). Off by default (FRAUD_FEATURE_ENGINEERING=1 or the feature_engineering resource turns it "
     "on); when off the splits pass through with the raw features.",

@@ -24,7 +24,7 @@ split_check_specs = [
 ] + [AssetCheckSpec(name, asset="train_split", description=text, blocking=True) for name, text in _CROSS_SPLIT_CHECKS.items()]
 
 _MODEL_GATES = {
-    "accuracy_gate": "accuracy >= the floor (the seeds' 0.90).",
+    "accuracy_gate": "accuracy >= the floor (the original design's 0.90).",
     "pr_auc_gate": "PR-AUC on the test split >= the floor: accuracy alone says little at 0.17% fraud.",
     "high_risk_precision_gate": "Precision of the high-risk bucket (calibrated score >= the model's threshold, 0.8 by default; "
     "what becomes an alert) >= the floor.",

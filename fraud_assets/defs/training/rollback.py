@@ -1,4 +1,4 @@
-"""The rollback_model job: the seeds' recovery step "rollback to previous model version" in one
+"""The rollback_model job: the original design's recovery step "rollback to previous model version" in one
 launch from the UI (or `fraud-assets rollback-model [VERSION]`)."""
 
 from typing import Optional

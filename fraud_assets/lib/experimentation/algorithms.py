@@ -251,7 +251,7 @@ _SPACES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    # The seeds' defaults plus training's loop settings, written out so best.json holds the
+    # The original design's defaults plus training's loop settings, written out so best.json holds the
     # complete configuration promotion writes.
     XGBOOST: {
         **DEFAULT_HYPERPARAMETERS,

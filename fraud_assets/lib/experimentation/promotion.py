@@ -1,6 +1,6 @@
 """Experimentation to production: promote an experiment's best trial, roll back a promotion.
 
-promote_to_production follows the seeds' integration workflow:
+promote_to_production follows the original design's integration workflow:
   1. load the experiment's best trial (s3://<workflow bucket>/experiments/<id>/best.json)
   2. validate its hyperparameters (refused with a message naming the bad parameter)
   3. back up the current Parameter Store values to

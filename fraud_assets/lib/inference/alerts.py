@@ -1,4 +1,4 @@
-"""High-risk alerts (the seeds' Filter High Risk + Alert stages): rank the day's high-risk
+"""High-risk alerts (the original design's Filter High Risk + Alert stages): rank the day's high-risk
 transactions, batch them at most 100 and at most 256 KiB per SNS message, publish each message once.
 
 The topic must exist: run-time code never creates infrastructure, so a mistyped topic name is a
@@ -40,7 +40,7 @@ from fraud_assets.lib.inference.scoring import risk_levels
 from fraud_assets.lib.inference.summaries import AlertSummary
 
 URGENT_THRESHOLD = 0.95
-MAX_ALERTS_PER_MESSAGE = 100  # the seeds' batching
+MAX_ALERTS_PER_MESSAGE = 100  # the original design's batching
 SNS_MAX_BYTES = 256 * 1024  # Publish's limit for message + attributes
 SNS_MAX_SUBJECT = 100
 # A claim (a ledger entry "publishing") from another host older than this is a dead publisher's.

@@ -1,7 +1,7 @@
-"""Drift monitoring (the seeds' Monitor stage): the day's score metrics against a rolling baseline
+"""Drift monitoring (the original design's Monitor stage): the day's score metrics against a rolling baseline
 of earlier days, plus population stability (PSI) of scores and features against training.
 
-The seeds' rule: drift when the average score moves more than 0.1, or the high-risk share more
+The original design's rule: drift when the average score moves more than 0.1, or the high-risk share more
 than 0.05, from the mean of the last 30 days. Fewer than 7 days of history never count as drift:
 a new deployment's first week has no baseline worth comparing to.
 """

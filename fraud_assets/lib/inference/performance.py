@@ -10,7 +10,7 @@ Definitions (`performance/{date}.json`, snake_case, null where a figure is undef
 - labelled: scored transactions with an accepted label; label_coverage = labelled / scored.
 - fraud: labelled transactions confirmed as fraud.
 - high_risk_threshold / medium_risk_threshold: the thresholds of the model that scored the day
-  (released with it; the seeds' 0.8 / 0.5 by default). Every figure below is at these.
+  (released with it; the original design's 0.8 / 0.5 by default). Every figure below is at these.
 - realised_precision/recall/false_positive_rate_at_threshold (high-risk) and
   _at_medium_threshold: over the labelled transactions, "positive" meaning fraudScore >= the threshold.
 - alerted: transactions with fraudScore >= the high-risk threshold, the ones fraud_alerts sent,
@@ -19,7 +19,7 @@ Definitions (`performance/{date}.json`, snake_case, null where a figure is undef
   arrive; realised_precision_at_threshold is the same question asked of the labelled alerts only.
 - missed_fraud / missed_fraud_amount: confirmed fraud below the high-risk threshold (never alerted).
 - roc_auc / pr_auc (average precision): only when the labels hold both classes.
-- accuracy: at 0.5, the training evaluation's decision threshold (the seeds' alarm is < 0.85).
+- accuracy: at 0.5, the training evaluation's decision threshold (the original design's alarm is < 0.85).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The daily fraud report (the seeds' "Daily report -> S3"): one self-contained HTML page for people
+"""The daily fraud report (the original design's "Daily report -> S3"): one self-contained HTML page for people
 who never open Dagster.
 
 `report_figures` gathers the day's numbers (the same headline figures go to the asset's metadata);

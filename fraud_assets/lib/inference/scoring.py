@@ -1,6 +1,6 @@
 """Scoring through the deployed SageMaker endpoint (boto3 `sagemaker-runtime` InvokeEndpoint).
 
-The seeds invoke the endpoint once per transaction (~50 ms each: 8 minutes for 10,000). Here the
+The original design invoke the endpoint once per transaction (~50 ms each: 8 minutes for 10,000). Here the
 rows travel as `text/csv` request bodies sized by bytes (each under the 6 MB InvokeEndpoint limit),
 a few requests in flight at once (the next bodies are encoded while they are), each retried on
 throttling and server errors. The built-in XGBoost container answers with one score per row, in
@@ -367,7 +367,7 @@ def backoff_delay(attempt: int, base_delay: float, cap: float = MAX_BACKOFF_SECO
 
 
 def score_one_at_a_time(runtime, endpoint_name: str, features: np.ndarray) -> np.ndarray:
-    """The seeds' original design: one InvokeEndpoint call per transaction. Kept only as the
+    """The original design's original design: one InvokeEndpoint call per transaction. Kept only as the
     baseline of the scoring benchmark; production code uses `score_through_endpoint`."""
     matrix = _float32_matrix(features)
     scores = np.empty(len(matrix), dtype=np.float64)
@@ -384,7 +384,7 @@ def score_one_at_a_time(runtime, endpoint_name: str, features: np.ndarray) -> np
 
 
 def risk_levels(scores: np.ndarray, high: float = HIGH_RISK_THRESHOLD, medium: float = MEDIUM_RISK_THRESHOLD) -> np.ndarray:
-    """HIGH when fraudScore >= `high` (the seeds' 0.8, or the model's chosen threshold), MEDIUM
+    """HIGH when fraudScore >= `high` (the original design's 0.8, or the model's chosen threshold), MEDIUM
     when >= `medium` (0.5), else LOW."""
     scores = _checked_scores(scores)
     return np.where(scores >= high, HIGH, np.where(scores >= medium, MEDIUM, LOW))

@@ -16,7 +16,7 @@ batches the way it would score new days of the same population:
 - Time is seconds since the first midnight over two days, with the real data's night-time lull;
   fraud is spread evenly over the day.
 
-The daily batch format is the seeds' `daily-batches/{date}.json`: a JSON array of transactions with
+The daily batch format is the original design's `daily-batches/{date}.json`: a JSON array of transactions with
 id, timestamp, amount, category, customerId, merchant and the model's feature vector; no label.
 """
 

@@ -8,7 +8,7 @@ deployment health check, daily scoring, reasons, the report) gets the same calib
 without scikit-learn. The SageMaker built-in XGBoost container serves raw probabilities and has no
 hook for a calibration map, so daily scoring applies it client-side after the endpoint call.
 
-The high-risk threshold is then chosen on the calibrated validation scores: the seeds' fixed 0.8
+The high-risk threshold is then chosen on the calibrated validation scores: the original design's fixed 0.8
 by default, or the highest threshold reaching a target recall, or the lowest reaching a target
 precision. The chosen thresholds and the precision/recall they gave on validation travel with the
 model.
@@ -127,7 +127,7 @@ def choose_thresholds(scores: np.ndarray, labels: np.ndarray, policy: ThresholdP
 
 
 def thresholds_of(metadata: dict[str, Any]) -> tuple[float, float]:
-    """(high, medium) a model package was released with; the seeds' 0.8/0.5 for older packages."""
+    """(high, medium) a model package was released with; the original design's 0.8/0.5 for older packages."""
     chosen = metadata.get("thresholds") or {}
     return float(chosen.get("high", HIGH_RISK_THRESHOLD)), float(chosen.get("medium", MEDIUM_RISK_THRESHOLD))
 

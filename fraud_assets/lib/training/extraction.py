@@ -1,4 +1,4 @@
-"""The seeds' Data Extraction stage: the training data set is the historical CSV plus the labelled
+"""The original design's Data Extraction stage: the training data set is the historical CSV plus the labelled
 daily transactions of the last N days, deduplicated by transactionId, with each row's provenance.
 
 - Raw rows keep the ids data prep has always given them (`txn-<position>`), daily rows keep their

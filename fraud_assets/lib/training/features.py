@@ -1,4 +1,4 @@
-"""Feature engineering (the seeds' Feature Engineering stage), pandas side. The PySpark twin is
+"""Feature engineering (the original design's Feature Engineering stage), pandas side. The PySpark twin is
 glue_scripts/fraud_feature_eng.py; the parity tests hold the two equal to 1e-9.
 
 Features, appended after the input columns in `engineered_feature_names` order:

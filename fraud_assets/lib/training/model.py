@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # imported where used: loading the code location must stay ch
 MODEL_FILE = "xgboost-model"
 METADATA_FILE = "fraud-model-metadata.json"
 
-# The seeds' hyperparameters (TrainHandler); SSM values override them.
+# The original design's hyperparameters (TrainHandler); SSM values override them.
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {"max_depth": 5, "eta": 0.1, "objective": "binary:logistic"}
 # Not xgboost booster parameters: they steer the boosting loop (as in the SageMaker container).
 LOOP_PARAMETERS = ("num_round", "early_stopping_rounds")

@@ -113,7 +113,7 @@ def prepare_splits(
 
 
 def split_summary(received: int, splits: dict[str, pd.DataFrame]) -> dict:
-    """The data-prep stage's output.json, shaped like the seeds' DataPrep output."""
+    """The data-prep stage's output.json, shaped like the original design's DataPrep output."""
     summary: dict = {"recordCount": received, "splits": {}}
     for name, df in splits.items():
         fraud = int(df[LABEL_COLUMN].sum())
