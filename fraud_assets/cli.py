@@ -235,9 +235,17 @@ def cmd_rollback(args) -> int:
 def cmd_rollback_model(args) -> int:
     from fraud_assets.lib.aws.clients import make_client
     from fraud_assets.lib.config import PlatformNames
-    from fraud_assets.lib.training.endpoint import rollback_model
+    from fraud_assets.lib.training.endpoint import current_endpoint, deployment_history, rollback_model
+    from fraud_assets.lib.training.registry import REGISTRY_COLUMNS, list_models, registry_rows
 
     with aws_target(Path(args.state_dir)):
+        if args.list:
+            names, s3 = PlatformNames.from_env(), make_client("s3")
+            serving = (current_endpoint(s3, names) or {}).get("model_version")
+            rows = registry_rows(list_models(make_client("sagemaker")), deployment_history(s3, names), serving)
+            print("\t".join(REGISTRY_COLUMNS))
+            print("\n".join("\t".join(str(v) for v in row) for row in rows) or "(no model registered)")
+            return 0
         result = rollback_model(
             sagemaker=make_client("sagemaker"),
             runtime=make_client("sagemaker-runtime"),
@@ -334,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     rollback_model = add("rollback-model", help="point the endpoint back at an earlier model version (health-checked)")
     rollback_model.add_argument(
         "version", nargs="?", help="model version from the deployment history (default: the one before the current)"
+    )
+    rollback_model.add_argument(
+        "--list", action="store_true", help="list the registered model versions (approval, failed gates, served before) and exit"
     )
     rollback_model.set_defaults(func=cmd_rollback_model)
     return parser

@@ -17,7 +17,7 @@ from typing import Any
 
 DUMMY_CREDENTIAL = "testing"
 # The project's checkout: the model server imports this package from it in another interpreter.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The SageMaker XGBoost container's scoring environment (XGBoost 1.7.6 with NumPy 1.x,
 # requirements-container.lock), which `make install` builds beside .venv: the local endpoint scores
 # with the container's XGBoost, not the project's 3.x, so it shows what AWS would serve.

@@ -25,6 +25,7 @@ from fraud_assets.lib.training.endpoint import (
     rollback_target,
 )
 from fraud_assets.lib.training.model import package_model, train_model
+from fraud_assets.lib.training.registry import register_model
 
 NAMES = PlatformNames()
 
@@ -94,6 +95,27 @@ def test_rollback_model_serves_the_previous_model_and_refuses_unknown_versions(a
     assert current_endpoint(boto3.client("s3"), NAMES)["model_version"] == "v1"
     assert len(deployment_history(boto3.client("s3"), NAMES)) == 3
 
+    # What the registry holds, beside what served: a rejected version never served, nothing to restore.
+    sagemaker = boto3.client("sagemaker")
+    for version, passed in (("v1", True), ("v2", True), ("v3", False)):
+        register_model(
+            sagemaker,
+            model_version=version,
+            model_data_url=f"s3://{NAMES.models_bucket}/models/{version}/model.tar.gz",
+            image_uri=NAMES.xgboost_image_uri,
+            gates=[{"name": "pr_auc_gate", "passed": passed, "message": "PR-AUC"}],
+            metrics={},
+            provenance={},
+        )
+    listed = cli("rollback-model", "--list", tmp_path=tmp_path)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    registry = {line.split("\t")[0]: line.split("\t")[1:5] for line in listed.stdout.splitlines() if line.startswith("v")}
+    assert registry == {
+        "v3": ["Rejected", "pr_auc_gate", "False", "False"],
+        "v2": ["Approved", "-", "True", "False"],
+        "v1": ["Approved", "-", "True", "True"],
+    }
+
     # The UI's job, forward again to v2, with the history as a table in its metadata.
     result = (
         location_defs()
@@ -104,6 +126,7 @@ def test_rollback_model_serves_the_previous_model_and_refuses_unknown_versions(a
     [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = output.event_specific_data.metadata
     assert metadata["model_version"].value == "v2" and metadata["rolled_back_from"].value == "v1"
+    assert "| v3 | Rejected | pr_auc_gate | False | False |" in metadata["registered_versions"].value
     table = metadata["deployment_history"].value
     assert [line.split("|")[2].strip() for line in table.splitlines()[2:]] == ["v2", "v1", "v2", "v1"]
     np.testing.assert_allclose(served(rows), expected_second, atol=1e-6)

@@ -11,12 +11,19 @@ from fraud_assets.defs.common import markdown_table
 from fraud_assets.defs.resources import AwsClients, FraudPlatform
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.training import endpoint as endpoint_lib
+from fraud_assets.lib.training.registry import REGISTRY_COLUMNS, list_models, registry_rows
 
 
 class RollbackConfig(Config):
     version: Optional[str] = Field(
         default=None, description="Model version to serve again (from the deployment history); default: the one before the current."
     )
+
+
+def registry_table(sagemaker, s3, platform: FraudPlatform, serving: str | None) -> MetadataValue:
+    """The registered versions: what rollback can restore (a version that served once) and each verdict."""
+    rows = registry_rows(list_models(sagemaker), endpoint_lib.deployment_history(s3, platform.names), serving)
+    return MetadataValue.md(markdown_table(REGISTRY_COLUMNS, rows))
 
 
 def history_table(history: list[dict]) -> MetadataValue:
@@ -54,6 +61,7 @@ def rollback_endpoint(context: OpExecutionContext, config: RollbackConfig, s3: S
             "model_uri": MetadataValue.path(deployed["model_uri"]),
             "health_check_score": deployed["health_check"]["served_score"],
             "deployment_history": history_table(endpoint_lib.deployment_history(client, platform.names)),
+            "registered_versions": registry_table(aws.client("sagemaker"), client, platform, deployed["model_version"]),
         },
     )
 

@@ -367,7 +367,7 @@ def backoff_delay(attempt: int, base_delay: float, cap: float = MAX_BACKOFF_SECO
 
 
 def score_one_at_a_time(runtime, endpoint_name: str, features: np.ndarray) -> np.ndarray:
-    """The original design's original design: one InvokeEndpoint call per transaction. Kept only as the
+    """The original design: one InvokeEndpoint call per transaction. Kept only as the
     baseline of the scoring benchmark; production code uses `score_through_endpoint`."""
     matrix = _float32_matrix(features)
     scores = np.empty(len(matrix), dtype=np.float64)

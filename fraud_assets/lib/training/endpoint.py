@@ -23,7 +23,7 @@ from fraud_assets.lib.config import ENDPOINT_HISTORY_PREFIX, ENDPOINT_METADATA_K
 
 VARIANT = "AllTraffic"
 # What a rollback carries over from the target's history record besides what deploy_model writes.
-_CARRIED_OVER = ("metrics", "experiment_id", "health_check_transaction", "run_id")
+_CARRIED_OVER = ("metrics", "experiment_id", "health_check_transaction", "run_id", "model_package_arn")
 
 
 class HealthCheckError(RuntimeError):

@@ -170,3 +170,16 @@ def _registered(package: Mapping[str, Any]) -> RegisteredModel:
         metrics={k[len(_METRIC_PREFIX) :]: float(v) for k, v in properties.items() if k.startswith(_METRIC_PREFIX)},
         properties=properties,
     )
+
+
+REGISTRY_COLUMNS = ("model_version", "approval_status", "failed_gates", "served", "serving_now", "model_package_arn")
+
+
+def registry_rows(registered: Sequence[RegisteredModel], history: Sequence[Mapping[str, Any]], serving: str | None) -> list[tuple]:
+    """Every registered version, newest first, with its verdict and whether it ever served (what
+    rollback-model can restore: a version that served once)."""
+    served = {r["model_version"] for r in history}
+    return [
+        (m.model_version, m.approval_status, ", ".join(m.failed_gates) or "-", m.model_version in served, m.model_version == serving, m.arn)
+        for m in reversed(registered)
+    ]
