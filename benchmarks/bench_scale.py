@@ -3,7 +3,12 @@ with wall time, CPU time and peak RSS of the whole process tree (this process, m
 server, Spark's JVM) per step, and the growth factor per 10x. Not a test: nothing here asserts.
 
     python -m benchmarks.bench_scale [--training-rows 284807,2848070] [--engines pandas,spark]
+                                     [--training-engines sagemaker,in-process]
                                      [--days 10000,100000,1000000] [--json PATH]
+
+Per training engine (`training_engine`: a SageMaker training job on the local stack, or xgboost in
+this process) the training runs record the main process's peak RSS over the CSV's size and the
+fraud_model step's wall time.
 
 Data is generated and uploaded by a child process, so this process holds only what the graphs
 themselves hold. RSS and CPU are sampled every 0.1 s with psutil (a spike shorter than that can
@@ -148,6 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--training-rows", default="284807,2848070")
     parser.add_argument("--engines", default="pandas,spark")
+    parser.add_argument("--training-engines", default="sagemaker,in-process")
     parser.add_argument("--days", default="10000,100000,1000000")
     parser.add_argument("--json", default=".fraud_assets/bench_scale.json")
     args = parser.parse_args()
@@ -163,7 +169,7 @@ def main() -> None:
     os.environ.setdefault(FIRST_DAY_VARIABLE, "2026-01-01")
     from fraud_assets.definitions import location_defs
     from fraud_assets.defs.engines import DataPrepEngine
-    from fraud_assets.defs.resources import QualityGates
+    from fraud_assets.defs.resources import QualityGates, TrainingEngine
 
     out_path = Path(args.json)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,9 +187,10 @@ def main() -> None:
     with LocalStack() as stack, TreeMonitor() as monitor:
         env = {**os.environ, **stack.env()}
         os.environ.update(stack.env())
-        for engine in engines:
-            runs = results["training"].setdefault(engine, {})
+        for engine, training_engine in [(e, t) for e in engines for t in args.training_engines.split(",") if t]:
+            runs = results["training"].setdefault(f"{engine}/{training_engine}", {})
             job = location_defs(
+                training_engine=TrainingEngine(engine=training_engine),
                 # Spark's driver holds the 10x data in local mode: 4g, as bench_spark (2g, the
                 # default, loses the driver at 2.85M rows).
                 data_prep_engine=DataPrepEngine(engine=engine, spark_config={"spark.driver.memory": "4g"} if engine == "spark" else {}),
@@ -217,10 +224,15 @@ def main() -> None:
                 if prep:
                     run["prep_peak_main_rss_mb"] = max(prep)
                     run["prep_peak_main_rss_over_csv"] = round(max(prep) / csv_mb, 2)
+                run["peak_main_rss_over_csv"] = round(run["peak_main_rss_mb"] / csv_mb, 2)
+                run["fraud_model_wall_s"] = run["steps"].get("fraud_model", {}).get("wall_s")
                 runs[str(rows)] = run
-                print(json.dumps({"training": engine, "rows": rows, **{k: v for k, v in run.items() if k != "steps"}}), flush=True)
+                print(
+                    json.dumps({"training": f"{engine}/{training_engine}", "rows": rows, **{k: v for k, v in run.items() if k != "steps"}}),
+                    flush=True,
+                )
                 save()
-            results["training"][f"{engine}_growth"] = growth(runs, training_rows)
+            results["training"][f"{engine}/{training_engine}_growth"] = growth(runs, training_rows)
             save()
         # The daily graph needs the deployed endpoint: the last training run left one.
         job = location_defs().resolve_job_def("inference_job")
