@@ -14,6 +14,7 @@ from fraud_assets.lib.config import FEATURE_COLUMNS, RAW_DATA_KEY, PlatformNames
 from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
 from fraud_assets.lib.training import training_job as tj
 from fraud_assets.lib.training.endpoint import current_endpoint
+from fraud_assets.lib.training.hyperparameters import HYPERPARAMETER_PATH
 
 pytestmark = pytest.mark.e2e
 NAMES = PlatformNames()
@@ -39,7 +40,11 @@ def test_a_failed_training_job_fails_the_step_in_one_line_and_the_endpoint_keeps
     meta = model[0].event_specific_data.materialization.metadata
     assert meta["training_engine"].value == "sagemaker" and meta["training_job_name"].value == tj.job_name(first.run_id)
 
-    # One second of runtime: the job is stopped by SageMaker, the step fails with its reason.
+    # One second of runtime for a job that needs far more (slow hyperparameters from Parameter Store):
+    # the job is stopped by SageMaker, the step fails with its reason.
+    ssm = boto3.client("ssm")
+    for name, value in {"num_round": "5000", "eta": "0.01", "max_depth": "8", "early_stopping_rounds": "1000"}.items():
+        ssm.put_parameter(Name=f"{HYPERPARAMETER_PATH}/{name}", Value=value, Type="String", Overwrite=True)
     slow = location_defs(quality_gates=LENIENT, training_engine=TrainingEngine(max_runtime_seconds=1))
     second = slow.resolve_job_def("training_job").execute_in_process(instance=instance, raise_on_error=False)
     assert not second.success
