@@ -122,23 +122,3 @@ def test_the_images_code_location_loads_without_the_local_stack(tmp_path):
     assert loaded["local_stack_importable"] is False and loaded["local_modules"] == []
     assert loaded["moto_imported"] is False  # nothing the location loads needs moto either
     assert {"training_job", "inference_job"} <= set(loaded["jobs"]) and loaded["assets"] > 20
-
-
-def test_no_module_of_the_package_imports_the_local_stack():
-    """Statically too: `fraud_assets` names the stack only as a string, in the CLI commands that
-    start it (cli._local), so no import path of the code location can reach it."""
-    import ast
-
-    offenders = []
-    for path in sorted((ROOT / "fraud_assets").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else []
-            )
-            if any(n.split(".")[0] == "fraud_assets_local" or n.startswith("fraud_assets.local") for n in names):
-                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert offenders == []

@@ -66,6 +66,18 @@ def test_no_private_dagster_imports():
     assert not offenders, "Dagster's private modules change without notice; import from `dagster`:\n" + "\n".join(offenders)
 
 
+def test_no_module_of_the_package_imports_the_local_stack():
+    """The code location never reaches `fraud_assets_local` (the image leaves it out, test_image.py):
+    the CLI names it only as a string, in the commands that start it (cli._local)."""
+    offenders = [
+        f"{name} imports {target}"
+        for name, tree in modules().items()
+        for target in imports_of(name, tree)
+        if target.split(".")[0] == "fraud_assets_local" or target.startswith("fraud_assets.local")
+    ]
+    assert offenders == []
+
+
 def test_no_import_cycle_inside_the_package():
     trees = modules()
     graph = {name: {t for t in imports_of(name, tree) if t in trees and t != name} for name, tree in trees.items()}

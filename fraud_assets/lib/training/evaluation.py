@@ -5,8 +5,8 @@ The challenger (the model just trained) is scored on the test split and on the r
 window as production would score it (calibrated, at its own high-risk threshold); the champion (the
 model the endpoint serves) the same way. The no-regression gate compares them on the recent window
 when it holds both classes (fraud moves: that is where a challenger must not lose), else on the test
-split. The summary (`EvaluationSummary`) is what deployed_endpoint reads through
-`gates.deployment_refusal`."""
+split. The verdict (`Evaluation.gates`) is registered with the model package; deployed_endpoint reads
+it from the registry (`registry.deployment_refusal`) and the metrics from `EvaluationSummary`."""
 
 from __future__ import annotations
 
@@ -236,8 +236,8 @@ def evaluate_challenger(
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationSummary:
-    """evaluation_metrics' output.json: the verdict recorded per model version. deployed_endpoint
-    reads model_version, gates and deploy_recommended (gates.deployment_refusal) and metrics."""
+    """evaluation_metrics' output.json: the evaluation of one model version (its gates as well, for
+    the record; deployment reads the verdict from the model registry). deployed_endpoint reads metrics."""
 
     model_version: str
     metrics: dict
