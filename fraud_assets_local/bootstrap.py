@@ -105,6 +105,7 @@ def stack_parameters(names: PlatformNames) -> dict[str, str]:
         "ModelsBucketName": names.models_bucket,
         "ConfigBucketName": names.config_bucket,
         "ScoresTableName": names.scores_table,
+        "AggregatesTableName": names.aggregates_table,
         "AlertsTopicName": names.alerts_topic,
         "MonitoringTopicName": names.monitoring_topic,
         "FailuresTopicName": names.failures_topic,

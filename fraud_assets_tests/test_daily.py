@@ -134,8 +134,8 @@ _DELETE = object()
             "invalid_timestamp",
         ),
         (transaction(1, timestamp=1714557600), "row 2: timestamp is 1714557600, not an ISO-8601 string", "invalid_timestamp"),
-        (transaction(1, merchant=None), "row 2: merchant is null, not a string", "invalid_merchant"),
-        ({k: v for k, v in transaction(1).items() if k != "customerId"}, "row 2: missing customerId", "missing_customerId"),
+        (transaction(1, merchant=7), "row 2: merchant is 7, not a string", "invalid_merchant"),
+        ({k: v for k, v in transaction(1).items() if k != "category"}, "row 2: missing category", "missing_category"),
         ("T-1", "row 2: record is a string, not an object", "not_object"),
         (None, "row 2: record is null, not an object", "not_object"),
     ],
@@ -407,3 +407,11 @@ def test_ids_whose_hashes_collide_are_told_apart_by_the_ids_themselves():
         "row 11: duplicate id 'T-00001', first seen at row 2",
     ]
     assert_same_batch(streamed, whole_batch(data))
+
+
+def test_a_transaction_without_customer_or_terminal_is_accepted_with_the_field_missing():
+    no_customer = {k: v for k, v in transaction(1).items() if k != "customerId"}
+    batch = parse([transaction(0), no_customer, transaction(2, merchant=None)])
+    assert len(batch.accepted) == 3 and len(batch.quarantined) == 0
+    assert batch.accepted["customerId"].isna().tolist() == [False, True, False]
+    assert batch.accepted["merchant"].isna().tolist() == [False, False, True]

@@ -45,8 +45,14 @@ def test_template_is_what_the_code_names() -> None:
         resolver = Resolver(template, parameters, {}, "us-east-1", "123456789012")
         buckets = {resolver.resolve(r["Properties"]["BucketName"]) for r in resources.values() if r["Type"] == "AWS::S3::Bucket"}
         assert buckets == set(NAMES.buckets)
-    (table,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::DynamoDB::Table"]
+    tables = {r["Properties"]["TableName"]["Ref"]: r["Properties"] for r in resources.values() if r["Type"] == "AWS::DynamoDB::Table"}
+    assert set(tables) == {"ScoresTableName", "AggregatesTableName"}
+    table = tables["ScoresTableName"]
     assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"transactionId": "HASH", "timestamp": "RANGE"}
+    aggregates = tables["AggregatesTableName"]
+    assert {k["AttributeName"]: k["KeyType"] for k in aggregates["KeySchema"]} == {"entityId": "HASH"}
+    assert aggregates["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert defaults["AggregatesTableName"] == NAMES.aggregates_table
     (gsi,) = table["GlobalSecondaryIndexes"]
     assert gsi["IndexName"] == NAMES.scores_gsi
     assert {k["AttributeName"]: k["KeyType"] for k in gsi["KeySchema"]} == {"batchDate": "HASH", "fraudScore": "RANGE"}

@@ -34,6 +34,7 @@ class FraudPlatform(ConfigurableResource):
     metrics_bucket: str = _NAME_DEFAULTS.metrics_bucket
     scores_table: str = _NAME_DEFAULTS.scores_table
     scores_gsi: str = _NAME_DEFAULTS.scores_gsi
+    aggregates_table: str = _NAME_DEFAULTS.aggregates_table
     alerts_topic: str = _NAME_DEFAULTS.alerts_topic
     monitoring_topic: str = _NAME_DEFAULTS.monitoring_topic
     failures_topic: str = _NAME_DEFAULTS.failures_topic

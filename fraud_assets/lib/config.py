@@ -14,6 +14,9 @@ FEATURE_COLUMNS: tuple[str, ...] = ("Time", *(f"V{i}" for i in range(1, 29)), "A
 LABEL_COLUMN = "Class"
 RAW_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, LABEL_COLUMN)
 TRANSACTION_ID = "transactionId"
+# Who paid where and when: the fields the history features need. The daily batches always carry
+# them (a value may be null); a training CSV carries them when it comes from the simulated world.
+CUSTOMER_FIELDS: tuple[str, ...] = ("customerId", "merchant", "timestamp")
 
 HIGH_RISK_THRESHOLD = 0.8
 MEDIUM_RISK_THRESHOLD = 0.5
@@ -59,6 +62,7 @@ class PlatformNames:
     metrics_bucket: str = "fraud-detection-metrics-local"
     scores_table: str = "FraudScores"
     scores_gsi: str = "BatchDateIndex"
+    aggregates_table: str = "FraudFeatureAggregates"
     alerts_topic: str = "fraud-detection-alerts"
     monitoring_topic: str = "fraud-detection-monitoring"
     failures_topic: str = "fraud-detection-failures"

@@ -44,6 +44,9 @@ from fraud_assets.lib.memory import release_freed_memory
 METADATA_COLUMNS: tuple[str, ...] = (TRANSACTION_ID, "timestamp", "amount", "category", "customerId", "merchant")
 QUARANTINE_COLUMNS: tuple[str, ...] = ("row", TRANSACTION_ID, "reason", "checks", "record")
 _TEXT_FIELDS: tuple[str, ...] = ("category", "customerId", "merchant")
+# A transaction without customer or terminal (null or absent) is scored with the features that do
+# not need them: accepted, with the field missing, and counted.
+OPTIONAL_TEXT_FIELDS: tuple[str, ...] = ("customerId", "merchant")
 
 # transactionId is the DynamoDB partition key (at most 2048 bytes); 512 characters of up to
 # 4 UTF-8 bytes each always fit, and real ids are far shorter.
@@ -219,7 +222,8 @@ def _parse_chunk(
     text = {}
     for field in _TEXT_FIELDS:
         values = [o.get(field, _MISSING) for o in objects]
-        ok = np.fromiter((type(v) is str for v in values), dtype=bool, count=n)
+        optional = field in OPTIONAL_TEXT_FIELDS
+        ok = np.fromiter((type(v) is str or (optional and (v is None or v is _MISSING)) for v in values), dtype=bool, count=n)
         for i in np.flatnonzero(~ok & is_object):
             v = values[i]
             if v is _MISSING:
@@ -254,7 +258,7 @@ def _parse_chunk(
         TRANSACTION_ID: pd.array(_take(ids, keep), dtype="str"),
         "timestamp": timestamps.array[keep],
         "amount": amount[keep],
-        **{f: pd.array(_take(text[f], keep), dtype="str") for f in _TEXT_FIELDS},
+        **{f: pd.array([None if v is _MISSING else v for v in _take(text[f], keep)], dtype="str") for f in _TEXT_FIELDS},
         **{name: features[name][keep] for name in feature_names},
     }
     return accepted, problems.frame(records, ids)

@@ -31,7 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
+from fraud_assets.lib.config import CUSTOMER_FIELDS, FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
+from fraud_assets.lib.inference.daily import format_timestamps
 from fraud_assets.lib.training.splits import ID_PREFIX, XXHASH_SEED, transaction_ids
 
 SOURCE_COLUMN = "source"
@@ -53,18 +54,23 @@ def daily_source(date: str) -> str:
 
 def labelled_daily_rows(transactions: pd.DataFrame, labels: pd.DataFrame, date: str) -> pd.DataFrame:
     """A day's accepted transactions joined with its accepted labels (inner: unlabelled rows are
-    left out), as DATASET_COLUMNS with Class from isFraud and source `daily:<date>`."""
-    joined = transactions.loc[:, [TRANSACTION_ID, *FEATURE_COLUMNS]].merge(
+    left out), as DATASET_COLUMNS with Class from isFraud and source `daily:<date>`, plus the
+    CUSTOMER_FIELDS the history features need (timestamp as fixed-width ISO-8601 text)."""
+    customer = [c for c in CUSTOMER_FIELDS if c in transactions.columns]
+    joined = transactions.loc[:, [TRANSACTION_ID, *FEATURE_COLUMNS, *customer]].merge(
         labels.loc[:, [TRANSACTION_ID, "isFraud"]], on=TRANSACTION_ID, how="inner", validate="one_to_one"
     )
     joined[LABEL_COLUMN] = joined.pop("isFraud").astype(np.int64)
     joined[SOURCE_COLUMN] = daily_source(date)
+    if "timestamp" in customer:
+        joined["timestamp"] = format_timestamps(joined["timestamp"])
     return normalise(joined)
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """DATASET_COLUMNS with the engines' dtypes (str ids and sources, float64 features, int64 Class)."""
-    out = frame.loc[:, list(DATASET_COLUMNS)].copy()
+    """DATASET_COLUMNS with the engines' dtypes (str ids and sources, float64 features, int64
+    Class), and the CUSTOMER_FIELDS the frame has, as they are."""
+    out = frame.loc[:, [*DATASET_COLUMNS, *(c for c in CUSTOMER_FIELDS if c in frame.columns)]].copy()
     out[TRANSACTION_ID] = out[TRANSACTION_ID].astype(str)
     out[SOURCE_COLUMN] = out[SOURCE_COLUMN].astype(str)
     out[list(FEATURE_COLUMNS)] = out[list(FEATURE_COLUMNS)].astype("float64")
@@ -139,7 +145,7 @@ def combine(raw: pa.Table | pd.DataFrame, daily: pd.DataFrame, seed: int, legit_
     # Raw ids are distinct by construction (file positions): a duplicate is a daily row whose id
     # came before, on an earlier day or in the raw history, i.e. it is the id of a position in
     # the file (checked by parsing the daily ids, not by hashing millions of raw ones).
-    daily_repeat = pd.Index(daily_id_list).duplicated(keep="first") | _raw_id_positions(daily_id_list, raw_rows)
+    daily_repeat = ~first_occurrences(daily_id_list, raw_rows)
     keep = np.concatenate([np.ones(raw_rows, dtype=bool), ~daily_repeat])
     duplicates = int(daily_repeat.sum())
     label = np.concatenate([table.column(LABEL_COLUMN).to_numpy(), daily[LABEL_COLUMN].to_numpy(dtype=np.float64)])
@@ -172,6 +178,12 @@ def combine(raw: pa.Table | pd.DataFrame, daily: pd.DataFrame, seed: int, legit_
     columns[SOURCE_COLUMN] = pa.chunked_array([sources.cast(pa.string())])
     dataset = pa.table(columns)
     return dataset, extraction_summary(dataset, raw_rows, len(daily), duplicates, legit_before, rate, legit_cap)
+
+
+def first_occurrences(ids: list[str], raw_rows: int) -> np.ndarray:
+    """Per daily row id (days in date order), whether it is the id's first appearance: neither an
+    earlier daily row's id nor the positional id of one of the first `raw_rows` raw rows."""
+    return ~(pd.Index(ids).duplicated(keep="first") | _raw_id_positions(ids, raw_rows))
 
 
 def _raw_id_array(n_rows: int) -> pa.ChunkedArray:

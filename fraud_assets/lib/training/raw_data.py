@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from fraud_assets.lib.config import LABEL_COLUMN, RAW_COLUMNS
+from fraud_assets.lib.config import CUSTOMER_FIELDS, LABEL_COLUMN, RAW_COLUMNS
 
 AMOUNT_COLUMN = "Amount"
 _NON_BLANK = re.compile(rb"\S")
@@ -119,6 +119,45 @@ def read_raw_table(data: bytes | Path, source: str) -> pa.Table:
         raise RawDataError(source, problem, row=index + 1, column=name, value=value)
 
     return table.select(list(RAW_COLUMNS))
+
+
+def has_customer_columns(data: bytes | Path, source: str) -> bool:
+    """Whether the CSV's header names every CUSTOMER_FIELDS column (the simulated world's export)."""
+    header = _header(data, source)
+    return all(c in header for c in CUSTOMER_FIELDS)
+
+
+def read_customer_columns(data: bytes | Path, source: str) -> pa.Table:
+    """CUSTOMER_FIELDS as strings (an empty cell is null: a transaction without customer or
+    terminal), for the rows `read_raw_table` validates, in file order. A timestamp that is not an
+    ISO-8601 time raises RawDataError naming its row and value."""
+    table = pacsv.read_csv(
+        str(data) if isinstance(data, Path) else pa.py_buffer(data),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in CUSTOMER_FIELDS},
+            include_columns=list(CUSTOMER_FIELDS),
+            null_values=[""],
+            strings_can_be_null=True,
+        ),
+    )
+    stamps = table.column("timestamp")
+    try:
+        _parse_times(stamps)
+    except ValueError as err:
+        index = int(str(err))
+        raise RawDataError(
+            source, "timestamp is not an ISO-8601 time:", row=index + 1, column="timestamp", value=stamps[index].as_py()
+        ) from None
+    return table
+
+
+def _parse_times(stamps: pa.ChunkedArray) -> None:
+    """Raises ValueError(index) at the first timestamp pandas cannot read as ISO-8601."""
+    values = pd.Series(stamps.to_numpy(zero_copy_only=False), dtype=object)
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+    bad = parsed.isna().to_numpy() & values.notna().to_numpy()
+    if bad.any():
+        raise ValueError(str(int(np.argmax(bad))))
 
 
 def _header(data: bytes | Path, source: str) -> list[str]:
