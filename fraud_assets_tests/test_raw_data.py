@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS
 from fraud_assets.lib.seeding.synthetic import generate_transactions, to_csv_bytes
-from fraud_assets.lib.training.raw_data import RawDataError, read_raw_csv
+from fraud_assets.lib.training.raw_data import RawDataError, has_customer_columns, read_customer_columns, read_raw_csv
 
 SOURCE = "s3://fraud-detection-data/raw/creditcard.csv"
 
@@ -168,3 +168,26 @@ def test_any_generated_set_round_trips(n_rows, seed, fraud_rate):
 def test_any_single_bad_cell_is_found(lines, row, column, value):
     error = raises(with_cell(lines, row, column, value))
     assert (error.row, error.column, error.value) == (row, column, value)
+
+
+def _customer_csv(stamps: list[str], customers: list[str]) -> bytes:
+    frame = generate_transactions(len(stamps), seed=3)
+    frame.insert(0, "timestamp", stamps)
+    frame.insert(0, "merchant", ["T-1"] * len(stamps))
+    frame.insert(0, "customerId", customers)
+    return frame.to_csv(index=False).encode()
+
+
+def test_customer_columns_are_read_with_an_empty_cell_as_a_missing_customer():
+    data = _customer_csv(["2025-12-01T10:00:00Z", "2025-12-01T11:00:00Z"], ["C-1", ""])
+    assert has_customer_columns(data, "s3://b/raw.csv") and not has_customer_columns(to_csv_bytes(generate_transactions(3)), "x")
+    table = read_customer_columns(data, "s3://b/raw.csv")
+    assert table.column_names == ["customerId", "merchant", "timestamp", "Amount", "Class"]
+    assert table.column("customerId").to_pylist() == ["C-1", None]
+    assert str(table.schema.field("Class").type) == "int64"
+
+
+def test_a_bad_timestamp_in_the_customer_columns_is_named_by_row_and_value():
+    data = _customer_csv(["2025-12-01T10:00:00Z", "yesterday"], ["C-1", "C-2"])
+    with pytest.raises(RawDataError, match=r"s3://b/raw.csv: column 'timestamp', row 2: timestamp is not an ISO-8601 time: 'yesterday'"):
+        read_customer_columns(data, "s3://b/raw.csv")

@@ -129,26 +129,35 @@ def has_customer_columns(data: bytes | Path, source: str) -> bool:
 
 def read_customer_columns(data: bytes | Path, source: str) -> pa.Table:
     """CUSTOMER_FIELDS as strings (an empty cell is null: a transaction without customer or
-    terminal), for the rows `read_raw_table` validates, in file order. A timestamp that is not an
-    ISO-8601 time raises RawDataError naming its row and value."""
-    table = pacsv.read_csv(
-        str(data) if isinstance(data, Path) else pa.py_buffer(data),
-        convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in CUSTOMER_FIELDS},
-            include_columns=list(CUSTOMER_FIELDS),
-            null_values=[""],
-            strings_can_be_null=True,
-        ),
-    )
+    terminal), then Amount and Class, in file order: what the history features read. Amount and
+    Class are validated as `read_raw_table` validates them; a timestamp that is not an ISO-8601
+    time raises RawDataError naming its row and value."""
+    numbers = (AMOUNT_COLUMN, LABEL_COLUMN)
+    try:
+        table = pacsv.read_csv(
+            str(data) if isinstance(data, Path) else pa.py_buffer(data),
+            convert_options=pacsv.ConvertOptions(
+                column_types={**{c: pa.string() for c in CUSTOMER_FIELDS}, **{c: pa.float64() for c in numbers}},
+                include_columns=[*CUSTOMER_FIELDS, *numbers],
+                null_values=[""],
+                strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid as err:
+        text = data.read_bytes() if isinstance(data, Path) else data
+        raise _locate_read_error(text, source, _header(text, source), err) from None
+    for name in numbers:
+        column = table.column(name)
+        if _has_bad_value(name, column):
+            index, problem, value = _value_problem(name, column.to_numpy(zero_copy_only=False), column.is_null().to_numpy(zero_copy_only=False))
+            raise RawDataError(source, problem, row=index + 1, column=name, value=value)
     stamps = table.column("timestamp")
     try:
         _parse_times(stamps)
     except ValueError as err:
         index = int(str(err))
-        raise RawDataError(
-            source, "timestamp is not an ISO-8601 time:", row=index + 1, column="timestamp", value=stamps[index].as_py()
-        ) from None
-    return table
+        raise RawDataError(source, "timestamp is not an ISO-8601 time:", row=index + 1, column="timestamp", value=stamps[index].as_py()) from None
+    return table.set_column(table.schema.get_field_index(LABEL_COLUMN), LABEL_COLUMN, pc.cast(table.column(LABEL_COLUMN), pa.int64()))
 
 
 def _parse_times(stamps: pa.ChunkedArray) -> None:
