@@ -30,6 +30,7 @@ import dataclasses
 import datetime as dt
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -213,12 +214,15 @@ def compromised_cards(day: dt.date, seed: int = DEFAULT_SEED, world: World | Non
     return np.unique(_active(seed, day, _CARD_STREAM, len(world.mean_amount), _CARD_COMPROMISE_RATE, CARD_COMPROMISE_DAYS))
 
 
-class _Day:
+class _Day(NamedTuple):
     """One world day's transactions in time order, drift applied; arrays aligned by row."""
 
-    def __init__(self, time, components, amount, customer, terminal, scenario):
-        self.time, self.components, self.amount = time, components, amount
-        self.customer, self.terminal, self.scenario = customer, terminal, scenario
+    time: np.ndarray
+    components: np.ndarray
+    amount: np.ndarray
+    customer: np.ndarray  # customer index
+    terminal: np.ndarray  # terminal index
+    scenario: np.ndarray  # SCENARIOS code
 
     @property
     def is_fraud(self) -> np.ndarray:
