@@ -80,6 +80,7 @@ def cmd_local_stack(args) -> int:
 def cmd_seed(args) -> int:
     from fraud_assets.lib.config import PlatformNames
 
+    _check_data_options(args)
     _check_partition_dates(args)  # a day outside the partitions would be data no run can score
     with aws_target(Path(args.state_dir)):
         summary = _seed(args, PlatformNames.from_env())
@@ -107,6 +108,8 @@ def _seed(args, names, pending_labels: dict | None = None, labels_as_of=None) ->
         label_delay_days=args.label_delay_days,
         pending_labels=pending_labels,
         labels_as_of=labels_as_of,
+        data=args.data,
+        history_days=args.history_days,
     )
 
 
@@ -122,6 +125,7 @@ def cmd_run(args) -> int:
         os.environ["FRAUD_DATA_PREP_ENGINE"] = args.engine
     if args.feature_engineering:
         os.environ["FRAUD_FEATURE_ENGINEERING"] = "1"
+    _check_data_options(args)  # before the stack starts, as the dates
     _check_partition_dates(args)  # before the stack starts: a bad date costs nothing
     with aws_target(Path(args.state_dir)) as stack:
         names = PlatformNames.from_env()
@@ -156,6 +160,15 @@ def cmd_run(args) -> int:
 
 class DateRangeError(ValueError):
     """The days asked for are not daily partitions of the definitions: refused before any work."""
+
+
+class OptionsError(ValueError):
+    """Options that contradict each other: refused before any work."""
+
+
+def _check_data_options(args) -> None:
+    if args.data == "world" and args.csv:
+        raise OptionsError("--csv is Kaggle-schema data: it cannot be combined with --data world")
 
 
 def _check_partition_dates(args) -> None:
@@ -280,7 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--model-port", type=int, default=0)
     stack.set_defaults(func=cmd_local_stack)
 
+    from fraud_assets.lib.config import DEFAULT_HISTORY_DAYS, DEFAULT_SEED_DATA, SEED_DATA
+
     def data_options(p):
+        p.add_argument(
+            "--data",
+            choices=SEED_DATA,
+            default=DEFAULT_SEED_DATA,
+            help="kaggle: the Kaggle schema, no customers (synthetic, or --csv); "
+            f"world: simulated customers and terminals whose history reveals fraud (default {DEFAULT_SEED_DATA})",
+        )
+        p.add_argument(
+            "--history-days",
+            type=int,
+            default=DEFAULT_HISTORY_DAYS,
+            metavar="N",
+            help="with --data world: days of training history before the first daily batch",
+        )
         p.add_argument("--csv", help="a Kaggle-schema CSV (Time, V1..V28, Amount, Class); synthetic data when omitted")
         p.add_argument("--days", type=int, default=7, help="daily batches to make (and, for run, to score)")
         p.add_argument("--start-date", help="first daily batch, YYYY-MM-DD (default: the days ending yesterday)")
@@ -300,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="a day's label file exists once the day is at least N days old (today = the day after the last day)",
         )
         p.add_argument("--transactions-per-day", type=int, default=10_000)
-        p.add_argument("--rows", type=int, default=284_807, help="rows of the synthetic training set (without --csv)")
+        p.add_argument("--rows", type=int, default=284_807, help="rows of the synthetic Kaggle-schema training set (without --csv)")
 
     seed = add("seed", help="upload the raw training CSV and daily batches")
     data_options(seed)
@@ -359,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # one readable line for expected failures; tracebacks stay in Dagster's logs
         from fraud_assets.lib.errors import USER_ERRORS
 
-        if isinstance(err, (*USER_ERRORS, DateRangeError)):
+        if isinstance(err, (*USER_ERRORS, DateRangeError, OptionsError)):
             print(f"fraud-assets: error: {err}", file=sys.stderr)
             return 2
         from botocore.exceptions import ClientError

@@ -79,6 +79,18 @@ def test_seed_uploads_raw_data_daily_batches_and_due_labels(aws, tmp_path):
     assert sorted(raw_keys()) == ["daily-batches/2026-05-01.json", "daily-batches/2026-05-02.json", "labels/2026-05-01.json", RAW_DATA_KEY]
 
 
+def test_seed_the_world_and_refuse_it_a_csv(aws, tmp_path):
+    refused = fraud_assets("seed", "--data", "world", "--csv", str(tmp_path / "x.csv"), "--days", "1", tmp_path=tmp_path)
+    assert refused.returncode == 2 and "--data world" in refused.stderr and "Traceback" not in refused.stderr
+    assert raw_keys() == []
+    args = ("--data", "world", "--history-days", "2", "--days", "1", "--start-date", "2026-05-01", "--transactions-per-day", "50")
+    result = fraud_assets("seed", *args, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(raw_keys()) == ["daily-batches/2026-05-01.json", "labels/2026-05-01.json", RAW_DATA_KEY]
+    header = boto3.client("s3").get_object(Bucket=NAMES.data_bucket, Key=RAW_DATA_KEY)["Body"].read().decode().splitlines()[0]
+    assert header.startswith('"transactionId","timestamp","customerId","merchant","category","Time"') and "scenario" not in header
+
+
 def test_experiments_list_is_readable_when_empty(aws, tmp_path):
     result = fraud_assets("experiments", "list", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -14,6 +14,7 @@ from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key
 from fraud_assets.lib.inference.labels import parse_label_file
 from fraud_assets.lib.seeding.seed import labels_due, seed_dates, seed_platform
 from fraud_assets.lib.seeding.synthetic import generate_daily_batch, generate_labelled_daily_batch, generate_transactions, to_csv_bytes
+from fraud_assets.lib.seeding.world import WORLD_HISTORY_COLUMNS, world_history, world_labelled_daily_batch
 from fraud_assets.lib.training.raw_data import RawDataError, read_raw_csv
 
 NAMES = PlatformNames()
@@ -149,3 +150,38 @@ def test_bad_arguments_upload_nothing(aws, kwargs, message):
 def test_default_dates_are_the_days_ending_yesterday():
     assert seed_dates(3, today=dt.date(2024, 3, 1)) == ["2024-02-27", "2024-02-28", "2024-02-29"]
     assert seed_dates(2, "2023-12-31") == ["2023-12-31", "2024-01-01"]
+
+
+def test_world_seed_trains_on_the_history_before_the_first_day_and_continues_it(aws):
+    s3 = boto3.client("s3")
+    summary = seed_platform(
+        s3, NAMES, data="world", history_days=3, days=2, start_date=DATES[0], transactions_per_day=200, drift_from=DATES[1], seed=6
+    )
+    assert summary["data"] == "world" and summary["source"] == "world" and summary["rows"] == 3 * 200
+    # The history is the three days before the first daily batch, with the world's columns and no
+    # truth beyond Class (the scenario stays with the generator).
+    history = world_history("2024-04-28", 3, 200, seed=6)
+    assert body(s3, RAW_DATA_KEY) == to_csv_bytes(history, WORLD_HISTORY_COLUMNS)
+    raw = read_raw_csv(body(s3, RAW_DATA_KEY), RAW_DATA_KEY)
+    assert raw.attrs["ignored_columns"] == ["transactionId", "timestamp", "customerId", "merchant", "category"]
+    assert "scenario" not in body(s3, RAW_DATA_KEY).decode().splitlines()[0]
+    assert summary["fraud_count"] == int(history["Class"].sum())
+    for date in DATES[:2]:
+        truth = world_labelled_daily_batch(date, 200, seed=6, drift=1.0 if date == DATES[1] else 0.0)
+        assert json.loads(body(s3, daily_batch_key(date))) == truth.records
+        labels = json.loads(body(s3, label_file_key(date)))
+        assert [label["isFraud"] for label in labels] == truth.is_fraud.tolist()
+    assert summary["drifted_dates"] == [DATES[1]]
+
+
+def test_world_seed_refuses_a_csv_and_bad_sizes_uploading_nothing(aws, tmp_path):
+    s3 = boto3.client("s3")
+    path = tmp_path / "creditcard.csv"
+    path.write_bytes(to_csv_bytes(generate_transactions(30, seed=5)))
+    with pytest.raises(ValueError, match="CSV"):
+        seed_platform(s3, NAMES, data="world", csv_path=str(path), days=1, start_date=DATES[0])
+    with pytest.raises(ValueError, match="history_days"):
+        seed_platform(s3, NAMES, data="world", history_days=0, days=1, start_date=DATES[0])
+    with pytest.raises(ValueError, match="data must be one of"):
+        seed_platform(s3, NAMES, data="real", days=1, start_date=DATES[0])
+    assert stored_keys(s3) == []

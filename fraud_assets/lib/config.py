@@ -27,6 +27,13 @@ FIRST_DAY_VARIABLE = "FRAUD_FIRST_DAY"
 # code server, run workers, `make run`) sees the same days whenever it loads.
 DEFAULT_FIRST_DAY = "2026-01-01"
 
+# What `fraud-assets seed` generates: "kaggle", the Kaggle schema (no customers; or a real file with
+# --csv), or "world", simulated customers and terminals whose history reveals fraud
+# (seeding/world.py). Here, not in seeding, so the CLI's parser names them without importing numpy.
+SEED_DATA: tuple[str, ...] = ("kaggle", "world")
+DEFAULT_SEED_DATA = "kaggle"
+DEFAULT_HISTORY_DAYS = 56  # the world's training history: days before the first daily batch
+
 DEFAULT_REGION = "us-east-1"
 HYPERPARAMETER_PATH = "/fraud-detection/hyperparameters"
 RAW_DATA_KEY = "raw/creditcard.csv"

@@ -1,6 +1,7 @@
 """Seeding the data bucket: the raw training CSV at `raw/creditcard.csv`, a run of daily batches at
-`daily-batches/{date}.json` and their label files at `labels/{date}.json`, either synthetic or made
-from a real Kaggle-schema CSV.
+`daily-batches/{date}.json` and their label files at `labels/{date}.json`: synthetic in the Kaggle
+schema, made from a real Kaggle-schema CSV, or a simulated world of customers and terminals whose
+training history ends the day before the first daily batch (the same timeline continues).
 
 Labels come late: the seeded days end "yesterday", and a day gets its label file only when it is
 at least `label_delay_days` days before "today" (the day after the last seeded day). With the
@@ -18,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from fraud_assets.lib.aws.storage import put_bytes
-from fraud_assets.lib.config import LABEL_COLUMN, RAW_DATA_KEY, PlatformNames, daily_batch_key, label_file_key
+from fraud_assets.lib.config import (
+    DEFAULT_HISTORY_DAYS,
+    DEFAULT_SEED_DATA,
+    LABEL_COLUMN,
+    RAW_DATA_KEY,
+    SEED_DATA,
+    PlatformNames,
+    daily_batch_key,
+    label_file_key,
+)
 from fraud_assets.lib.seeding.synthetic import (
     DEFAULT_DRIFT_KIND,
     DEFAULT_ROWS,
@@ -31,20 +41,24 @@ from fraud_assets.lib.seeding.synthetic import (
     parse_iso_date,
     to_csv_bytes,
 )
+from fraud_assets.lib.seeding.world import WORLD_HISTORY_COLUMNS, world_history, world_labelled_daily_batch
 from fraud_assets.lib.training.raw_data import read_raw_csv
 
 
 def seed_dates(days: int, start_date: str | None = None, today: dt.date | None = None) -> list[str]:
     """`days` consecutive dates from start_date; by default the `days` days ending yesterday (UTC),
     the most recent complete days. 0 days: none (a training-only run)."""
+    first = first_seed_day(days, start_date, today)
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range(days)]
+
+
+def first_seed_day(days: int, start_date: str | None = None, today: dt.date | None = None) -> dt.date:
+    """The first of seed_dates' days (the day it would start on when days is 0)."""
     if not isinstance(days, int) or days < 0:
         raise ValueError(f"days must be a whole number >= 0, got {days!r}")
-    if start_date is None:
-        today = today or dt.datetime.now(dt.timezone.utc).date()
-        first = today - dt.timedelta(days=days)
-    else:
-        first = parse_iso_date(start_date, "start_date")
-    return [(first + dt.timedelta(days=i)).isoformat() for i in range(days)]
+    if start_date is not None:
+        return parse_iso_date(start_date, "start_date")
+    return (today or dt.datetime.now(dt.timezone.utc).date()) - dt.timedelta(days=days)
 
 
 DEFAULT_LABEL_DELAY_DAYS = 1
@@ -87,12 +101,17 @@ def seed_platform(
     label_delay_days: int = DEFAULT_LABEL_DELAY_DAYS,
     pending_labels: dict[str, bytes] | None = None,
     labels_as_of: dt.date | None = None,
+    data: str = DEFAULT_SEED_DATA,
+    history_days: int = DEFAULT_HISTORY_DAYS,
 ) -> dict[str, Any]:
     """Upload the raw training CSV, `days` daily batches and the label files that are due (see the
     module's docstring) to names.data_bucket; drift (0..1) of `drift_kind` is applied on dates >=
     drift_from. With csv_path the file is validated (RawDataError, nothing uploaded) and uploaded as
     it is, and the daily batches are sampled from its rows; without it a synthetic set of `rows`
-    rows is generated. The label files not yet due go into `pending_labels` (date -> body) when
+    rows is generated. With data "world" the training file is `history_days` days of the simulated
+    world (`rows` unused) ending the day before the first daily batch, with its transaction,
+    customer and merchant columns but no truth beyond Class, and the daily batches continue that
+    world. The label files not yet due go into `pending_labels` (date -> body) when
     given, for a caller that lets time pass (`put_label_file` publishes one); `labels_as_of` moves
     "today" (e.g. to the first day, for a caller that simulates the days one by one). Returns a
     summary of what was written."""
@@ -109,7 +128,24 @@ def seed_platform(
     # ISO dates compare correctly as strings.
     drift_by_date = {d: drift for d in dates if drift_from is not None and d >= drift_from and drift > 0}
 
-    if csv_path is None:
+    if data not in SEED_DATA:
+        raise ValueError(f"data must be one of {', '.join(SEED_DATA)}, got {data!r}")
+    if data == "world":
+        if csv_path is not None:
+            raise ValueError("a CSV is Kaggle-schema data: it cannot seed the simulated world")
+        if not isinstance(history_days, int) or history_days < 1:
+            raise ValueError(f"history_days must be a whole number >= 1, got {history_days!r}")
+        if transactions_per_day < 1:
+            raise ValueError(f"the world needs transactions_per_day >= 1, got {transactions_per_day}")
+        history_start = first_seed_day(days, start_date) - dt.timedelta(days=history_days)
+        frame = world_history(history_start.isoformat(), history_days, transactions_per_day, seed)
+        raw = to_csv_bytes(frame, WORLD_HISTORY_COLUMNS)  # the scenario column is truth: never trained on
+        source = "world"
+        batches = {
+            date: world_labelled_daily_batch(date, transactions_per_day, seed, drift=drift_by_date.get(date, 0.0), drift_kind=drift_kind)
+            for date in dates
+        }
+    elif csv_path is None:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")
         frame = generate_transactions(rows, seed=seed)
@@ -139,6 +175,7 @@ def seed_platform(
 
     fraud_count = int(frame[LABEL_COLUMN].sum())
     return {
+        "data": data,
         "source": source,
         "raw_data_uri": raw_uri,
         "rows": len(frame),

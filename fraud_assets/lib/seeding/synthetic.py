@@ -190,9 +190,9 @@ def generate_transactions(n_rows: int = DEFAULT_ROWS, fraud_rate: float = DEFAUL
     return pd.DataFrame(data, columns=list(RAW_COLUMNS))
 
 
-def to_csv_bytes(df: pd.DataFrame) -> bytes:
-    """The frame as the Kaggle CSV (quoted header, RAW_COLUMNS order)."""
-    table = pa.Table.from_pandas(df.loc[:, list(RAW_COLUMNS)], preserve_index=False)
+def to_csv_bytes(df: pd.DataFrame, columns: Sequence[str] = RAW_COLUMNS) -> bytes:
+    """The frame's `columns` as CSV (quoted header): by default the Kaggle CSV, RAW_COLUMNS in order."""
+    table = pa.Table.from_pandas(df.loc[:, list(columns)], preserve_index=False)
     sink = io.BytesIO()
     pacsv.write_csv(table, sink)
     return sink.getvalue()
@@ -272,7 +272,7 @@ _CATEGORIES: dict[str, tuple[tuple[str, ...], float]] = {
     "home_garden": (("Home Center", "Hardware", "Garden Supply", "Furniture"), 0.6),
     "digital_goods": (("Gift Cards", "App Store", "Game Credits", "Crypto Exchange"), 3.0),
 }
-_CATEGORY_NAMES = tuple(_CATEGORIES)
+CATEGORY_NAMES = tuple(_CATEGORIES)
 _PLACES = (
     "Northside",
     "Harbor",
@@ -296,7 +296,7 @@ _PLACES = (
     "Capital",
 )
 _MERCHANTS_PER_CATEGORY = 12
-# Where people spend, by amount tier (< $10, < $100, more), in _CATEGORY_NAMES order.
+# Where people spend, by amount tier (< $10, < $100, more), in CATEGORY_NAMES order.
 _AMOUNT_TIERS = np.array([10.0, 100.0])
 _CATEGORY_MIX_BY_TIER = np.array(
     [
@@ -329,6 +329,9 @@ class LabelledBatch(NamedTuple):
 
     records: list[dict[str, Any]]
     is_fraud: np.ndarray
+    # Which fraud scenario made each record fraud ("" for legitimate ones), for generators that
+    # know (the simulated world); None where the generator does not say.
+    scenario: np.ndarray | None = None
 
 
 def generate_daily_batch(
@@ -482,34 +485,75 @@ def _assemble_batch(
     is_fraud: np.ndarray,
     drift: float,
 ) -> LabelledBatch:
-    n = len(time)
+    components, amount = apply_drift(components, amount, drift)
+    customers, time = _customers(rng, seed, len(time), is_fraud, time)
+    categories, merchants = _merchants(rng, seed, amount, is_fraud)
+    order = np.argsort(time, kind="stable")
+    records = batch_records(
+        day,
+        time[order],
+        components[order],
+        amount[order],
+        categories[order],
+        customers[order],
+        np.asarray(merchants, dtype=object)[order].tolist(),
+    )
+    return LabelledBatch(records, np.asarray(is_fraud, dtype=bool)[order])
+
+
+def apply_drift(components: np.ndarray, amount: np.ndarray, drift: float) -> tuple[np.ndarray, np.ndarray]:
+    """A day's components and amounts moved by the drift level (see _DRIFT_SHIFT), rounded as the
+    batches carry them."""
     if drift > 0:
         components = components + drift * _DRIFT_SHIFT * _FRAUD_DIRECTION
         amount = amount * math.exp(drift * _DRIFT_LOG_AMOUNT)
-    amount = np.round(amount, 2)
-    components = np.round(components, 6)
-    customers, time = _customers(rng, seed, n, is_fraud, time)
-    categories, merchants = _merchants(rng, seed, amount, is_fraud)
+    return np.round(components, 6), np.round(amount, 2)
 
-    order = np.argsort(time, kind="stable")
-    seconds = time[order].astype("timedelta64[s]")
-    stamps = np.datetime_as_string(np.datetime64(day.isoformat(), "s") + seconds, unit="s")
-    feature_rows = np.column_stack([time[order], components[order], amount[order]]).tolist()
+
+def transaction_ids(day: dt.date, n: int) -> list[str]:
+    """The day's transaction ids in time order: TXN-YYYY-MM-DD-000001, ..."""
     width = max(6, len(str(n)))
     prefix = f"TXN-{day.isoformat()}-"
-    records = [
+    return [f"{prefix}{i + 1:0{width}d}" for i in range(n)]
+
+
+def timestamps(day: dt.date, time: np.ndarray) -> np.ndarray:
+    """ISO timestamps (YYYY-MM-DDTHH:MM:SSZ) of the day's seconds since midnight."""
+    stamps = np.datetime_as_string(np.datetime64(day.isoformat(), "s") + time.astype("timedelta64[s]"), unit="s")
+    return np.char.add(stamps, "Z")
+
+
+def customer_ids(customers: np.ndarray) -> list[str]:
+    return [f"CUST-{100_000 + c}" for c in customers.tolist()]
+
+
+def batch_records(
+    day: dt.date,
+    time: np.ndarray,
+    components: np.ndarray,
+    amount: np.ndarray,
+    categories: np.ndarray,
+    customers: np.ndarray,
+    merchants: list[str],
+) -> list[dict[str, Any]]:
+    """The day's transactions, already in time order, as `daily-batches/{date}.json` records;
+    categories index CATEGORY_NAMES, customers are pool indices."""
+    stamps = timestamps(day, time).tolist()
+    feature_rows = np.column_stack([time, components, amount]).tolist()
+    return [
         {
-            "id": f"{prefix}{i + 1:0{width}d}",
-            "timestamp": f"{stamps[i]}Z",
+            "id": txn_id,
+            "timestamp": stamp,
             "amount": values[-1],
-            "category": _CATEGORY_NAMES[categories[j]],
-            "customerId": f"CUST-{100_000 + customers[j]}",
-            "merchant": merchants[j],
+            "category": CATEGORY_NAMES[category],
+            "customerId": customer,
+            "merchant": merchant,
             "features": dict(zip(FEATURE_COLUMNS, values)),
         }
-        for i, (j, values) in enumerate(zip(order.tolist(), feature_rows))
+        for txn_id, stamp, values, category, customer, merchant in zip(
+            transaction_ids(day, len(time)), stamps, feature_rows, categories.tolist(), customer_ids(customers), merchants
+        )
     ]
-    return LabelledBatch(records, np.asarray(is_fraud, dtype=bool)[order])
 
 
 def _customers(rng: np.random.Generator, seed: int, n: int, is_fraud: np.ndarray, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
