@@ -17,6 +17,7 @@ import pytest
 
 from fraud_assets.defs import engines
 from fraud_assets.lib import config
+from fraud_assets.lib.features import history
 from fraud_assets.lib.training import extraction, features, prep_engines, raw_data, splits
 
 DATA_PREP = prep_engines.load_glue_script(prep_engines.DATA_PREP_SCRIPT)
@@ -24,7 +25,7 @@ FEATURE_ENG = prep_engines.load_glue_script(prep_engines.FEATURE_ENG_SCRIPT)
 SCRIPTS = {"fraud_data_prep": DATA_PREP, "fraud_feature_eng": FEATURE_ENG}
 
 # Where the one source of each shared name lives (the first module that defines it).
-LIBRARY: tuple[ModuleType, ...] = (config, splits, extraction, raw_data, features)
+LIBRARY: tuple[ModuleType, ...] = (config, splits, extraction, raw_data, features, history)
 
 # Constants with no library counterpart, per script: what they are instead.
 SCRIPT_ONLY: dict[str, dict[str, str]] = {
@@ -81,6 +82,10 @@ def test_the_comparison_has_teeth(monkeypatch):
     monkeypatch.setattr(splits, "HASH_BUCKETS", splits.HASH_BUCKETS + 1)
     with pytest.raises(AssertionError, match="HASH_BUCKETS"):
         test_every_copied_constant_equals_the_librarys("fraud_data_prep")
+    monkeypatch.undo()
+    monkeypatch.setattr(history, "TERMINAL_WINDOW_DAYS", (1, 7, 28))
+    with pytest.raises(AssertionError, match="TERMINAL_WINDOW_DAYS"):
+        test_every_copied_constant_equals_the_librarys("fraud_feature_eng")
     monkeypatch.undo()
     monkeypatch.setattr(DATA_PREP, "NEW_THING", 3, raising=False)
     with pytest.raises(AssertionError, match="NEW_THING"):

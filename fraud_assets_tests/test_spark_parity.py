@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from fraud_assets.lib.aws.storage import write_parquet
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_COLUMNS, TRANSACTION_ID
+from fraud_assets.lib.features import history
 from fraud_assets.lib.training import extraction, features, splits
 from fraud_assets.lib.training.prep_engines import (
     DATA_PREP_SCRIPT,
@@ -306,7 +307,7 @@ def assert_same_features(expected: pd.DataFrame, got: pd.DataFrame, key: str = T
     new = [c for c in features.engineered_feature_names(True) if c in expected.columns and c not in FEATURE_COLUMNS]
     for column in new:
         e, g = expected[column].to_numpy(), got[column].to_numpy()
-        if column in ("hour_of_day", "is_night", "velocity_1h", "velocity_24h"):
+        if column in ("hour_of_day", "is_night"):
             assert g.dtype == e.dtype == np.int64, column
             assert g.tolist() == e.tolist(), column
         else:
@@ -329,9 +330,10 @@ def test_features_agree_on_the_prepared_splits(spark, large_splits, tmp_path):
         assert_same_features(features.add_features(frame, stats), got)
 
 
-def customer_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
-    """Transactions with customers, merchants and timestamps: bunched in time so windows overlap,
-    with same-instant ties, missing customers/merchants/timestamps and a negative Time or two."""
+def customer_frame(rng: np.random.Generator, n: int, days: int = 3) -> pd.DataFrame:
+    """Transactions with customers, merchants and timestamps over `days` days: bunched in time so
+    windows overlap, with same-instant ties, missing customers/merchants/timestamps and a negative
+    Time or two."""
     frame = pd.DataFrame({c: rng.normal(size=n) for c in FEATURE_COLUMNS})
     frame["Time"] = np.concatenate([[-1.0, 3599.9999999999995], rng.integers(0, 172_800, n - 2).astype(float)])[:n]
     frame["Amount"] = np.round(rng.lognormal(3, 1.5, n), 2)
@@ -341,7 +343,8 @@ def customer_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
     customers[rng.random(n) < 0.03] = None
     merchants = np.array([f"merchant {i}" for i in rng.integers(0, 25, n)], dtype=object)
     merchants[rng.random(n) < 0.03] = None
-    seconds = rng.integers(0, 3 * 86_400, n) // rng.choice([1, 60, 900], n) * rng.choice([1, 60, 900], n)
+    grid = rng.choice([1, 60, 900], n)
+    seconds = rng.integers(0, days * 86_400, n) // grid * grid
     stamps = pd.Series(pd.Timestamp("2026-01-15", tz="UTC") + pd.to_timedelta(seconds, unit="s")).astype("datetime64[us, UTC]")
     stamps[rng.random(n) < 0.03] = pd.NaT
     frame["customerId"], frame["merchant"], frame["timestamp"] = customers, merchants, stamps
@@ -350,19 +353,42 @@ def customer_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), n=st.sampled_from([2, 30, 400]))
-def test_customer_features_agree(spark, tmp_path_factory, seed, n):
+def test_features_agree_on_frames_with_customers(spark, tmp_path_factory, seed, n):
+    """Customer fields pass through both engines untouched: the history features are not theirs."""
     directory = tmp_path_factory.mktemp("features")
     frame = customer_frame(np.random.default_rng(seed), n)
     train, scored = frame.iloc[: max(1, n // 2)].reset_index(drop=True), frame
     stats = features.fit_feature_stats(train)
-    spark_stats = feng.fit_feature_stats_spark(to_spark(spark, train, directory))
-    # Merchant scores come from integer counts with one formula: bit-identical, not just close.
-    assert spark_stats["merchant_risk"] == stats["merchant_risk"]
-    assert spark_stats["merchant_prior"] == stats["merchant_prior"]
+    assert feng.fit_feature_stats_spark(to_spark(spark, train, directory)).keys() == stats.keys()
     expected = features.add_features(scored, stats)
     got = from_spark(feng.add_features_spark(to_spark(spark, scored, directory), stats), directory)
     assert_same_features(expected, got)
-    assert (got["velocity_1h"] >= 1).all() and (got["velocity_1h"] <= got["velocity_24h"]).all()
+    assert got["customerId"].tolist() == expected["customerId"].tolist()
+
+
+@pytest.mark.parametrize(("label_delay_days", "timestamps"), [(0, "datetime"), (3, "iso"), (1, "datetime")])
+def test_history_features_agree(spark, tmp_path, label_delay_days, timestamps):
+    """history_features and history_features_spark on a few thousand rows over 40 days, with
+    missing customers, merchants and timestamps and one NaN amount: equal to 1e-9."""
+    frame = customer_frame(np.random.default_rng(label_delay_days), 3000, days=40)
+    frame.loc[17, "Amount"] = np.nan
+    if timestamps == "iso":
+        frame["timestamp"] = [None if pd.isna(t) else t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in frame["timestamp"]]
+    expected = pd.concat([frame, history.history_features(frame, label_delay_days)], axis=1)
+    got = from_spark(feng.history_features_spark(to_spark(spark, frame, tmp_path), label_delay_days), tmp_path)
+    got = got.sort_values(TRANSACTION_ID).reset_index(drop=True)
+    expected = expected.sort_values(TRANSACTION_ID).reset_index(drop=True)
+    assert list(got.columns) == list(expected.columns) == [*frame.columns, *history.HISTORY_FEATURES]
+    assert got[TRANSACTION_ID].tolist() == expected[TRANSACTION_ID].tolist()
+    for column in history.HISTORY_FEATURES:
+        e, g = expected[column].to_numpy(), got[column].to_numpy()
+        assert g.dtype == e.dtype == np.float64, column
+        np.testing.assert_allclose(g, e, rtol=0, atol=1e-9, equal_nan=True, err_msg=column)
+    # The frame exercises what it should: long windows filled, missing fields, spoiled means.
+    assert expected["customer_tx_count_30d"].max() > 10 and expected["terminal_tx_count_30d"].max() > 50
+    assert expected["terminal_risk_7d"].between(0.05, 0.5).any()
+    for column in ("velocity_1h", "terminal_risk_1d", "customer_mean_amount_7d"):
+        assert expected[column].isna().any() and expected[column].notna().any()
 
 
 def test_feature_job_writes_splits_and_stats(spark, large_splits, tmp_path):

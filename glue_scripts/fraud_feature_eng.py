@@ -4,7 +4,8 @@ to 1e-9. Runnable on AWS Glue (`--input <prep output prefix> --output <prefix>`,
 `<input>/split=<name>/` parquet, writes `<output>/split=<name>/` parquet and
 `<output>/feature_stats.json`)
 and in Spark local mode by importing `fit_feature_stats_spark` / `add_features_spark` /
-`engineer_features_spark`. Self-contained like fraud_data_prep.py: Glue uploads only this file, so the
+`engineer_features_spark`; `history_features_spark` is the twin of
+`fraud_assets.lib.features.history.history_features`. Self-contained like fraud_data_prep.py: Glue uploads only this file, so the
 constants below are copies that fraud_assets_tests/test_glue_constants.py holds equal to the library's.
 Spark >= 3.5 (Glue 5.0) for `unix_micros`.
 
@@ -27,12 +28,28 @@ STATS_VERSION = 1
 CUSTOMER_FIELDS: tuple[str, ...] = ("customerId", "merchant", "timestamp")
 TIME_FEATURES: tuple[str, ...] = ("hour_of_day", "is_night")
 AMOUNT_FEATURES: tuple[str, ...] = ("log_amount", "amount_zscore")
-CUSTOMER_FEATURES: tuple[str, ...] = ("velocity_1h", "velocity_24h", "merchant_risk_score")
 SECONDS_PER_HOUR = 3600.0
 NIGHT_END_HOUR = 6
 MICROS_PER_HOUR = 3_600_000_000
-VELOCITY_WINDOWS: dict[str, int] = {"velocity_1h": MICROS_PER_HOUR, "velocity_24h": 24 * MICROS_PER_HOUR}
-DEFAULT_MERCHANT_SMOOTHING = 10.0
+MICROS_PER_DAY = 24 * MICROS_PER_HOUR
+CUSTOMER_COUNT_WINDOWS: dict[str, int] = {
+    "velocity_1h": MICROS_PER_HOUR,
+    "velocity_24h": MICROS_PER_DAY,
+    "customer_tx_count_7d": 7 * MICROS_PER_DAY,
+    "customer_tx_count_30d": 30 * MICROS_PER_DAY,
+}
+CUSTOMER_MEAN_WINDOWS: dict[str, int] = {
+    "customer_mean_amount_1d": MICROS_PER_DAY,
+    "customer_mean_amount_7d": 7 * MICROS_PER_DAY,
+    "customer_mean_amount_30d": 30 * MICROS_PER_DAY,
+}
+AMOUNT_RATIO_FEATURE = "amount_to_customer_mean_30d"
+TERMINAL_WINDOW_DAYS: tuple[int, ...] = (1, 7, 30)
+CUSTOMER_FEATURES: tuple[str, ...] = (*CUSTOMER_COUNT_WINDOWS, *CUSTOMER_MEAN_WINDOWS, AMOUNT_RATIO_FEATURE)
+TERMINAL_FEATURES: tuple[str, ...] = tuple(
+    name for n in TERMINAL_WINDOW_DAYS for name in (f"terminal_tx_count_{n}d", f"terminal_risk_{n}d")
+)
+HISTORY_FEATURES: tuple[str, ...] = (*CUSTOMER_FEATURES, *TERMINAL_FEATURES)
 STATS_FILE = "feature_stats.json"
 SPLIT_COLUMN = "split"  # fraud_data_prep's output layout: <prefix>/split=<name>/
 
@@ -40,7 +57,7 @@ SPLIT_COLUMN = "split"  # fraud_data_prep's output layout: <prefix>/split=<name>
 def engineered_feature_names(has_customer_fields: bool) -> list[str]:
     names = [*FEATURE_COLUMNS, *TIME_FEATURES, *AMOUNT_FEATURES]
     if has_customer_fields:
-        names += CUSTOMER_FEATURES
+        names += HISTORY_FEATURES
     return names
 
 
@@ -51,48 +68,20 @@ def has_customer_fields(df) -> bool:
 # --------------------------------------------------------------------------- fitting
 
 
-def fit_feature_stats_spark(train, merchant_smoothing: float = DEFAULT_MERCHANT_SMOOTHING) -> dict[str, Any]:
-    """features.fit_feature_stats on a Spark DataFrame: one aggregate for the amount and labels, one
-    group-by for the merchants; the scores are computed here from the integer counts with the
-    pandas side's formula, so they come out bit-identical."""
+def fit_feature_stats_spark(train) -> dict[str, Any]:
+    """features.fit_feature_stats on a Spark DataFrame: one aggregate for the amount."""
     from pyspark.sql import functions as F
 
-    if not merchant_smoothing > 0:
-        raise ValueError(f"merchant_smoothing must be > 0, got {merchant_smoothing}")
-    row = train.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.avg("Amount").alias("mean"),
-        F.stddev_samp("Amount").alias("std"),
-        F.sum(F.col(LABEL_COLUMN).cast("long")).alias("fraud"),
-    ).first()
+    row = train.agg(F.count(F.lit(1)).alias("rows"), F.avg("Amount").alias("mean"), F.stddev_samp("Amount").alias("std")).first()
     if not row["rows"]:
         raise ValueError("cannot fit feature statistics on an empty training split")
-    stats: dict[str, Any] = {
+    return {
         "version": STATS_VERSION,
         "train_rows": int(row["rows"]),
         "amount_mean": float(row["mean"]),
         "amount_std": _amount_scale(row["std"]),
         "has_customer_fields": has_customer_fields(train),
     }
-    if stats["has_customer_fields"]:
-        counts = (
-            train.where(F.col("merchant").isNotNull())
-            .groupBy(F.col("merchant").cast("string").alias("m"))
-            .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col(LABEL_COLUMN).cast("long")).alias("f"))
-            .collect()
-        )
-        prior = int(row["fraud"]) / int(row["rows"])
-        smoothing = float(merchant_smoothing)
-        stats.update(
-            {
-                "merchant_prior": prior,
-                "merchant_smoothing": smoothing,
-                "merchant_risk": {
-                    r["m"]: (int(r["f"]) + smoothing * prior) / (int(r["n"]) + smoothing) for r in sorted(counts, key=lambda r: r["m"])
-                },
-            }
-        )
-    return stats
 
 
 def _amount_scale(std) -> float:
@@ -129,52 +118,85 @@ def timestamp_micros_column(df, name: str = "timestamp"):
 
 
 def add_features_spark(df, stats: dict[str, Any]):
-    """features.add_features on a Spark DataFrame: the input columns, then the engineered ones.
-    Row order is not kept (the velocity window shuffles by customer)."""
-    from pyspark.sql import Window
+    """features.add_features on a Spark DataFrame: the input columns, then the time and amount features."""
     from pyspark.sql import functions as F
 
-    spark = df.sparkSession
-    columns = list(df.columns)
     amount = F.col("Amount").cast("double")
     hour = hour_of_day_column(F.col("Time").cast("double"))
-    out = df.select(
-        *columns,
+    return df.select(
+        *df.columns,
         hour.alias("hour_of_day"),
         (hour < NIGHT_END_HOUR).cast("long").alias("is_night"),
         F.when(amount > -1.0, F.log1p(amount)).alias("log_amount"),  # null (NaN in pandas) outside log1p's domain
         ((amount - F.lit(float(stats["amount_mean"]))) / F.lit(float(stats["amount_std"]))).alias("amount_zscore"),
     )
-    if not has_customer_fields(df):
-        return out
-    if "merchant_risk" not in stats:
-        raise ValueError("the frame has customer fields but the feature stats were fitted without them")
-    out = out.withColumn("_ts", timestamp_micros_column(df))
-    by_customer = Window.partitionBy("customerId").orderBy("_ts")
-    loose = F.col("customerId").isNull() | F.col("_ts").isNull()  # counts only itself
-    for name, window in VELOCITY_WINDOWS.items():
-        out = out.withColumn(
-            name, F.when(loose, F.lit(1).cast("long")).otherwise(F.count(F.lit(1)).over(by_customer.rangeBetween(-window, 0)))
-        )
-    scores = spark.createDataFrame([(m, float(s)) for m, s in stats["merchant_risk"].items()], "_merchant string, _score double")
-    out = out.join(F.broadcast(scores), F.col("merchant").cast("string") == F.col("_merchant"), "left")
-    out = out.withColumn("merchant_risk_score", F.coalesce(F.col("_score"), F.lit(float(stats["merchant_prior"]))))
-    new = [*TIME_FEATURES, *AMOUNT_FEATURES, *CUSTOMER_FEATURES]
-    return out.select(*columns, *new)
+
+
+def history_features_spark(df, label_delay_days: int):
+    """history.history_features on a Spark DataFrame (customerId, merchant, timestamp, Amount,
+    Class): the input columns, then HISTORY_FEATURES as doubles, null where pandas has NaN. Row
+    order is not kept. Customer windows are RANGE windows over the timestamp in microseconds;
+    terminal windows sum per-(merchant, day) counts over the days D-L-N .. D-L-1."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if isinstance(label_delay_days, bool) or not isinstance(label_delay_days, int) or label_delay_days < 0:
+        raise ValueError(f"label_delay_days must be an integer >= 0, got {label_delay_days!r}")
+    columns = list(df.columns)
+    ts = F.col("_ts")
+    out = df.select(
+        *columns,
+        timestamp_micros_column(df).alias("_ts"),
+        F.col("customerId").cast("string").alias("_customer"),
+        F.col("merchant").cast("string").alias("_merchant"),
+    )
+    out = out.withColumn("_day", ((ts - F.pmod(ts, F.lit(MICROS_PER_DAY))) / F.lit(MICROS_PER_DAY)).cast("long"))  # exact floor
+
+    # Customers. Rows without time sit apart from the timed ones in a range frame; their own values are masked.
+    by_customer = Window.partitionBy("_customer").orderBy("_ts")
+    timed_customer = F.col("_customer").isNotNull() & ts.isNotNull()
+    amount = F.col("Amount").cast("double")
+    # avg skips nulls and propagates NaN; the pandas side spoils a window with any non-finite amount.
+    bad = F.when(amount.isNull() | F.isnan(amount) | (F.abs(amount) == F.lit(float("inf"))), 1).otherwise(0)
+    for name, width in CUSTOMER_COUNT_WINDOWS.items():
+        out = out.withColumn(name, F.when(timed_customer, F.count(F.lit(1)).over(by_customer.rangeBetween(-width, 0)).cast("double")))
+    for name, width in CUSTOMER_MEAN_WINDOWS.items():
+        window = by_customer.rangeBetween(-width, 0)
+        out = out.withColumn(name, F.when(timed_customer & (F.sum(bad).over(window) == 0), F.avg(amount).over(window)))
+    mean = F.col("customer_mean_amount_30d")
+    out = out.withColumn(AMOUNT_RATIO_FEATURE, F.when(mean != 0, amount / mean))
+
+    # Terminals: labelled counts per (merchant, day), summed over the window's days, joined back by (merchant, day).
+    counts = (
+        out.where(F.col("_merchant").isNotNull() & ts.isNotNull())
+        .groupBy("_merchant", "_day")
+        .agg(F.count(F.lit(1)).alias("_tx"), F.sum(F.col(LABEL_COLUMN).cast("long")).alias("_fraud"))
+    )
+    by_terminal = Window.partitionBy("_merchant").orderBy("_day")
+    terminal = []
+    for days in TERMINAL_WINDOW_DAYS:
+        window = by_terminal.rangeBetween(-(label_delay_days + days), -(label_delay_days + 1))
+        tx = F.coalesce(F.sum("_tx").over(window), F.lit(0))
+        fraud = F.coalesce(F.sum("_fraud").over(window), F.lit(0))
+        terminal += [
+            tx.cast("double").alias(f"terminal_tx_count_{days}d"),
+            F.when(tx > 0, fraud.cast("double") / tx.cast("double")).otherwise(F.lit(0.0)).alias(f"terminal_risk_{days}d"),
+        ]
+    counts = counts.select("_merchant", "_day", *terminal)
+    out = out.join(counts, on=["_merchant", "_day"], how="left")  # rows without merchant or time match nothing: null
+    return out.select(*columns, *HISTORY_FEATURES)
 
 
 # --------------------------------------------------------------------------- the job
 
 
-def engineer_features_spark(
-    spark, input_dir: str, output_dir: str, stats: dict[str, Any] | None = None, merchant_smoothing: float = DEFAULT_MERCHANT_SMOOTHING
-) -> dict[str, Any]:
+def engineer_features_spark(spark, input_dir: str, output_dir: str, stats: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit the stats on `<input>/train` (unless given), write every split with its features to
     `<output>/split=<name>/`. Returns {"stats": ..., "splits": {name: {"rows", "path"}}, "featureNames"}."""
     base_in, base_out = input_dir.rstrip("/"), output_dir.rstrip("/")
     frames = {name: spark.read.parquet(f"{base_in}/{SPLIT_COLUMN}={name}") for name in SPLITS}
     if stats is None:
-        stats = fit_feature_stats_spark(frames["train"], merchant_smoothing)
+        stats = fit_feature_stats_spark(frames["train"])
     summary: dict[str, Any] = {"stats": stats, "splits": {}, "featureNames": engineered_feature_names(has_customer_fields(frames["train"]))}
     for name, frame in frames.items():
         path = f"{base_out}/{SPLIT_COLUMN}={name}"
@@ -205,7 +227,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fraud_feature_eng", allow_abbrev=False)
     parser.add_argument("--input", required=True, help="prefix holding split=<name>/ parquet from fraud_data_prep")
     parser.add_argument("--output", required=True, help="prefix that receives split=<name>/ parquet and feature_stats.json")
-    parser.add_argument("--merchant-smoothing", type=float, default=DEFAULT_MERCHANT_SMOOTHING)
     args, _unknown = parser.parse_known_args(list(argv))
     for flag in ("input", "output"):
         value = getattr(args, flag)
@@ -243,7 +264,7 @@ def main(argv: Sequence[str] | None = None, spark=None) -> dict[str, Any]:
             from pyspark.sql import SparkSession
 
             spark = SparkSession.builder.appName("fraud-feature-eng").config("spark.sql.session.timeZone", "UTC").getOrCreate()
-        summary = engineer_features_spark(spark, args.input, args.output, merchant_smoothing=args.merchant_smoothing)
+        summary = engineer_features_spark(spark, args.input, args.output)
         summary["statsPath"] = write_stats(summary["stats"], args.output)
         if pipes is not None:
             pipes.log.info(

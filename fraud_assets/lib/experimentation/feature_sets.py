@@ -3,11 +3,14 @@
 - `raw`: the Kaggle schema's Time, V1..V28, Amount (what the pipeline trains on by default);
 - `engineered`: raw plus hour of day, night flag, log amount and amount z-score
   (lib/training/features.py, what FRAUD_FEATURE_ENGINEERING=1 trains on);
-- `history`: engineered plus the customer's 1 h / 24 h velocity and the merchant's smoothed
-  fraud rate; needs `customerId`, `merchant` and `timestamp` (labelled daily transactions have them).
+- `history`: engineered plus the history features (lib/features/history.py: the customer's
+  recent counts and mean amounts, the terminal's label-delayed counts and fraud rates); needs
+  `customerId`, `merchant` and `timestamp` (labelled daily transactions have them).
 
-Statistics (amount mean and spread, merchant fraud rates) are fitted on each fold's train part
-only, as training fits them on the train split: the validation part must not leak into them.
+Statistics (amount mean and spread) are fitted on each fold's train part only, as training fits
+them on the train split: the validation part must not leak into them. History features are point
+in time: a row's come from earlier rows of the fold (train and validation parts alike) and from
+labels at least HISTORY_LABEL_DELAY_DAYS old, as serving would have them.
 """
 
 from __future__ import annotations
@@ -17,17 +20,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN
-from fraud_assets.lib.training.features import (
-    CUSTOMER_FIELDS,
-    add_features,
-    engineered_feature_names,
-    fit_feature_stats,
-    has_customer_fields,
-)
+from fraud_assets.lib.config import CUSTOMER_FIELDS, FEATURE_COLUMNS, LABEL_COLUMN
+from fraud_assets.lib.features.history import history_features
+from fraud_assets.lib.training.features import add_features, engineered_feature_names, fit_feature_stats, has_customer_fields
 
 RAW, ENGINEERED, HISTORY = "raw", "engineered", "history"
 FEATURE_SETS = (RAW, ENGINEERED, HISTORY)
+# Labels a day's terminal features may use are at least this many days old beyond the day before
+# (history.py's L): one day, the simulated world's default delay (main_job's label_delay_days).
+HISTORY_LABEL_DELAY_DAYS = 1
 
 
 class FeatureSetError(ValueError):
@@ -61,16 +62,22 @@ def build(feature_set: str, train: pd.DataFrame, validation: pd.DataFrame) -> tu
     if feature_set == RAW:
         names = list(FEATURE_COLUMNS)
     else:
-        if feature_set == ENGINEERED:
-            # Without the customer fields add_features derives no history features.
-            train = train.drop(columns=[c for c in CUSTOMER_FIELDS if c in train.columns])
-            validation = validation.drop(columns=[c for c in CUSTOMER_FIELDS if c in validation.columns])
-        elif feature_set != HISTORY:
+        if feature_set == HISTORY:
+            train, validation = _with_history(train, validation)
+        elif feature_set != ENGINEERED:
             raise FeatureSetError(f"unknown feature set {feature_set!r}")
         stats = fit_feature_stats(train)
         train, validation = add_features(train, stats), add_features(validation, stats)
         names = engineered_feature_names(feature_set == HISTORY)
     return _compact(train, names), _compact(validation, names), names
+
+
+def _with_history(train: pd.DataFrame, validation: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both parts with their history features, computed over the two together: a validation row's
+    past includes the train part's rows before it."""
+    both = pd.concat([train, validation], ignore_index=True)
+    both = pd.concat([both, history_features(both, HISTORY_LABEL_DELAY_DAYS)], axis=1)
+    return both.iloc[: len(train)], both.iloc[len(train) :]
 
 
 def _compact(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:

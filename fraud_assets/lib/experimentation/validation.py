@@ -115,7 +115,7 @@ class Fold:
 def time_axis(frame: pd.DataFrame) -> tuple[np.ndarray, str]:
     """Seconds along the data's time axis, and the axis' name."""
     if "timestamp" in frame.columns:
-        from fraud_assets.lib.training.features import timestamp_micros
+        from fraud_assets.lib.features.history import timestamp_micros
 
         micros = timestamp_micros(frame["timestamp"])
         if (micros == np.iinfo(np.int64).min).any():

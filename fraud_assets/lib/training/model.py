@@ -108,13 +108,13 @@ def _dmatrix(frame: pd.DataFrame, feature_names: list[str]) -> xgb.DMatrix:
 def model_inputs(frame: pd.DataFrame, metadata: dict[str, Any]) -> np.ndarray:
     """The model's input matrix for raw rows (a split, a daily batch): engineered with the
     training split's statistics saved in the package, when the model was trained on them, so
-    training, evaluation, the health check and daily scoring all compute features the same way."""
+    training, evaluation, the health check and daily scoring all compute features the same way.
+    History features (lib/features/history.py), when the model uses them, are read as columns
+    `frame` already has: they need the rows' past, which the frame alone does not hold."""
     stats = metadata.get("feature_stats")
     if stats:
-        from fraud_assets.lib.training.features import CUSTOMER_FIELDS, add_features
+        from fraud_assets.lib.training.features import add_features
 
-        if "merchant_risk" not in stats:  # trained without customer fields: do not derive them
-            frame = frame.drop(columns=[c for c in CUSTOMER_FIELDS if c in frame.columns])
         frame = add_features(frame, stats)
     return frame[list(metadata["feature_names"])].to_numpy(dtype=np.float32)
 

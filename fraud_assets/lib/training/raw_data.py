@@ -149,14 +149,18 @@ def read_customer_columns(data: bytes | Path, source: str) -> pa.Table:
     for name in numbers:
         column = table.column(name)
         if _has_bad_value(name, column):
-            index, problem, value = _value_problem(name, column.to_numpy(zero_copy_only=False), column.is_null().to_numpy(zero_copy_only=False))
+            index, problem, value = _value_problem(
+                name, column.to_numpy(zero_copy_only=False), column.is_null().to_numpy(zero_copy_only=False)
+            )
             raise RawDataError(source, problem, row=index + 1, column=name, value=value)
     stamps = table.column("timestamp")
     try:
         _parse_times(stamps)
     except ValueError as err:
         index = int(str(err))
-        raise RawDataError(source, "timestamp is not an ISO-8601 time:", row=index + 1, column="timestamp", value=stamps[index].as_py()) from None
+        raise RawDataError(
+            source, "timestamp is not an ISO-8601 time:", row=index + 1, column="timestamp", value=stamps[index].as_py()
+        ) from None
     return table.set_column(table.schema.get_field_index(LABEL_COLUMN), LABEL_COLUMN, pc.cast(table.column(LABEL_COLUMN), pa.int64()))
 
 
