@@ -174,3 +174,13 @@ def test_load_history_reads_the_days_that_exist_and_refuses_corrupt_ones(aws):
     put_bytes(s3, bucket, "metrics/2024-04-29.json", b"{not json")
     with pytest.raises(ValueError, match=r"s3://fraud-detection-metrics-local/metrics/2024-04-29.json: unreadable"):
         load_history(s3, bucket, "2024-05-01")
+
+
+def test_missing_values_are_a_bin_of_their_own_in_psi():
+    values = np.linspace(0.0, 1.0, 1000)
+    with_missing = np.where(np.arange(1000) % 10 == 0, np.nan, values)
+    assert population_stability_index(with_missing, with_missing) == 0.0
+    more_missing = np.where(np.arange(1000) % 2 == 0, np.nan, values)  # half the cards lost their customer
+    assert population_stability_index(with_missing, more_missing) > 0.25
+    with pytest.raises(ValueError, match="infinite"):
+        population_stability_index(values, np.append(values, np.inf))

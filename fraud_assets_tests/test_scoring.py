@@ -91,9 +91,10 @@ def test_a_row_longer_than_the_limit_is_refused_by_number():
         list(csv_batches(features, 11))
 
 
-def test_non_finite_features_are_refused():
-    with pytest.raises(ValueError, match=r"row 1, column 0 is nan"):
-        list(csv_batches(np.array([[1.0], [np.nan]])))
+def test_a_missing_feature_goes_out_as_an_empty_field_and_an_infinite_one_is_refused():
+    assert b"".join(body for _, _, body in csv_batches(np.array([[1.0, np.nan], [np.nan, 2.5]]))) == b"1.0,\n,2.5\n"
+    with pytest.raises(ValueError, match=r"row 1, column 0 is inf"):
+        list(csv_batches(np.array([[1.0], [np.inf]])))
     with pytest.raises(ValueError, match="2-D"):
         list(csv_batches(np.array([1.0, 2.0])))
 

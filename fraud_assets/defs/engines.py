@@ -136,6 +136,11 @@ class DataPrepEngine(ConfigurableResource):
         """Feature engineering: glue_scripts/fraud_feature_eng.py on Spark, its pandas twin otherwise."""
         return self.runner().engineer(splits)
 
+    def history_features(self, source: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
+        """The point-in-time history features of every transaction of `source` (lib/features/history.py),
+        its PySpark twin (glue_scripts/fraud_feature_eng.py) on Spark; index aligned with `source`."""
+        return self.runner().history(source, label_delay_days)
+
     # ------------------------------------------------------------------ the one dispatch
 
     def runner(self) -> PandasRunner:
@@ -178,6 +183,11 @@ class PandasRunner:
     def engineer(self, splits: dict[str, pd.DataFrame]):
         return prep_engines.engineer_with_pandas(splits)
 
+    def history(self, source: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
+        from fraud_assets.lib.features.history import history_features
+
+        return history_features(source, label_delay_days)
+
     @contextmanager
     def _local_copy(self, s3_client, uri: S3Uri) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="fraud-dataset-", dir=self.resource.workdir) as tmp:
@@ -202,6 +212,9 @@ class SparkRunner(PandasRunner):
     def engineer(self, splits: dict[str, pd.DataFrame]):
         r = self.resource
         return prep_engines.engineer_with_spark(r.spark_session(), splits, r.workdir)
+
+    def history(self, source: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
+        return prep_engines.history_with_spark(self.resource.spark_session(), source, label_delay_days)
 
 
 class GlueRunner(PandasRunner):

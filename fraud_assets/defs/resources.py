@@ -126,9 +126,20 @@ class TrainingEngine(ConfigurableResource):
 
 
 class FeatureEngineering(ConfigurableResource):
-    """Whether the model trains on engineered features (FRAUD_FEATURE_ENGINEERING=1) or the raw ones."""
+    """Whether the model trains on engineered features (FRAUD_FEATURE_ENGINEERING=1 / 0; unset: when the
+    data carries customers) and the label delay the terminal risk features respect (FRAUD_LABEL_DELAY_DAYS)."""
 
-    enabled: bool = Field(default=False, description="Train on time, amount (and customer) features as well.")
+    enabled: Optional[bool] = Field(
+        default=None,
+        description="Train on time, amount and history features as well; unset: on when the training data carries "
+        "customers and terminals (the simulated world), off for the Kaggle schema.",
+    )
+    label_delay_days: int = Field(
+        default=1,
+        ge=0,
+        description="Days after a transaction's day before its label is known: terminal risk features count only "
+        "labelled days at least this many days (plus one) before the transaction's day.",
+    )
 
 
 class RetrainingPolicy(ConfigurableResource):
@@ -210,7 +221,10 @@ def resources() -> dg.Definitions:
             "quality_gates": _from_env(QualityGates, "FRAUD_GATE_"),
             "risk_thresholds": _from_env(RiskThresholds, "FRAUD_RISK_"),
             "training_engine": _from_env(TrainingEngine, "FRAUD_TRAINING_"),
-            "feature_engineering": FeatureEngineering(enabled=_typed(bool, os.environ.get("FRAUD_FEATURE_ENGINEERING", "0"))),
+            "feature_engineering": FeatureEngineering(
+                enabled=_typed(bool, os.environ["FRAUD_FEATURE_ENGINEERING"]) if "FRAUD_FEATURE_ENGINEERING" in os.environ else None,
+                label_delay_days=int(os.environ.get("FRAUD_LABEL_DELAY_DAYS", "1")),
+            ),
             "data_prep_engine": DataPrepEngine(engine=os.environ.get("FRAUD_DATA_PREP_ENGINE", "pandas")),
             "retraining_policy": _from_env(RetrainingPolicy, "FRAUD_"),
             "performance_floors": _from_env(PerformanceFloors, "FRAUD_PERFORMANCE_"),

@@ -1,5 +1,6 @@
 """Inference group, one partition per UTC day: parse -> score -> store / alert / monitor drift."""
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from fraud_assets.lib.aws.storage import (
     put_json,
 )
 from fraud_assets.lib.config import daily_batch_key
+from fraud_assets.lib.features.serving import serve_history, with_served_history
+from fraud_assets.lib.features.store import AggregateItemError
 from fraud_assets.lib.inference import alerts as alerts_lib
 from fraud_assets.lib.inference import drift as drift_lib
 from fraud_assets.lib.inference import reasons as reasons_lib
@@ -43,7 +46,7 @@ from fraud_assets.lib.inference import score_store, scoring
 from fraud_assets.lib.inference.daily import BatchError, MissingBatchError, parse_daily_batch
 from fraud_assets.lib.inference.summaries import ScoreSummary, TransactionCounts
 from fraud_assets.lib.training import endpoint as endpoint_lib
-from fraud_assets.lib.training.model import load_model_package
+from fraud_assets.lib.training.model import MissingModelInputs, load_model_package
 
 daily_batches = AssetSpec(
     "daily_batches",
@@ -93,6 +96,9 @@ def daily_transactions(context: AssetExecutionContext, s3: S3Resource, aws: AwsC
             keys.RECEIVED: counts.received,
             "accepted": counts.accepted,
             keys.QUARANTINED: counts.quarantined,
+            # Scored with the features that need no history (history features missing).
+            "without_customer": int(batch.accepted["customerId"].isna().sum()),
+            "without_terminal": int(batch.accepted["merchant"].isna().sum()),
             "source": MetadataValue.path(source),
             "quarantine_sample": quarantine_sample(batch.quarantined),
         },
@@ -141,14 +147,18 @@ def daily_scores(
         raise Failure("no deployed endpoint: materialise the training group (deployed_endpoint) first", allow_retries=False)
     transactions = daily_transactions.tables["transactions"]
     # Through the endpoint, released with the very model package it serves (its recorded URI).
-    day = scoring.score_day(
-        aws.client("sagemaker-runtime"),
-        current,
-        get_bytes(client, current["model_uri"]),
-        transactions,
-        context.partition_key,
-        config.top_reasons,
-    )
+    try:
+        day = scoring.score_day(
+            aws.client("sagemaker-runtime"),
+            current,
+            get_bytes(client, current["model_uri"]),
+            transactions,
+            context.partition_key,
+            config.top_reasons,
+            serve_history=functools.partial(serve_history, aws.client("dynamodb"), platform.aggregates_table, context.partition_key),
+        )
+    except (MissingModelInputs, AggregateItemError) as err:  # bad input: no retry mends it
+        raise Failure(str(err), allow_retries=False) from err
     summary = day.summary
     publish_metrics(
         aws.client("cloudwatch"),
@@ -157,7 +167,7 @@ def daily_scores(
         units=scoring.SCORING_METRIC_UNITS,
     )
     context.add_output_metadata(output_name="result", metadata=day.metadata())
-    yield Output(StageResult(summary=summary.to_summary(), tables={"scores": day.scores, "reasons": day.reasons}))
+    yield Output(StageResult(summary=summary.to_summary(), tables=day.tables()))
     yield from selected_checks(
         context,
         [
@@ -296,7 +306,7 @@ def drift_metrics(
     _, model_meta = load_model_package(get_bytes(client, scored.model_uri))
     day = drift_lib.assess_day(
         daily_scores.tables["scores"],
-        daily_transactions.tables["transactions"],
+        with_served_history(daily_transactions.tables["transactions"], daily_scores.tables.get("history_features")),
         scored,
         model_meta,
         history=drift_lib.load_history(client, platform.metrics_bucket, date),

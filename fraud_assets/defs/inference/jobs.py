@@ -182,8 +182,9 @@ def daily_inference_schedule(context: ScheduleEvaluationContext, s3: S3Resource,
 # again, from its recorded scores (the scoring itself is not repeated).
 model_performance_job = define_asset_job(
     "model_performance_job",
-    selection=AssetSelection.assets("labelled_scores", "model_performance"),
+    selection=AssetSelection.assets("labelled_scores", "model_performance", "terminal_risk_aggregates"),
     partitions_def=daily_partitions,
-    description="Recompute one day's realised model quality (labelled_scores, model_performance) from its scores and label file.",
+    description="Recompute one day's realised model quality (labelled_scores, model_performance) from its scores and label "
+    "file, and the day's terminal counts the risk features of later days read (terminal_risk_aggregates).",
     executor_def=in_process_executor,
 )

@@ -42,6 +42,7 @@ from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import S3Uri, StageResult
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_DATA_KEY
+from fraud_assets.lib.features.training_history import empty_history, join_history, transaction_history, with_history
 from fraud_assets.lib.training import endpoint as endpoint_lib
 from fraud_assets.lib.training.calibration import release_policy
 from fraud_assets.lib.training.evaluation import (
@@ -61,7 +62,7 @@ from fraud_assets.lib.training.extraction import (
     load_labelled_days,
     recent_window_summary,
 )
-from fraud_assets.lib.training.features import EngineeredFeatures, engineered_feature_names, has_customer_fields
+from fraud_assets.lib.training.features import EngineeredFeatures, engineered_feature_names
 from fraud_assets.lib.training.gates import gate_records, split_gates
 from fraud_assets.lib.training.hyperparameters import HyperparameterSet, read_hyperparameters
 from fraud_assets.lib.training.model import ModelFacts, load_model_package, model_version, package_model, train_model
@@ -106,16 +107,31 @@ class TrainingDataConfig(Config):
             "evaluation_metrics compares the challenger with the model in production.",
             kinds={"parquet", "s3"},
         ),
+        "transaction_history": AssetOut(
+            description="Point-in-time history features of every transaction of the raw history and the labelled days "
+            "(customer counts and mean amounts over 1, 7 and 30 days, velocity over 1 h and 24 h, terminal transactions and "
+            "risk over 1, 7 and 30 labelled days shifted back by the label delay), computed over the whole timeline before "
+            "any sampling or split, by transactionId. Empty when the raw data has no customers (the Kaggle schema) or "
+            "feature engineering is off.",
+            kinds={"parquet", "s3", "pandas"},
+        ),
     },
 )
 def data_extraction(
-    context: AssetExecutionContext, config: TrainingDataConfig, s3: S3Resource, platform: FraudPlatform, data_prep_engine: DataPrepEngine
+    context: AssetExecutionContext,
+    config: TrainingDataConfig,
+    s3: S3Resource,
+    platform: FraudPlatform,
+    data_prep_engine: DataPrepEngine,
+    feature_engineering: FeatureEngineering,
 ):
     client = s3_client(s3)
     raw_uri = str(S3Uri(platform.data_bucket, RAW_DATA_KEY))
     labelled = load_labelled_days(client, platform.data_bucket, config.history_days, config.recent_window_days)
+    history = _transaction_history(client, platform, labelled, feature_engineering, data_prep_engine)
     dataset, summary, engine_metadata = data_prep_engine.extract(client, raw_uri, labelled.daily, config.seed, config.legit_sample_cap)
     recent = hold_out(labelled.recent, dataset)
+    recent = recent if history is None else join_history(recent, history)
     summary = dataset_summary(summary, raw_uri=raw_uri, history_days=config.history_days, labelled=labelled, recent=recent)
     yield Output(
         StageResult(summary=summary, tables={"dataset": dataset}),
@@ -127,6 +143,27 @@ def data_extraction(
         StageResult(summary=window, tables={"window": recent}),
         output_name="recent_labelled_window",
         metadata={keys.ROWS: window["rows"], "fraud_count": window["fraud"], keys.DATES: MetadataValue.json(window["dates"])},
+    )
+    rows = 0 if history is None else len(history)
+    yield Output(
+        StageResult(
+            summary={"rows": rows, "label_delay_days": feature_engineering.label_delay_days},
+            tables={"history": history if rows else empty_history()},
+        ),
+        output_name="transaction_history",
+        metadata={keys.ROWS: rows, "label_delay_days": feature_engineering.label_delay_days},
+    )
+
+
+def _transaction_history(
+    client, platform: FraudPlatform, labelled: LabelledDays, feature_engineering: FeatureEngineering, engine: DataPrepEngine
+):
+    """The history table, or None: feature engineering switched off, or no customers in the raw data."""
+    if feature_engineering.enabled is False:
+        return None
+    delay = feature_engineering.label_delay_days
+    return transaction_history(
+        client, platform.data_bucket, [labelled.daily, labelled.recent], lambda source: engine.history_features(source, delay)
     )
 
 
@@ -239,37 +276,47 @@ def model_hyperparameters(context: AssetExecutionContext, aws: AwsClients) -> St
 @asset(
     kinds={"pandas", "parquet", "s3"},
     description="The original design's Feature Engineering stage: hour of day, night flag, log amount and amount z-score "
-    "against the training split's statistics (plus velocity and merchant risk when the data carries customers "
-    "and merchants). Off by default (FRAUD_FEATURE_ENGINEERING=1 or the feature_engineering resource turns it "
-    "on); when off the splits pass through with the raw features.",
+    "against the training split's statistics, plus the point-in-time history features of transaction_history when the "
+    "data carries customers and terminals. On by default where the data has customers (the simulated world), off for "
+    "the Kaggle schema; FRAUD_FEATURE_ENGINEERING=1 / 0 or the feature_engineering resource decides otherwise. When off "
+    "the splits pass through with the raw features.",
 )
 def engineered_features(
     context: AssetExecutionContext,
     train_split: StageResult,
     validation_split: StageResult,
     test_split: StageResult,
+    transaction_history: StageResult,
     feature_engineering: FeatureEngineering,
     data_prep_engine: DataPrepEngine,
 ) -> StageResult:
     inputs = {"train": train_split, "validation": validation_split, "test": test_split}
+    history = transaction_history.tables["history"]
+    with_history = len(history) > 0
+    enabled = with_history if feature_engineering.enabled is None else feature_engineering.enabled
     tables, stored = {}, {}
-    if feature_engineering.enabled:
+    if enabled:
         splits = {name: split.table for name, split in inputs.items()}
+        if with_history:
+            splits = {name: join_history(frame, history) for name, frame in splits.items()}
         tables, stats = data_prep_engine.engineer_features(splits)
-        names = engineered_feature_names(has_customer_fields(splits["train"]))
+        names = engineered_feature_names(with_history)
+        if with_history:  # what serving needs to compute them the same way
+            stats["history_features"] = {"label_delay_days": int(transaction_history.summary["label_delay_days"])}
     else:
         # The splits pass through untouched: output.json points at their parquet, nothing is read or written.
         stored = {name: next(iter(split.stored.values())) for name, split in inputs.items()}
         stats, names = None, list(FEATURE_COLUMNS)
     context.add_output_metadata(
         {
-            "enabled": feature_engineering.enabled,
+            "enabled": enabled,
+            "history_features": with_history and enabled,
             "engine": data_prep_engine.engine,
             "feature_count": len(names),
             "feature_names": MetadataValue.json(names),
         }
     )
-    summary = EngineeredFeatures(enabled=feature_engineering.enabled, feature_names=names, feature_stats=stats)
+    summary = EngineeredFeatures(enabled=enabled, feature_names=names, feature_stats=stats)
     return StageResult(summary=summary.to_summary(), tables=tables, stored=stored)
 
 
@@ -404,6 +451,7 @@ def evaluation_metrics(
     fraud_model: StageResult,
     test_split: StageResult,
     recent_labelled_window: StageResult,
+    transaction_history: StageResult,
     s3: S3Resource,
     platform: FraudPlatform,
     quality_gates: QualityGates,
@@ -412,7 +460,7 @@ def evaluation_metrics(
     evaluation = evaluate_challenger(
         challenger=load_packaged(fraud_model.files["model.tar.gz"]),
         champion=production_model(s3_client(s3), platform.names),
-        test=test_split.table,
+        test=with_history(test_split.table, transaction_history.tables["history"]),
         window=recent_labelled_window.table,
         window_dates=recent_labelled_window.summary["dates"],
         floors=GateFloors(
@@ -508,6 +556,7 @@ def deployed_endpoint(
     fraud_model: StageResult,
     evaluation_metrics: StageResult,
     test_split: StageResult,
+    transaction_history: StageResult,
     s3: S3Resource,
     aws: AwsClients,
     platform: FraudPlatform,
@@ -522,7 +571,7 @@ def deployed_endpoint(
         _refuse(refusal, version, (endpoint_lib.current_endpoint(client, names) or {}).get("model_version"), names.endpoint_name)
     evaluation = EvaluationSummary.from_summary(evaluation_metrics.summary)
     model_uri = registered.model_data_url  # the Approved package's artifact
-    probe = endpoint_lib.health_check_probe(booster, meta, test_split.table)
+    probe = endpoint_lib.health_check_probe(booster, meta, with_history(test_split.table, transaction_history.tables["history"]))
     deployed = endpoint_lib.deploy_model(
         sagemaker=aws.client("sagemaker"),
         runtime=aws.client("sagemaker-runtime"),

@@ -26,10 +26,13 @@ import datetime as dt
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from fraud_assets.lib.features.history import HISTORY_DAYS, MICROS_PER_DAY
 
 ENTITY_KEY = "entityId"
 TTL_ATTRIBUTE = "expiresAt"
@@ -37,9 +40,7 @@ CUSTOMER_PREFIX = "customer#"
 TERMINAL_PREFIX = "terminal#"
 DAY_ATTRIBUTE_PREFIX = "day#"
 # The longest window is 30 days back from a transaction of day D: days D-30..D-1 are read.
-HISTORY_DAYS = 30
 RETENTION_DAYS = HISTORY_DAYS + 1
-MICROS_PER_DAY = 86_400_000_000
 MAX_GET_BATCH = 100
 MAX_WRITE_BATCH = 25
 _DAY_ATTRIBUTE = re.compile(r"day#(\d{4}-\d{2}-\d{2})")
@@ -153,24 +154,31 @@ def _customer_entries(table: str, item: dict[str, Any] | None) -> tuple[np.ndarr
 # --------------------------------------------------------------------------- terminals
 
 
-def write_terminal_days(dynamodb, table: str, counts: pd.DataFrame, keep_days: int) -> int:
-    """Set each terminal's [transactions, frauds] of one labelled day (`counts`: merchant, day, tx,
-    fraud, as history.terminal_day_counts makes them): one UpdateItem per terminal and day, so
-    label days written concurrently never overwrite each other. Returns the calls made."""
-    calls = 0
-    for merchant, day, tx, fraud in counts.loc[:, ["merchant", "day", "tx", "fraud"]].itertuples(index=False):
+def write_terminal_days(dynamodb, table: str, counts: pd.DataFrame, keep_days: int, max_workers: int = 8) -> int:
+    """Set each terminal's [transactions, frauds] of the labelled days in `counts` (merchant, day,
+    tx, fraud, as history.terminal_day_counts makes them): one UpdateItem per terminal setting
+    exactly its days' attributes, so label days written concurrently never overwrite each other,
+    `max_workers` calls in flight. Returns the calls made."""
+    per_terminal = counts.loc[:, ["merchant", "day", "tx", "fraud"]].groupby("merchant", sort=True)
+
+    def update(merchant: str, rows: pd.DataFrame) -> None:
+        names, values = {"#ttl": TTL_ATTRIBUTE}, {":ttl": {"N": str(expires_at(int(rows["day"].max()), keep_days))}}
+        assignments = ["#ttl = :ttl"]
+        for i, (day, tx, fraud) in enumerate(rows.loc[:, ["day", "tx", "fraud"]].itertuples(index=False)):
+            names[f"#d{i}"] = DAY_ATTRIBUTE_PREFIX + day_date(day)
+            values[f":c{i}"] = {"L": [{"N": str(int(tx))}, {"N": str(int(fraud))}]}
+            assignments.append(f"#d{i} = :c{i}")
         dynamodb.update_item(
             TableName=table,
             Key={ENTITY_KEY: {"S": TERMINAL_PREFIX + str(merchant)}},
-            UpdateExpression="SET #day = :counts, #ttl = :ttl",
-            ExpressionAttributeNames={"#day": DAY_ATTRIBUTE_PREFIX + day_date(day), "#ttl": TTL_ATTRIBUTE},
-            ExpressionAttributeValues={
-                ":counts": {"L": [{"N": str(int(tx))}, {"N": str(int(fraud))}]},
-                ":ttl": {"N": str(expires_at(day, keep_days))},
-            },
+            UpdateExpression="SET " + ", ".join(assignments),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
         )
-        calls += 1
-    return calls
+
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="terminals") as pool:
+        done = list(pool.map(lambda item: update(*item), per_terminal))
+    return len(done)
 
 
 def read_terminal_counts(dynamodb, table: str, merchants: Iterable[str], first_day: int, last_day: int, **retry: Any) -> pd.DataFrame:

@@ -26,21 +26,30 @@ def comparable(values) -> np.ndarray:
 def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
     """PSI of `actual` against `expected`, both first made `comparable`: bins at the deciles (for
     bins=10) of `expected` (repeated edges merged, outer bins open-ended; every edge a value both
-    sides can hold exactly, so a tie is never split), shares floored at `PSI_EPSILON`,
-    Σ (a − e)·ln(a / e). Always >= 0, and 0 for identical samples.
+    sides can hold exactly, so a tie is never split), plus one bin for missing values (NaN: a
+    history feature of a transaction without customer; more of them is a shift too), shares
+    floored at `PSI_EPSILON`, Σ (a − e)·ln(a / e). Always >= 0, and 0 for identical samples.
 
     The usual reading: < 0.1 stable, 0.1–0.25 a moderate shift worth a look, > 0.25 a significant
     shift (retrain or investigate the data)."""
-    expected = comparable(_finite_sample(expected, "expected"))
-    actual = comparable(_finite_sample(actual, "actual"))
+    expected = _sample(expected, "expected")
+    actual = _sample(actual, "actual")
     if bins < 2:
         raise ValueError(f"bins must be >= 2, not {bins}")
-    edges = np.unique(np.quantile(expected, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    present_expected = comparable(expected[~np.isnan(expected)])
+    present_actual = comparable(actual[~np.isnan(actual)])
+    quantiles = np.quantile(present_expected, np.linspace(0.0, 1.0, bins + 1)[1:-1]) if len(present_expected) else []
+    edges = np.unique(quantiles)
     # Bin i holds values in (edges[i-1], edges[i]]; below the first edge and above the last are
-    # bins of their own, so values outside the expected range still count.
-    expected_counts = np.bincount(np.searchsorted(edges, expected, side="left"), minlength=len(edges) + 1)
-    actual_counts = np.bincount(np.searchsorted(edges, actual, side="left"), minlength=len(edges) + 1)
+    # bins of their own, so values outside the expected range still count. The last bin: missing.
+    expected_counts = _counts(edges, present_expected, len(expected))
+    actual_counts = _counts(edges, present_actual, len(actual))
     return histogram_psi(expected_counts, actual_counts)
+
+
+def _counts(edges: np.ndarray, present: np.ndarray, total: int) -> np.ndarray:
+    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
+    return np.append(counts, total - len(present))
 
 
 def histogram_psi(expected_counts: Sequence[float], actual_counts: Sequence[float]) -> float:
@@ -65,10 +74,10 @@ def feature_psi(train: pd.DataFrame, today: pd.DataFrame, features: Sequence[str
     return {f: population_stability_index(train[f].to_numpy(dtype=np.float64), today[f].to_numpy(dtype=np.float64)) for f in features}
 
 
-def _finite_sample(values: np.ndarray, name: str) -> np.ndarray:
+def _sample(values: np.ndarray, name: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64).ravel()
     if not len(values):
         raise ValueError(f"PSI needs a non-empty {name} sample")
-    if not np.isfinite(values).all():
-        raise ValueError(f"the {name} sample holds non-finite values")
+    if np.isinf(values).any():
+        raise ValueError(f"the {name} sample holds infinite values")
     return values

@@ -128,22 +128,25 @@ def _float32_matrix(features: np.ndarray) -> np.ndarray:
     if matrix.shape[1] == 0 and len(matrix):
         raise ValueError("features has no columns")
     matrix = matrix.astype(np.float32, copy=False)
-    finite = np.isfinite(matrix)
-    if not finite.all():
-        row, col = np.argwhere(~finite)[0]
-        # The container reads an empty or 'nan' field as missing: a silent change of meaning.
-        raise ValueError(f"row {row}, column {col} is {matrix[row, col]}, not a finite number (as float32)")
+    # NaN is a missing value, sent as an empty field (the container reads it as XGBoost's missing,
+    # as training did): a history feature of a transaction without customer or terminal.
+    # An infinity has no CSV form the container reads: refused.
+    infinite = np.isinf(matrix)
+    if infinite.any():
+        row, col = np.argwhere(infinite)[0]
+        raise ValueError(f"row {row}, column {col} is {matrix[row, col]}, not a finite number or missing (as float32)")
     # Row-major: orjson serialises C-contiguous arrays only, and a block of rows is then a view.
     return np.ascontiguousarray(matrix)
 
 
 def format_rows(block: np.ndarray) -> bytes:
-    """Rows of a C-contiguous float32 matrix as headerless CSV, each line ending in a newline:
+    """Rows of a C-contiguous float32 matrix as headerless CSV, each line ending in a newline, NaN as an empty field:
     orjson's JSON of the matrix (`[[a,b],[c,d]]`, float32 in shortest round-trip text) with the
     brackets turned into line breaks."""
     if not len(block):
         return b""
-    return orjson.dumps(block, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].replace(b"],[", b"\n") + b"\n"
+    # orjson writes NaN as null: the empty field the container reads as missing.
+    return orjson.dumps(block, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].replace(b"],[", b"\n").replace(b"null", b"") + b"\n"
 
 
 def _line_ends(text: bytes) -> np.ndarray:
@@ -441,6 +444,13 @@ class ScoredDay:
     explanation: reasons_lib.Explanation
     explained_raw_scores: np.ndarray
     scoring_seconds: float
+    history: dict[str, Any] = dataclasses.field(default_factory=dict)  # the served history's counts, if the model has history features
+    history_features: pd.DataFrame | None = None  # transactionId and the history features the model was given
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """What daily_scores stores: scores, reasons, and the served history features (to debug a score)."""
+        served = {} if self.history_features is None else {"history_features": self.history_features}
+        return {"scores": self.scores, "reasons": self.reasons, **served}
 
     def cloudwatch_metrics(self, counts: TransactionCounts) -> dict[str, float | int | None]:
         """The FraudDetection figures of the day (units: SCORING_METRIC_UNITS)."""
@@ -471,17 +481,26 @@ class ScoredDay:
             keys.ENDPOINT_NAME: s.endpoint_name,
             keys.HIGH_RISK_THRESHOLD: s.high_risk_threshold,
             "calibrated": s.calibrated,
+            **self.history,
         }
 
 
 def score_day(
-    runtime, endpoint: dict[str, Any], package: bytes, transactions: pd.DataFrame, date: str, top_reasons: int = reasons_lib.DEFAULT_TOP
+    runtime,
+    endpoint: dict[str, Any],
+    package: bytes,
+    transactions: pd.DataFrame,
+    date: str,
+    top_reasons: int = reasons_lib.DEFAULT_TOP,
+    serve_history: Callable[[pd.DataFrame, int], Any] | None = None,
 ) -> ScoredDay:
     """Score the day's accepted `transactions` through the deployed endpoint (`endpoint`: the
     deployment pointer, with endpoint_name, model_uri, model_version, feature_names) and release
     them with the calibration map and thresholds of `package`, the model package the endpoint
     serves (the bytes at its model_uri). The high-risk rows also get their `top_reasons` top
-    contributing features (TreeSHAP from that package's booster; 0: none)."""
+    contributing features (TreeSHAP from that package's booster; 0: none). A model trained on
+    history features gets them from `serve_history(transactions, label_delay_days)` (a
+    features.serving.ServedHistory: the aggregates table's answer)."""
     from fraud_assets.lib.training.calibration import calibrate, thresholds_of
     from fraud_assets.lib.training.model import load_model_package, model_inputs
 
@@ -489,6 +508,15 @@ def score_day(
     # booster the reasons come from.
     booster, model_meta = load_model_package(package)
     model_meta.setdefault("feature_names", endpoint["feature_names"])
+    history: dict[str, Any] = {}
+    history_features = None
+    if model_meta.get("history_features"):
+        if serve_history is None:
+            raise ValueError("the model was trained on history features and no aggregates table was given to serve them")
+        served = serve_history(transactions, int(model_meta["history_features"]["label_delay_days"]))
+        transactions = transactions.join(served.features)
+        history = served.metadata()
+        history_features = pd.concat([transactions[[TRANSACTION_ID]], served.features], axis=1)
     features = model_inputs(transactions, model_meta)
     started = time.perf_counter()
     raw_scores = score_through_endpoint(runtime, endpoint["endpoint_name"], features)
@@ -526,4 +554,4 @@ def score_day(
         medium_risk_threshold=medium_threshold,
         calibrated=bool(model_meta.get("calibration")),
     )
-    return ScoredDay(table, reasons, summary, explanation, raw_scores[high], scoring_seconds)
+    return ScoredDay(table, reasons, summary, explanation, raw_scores[high], scoring_seconds, history, history_features)

@@ -116,7 +116,19 @@ def model_inputs(frame: pd.DataFrame, metadata: dict[str, Any]) -> np.ndarray:
         from fraud_assets.lib.training.features import add_features
 
         frame = add_features(frame, stats)
-    return frame[list(metadata["feature_names"])].to_numpy(dtype=np.float32)
+    names = list(metadata["feature_names"])
+    missing = [name for name in names if name not in frame.columns]
+    if missing:
+        raise MissingModelInputs(missing)
+    return frame[names].to_numpy(dtype=np.float32)
+
+
+class MissingModelInputs(ValueError):
+    """A batch that lacks fields the model was trained on: refused rather than scored without them."""
+
+    def __init__(self, fields: Sequence[str]):
+        self.fields = list(fields)
+        super().__init__(f"the batch lacks {len(self.fields)} field(s) the model was trained on: {', '.join(self.fields)}")
 
 
 def predict(booster: xgb.Booster, features: pd.DataFrame | np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
@@ -195,9 +207,10 @@ def drift_reference(trained: TrainedModel, validation: pd.DataFrame, train: pd.D
     rows, so the sample is deterministic), both at the precision PSI compares them."""
     from fraud_assets.lib.inference.psi import comparable
 
-    def sample(values: np.ndarray) -> list[float]:
+    def sample(values: np.ndarray) -> list[float | None]:
         step = max(1, len(values) // REFERENCE_SAMPLE)
-        return comparable(values[::step][:REFERENCE_SAMPLE]).tolist()
+        # A missing value (a history feature without customer) is JSON null, read back as NaN.
+        return [None if np.isnan(v) else v for v in comparable(values[::step][:REFERENCE_SAMPLE]).tolist()]
 
     return {
         "validation_raw_scores": sample(trained.predict(validation)),
@@ -279,6 +292,8 @@ class ModelFacts:
             "validation_aucpr": self.validation_score,
             "train_rows": self.train_rows,
             "feature_stats": self.feature_stats,
+            # The label delay serving computes the history features with (None: the model has none).
+            "history_features": (self.feature_stats or {}).get("history_features"),
             "training_seconds": self.training_seconds,
             "calibration": self.calibration,
             "thresholds": self.thresholds,

@@ -238,6 +238,21 @@ def engineer_with_spark(
 # --------------------------------------------------------------------------- AWS Glue
 
 
+def history_with_spark(spark, source: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
+    """The Glue script's `history_features_spark` over `source` (transactionId, CUSTOMER_FIELDS,
+    Amount, Class), back as pandas in `source`'s row order."""
+    from fraud_assets.lib.config import CUSTOMER_FIELDS
+    from fraud_assets.lib.features.history import HISTORY_FEATURES
+
+    script = load_glue_script(FEATURE_ENG_SCRIPT)
+    frame = source.loc[:, [TRANSACTION_ID, *CUSTOMER_FIELDS, "Amount", LABEL_COLUMN]].copy()
+    frame["_row"] = np.arange(len(frame), dtype=np.int64)
+    schema = "transactionId string, customerId string, merchant string, timestamp string, Amount double, Class bigint, _row bigint"
+    result = script.history_features_spark(spark.createDataFrame(frame.astype({"Class": "int64"}), schema), int(label_delay_days))
+    out = result.select("_row", *HISTORY_FEATURES).toPandas().sort_values("_row")
+    return out.drop(columns="_row").set_index(source.index)
+
+
 def glue_job_arguments(input_uri: str, output_uri: str, seed: int, ratios: Sequence[float] = DEFAULT_RATIOS) -> dict[str, str]:
     """StartJobRun `Arguments` for glue_scripts/fraud_data_prep.py: split the prepared data set (parquet)
     at `input_uri` into `output_uri`. Both locations are validated s3:// URIs: they become paths that
