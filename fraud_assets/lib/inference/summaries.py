@@ -36,8 +36,10 @@ class StageSummary:
     @classmethod
     def from_summary(cls: type[S], summary: Mapping[str, Any]) -> S:
         """The typed summary; extra keys (e.g. the IO manager's `artifacts`) are ignored, a missing
-        one raises MissingSummaryKey naming it."""
-        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        one raises MissingSummaryKey naming it. A field with a default was added after summaries
+        were first written: absent from an older summary, it takes its default."""
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        names = [f.name for f in fields if f.name in summary or f.default is dataclasses.MISSING]
         missing = [n for n in names if n not in summary]
         if missing:
             raise MissingSummaryKey(
@@ -94,7 +96,8 @@ class ScoreSummary(StageSummary):
 
 @dataclasses.dataclass(frozen=True)
 class AlertSummary(StageSummary):
-    """fraud_alerts: what was alerted and which messages this run sent or found already sent."""
+    """fraud_alerts: what was alerted, which messages this run sent or found already sent, and what
+    the alert budget held back."""
 
     STAGE: ClassVar[str] = "fraud_alerts"
     date: str
@@ -103,6 +106,10 @@ class AlertSummary(StageSummary):
     batch_count: int  # messages the day's alerts make
     sent_message_keys: list[str]
     skipped_message_keys: list[str]
+    # The alert budget's cap (None: not capped) and the high-risk transactions it kept out of the
+    # messages; high_risk_count counts them too.
+    alerts_held_back: int = 0
+    alert_budget: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
