@@ -36,10 +36,8 @@ class StageSummary:
     @classmethod
     def from_summary(cls: type[S], summary: Mapping[str, Any]) -> S:
         """The typed summary; extra keys (e.g. the IO manager's `artifacts`) are ignored, a missing
-        one raises MissingSummaryKey naming it. A field with a default was added after summaries
-        were first written: absent from an older summary, it takes its default."""
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-        names = [f.name for f in fields if f.name in summary or f.default is dataclasses.MISSING]
+        one raises MissingSummaryKey naming it."""
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
         missing = [n for n in names if n not in summary]
         if missing:
             raise MissingSummaryKey(
@@ -106,10 +104,10 @@ class AlertSummary(StageSummary):
     batch_count: int  # messages the day's alerts make
     sent_message_keys: list[str]
     skipped_message_keys: list[str]
-    # The alert budget's cap (None: not capped) and the high-risk transactions it kept out of the
-    # messages; high_risk_count counts them too.
-    alerts_held_back: int = 0
-    alert_budget: int | None = None
+    # The high-risk transactions the alert budget kept out of the messages (high_risk_count counts
+    # them too) and the budget capped at (None: not capped).
+    alerts_held_back: int
+    alert_budget: int | None
 
 
 @dataclasses.dataclass(frozen=True)
