@@ -38,12 +38,9 @@ LABELS_ETAG = "labels_etag"
 REALISED_RECALL_AT_THRESHOLD = "realised_recall_at_threshold"
 REALISED_PRECISION_AT_THRESHOLD = "realised_precision_at_threshold"
 ALERT_PRECISION = "alert_precision"
-# The investigator measures (model_performance, performance/{date}.json) and the alert budget's
-# effect on fraud_alerts.
+# fraud_alerts under the alert budget (model_performance records alert_budget too, with the
+# investigator measures: lib/inference/investigator.py's INVESTIGATOR_KEYS).
 ALERT_BUDGET = "alert_budget"
-PRECISION_AT_K = "precision_at_k"
-CARD_PRECISION_AT_K = "card_precision_at_k"
-COMPROMISED_CARDS_FOUND = "compromised_cards_found"
 ALERTS_HELD_BACK = "alerts_held_back"
 
 
