@@ -22,6 +22,7 @@ from fraud_assets.lib.inference.alerts import (
     publish_alerts,
     publish_size,
     rank_alerts,
+    send_day_alerts,
 )
 
 DATE = "2024-05-01"
@@ -371,3 +372,46 @@ def test_a_message_claimed_by_a_live_run_is_left_to_it_and_a_dead_runs_claim_is_
     # Once the other run is gone, a re-run sends what it never did, and nothing twice.
     assert publish(aws, topic_arn, messages).sent == keys[:1]
     assert [json.loads(e["Message"])["part"] for e in received()] == [1]
+
+
+def test_a_day_capped_at_the_alert_budget_sends_its_top_alerts_once_and_counts_the_rest(aws, alerts_topic):
+    topic_arn, received = alerts_topic
+    # 230 alerts on a few calibrated values, so the raw score decides which make the budget.
+    scored, transactions = day([0.85, 0.9, 1.0, 1.0, 0.95] * 46, raw=list(np.linspace(0.6, 0.99, 230)))
+
+    def run(budget):
+        return send_day_alerts(
+            aws.client("sns"),
+            aws.client("s3"),
+            date=DATE,
+            scores=scored,
+            transactions=transactions,
+            reasons=None,
+            high_threshold=0.8,
+            urgent_threshold=0.95,
+            topic_arn=topic_arn,
+            ledger_bucket=aws.names.workflow_bucket,
+            budget=budget,
+        )
+
+    first = run(150)
+    top = high_risk_alerts(scored, transactions, reasons={})[:150]
+    assert first.alerts == top and first.held_back == 80
+    delivered = [a["transactionId"] for e in received() for a in json.loads(e["Message"])["alerts"]]
+    assert sorted(delivered) == sorted(a["transactionId"] for a in top)  # each of the top 150 once, none of the rest
+    summary = first.summary()
+    assert (summary.high_risk_count, summary.alerts_held_back, summary.alert_budget, summary.batch_count) == (230, 80, 150, 2)
+    assert first.metadata() | {"urgent": None} == {
+        "high_risk": 230,
+        "alerted": 150,
+        "alerts_held_back": 80,
+        "urgent": None,
+        "messages": 2,
+        "messages_sent": 2,
+        "messages_skipped": 0,
+    }
+    assert "150 of 230" in first.held_back_note() and "80 held back" in first.held_back_note()
+
+    again = run(150)  # a retry or a repeated run: the same cut, the same messages, nothing sent twice
+    assert again.published.sent == [] and again.published.skipped == first.published.sent and received() == []
+    assert run(1000).held_back == 0  # a budget above the day's alerts holds nothing back

@@ -90,7 +90,8 @@ def test_a_score_summary_survives_output_json(counts, average, thresholds):
 def test_the_other_summaries_survive_output_json():
     for summary in (
         TransactionCounts(DATE, "s3://data/daily-batches/2024-05-01.json", 12, 10, 2),
-        AlertSummary(DATE, 3, 1, 1, ["k1"], []),
+        AlertSummary(DATE, 3, 1, 1, ["k1"], [], 0, None),
+        AlertSummary(DATE, 230, 2, 2, ["k1", "k2"], [], 80, 150),
         LabelledSummary(
             DATE,
             {"uri": "s3://d/l.json", "etag": "e", "version_id": None},

@@ -57,6 +57,15 @@ def test_a_day_without_labels_has_counts_and_nulls_not_zeros():
         "roc_auc": None,
         "pr_auc": None,
         "accuracy": None,
+        # Two transactions, neither with a card (this table has no customerId), no label yet.
+        "alert_budget": 100,
+        "precision_at_k": None,
+        "labelled_at_k": 0,
+        "card_precision_at_k": None,
+        "compromised_cards_found": 0,
+        "compromised_cards": 0,
+        "cards": 0,
+        "cards_unknown": 2,
         "labels_source": None,
         "computed_at": None,
     }

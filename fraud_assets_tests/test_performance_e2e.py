@@ -4,10 +4,12 @@ that appears or is replaced recomputes the day exactly once (label_file_sensor);
 inputs leaves the file as it was and notifies the monitoring topic once."""
 
 import datetime as dt
+import io
 import json
 
 import boto3
 import numpy as np
+import pandas as pd
 import pytest
 from dagster import DagsterInstance, build_sensor_context
 from dagster_aws.s3 import S3Resource
@@ -15,7 +17,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraud_assets.definitions import location_defs
 from fraud_assets.defs.inference.sensors import label_requests
-from fraud_assets.defs.resources import FraudPlatform, PerformanceFloors, QualityGates, RiskThresholds
+from fraud_assets.defs.resources import AlertBudget, FraudPlatform, PerformanceFloors, QualityGates, RiskThresholds
 from fraud_assets.lib.aws.storage import put_bytes
 from fraud_assets.lib.config import RAW_DATA_KEY, PlatformNames, daily_batch_key, label_file_key
 from fraud_assets.lib.inference.performance import PERFORMANCE_KEYS, performance_key
@@ -70,6 +72,32 @@ def metric(name: str, stat: str, **dimensions: str) -> float | None:
 
 # A model released at thresholds other than the original design's 0.8 / 0.5: every figure must be at these.
 HIGH, MEDIUM = 0.6, 0.3
+# An alert budget other than the default 100, and fraud_alerts capped at it.
+K = 20
+
+
+def expected_investigator(scores: dict[str, tuple[float, str]], day: dict[str, tuple[float, str | None]], labels: dict[str, bool]) -> dict:
+    """Precision@k and card precision@k straight from their definitions: the day's transactions
+    ranked by score, raw score (`day`: id -> (rawScore, customerId)), id; a card stands where its
+    best transaction does and is compromised with one confirmed fraud."""
+    ranked = sorted(scores, key=lambda t: (-scores[t][0], -day[t][0], t))
+    best: list[str] = []
+    for t in ranked:
+        card = day[t][1]
+        if card is not None and card not in best:
+            best.append(card)
+    compromised = {day[t][1] for t in scores if labels.get(t) and day[t][1] is not None}
+    found = sum(card in compromised for card in best[:K])
+    return {
+        "alert_budget": K,
+        "precision_at_k": sum(labels.get(t, False) for t in ranked[:K]) / min(K, len(ranked)) if labels else None,
+        "labelled_at_k": sum(t in labels for t in ranked[:K]),
+        "card_precision_at_k": found / min(K, len(best)) if labels else None,
+        "compromised_cards_found": found,
+        "compromised_cards": len(compromised),
+        "cards": len(best),
+        "cards_unknown": sum(day[t][1] is None for t in scores),
+    }
 
 
 def expected_figures(scores: dict[str, tuple[float, str]], amounts: dict[str, float], labels: dict[str, bool]) -> dict:
@@ -118,6 +146,8 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     s3 = boto3.client("s3")
     put_bytes(s3, NAMES.data_bucket, RAW_DATA_KEY, to_csv_bytes(generate_transactions(n_rows=20_000, fraud_rate=0.03, seed=5)))
     batch = generate_daily_batch(DATE, n_transactions=1_000, seed=21, fraud_rate=0.05)
+    for transaction in batch[::50]:
+        transaction["customerId"] = None  # 20 transactions without a card
     put_bytes(s3, NAMES.data_bucket, daily_batch_key(DATE), batch_to_json_bytes(batch))
     amounts = {t["id"]: t["amount"] for t in batch}
     monitoring = subscribe_queue(NAMES.monitoring_topic, "performance-monitoring")
@@ -127,6 +157,7 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
         quality_gates=QualityGates(pr_auc_floor=0.2, high_risk_precision_floor=0.0),
         performance_floors=PerformanceFloors(recall_floor=1.01),
         risk_thresholds=RiskThresholds(high_risk_threshold=HIGH, medium_risk_threshold=MEDIUM),
+        alert_budget=AlertBudget(budget=K, cap_at_budget=True),
     )
     instance = DagsterInstance.ephemeral()
     assert defs.resolve_job_def("training_job").execute_in_process(instance=instance).success
@@ -141,7 +172,24 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     assert day_performance({k: v.value for k, v in meta.items()}) is None
     first = json.loads(s3.get_object(Bucket=NAMES.metrics_bucket, Key=performance_key(DATE))["Body"].read())
     assert first["labelled"] == 0 and first["labels_source"] is None and first["realised_recall_at_threshold"] is None
-    assert first["alerted"] > 0
+    assert first["alerted"] > K  # more alerts than the budget: the cap holds some back
+    materialized = {
+        e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    # fraud_alerts sent the budget's worth, highest first, and counted the rest.
+    alerted = materialized["fraud_alerts"]
+    assert alerted["alerted"].value == min(first["alerted"], K) and alerted["alert_budget"].value == K
+    assert alerted["alerts_held_back"].value == max(first["alerted"] - K, 0) and alerted["high_risk"].value == first["alerted"]
+    assert materialized["daily_report"]["alerts_held_back"].value == alerted["alerts_held_back"].value
+    # The raw scores tell apart what calibration tied: the day's scores table has them.
+    scored_uri = materialized["daily_scores"]["scores_uri"].value
+    bucket, key = scored_uri.removeprefix("s3://").split("/", 1)
+    raw = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+    cards = {t["id"]: t["customerId"] for t in batch}
+    day = {t: (r, cards[t]) for t, r in zip(raw["transactionId"], raw["rawScore"])}
+    assert first["alert_budget"] == K and first["precision_at_k"] is None and first["card_precision_at_k"] is None
+    assert (first["cards_unknown"], first["labelled_at_k"]) == (20, 0)
 
     scores = stored_scores(DATE)
     assert len(scores) == len(batch)
@@ -192,7 +240,9 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     )
     assert not checks["realised_recall"].passed and checks["realised_recall"].severity.value == "WARN"
     stored = json.loads(s3.get_object(Bucket=NAMES.metrics_bucket, Key=performance_key(DATE))["Body"].read())
-    assert_figures(stored, expected_figures(scores, amounts, labels))
+    assert_figures(stored, expected_figures(scores, amounts, labels) | expected_investigator(scores, day, labels))
+    assert 0 < stored["precision_at_k"] <= 1 and 0 < stored["card_precision_at_k"] <= 1 and stored["compromised_cards_found"] > 0
+    assert stored["compromised_cards_found"] <= min(K, stored["compromised_cards"]) and stored["labelled_at_k"] <= K
     assert stored["labels_source"] == {"uri": f"s3://{NAMES.data_bucket}/{label_file_key(DATE)}", "etag": etag, "version_id": version}
     assert stored["fraud"] > 0 and stored["missed_fraud"] > 0 and stored["alert_precision"] < 1
     [meta] = [
@@ -202,6 +252,12 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     ]
     assert day_performance({k: v.value for k, v in meta.items()}) == {k: stored[k] for k in PERFORMANCE_SUMMARY}
     assert meta["roc_auc"].value == stored["roc_auc"]
+    # The investigator measures are metadata too, so the UI plots them per day.
+    assert (meta["alert_budget"].value, meta["precision_at_k"].value, meta["card_precision_at_k"].value) == (
+        K,
+        stored["precision_at_k"],
+        stored["card_precision_at_k"],
+    )
     # CloudWatch has the figures under the roll-up the template's alarms watch and per model version;
     # the day without labels sent none of them.
     endpoint, version_dims = NAMES.endpoint_name, {"EndpointName": NAMES.endpoint_name, "ModelVersion": stored["model_version"]}
@@ -229,8 +285,8 @@ def test_performance_equals_an_independent_computation_and_a_replaced_label_file
     assert etag in request.run_key and tick() == []
     assert job.execute_in_process(instance=instance, partition_key=DATE).success
     stored = json.loads(s3.get_object(Bucket=NAMES.metrics_bucket, Key=performance_key(DATE))["Body"].read())
-    assert_figures(stored, expected_figures(scores, amounts, labels))
-    assert stored["labelled"] == len(batch) and stored["label_coverage"] == 1.0
+    assert_figures(stored, expected_figures(scores, amounts, labels) | expected_investigator(scores, day, labels))
+    assert stored["labelled"] == len(batch) and stored["labelled_at_k"] == K and stored["label_coverage"] == 1.0
     assert (stored["labels_source"]["etag"], stored["labels_source"]["version_id"]) == (etag, version)
     assert metric("RealisedRecall", "SampleCount", EndpointName=endpoint) == 2
     both = sorted([first_recall, stored["realised_recall_at_threshold"]])

@@ -16,7 +16,7 @@ DATE = "2026-04-30"
 OLD_MODEL, MODEL = "20260301-000000-0001", "20260401-000000-abcd"
 
 
-def figures(performance: dict | None = None, alerts: int = 120, drift: dict | None = None) -> dict:
+def figures(performance: dict | None = None, alerts: int = 120, drift: dict | None = None, **extra) -> dict:
     rng = np.random.default_rng(1)
     alert_rows = [
         {
@@ -78,6 +78,7 @@ def figures(performance: dict | None = None, alerts: int = 120, drift: dict | No
         },
         performance=performance,
         alert_messages_sent=2,
+        **extra,
     )
 
 
@@ -111,6 +112,40 @@ def test_the_page_escapes_data_and_shows_the_day():
     # ranked: the highest score first
     assert page.index("txn-0001") < page.index("txn-0002") < page.index("txn-0119")
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
+
+
+INVESTIGATOR = {
+    "alert_budget": 100,
+    "precision_at_k": 0.31,
+    "card_precision_at_k": 0.42,
+    "compromised_cards_found": 42,
+    "compromised_cards": 57,
+}
+
+
+def test_investigator_measures_per_labelled_day_and_the_alerts_held_back():
+    earlier = [
+        {"date": "2026-04-27", "model_version": OLD_MODEL, "labelled": 8_000, **INVESTIGATOR, "precision_at_k": 0.25},
+        {"date": "2026-04-28", "model_version": MODEL, "labelled": 0, **INVESTIGATOR},  # no labels yet: not a row
+        {"date": "2026-04-29", "model_version": MODEL, "labelled": 7_000},  # written before the measures: n/a
+    ]
+    shown = figures({**PERFORMANCE, **INVESTIGATOR}, performance_history=earlier, alerts_held_back=20, alert_budget=100)
+    assert [d["date"] for d in shown["investigator_days"]] == ["2026-04-27", "2026-04-29", DATE]
+    page = report_lib.render_html(shown)
+    table = page[page.index('<table id="investigator">') :]
+    table = table[: table.index("</table>")]
+    assert table.count("<tr>") == 4  # the header and three labelled days
+    assert "25.00%" in table and "31.00%" in table and "42.00%" in table and "42 of 57" in table and "n/a of n/a" in table
+    assert 'id="trend-precision-at-k"' in page and 'id="trend-card-precision-at-k"' in page
+    assert "precision@k (top-k transactions confirmed as fraud)" in page  # today's row in the performance table
+    assert "20 further high-risk transactions were held back by the alert budget of 100" in page
+    headline = report_lib.headline(shown)
+    assert (headline["precision_at_k"], headline["card_precision_at_k"], headline["compromised_cards_found"]) == (0.31, 0.42, 42)
+    assert headline["alerts_held_back"] == 20
+    # Before labels: no row, no chart, and NaN (not 0) in the metadata.
+    before = figures(None)
+    assert before["investigator_days"] == [] and "No labelled day yet" in report_lib.render_html(before)
+    assert np.isnan(report_lib.headline(before)["precision_at_k"]) and "held back" not in report_lib.render_html(before)
 
 
 def test_the_drift_headline_says_what_the_drift_checks_say():

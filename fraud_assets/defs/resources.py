@@ -16,10 +16,11 @@ import dagster as dg
 from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from dagster_aws.utils import ResourceWithBoto3Configuration
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fraud_assets.lib.aws.clients import ClientSettings, make_client
 from fraud_assets.lib.config import PlatformNames
+from fraud_assets.lib.inference.investigator import DEFAULT_ALERT_BUDGET, validate_budget
 
 _NAME_DEFAULTS = PlatformNames()
 
@@ -172,6 +173,24 @@ class PerformanceFloors(ConfigurableResource):
     accuracy_floor: float = Field(default=0.85, description="The original design's model-drift alarm: accuracy < 85%.")
 
 
+class AlertBudget(ConfigurableResource):
+    """How many alerts the investigators can examine a day, k (FRAUD_ALERT_BUDGET, default 100):
+    model_performance measures precision and card precision at k; with cap_at_budget
+    (FRAUD_ALERT_CAP_AT_BUDGET=1) fraud_alerts sends only the day's k highest-ranked alerts."""
+
+    budget: int = Field(default=DEFAULT_ALERT_BUDGET, description="Alerts the investigators examine a day (k, at least 1).")
+    cap_at_budget: bool = Field(
+        default=False, description="Send at most `budget` alerts a day, highest first, and count the rest as held back."
+    )
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        # Not Field(ge=1): bound to FRAUD_ALERT_BUDGET the value is a placeholder (an int subclass
+        # reading 0) until the run resolves it, and the run's resolved plain int is checked here.
+        return validate_budget(value) if type(value) is int else value  # a str from config is left to pydantic
+
+
 def _from_env(resource_cls: type[ConfigurableResource], prefix: str, **fixed) -> ConfigurableResource:
     """The resource with each field whose <prefix><FIELD> variable is set bound to that variable
     (dg.EnvVar, resolved at run time; the launchpad names the variable)."""
@@ -228,5 +247,6 @@ def resources() -> dg.Definitions:
             "data_prep_engine": DataPrepEngine(engine=os.environ.get("FRAUD_DATA_PREP_ENGINE", "pandas")),
             "retraining_policy": _from_env(RetrainingPolicy, "FRAUD_"),
             "performance_floors": _from_env(PerformanceFloors, "FRAUD_PERFORMANCE_"),
+            "alert_budget": _from_env(AlertBudget, "FRAUD_ALERT_"),
         }
     )

@@ -38,6 +38,10 @@ LABELS_ETAG = "labels_etag"
 REALISED_RECALL_AT_THRESHOLD = "realised_recall_at_threshold"
 REALISED_PRECISION_AT_THRESHOLD = "realised_precision_at_threshold"
 ALERT_PRECISION = "alert_precision"
+# fraud_alerts under the alert budget (model_performance records alert_budget too, with the
+# investigator measures: lib/inference/investigator.py's INVESTIGATOR_KEYS).
+ALERT_BUDGET = "alert_budget"
+ALERTS_HELD_BACK = "alerts_held_back"
 
 
 class MissingMetadata(KeyError):

@@ -24,7 +24,7 @@ from fraud_assets.defs.common import (
     selected_checks,
 )
 from fraud_assets.defs.inference import checks
-from fraud_assets.defs.resources import AwsClients, FraudPlatform
+from fraud_assets.defs.resources import AlertBudget, AwsClients, FraudPlatform
 from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
@@ -220,7 +220,9 @@ class FraudAlertsConfig(Config):
     kinds={"sns"},
     description="High-risk transactions (calibrated fraudScore >= the model's high-risk threshold, 0.8 by default) "
     "ranked by score with priority, details and top reasons, published to "
-    "SNS fraud-detection-alerts at most 100 per message, once per day: a ledger in S3 records what was sent.",
+    "SNS fraud-detection-alerts at most 100 per message, once per day: a ledger in S3 records what was sent. With the "
+    "alert_budget resource's cap_at_budget (FRAUD_ALERT_CAP_AT_BUDGET=1) only the day's budget (FRAUD_ALERT_BUDGET, 100) "
+    "highest-ranked alerts are sent; alerts_held_back counts the rest.",
 )
 def fraud_alerts(
     context: AssetExecutionContext,
@@ -230,6 +232,7 @@ def fraud_alerts(
     s3: S3Resource,
     aws: AwsClients,
     platform: FraudPlatform,
+    alert_budget: AlertBudget,
 ) -> StageResult:
     scored = ScoreSummary.from_summary(daily_scores.summary)
     sns = aws.client("sns")
@@ -245,14 +248,23 @@ def fraud_alerts(
         topic_arn=_topic_arn(sns, platform.alerts_topic),
         ledger_bucket=platform.workflow_bucket,
         resend=config.resend,
+        budget=alert_budget.budget if alert_budget.cap_at_budget else None,
     )
+    context.log.info(day.held_back_note())
     publish_metrics(
         aws.client("cloudwatch"),
         day.cloudwatch_metrics(),
         model_dimensions(scored.endpoint_name, scored.model_version),
         units=alerts_lib.ALERT_METRIC_UNITS,
     )
-    context.add_output_metadata({**day.metadata(), "top_alerts": _top_alerts(day.alerts)})
+    context.add_output_metadata(
+        {
+            **day.metadata(),
+            keys.ALERT_BUDGET: alert_budget.budget,
+            "capped": alert_budget.cap_at_budget,
+            "top_alerts": _top_alerts(day.alerts),
+        }
+    )
     return StageResult(summary=day.summary().to_summary(), tables={"alerts": pd.DataFrame(day.alerts)} if day.alerts else {})
 
 

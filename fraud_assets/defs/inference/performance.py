@@ -16,7 +16,7 @@ from dagster_aws.s3 import S3Resource
 
 from fraud_assets.defs.common import AWS_RETRY_POLICY, daily_check, daily_partitions, selected_checks
 from fraud_assets.defs.inference.assets import quarantine_sample
-from fraud_assets.defs.resources import AwsClients, FraudPlatform, PerformanceFloors
+from fraud_assets.defs.resources import AlertBudget, AwsClients, FraudPlatform, PerformanceFloors
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.storage import S3Uri, StageResult
 from fraud_assets.lib.config import label_file_key
@@ -117,7 +117,8 @@ performance_check_specs = [
     kinds={"s3", "sns"},
     description="Realised quality of the model that scored the day, on its labelled transactions: precision, recall "
     "and false positive rate at the high- and medium-risk thresholds of the model that scored the day, alert precision, missed fraud (count, amount), ROC-AUC, PR-AUC, "
-    "accuracy. Writes performance/{date}.json to the metrics bucket and CloudWatch FraudDetection RealisedRecall, "
+    "accuracy, and the investigator measures at k = the alert budget (FRAUD_ALERT_BUDGET, 100): precision@k, card "
+    "precision@k, compromised cards found in the top k. Writes performance/{date}.json to the metrics bucket and CloudWatch FraudDetection RealisedRecall, "
     "RealisedPrecision, RealisedAccuracy, AlertPrecision (unchanged figures leave both untouched); warns and "
     "notifies fraud-detection-monitoring below the floors.",
     check_specs=performance_check_specs,
@@ -129,6 +130,7 @@ def model_performance(
     aws: AwsClients,
     platform: FraudPlatform,
     performance_floors: PerformanceFloors,
+    alert_budget: AlertBudget,
 ):
     date = context.partition_key
     client = s3_client(s3)
@@ -140,6 +142,7 @@ def model_performance(
         labelled.labels_source,
         high_threshold=labelled.high_risk_threshold,
         medium_threshold=labelled.medium_risk_threshold,
+        alert_budget=alert_budget.budget,
     )
     # Unchanged figures leave the file and the metrics as they were.
     written = perf_lib.publish_performance(client, aws.client("cloudwatch"), platform.metrics_bucket, record, labelled.endpoint_name)

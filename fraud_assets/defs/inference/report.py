@@ -10,10 +10,10 @@ from dagster_aws.s3 import S3Resource
 from fraud_assets.defs.common import AWS_RETRY_POLICY, daily_partitions
 from fraud_assets.defs.resources import FraudPlatform
 from fraud_assets.lib.aws.clients import s3_client
-from fraud_assets.lib.aws.storage import S3Uri, StageResult, get_bytes, get_json, object_exists, put_bytes
+from fraud_assets.lib.aws.storage import StageResult, get_bytes, put_bytes
 from fraud_assets.lib.inference import drift as drift_lib
 from fraud_assets.lib.inference import report as report_lib
-from fraud_assets.lib.inference.performance import performance_key
+from fraud_assets.lib.inference.performance import load_performance, load_performance_history
 from fraud_assets.lib.inference.summaries import AlertSummary, ScoreSummary, TransactionCounts
 from fraud_assets.lib.training.model import load_model_package
 
@@ -37,7 +37,8 @@ def _alerts(fraud_alerts: StageResult) -> list[dict]:
     description="The original design's daily report: a self-contained HTML page at s3://<metrics bucket>/reports/fraud-daily-{date}.html "
     "(transactions processed, risk distribution, alerts ranked with their reasons, top merchants and categories among "
     "high-risk transactions, drift and the 30-day trend as inline SVG charts, model version and threshold policy, and "
-    "confirmed fraud, false positive rate and alert precision from performance/{date}.json once labels exist).",
+    "confirmed fraud, false positive rate and alert precision from performance/{date}.json once labels exist, and "
+    "precision@k, card precision@k and compromised cards found per labelled day of the last 30).",
 )
 def daily_report(
     context: AssetExecutionContext,
@@ -51,12 +52,9 @@ def daily_report(
     date = context.partition_key
     client = s3_client(s3)
     scored = ScoreSummary.from_summary(daily_scores.summary)
+    alert_summary = AlertSummary.from_summary(fraud_alerts.summary)
     _, model_meta = load_model_package(get_bytes(client, scored.model_uri))
-    performance = (
-        get_json(client, S3Uri(platform.metrics_bucket, performance_key(date)))
-        if object_exists(client, platform.metrics_bucket, performance_key(date))
-        else None
-    )
+    performance = load_performance(client, platform.metrics_bucket, date)
     figures = report_lib.report_figures(
         date=date,
         counts=TransactionCounts.from_summary(daily_transactions.summary).to_summary(),
@@ -70,7 +68,10 @@ def daily_report(
             "calibrated": bool(model_meta.get("calibration")),
         },
         performance=performance,
-        alert_messages_sent=AlertSummary.from_summary(fraud_alerts.summary).alerts_sent,
+        alert_messages_sent=alert_summary.alerts_sent,
+        performance_history=load_performance_history(client, platform.metrics_bucket, date, report_lib.INVESTIGATOR_DAYS - 1),
+        alerts_held_back=alert_summary.alerts_held_back,
+        alert_budget=alert_summary.alert_budget,
     )
     page = report_lib.render_html(figures)
     uri = put_bytes(

@@ -115,6 +115,34 @@ def rank_alerts(alerts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(alerts, key=alert_rank_key)
 
 
+def rank_order(scored: pd.DataFrame) -> np.ndarray:
+    """The row positions of a scored table (transactionId, fraudScore, optionally rawScore) in
+    `alert_rank_key`'s order: what `rank_alerts` would make of its rows as alerts, for a whole day
+    at once. Without a rawScore column, equal scores go by transactionId."""
+    _require(scored, (TRANSACTION_ID, "fraudScore"), "scored")
+
+    def descending(column: str) -> np.ndarray:
+        if column not in scored.columns:
+            return np.full(len(scored), np.inf)
+        values = pd.to_numeric(scored[column], errors="coerce").to_numpy(dtype=np.float64)
+        return np.where(np.isnan(values), np.inf, -values)  # as `_descending`: missing after every number
+
+    keys_ = pd.DataFrame({"s": descending("fraudScore"), "r": descending("rawScore"), "i": scored[TRANSACTION_ID].astype(str).to_numpy()})
+    return keys_.sort_values(["s", "r", "i"], kind="mergesort").index.to_numpy()
+
+
+def cap_alerts(alerts: Sequence[dict[str, Any]], budget: int | None) -> tuple[list[dict[str, Any]], int]:
+    """The first `budget` alerts by `rank_alerts` and how many were held back (None: no cap, all
+    kept). The same alerts and budget always keep the same ones, so their messages (and keys) are
+    the same on every run of the day."""
+    ranked = rank_alerts(alerts)
+    if budget is None:
+        return ranked, 0
+    if budget < 1:
+        raise ValueError(f"the alert budget must be at least 1, not {budget}")
+    return ranked[:budget], max(len(ranked) - budget, 0)
+
+
 def high_risk_alerts(
     scored: pd.DataFrame,
     transactions: pd.DataFrame,
@@ -390,22 +418,27 @@ ALERT_METRIC_UNITS = {"AlertsSent": "Count", "AlertMessagesSent": "Count"}
 
 @dataclasses.dataclass(frozen=True)
 class DayAlerts:
-    """fraud_alerts' outcome: the day's ranked alerts, the messages they make, and which of those
-    this run sent (the rest the ledger showed as sent already)."""
+    """fraud_alerts' outcome: the day's ranked alerts (at most `budget` of them when capped), the
+    messages they make, which of those this run sent (the rest the ledger showed as sent already),
+    and how many high-risk transactions the budget held back."""
 
     date: str
     alerts: list[dict[str, Any]]
     messages: list[dict[str, Any]]
     published: PublishResult
+    held_back: int = 0
+    budget: int | None = None  # None: not capped
 
     def summary(self) -> AlertSummary:
         return AlertSummary(
             date=self.date,
-            high_risk_count=len(self.alerts),
+            high_risk_count=len(self.alerts) + self.held_back,
             alerts_sent=len(self.published.sent),
             batch_count=len(self.messages),
             sent_message_keys=list(self.published.sent),
             skipped_message_keys=list(self.published.skipped),
+            alerts_held_back=self.held_back,
+            alert_budget=self.budget,
         )
 
     def cloudwatch_metrics(self) -> dict[str, int]:
@@ -418,13 +451,26 @@ class DayAlerts:
         }
 
     def metadata(self) -> dict[str, int]:
+        """Counts for the UI: high_risk is every high-risk transaction, alerted the ones in the
+        messages (all of them unless capped), alerts_held_back the rest."""
         return {
-            "high_risk": len(self.alerts),
+            "high_risk": len(self.alerts) + self.held_back,
+            "alerted": len(self.alerts),
+            keys.ALERTS_HELD_BACK: self.held_back,
             "urgent": sum(1 for a in self.alerts if a["alertPriority"] == URGENT),
             "messages": len(self.messages),
             keys.MESSAGES_SENT: len(self.published.sent),
             "messages_skipped": len(self.published.skipped),
         }
+
+    def held_back_note(self) -> str:
+        """One line for the run's log: what the budget did to the day's alerts."""
+        if self.budget is None:
+            return f"{len(self.alerts)} high-risk alerts, not capped (no alert budget applied)"
+        return (
+            f"{len(self.alerts)} of {len(self.alerts) + self.held_back} high-risk alerts sent at the alert budget of "
+            f"{self.budget} (highest first); {self.held_back} held back"
+        )
 
 
 def send_day_alerts(
@@ -440,17 +486,27 @@ def send_day_alerts(
     topic_arn: str,
     ledger_bucket: str,
     resend: bool = False,
+    budget: int | None = None,
 ) -> DayAlerts:
     """The day's high-risk transactions (fraudScore >= `high_threshold`, the scoring model's) as
     ranked alerts with their top reasons (the `reasons` table of daily_scores), URGENT above
     `urgent_threshold` (never below the high-risk threshold), published once per message to
-    `topic_arn` with the day's ledger under `alert-ledger/{date}` (`resend`: all again)."""
-    alerts = high_risk_alerts(
-        scores,
-        transactions,
-        threshold=high_threshold,
-        urgent_threshold=max(urgent_threshold, high_threshold),
-        reasons=reasons_by_transaction(reasons),
+    `topic_arn` with the day's ledger under `alert-ledger/{date}` (`resend`: all again).
+
+    With a `budget` only the first `budget` alerts by `rank_alerts` are sent (`cap_alerts`); the
+    rest are counted as held back. Capped alerts are deterministic, so a retry or a repeated run
+    with the same budget makes the same messages and the ledger keeps each to one send. A budget
+    changed between runs of one day changes the last, partial message (its key hashes its alerts):
+    that message is new to the ledger and goes out, repeating the alerts it shares with the old one."""
+    alerts, held_back = cap_alerts(
+        high_risk_alerts(
+            scores,
+            transactions,
+            threshold=high_threshold,
+            urgent_threshold=max(urgent_threshold, high_threshold),
+            reasons=reasons_by_transaction(reasons),
+        ),
+        budget,
     )
     messages = alert_messages(alerts, date)
     published = publish_alerts(
@@ -462,7 +518,7 @@ def send_day_alerts(
         messages=messages,
         resend=resend,
     )
-    return DayAlerts(date, alerts, messages, published)
+    return DayAlerts(date, alerts, messages, published, held_back, budget)
 
 
 def _topic_folder(topic_arn: str) -> str:

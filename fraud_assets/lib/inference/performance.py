@@ -20,6 +20,9 @@ Definitions (`performance/{date}.json`, snake_case, null where a figure is undef
 - missed_fraud / missed_fraud_amount: confirmed fraud below the high-risk threshold (never alerted).
 - roc_auc / pr_auc (average precision): only when the labels hold both classes.
 - accuracy: at 0.5, the training evaluation's decision threshold (the original design's alarm is < 0.85).
+- alert_budget, precision_at_k, labelled_at_k, card_precision_at_k, compromised_cards_found,
+  compromised_cards, cards, cards_unknown: the investigator measures at k = the alert budget
+  (`investigator.py`, where each is defined).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
 from fraud_assets.lib.aws.storage import get_json, put_json
 from fraud_assets.lib.config import TRANSACTION_ID
+from fraud_assets.lib.inference.investigator import DEFAULT_ALERT_BUDGET, INVESTIGATOR_KEYS, investigator_measures
 from fraud_assets.lib.inference.labels import LabelBatch, parse_label_file
 from fraud_assets.lib.inference.summaries import LabelledSummary, ScoreSummary
 from fraud_assets.lib.training.metrics import DECISION_THRESHOLD
@@ -63,6 +67,7 @@ PERFORMANCE_KEYS: tuple[str, ...] = (
     "roc_auc",
     "pr_auc",
     "accuracy",
+    *INVESTIGATOR_KEYS,
     "labels_source",
     "computed_at",
 )
@@ -75,6 +80,9 @@ LABELLED_SCORE_COLUMNS: tuple[str, ...] = (
     "labelledAt",
     "labelSource",
 )
+# Carried along when the inputs have them (daily_scores' rawScore, the transaction's customerId):
+# the investigator measures rank by the raw score too and group by card.
+OPTIONAL_LABELLED_COLUMNS: tuple[str, ...] = ("rawScore", "customerId")
 
 
 def performance_key(date: str) -> str:
@@ -83,7 +91,8 @@ def performance_key(date: str) -> str:
 
 def join_labels(scores: pd.DataFrame, transactions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Every scored transaction with its amount and, where one was accepted, its label
-    (`isFraud` a nullable boolean: <NA> means not labelled yet). One row per scored transaction."""
+    (`isFraud` a nullable boolean: <NA> means not labelled yet), and its rawScore and customerId
+    where the scores and transactions have them. One row per scored transaction."""
     _require(scores, (TRANSACTION_ID, "fraudScore", "modelVersion"), "scores")
     _require(transactions, (TRANSACTION_ID, "amount"), "transactions")
     _require(labels, (TRANSACTION_ID, "isFraud", "labelledAt", "source"), "labels")
@@ -91,9 +100,11 @@ def join_labels(scores: pd.DataFrame, transactions: pd.DataFrame, labels: pd.Dat
         if not frame[TRANSACTION_ID].is_unique:
             dup = frame.loc[frame[TRANSACTION_ID].duplicated(), TRANSACTION_ID].iloc[0]
             raise ValueError(f"{name} hold transaction {dup!r} more than once")
+    score_columns = [TRANSACTION_ID, "fraudScore", "modelVersion", *(["rawScore"] if "rawScore" in scores.columns else [])]
+    detail_columns = [TRANSACTION_ID, "amount", *(["customerId"] if "customerId" in transactions.columns else [])]
     joined = (
-        scores.loc[:, [TRANSACTION_ID, "fraudScore", "modelVersion"]]
-        .merge(transactions.loc[:, [TRANSACTION_ID, "amount"]], on=TRANSACTION_ID, how="left", validate="one_to_one")
+        scores.loc[:, score_columns]
+        .merge(transactions.loc[:, detail_columns], on=TRANSACTION_ID, how="left", validate="one_to_one")
         .merge(
             labels.loc[:, [TRANSACTION_ID, "isFraud", "labelledAt", "source"]].rename(columns={"source": "labelSource"}),
             on=TRANSACTION_ID,
@@ -105,14 +116,20 @@ def join_labels(scores: pd.DataFrame, transactions: pd.DataFrame, labels: pd.Dat
         missing = joined.loc[joined["amount"].isna(), TRANSACTION_ID].iloc[0]
         raise ValueError(f"scored transaction {missing!r} is not among the day's transactions")
     joined["isFraud"] = joined["isFraud"].astype("boolean")
-    return joined.loc[:, list(LABELLED_SCORE_COLUMNS)]
+    return joined.loc[:, [*LABELLED_SCORE_COLUMNS, *(c for c in OPTIONAL_LABELLED_COLUMNS if c in joined.columns)]]
 
 
 def realised_performance(
-    joined: pd.DataFrame, date: str, labels_source: dict | None, *, high_threshold: float, medium_threshold: float
+    joined: pd.DataFrame,
+    date: str,
+    labels_source: dict | None,
+    *,
+    high_threshold: float,
+    medium_threshold: float,
+    alert_budget: int = DEFAULT_ALERT_BUDGET,
 ) -> dict[str, Any]:
     """The day's figures (PERFORMANCE_KEYS) from `join_labels`' table at the thresholds of the model
-    that scored the day; computed_at is now."""
+    that scored the day, and the investigator measures at k = `alert_budget`; computed_at is now."""
     from sklearn import metrics as skm  # imported where used: loading the code location stays cheap
 
     _require(joined, LABELLED_SCORE_COLUMNS, "labelled scores")
@@ -150,6 +167,7 @@ def realised_performance(
         roc_auc=float(skm.roc_auc_score(y, s)) if both_classes else None,
         pr_auc=float(skm.average_precision_score(y, s)) if both_classes else None,
         accuracy=_ratio(tp + tn, labelled),
+        **investigator_measures(joined, alert_budget),
         labels_source=labels_source,
         computed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
@@ -176,6 +194,32 @@ def performance_unchanged(s3, bucket: str, record: dict[str, Any]) -> bool:
 
 def write_performance(s3, bucket: str, record: dict[str, Any]) -> None:
     put_json(s3, bucket, performance_key(record["date"]), record)
+
+
+def load_performance(s3, bucket: str, date: str) -> dict[str, Any] | None:
+    """The day's `performance/{date}.json`, or None while the day has not been measured."""
+    try:
+        return get_json(s3, f"s3://{bucket}/{performance_key(date)}")
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def load_performance_history(s3, bucket: str, date: str, days: int) -> list[dict[str, Any]]:
+    """The `performance/{d}.json` records that exist for the `days` dates before `date`, oldest
+    first (explicit keys: a backfill of an old date sees its own past). A day not measured yet is
+    skipped; a present but unreadable record raises."""
+    day = dt.date.fromisoformat(date)
+    if days < 0:
+        raise ValueError(f"days must be >= 0, not {days}")
+    history = []
+    for back in range(days, 0, -1):
+        earlier = (day - dt.timedelta(days=back)).isoformat()
+        record = load_performance(s3, bucket, earlier)
+        if record is not None and not isinstance(record, dict):
+            raise ValueError(f"s3://{bucket}/{performance_key(earlier)}: performance record is not a JSON object")
+        if record is not None:
+            history.append(record)
+    return history
 
 
 # -- labelled_scores ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from fraud_assets.lib.inference.drift import drift_warnings
 REPORT_PREFIX = "reports"
 MAX_ALERT_ROWS = 500  # a day with more alerts lists the top ones and says how many it left out
 TOP_GROUPS = 10
+INVESTIGATOR_DAYS = 30  # labelled days in the investigator table and trend
 # Keys of performance/{date}.json (model_performance) shown in the report, with their labels.
 PERFORMANCE_FIELDS = (
     ("labelled", "labelled transactions", "int"),
@@ -38,6 +39,11 @@ PERFORMANCE_FIELDS = (
     ("missed_fraud_amount", "amount of fraud not alerted", "money"),
     ("roc_auc", "ROC-AUC", "num"),
     ("pr_auc", "PR-AUC", "num"),
+    ("alert_budget", "alert budget k (alerts the investigators examine a day)", "int"),
+    ("precision_at_k", "precision@k (top-k transactions confirmed as fraud)", "pct"),
+    ("card_precision_at_k", "card precision@k (top-k cards compromised)", "pct"),
+    ("compromised_cards_found", "compromised cards found in the top k", "int"),
+    ("compromised_cards", "compromised cards of the day", "int"),
 )
 
 
@@ -65,6 +71,9 @@ def report_figures(
     model: dict[str, Any],
     performance: dict[str, Any] | None,
     alert_messages_sent: int | None = None,
+    performance_history: Sequence[dict[str, Any]] = (),
+    alerts_held_back: int = 0,
+    alert_budget: int | None = None,
 ) -> dict[str, Any]:
     """The report's content as plain data. `counts`: daily_transactions' summary (received,
     accepted, quarantined: `TransactionCounts`); `score_summary`: daily_scores' (high_risk_count,
@@ -72,7 +81,10 @@ def report_figures(
     alerts with topReasons (and rawScore), listed in the SNS messages' order (`rank_alerts`);
     `drift`: today's metrics record; `history`: earlier records (oldest first; each names its
     modelVersion); `model`: modelVersion, thresholds, calibrated; `performance`: the day's
-    performance/{date}.json or None before labels."""
+    performance/{date}.json or None before labels; `performance_history`: earlier days'
+    performance records (oldest first), whose labelled days make the investigator table with
+    today's; `alerts_held_back`: high-risk transactions fraud_alerts kept out of its messages at
+    `alert_budget` (None: not capped)."""
     high = (
         pd.DataFrame(list(alerts), columns=[TRANSACTION_ID, "amount", "merchant", "category"])
         if alerts
@@ -118,7 +130,23 @@ def report_figures(
         "thresholds": model.get("thresholds") or {},
         "calibrated": bool(model.get("calibrated")),
         "performance": performance,
+        "investigator_days": investigator_days(performance_history, performance, date),
+        "alerts_held_back": int(alerts_held_back),
+        "alert_budget": alert_budget,
     }
+
+
+def investigator_days(history: Sequence[dict[str, Any]], today: dict[str, Any] | None, date: str) -> list[dict[str, Any]]:
+    """The investigator measures of each labelled day among the earlier records and today's, oldest
+    first, the last HISTORY rows: date, model_version, alert_budget, labelled, precision_at_k,
+    card_precision_at_k, compromised_cards_found, compromised_cards (None where a record predates them)."""
+    records = [h for h in history if str(h.get("date", "")) < date] + ([today] if today else [])
+    keys = ("alert_budget", "labelled", "precision_at_k", "card_precision_at_k", "compromised_cards_found", "compromised_cards")
+    return [
+        {"date": str(r.get("date")), "model_version": r.get("model_version"), "drift": False, **{k: r.get(k) for k in keys}}
+        for r in records
+        if r.get("labelled")
+    ][-INVESTIGATOR_DAYS:]
 
 
 def headline(figures: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +171,10 @@ def headline(figures: dict[str, Any]) -> dict[str, Any]:
         "drift_warnings": len(figures["drift_warnings"]),
         "false_positive_rate": number(perf.get("realised_false_positive_rate_at_threshold")),
         "alert_precision": number(perf.get("alert_precision")),
+        "precision_at_k": number(perf.get("precision_at_k")),
+        "card_precision_at_k": number(perf.get("card_precision_at_k")),
+        "compromised_cards_found": number(perf.get("compromised_cards_found")),
+        "alerts_held_back": figures["alerts_held_back"],
     }
 
 
@@ -316,6 +348,45 @@ svg.chart{max-width:100%;height:auto;border:1px solid #eee;background:#fff}.note
 """
 
 
+def _investigator_html(days: Sequence[dict[str, Any]]) -> str:
+    """Precision@k, card precision@k and compromised cards found per labelled day: a table and the
+    two trends."""
+    if not days:
+        return "<p>No labelled day yet.</p>"
+    rows = [
+        (
+            _e(d["date"]),
+            _e(str(d.get("model_version") or "")),
+            _fmt(d.get("alert_budget"), "int"),
+            _fmt(d.get("labelled"), "int"),
+            _fmt(d.get("precision_at_k"), "pct"),
+            _fmt(d.get("card_precision_at_k"), "pct"),
+            f"{_fmt(d.get('compromised_cards_found'), 'int')} of {_fmt(d.get('compromised_cards'), 'int')}",
+        )
+        for d in days
+    ]
+    return (
+        '<p class="note">k is the alert budget, the alerts the investigators examine a day. Precision@k: the share of the '
+        "day's k highest-ranked transactions confirmed as fraud (unlabelled ones count as not confirmed); card precision@k: "
+        "the share of the k highest-ranked cards (each by its best transaction of the day) with a confirmed fraud. Ranked "
+        "as the alerts are.</p>"
+        + _table(
+            ["date", "model", "k", "labelled", "precision@k", "card precision@k", "compromised cards found in top k"],
+            rows,
+            "investigator",
+            numeric=(2, 3, 4, 5),
+        )
+        + "".join(
+            _trend_svg(days, key, label, chart_id, True)
+            for key, label, chart_id in (
+                ("precision_at_k", "Precision@k per labelled day", "trend-precision-at-k"),
+                ("card_precision_at_k", "Card precision@k per labelled day", "trend-card-precision-at-k"),
+            )
+            if any(isinstance(d.get(key), (int, float)) for d in days)  # records written before these figures have none
+        )
+    )
+
+
 def render_html(figures: dict[str, Any]) -> str:
     f = figures
     date = _e(f["date"])
@@ -330,6 +401,8 @@ def render_html(figures: dict[str, Any]) -> str:
         ("amount at high risk", _fmt(f["high_risk_amount"], "money"), ""),
         ("average score", _fmt(f["average_score"]), ""),
     ]
+    if f["alerts_held_back"]:
+        cards.insert(4, ("held back by the alert budget", _fmt(f["alerts_held_back"], "int"), ""))
     card_html = "".join(f'<div class="card {cls}"><b>{value}</b>{_e(label)}</div>' for label, value, cls in cards)
 
     alerts = f["alerts"][:MAX_ALERT_ROWS]
@@ -372,6 +445,11 @@ def render_html(figures: dict[str, Any]) -> str:
     )
     if left_out > 0:
         alerts_html += f'<p class="note">{left_out:,} further alerts are in the SNS messages and the FraudScores table.</p>'
+    if f["alerts_held_back"]:
+        alerts_html = (
+            f'<p class="note">{_fmt(f["alerts_held_back"], "int")} further high-risk transactions were held back by the alert '
+            f"budget of {_fmt(f['alert_budget'], 'int')} alerts a day (not sent; they are in the FraudScores table).</p>" + alerts_html
+        )
 
     def groups(rows, table_id, what):
         if not rows:
@@ -401,6 +479,8 @@ def render_html(figures: dict[str, Any]) -> str:
         performance_html = (
             "<p>No labels for this day yet: confirmed fraud, false positive rate and alert precision appear once labels arrive.</p>"
         )
+
+    investigator_html = _investigator_html(f["investigator_days"])
 
     policy = str(thresholds.get("policy", "fixed"))
     if thresholds.get("target") is not None:
@@ -440,6 +520,8 @@ Bar heights on a log scale; red bars at or above the high-risk threshold.</p>
 (the days right of it were scored by the model it names).</p>
 <h2>Measured performance</h2>
 {performance_html}
+<h3>Investigator measures per labelled day</h3>
+{investigator_html}
 <h2>Model and threshold policy</h2>
 {_table(["", ""], model_rows, "model")}
 <h2>Alerts, highest score first</h2>

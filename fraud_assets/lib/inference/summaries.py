@@ -94,7 +94,8 @@ class ScoreSummary(StageSummary):
 
 @dataclasses.dataclass(frozen=True)
 class AlertSummary(StageSummary):
-    """fraud_alerts: what was alerted and which messages this run sent or found already sent."""
+    """fraud_alerts: what was alerted, which messages this run sent or found already sent, and what
+    the alert budget held back."""
 
     STAGE: ClassVar[str] = "fraud_alerts"
     date: str
@@ -103,6 +104,10 @@ class AlertSummary(StageSummary):
     batch_count: int  # messages the day's alerts make
     sent_message_keys: list[str]
     skipped_message_keys: list[str]
+    # The high-risk transactions the alert budget kept out of the messages (high_risk_count counts
+    # them too) and the budget capped at (None: not capped).
+    alerts_held_back: int
+    alert_budget: int | None
 
 
 @dataclasses.dataclass(frozen=True)
