@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
     AssetSpec,
     Config,
     Failure,
     MetadataValue,
     Output,
+    TimeWindowPartitionMapping,
     asset,
 )
 from dagster_aws.s3 import S3Resource
@@ -129,8 +131,9 @@ class DailyScoresConfig(Config):
     "(HIGH / MEDIUM / LOW by the model's thresholds, the original design's 0.8 / 0.5 by default), modelVersion. The high-risk "
     "rows also get their top contributing features (TreeSHAP from the very model package the endpoint serves): "
     "the `reasons` table.",
-    # The endpoint it reads is the training graph's deployed_endpoint: lineage shows the link.
-    deps=["deployed_endpoint"],
+    # The endpoint it reads is the training graph's deployed_endpoint, the customer history the
+    # aggregates written up to the day before: lineage shows both links.
+    deps=["deployed_endpoint", AssetDep("feature_aggregates", partition_mapping=TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))],
     check_specs=checks.daily_score_check_specs,
 )
 def daily_scores(
