@@ -78,11 +78,17 @@ def execute(
     run ends), so a step's frames are freed when the step ends."""
     from dagster import build_reconstructable_job, execute_job
 
+    from fraud_assets.lib.memory import release_freed_memory
+
     job = build_reconstructable_job(
         "fraud_assets.main_job", "location_job", reconstructable_kwargs={"job_name": job_name, "resources": dict(resources or {})}
     )
     run_tags = {**(tags or {}), **({"dagster/partition": partition_key} if partition_key else {})}
-    return execute_job(job, instance=instance, run_config=run_config or QUIET, tags=run_tags, raise_on_error=False)
+    result = execute_job(job, instance=instance, run_config=run_config or QUIET, tags=run_tags, raise_on_error=False)
+    # What the run's last steps freed, handed back before the next run's first step (which loads
+    # no input, so the IO manager's release between steps does not come first).
+    release_freed_memory(collect_cycles=True)
+    return result
 
 
 def training_run_config(recent_window_days: int | None = None) -> dict:
