@@ -85,16 +85,18 @@ class TreeMonitor:
         }
 
 
-def run_job(monitor: TreeMonitor, job, **kwargs) -> dict:
-    """Execute a job in process; the whole run and each step measured from the run's own events."""
+def run_job(monitor: TreeMonitor, job_name: str, resources: dict | None = None, partition_key: str | None = None) -> dict:
+    """Execute a job in this process as `fraud-assets run` does (`main_job.execute`: execute_job,
+    the job's in-process executor, no step output captured); the whole run and each step measured
+    from the run's own events."""
     from dagster import DagsterEventType, DagsterInstance
 
-    from fraud_assets.main_job import QUIET
+    from fraud_assets.main_job import execute
 
     instance = DagsterInstance.get()
     main_rss_before = monitor.sample()[2]
     started = time.time()
-    result = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False, **kwargs)
+    result = execute(job_name, instance, resources=resources, partition_key=partition_key)
     ended = time.time()
     starts, steps = {}, {}
     for entry in instance.all_logs(result.run_id):
@@ -167,10 +169,6 @@ def main() -> None:
     os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="fraud-bench-scale-dagster-")
     # The benchmark's days (2026-02/03) are partitions: before the code location loads.
     os.environ.setdefault(FIRST_DAY_VARIABLE, "2026-01-01")
-    from fraud_assets.definitions import location_defs
-    from fraud_assets.defs.engines import DataPrepEngine
-    from fraud_assets.defs.resources import QualityGates, TrainingEngine
-
     out_path = Path(args.json)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     results: dict = {
@@ -189,15 +187,15 @@ def main() -> None:
         os.environ.update(stack.env())
         for engine, training_engine in [(e, t) for e in engines for t in args.training_engines.split(",") if t]:
             runs = results["training"].setdefault(f"{engine}/{training_engine}", {})
-            job = location_defs(
-                training_engine=TrainingEngine(engine=training_engine),
+            resources = {
+                "training_engine": {"engine": training_engine},
                 # Spark's driver holds the 10x data in local mode: 4g, as bench_spark (2g, the
                 # default, loses the driver at 2.85M rows).
-                data_prep_engine=DataPrepEngine(engine=engine, spark_config={"spark.driver.memory": "4g"} if engine == "spark" else {}),
+                "data_prep_engine": {"engine": engine, "spark_config": {"spark.driver.memory": "4g"} if engine == "spark" else {}},
                 # Each size is its own synthetic data set: a smaller one's model must not be held
                 # back for being worse than a larger one's. The benchmark times the graph.
-                quality_gates=QualityGates(regression_tolerance=1.0),
-            ).resolve_job_def("training_job")
+                "quality_gates": {"regression_tolerance": 1.0},
+            }
             for rows in training_rows:
                 upload_s = upload_in_child(
                     env,
@@ -216,7 +214,7 @@ def main() -> None:
                     "load_before": load(),
                     "csv_mb": csv_mb,
                     "generate_and_upload_s": round(upload_s, 1),
-                    **run_job(monitor, job),
+                    **run_job(monitor, "training_job", resources),
                     "load_after": load(),
                 }
                 # Data preparation: the data set's extraction and its split.
@@ -235,7 +233,6 @@ def main() -> None:
             results["training"][f"{engine}/{training_engine}_growth"] = growth(runs, training_rows)
             save()
         # The daily graph needs the deployed endpoint: the last training run left one.
-        job = location_defs().resolve_job_def("inference_job")
         for i, size in enumerate(days):
             date = f"2026-03-{10 + i:02d}"
             upload_s = upload_in_child(
@@ -252,7 +249,7 @@ def main() -> None:
             run = {
                 "load_before": load(),
                 "generate_and_upload_s": round(upload_s, 1),
-                **run_job(monitor, job, partition_key=date),
+                **run_job(monitor, "inference_job", partition_key=date),
                 "load_after": load(),
             }
             run["us_per_transaction"] = round(run["wall_s"] / size * 1e6, 1)

@@ -1,13 +1,18 @@
 """The main job behind `fraud-assets run`: the training graph, then the daily partitions, through
-Dagster on a persistent instance (so `dagster dev` shows the runs afterwards)."""
+Dagster on a persistent instance (so `dagster dev` shows the runs afterwards).
+
+Every run executes as a launched run does (`execute`: `dagster.execute_job` over the code
+location's job reconstructed by name, its in-process executor), not through `execute_in_process`,
+which captures every step's output until the run ends: the training graph's frames (the data set,
+three splits) would all be held at once in this process."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Callable
+from typing import Callable, Mapping
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, JobDefinition
 
 from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.training.metrics import HEADLINE_METRICS
@@ -47,12 +52,43 @@ def _check_lines(result) -> tuple[list[str], list[str]]:
     return passed, failed
 
 
-def _definitions(defs):
-    if defs is not None:
-        return defs
+def location_job(job_name: str, resources: Mapping[str, Mapping] | None = None) -> JobDefinition:
+    """A job of the code location, some resources' fields replaced (`resources`: resource name ->
+    fields, plain JSON, so the job can be reconstructed from it by name)."""
     from fraud_assets.definitions import location_defs
 
-    return location_defs()
+    defs = location_defs()
+    if resources:
+        defs = location_defs(**{name: type(defs.resources[name])(**fields) for name, fields in resources.items()})
+    return defs.resolve_job_def(job_name)
+
+
+def execute(
+    job_name: str,
+    instance: DagsterInstance,
+    *,
+    run_config: dict | None = None,
+    tags: Mapping[str, str] | None = None,
+    partition_key: str | None = None,
+    resources: Mapping[str, Mapping] | None = None,
+):
+    """Run a job of the code location in this process as a launched run executes it: the job
+    reconstructed by name (`location_job`) and run by `dagster.execute_job` with the job's
+    in-process executor. No step output is captured (execute_in_process keeps every one until the
+    run ends), so a step's frames are freed when the step ends."""
+    from dagster import build_reconstructable_job, execute_job
+
+    from fraud_assets.lib.memory import release_freed_memory
+
+    job = build_reconstructable_job(
+        "fraud_assets.main_job", "location_job", reconstructable_kwargs={"job_name": job_name, "resources": dict(resources or {})}
+    )
+    run_tags = {**(tags or {}), **({"dagster/partition": partition_key} if partition_key else {})}
+    result = execute_job(job, instance=instance, run_config=run_config or QUIET, tags=run_tags, raise_on_error=False)
+    # What the run's last steps freed, handed back before the next run's first step (which loads
+    # no input, so the IO manager's release between steps does not come first).
+    release_freed_memory(collect_cycles=True)
+    return result
 
 
 def training_run_config(recent_window_days: int | None = None) -> dict:
@@ -63,13 +99,14 @@ def training_run_config(recent_window_days: int | None = None) -> dict:
 
 
 def run_training(
-    instance: DagsterInstance, announce: Announce, defs=None, run_config: dict | None = None, tags: dict | None = None
+    instance: DagsterInstance,
+    announce: Announce,
+    run_config: dict | None = None,
+    tags: dict | None = None,
+    resources: Mapping[str, Mapping] | None = None,
 ) -> dict:
-    defs = _definitions(defs)
     announce("Materialising the training graph (training_job) ...")
-    result = defs.resolve_job_def("training_job").execute_in_process(
-        instance=instance, run_config=run_config or QUIET, tags=tags, raise_on_error=False
-    )
+    result = execute("training_job", instance, run_config=run_config, tags=tags, resources=resources)
     mats = _materializations(result)
     passed, failed = _check_lines(result)
     read = _reader(mats)
@@ -193,8 +230,8 @@ def _performance_note(performance: dict | None) -> str:
     )
 
 
-def _inference_day(job, instance: DagsterInstance, date: str, announce: Announce) -> dict:
-    result = job.execute_in_process(instance=instance, partition_key=date, run_config=QUIET, raise_on_error=False)
+def _inference_day(instance: DagsterInstance, date: str, announce: Announce) -> dict:
+    result = execute("inference_job", instance, partition_key=date)
     mats = {k.split("[")[0]: v for k, v in _materializations(result).items()}
     day = {
         "date": date,
@@ -220,12 +257,10 @@ def _inference_day(job, instance: DagsterInstance, date: str, announce: Announce
     return day
 
 
-def _measure(defs, instance: DagsterInstance, date: str) -> dict | None:
+def _measure(instance: DagsterInstance, date: str) -> dict | None:
     """A day's realised quality once its labels arrived: model_performance_job for that day, as
     label_file_sensor would launch it."""
-    result = defs.resolve_job_def("model_performance_job").execute_in_process(
-        instance=instance, partition_key=date, run_config=QUIET, raise_on_error=False
-    )
+    result = execute("model_performance_job", instance, partition_key=date)
     return day_performance({k.split("[")[0]: v for k, v in _materializations(result).items()}.get("model_performance", {}))
 
 
@@ -311,7 +346,7 @@ def run_main_job(
     instance = DagsterInstance.get()
     defs = location_defs()
     run_config = training_run_config(recent_window_days)
-    training = run_training(instance, announce, defs, run_config)
+    training = run_training(instance, announce, run_config)
     summary: dict = {"training": training, "days": [], "retraining_requests": [], "retraining": None}
     if not (training["succeeded"] and dates):
         return summary
@@ -322,12 +357,11 @@ def run_main_job(
     def labels_arrive(due: list[str]) -> None:
         for date in sorted(due):
             put_label_file(s3, names, date, pending.pop(date))
-            performance = _measure(defs, instance, date)
+            performance = _measure(instance, date)
             if date in by_date:
                 by_date[date]["performance"] = performance
             announce(f"  labels for {date} arrived" + _performance_note(performance))
 
-    job = defs.resolve_job_def("inference_job")
     announce(f"Living through {len(dates)} days (inference_job per day; labels arrive {label_delay_days} day(s) late) ...")
     cursor = None
     for date in dates:
@@ -337,9 +371,9 @@ def run_main_job(
         summary["retraining_requests"] += requests
         for request in requests:
             announce(f"drift_retraining_sensor requests a {request['job']} run ({request['run_key']}); running it now")
-            retrained = run_training(instance, announce, defs, run_config, tags=request["tags"])
+            retrained = run_training(instance, announce, run_config, tags=request["tags"])
             summary["retraining"] = _retraining_summary(retrained)
-        by_date[date] = _inference_day(job, instance, date, announce)
+        by_date[date] = _inference_day(instance, date, announce)
         summary["days"].append(by_date[date])
     if pending:
         announce("The following days: the last labels arrive")
@@ -349,7 +383,9 @@ def run_main_job(
     return summary
 
 
-def promote_and_maybe_retrain(experiment_id: str, retrain: bool, announce: Announce = print, defs=None) -> dict:
+def promote_and_maybe_retrain(
+    experiment_id: str, retrain: bool, announce: Announce = print, resources: Mapping[str, Mapping] | None = None
+) -> dict:
     from fraud_assets.lib.aws.clients import make_client
     from fraud_assets.lib.config import PlatformNames
     from fraud_assets.lib.experimentation.promotion import promote_to_production
@@ -357,7 +393,7 @@ def promote_and_maybe_retrain(experiment_id: str, retrain: bool, announce: Annou
     result = promote_to_production(experiment_id, s3=make_client("s3"), ssm=make_client("ssm"), names=PlatformNames.from_env())
     if retrain:
         announce("Retraining with the promoted hyperparameters ...")
-        result["retraining"] = run_training(DagsterInstance.get(), announce, defs)
+        result["retraining"] = run_training(DagsterInstance.get(), announce, resources=resources)
     return result
 
 

@@ -134,6 +134,10 @@ def needs(call: ApiCall, account: str = ACCOUNT) -> list[Need]:
         obj = f"arn:aws:s3:::{bucket}/{p.get('Key', '')}"
         if op in ("GetObject", "PutObject", "DeleteObject"):
             return [Need(f"s3:{op}", obj)]
+        if op in ("CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"):  # boto3's upload_file above 8 MiB
+            return [Need("s3:PutObject", obj)]
+        if op == "AbortMultipartUpload":
+            return [Need("s3:AbortMultipartUpload", obj)]
         if op == "HeadObject":  # 404 for a missing key needs ListBucket (403 otherwise)
             return [Need("s3:GetObject", obj), Need("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
         if op in ("ListObjectsV2", "ListObjects"):

@@ -23,7 +23,8 @@ def test_tune_promote_retrain_names_the_experiment_on_the_endpoint(aws, tmp_path
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     s3 = boto3.client("s3")
     put_bytes(s3, NAMES.data_bucket, RAW_DATA_KEY, to_csv_bytes(generate_transactions(n_rows=60_000, seed=11)))
-    defs = location_defs(quality_gates=QualityGates(pr_auc_floor=0.0, high_risk_precision_floor=0.0, regression_tolerance=1.0))
+    lenient = {"pr_auc_floor": 0.0, "high_risk_precision_floor": 0.0, "regression_tolerance": 1.0}
+    defs = location_defs(quality_gates=QualityGates(**lenient))
     instance = DagsterInstance.get()
     assert defs.resolve_job_def("training_job").execute_in_process(instance=instance).success
     assert current_endpoint(s3, NAMES).get("experiment_id") is None
@@ -39,7 +40,7 @@ def test_tune_promote_retrain_names_the_experiment_on_the_endpoint(aws, tmp_path
     assert len(record["trials"]) == 3 and record["best"] is not None
     assert experiment_id in format_experiment_detail(record)
 
-    result = promote_and_maybe_retrain(experiment_id, retrain=True, announce=lambda _: None, defs=defs)
+    result = promote_and_maybe_retrain(experiment_id, retrain=True, announce=lambda _: None, resources={"quality_gates": lenient})
     assert result["retraining"]["deployed"]
     promoted = read_hyperparameters(boto3.client("ssm"))
     assert promoted.source == "ssm" and promoted.experiment_id == experiment_id

@@ -25,10 +25,12 @@ def test_every_job_runs_in_one_process_including_the_implicit_asset_job():
         assert {name: e.name for name, e in executors.items() if e is not in_process_executor} == {}
 
 
-def test_the_named_jobs_keep_releasing_freed_memory_between_steps():
-    loaded = defs()
-    for name in ("training_job", "inference_job"):
-        assert "release_freed_memory" in {h.name for h in loaded.resolve_job_def(name).hook_defs}, name
+def test_no_job_has_a_hook_so_no_step_output_is_held_past_its_step():
+    # Dagster captures every step's outputs in a job with any hook (for the hook to read): the
+    # training graph's data set and splits stayed in memory (measured at 2.85M rows: 1.07 GB of
+    # split frames after prepared_splits). The IO manager releases freed memory between steps instead.
+    for job in defs().resolve_all_job_defs():
+        assert not job.hook_defs, job.name
 
 
 def _fresh_process(code: str, **env: str) -> dict:

@@ -9,7 +9,10 @@ import time
 
 import boto3
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, PlatformNames
@@ -111,14 +114,87 @@ def test_job_names_are_derived_from_the_run_and_validated():
         )
 
 
-def test_channel_objects_are_label_first_csv_shards(data):
-    train = data[0].iloc[:1001]
-    shards = tj.split_to_channel_objects(train, 3)
-    rows = [line.split(",") for shard in shards for line in shard.decode().splitlines()]
-    assert len(rows) == 1001 and all(len(r) == 1 + len(FEATURE_COLUMNS) for r in rows)
-    first = shards[0].decode().splitlines()[0].split(",")
-    assert float(first[0]) == train[LABEL_COLUMN].iloc[0]
-    assert np.float32(float(first[1])) == np.float32(train[FEATURE_COLUMNS[0]].iloc[0])
+def _shard_rows(paths) -> list[np.ndarray]:
+    """Each shard file's rows as float32, read as the built-in container reads it (no header)."""
+    return [np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2) if path.stat().st_size else np.empty((0, 0)) for path in paths]
+
+
+def _interleaved(shards: list[np.ndarray], rows: int) -> np.ndarray:
+    """Rows dealt out in turn (row i in shard i mod n), put back in the split's order."""
+    out = np.empty((rows, shards[0].shape[1]), dtype=np.float32)
+    for index, shard in enumerate(shards):
+        out[index :: len(shards)] = shard
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(min_value=1, max_value=60),
+    n_shards=st.integers(min_value=1, max_value=4),
+    batch_rows=st.integers(min_value=1, max_value=9),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_shard_files_hold_the_split_label_first_without_a_header_whatever_the_batches(rows, n_shards, batch_rows, seed):
+    """However the split arrives in batches, the shards together are the split, each row once, in
+    float32, the label first, no header; row i in shard i mod n, every shard non-empty."""
+    import tempfile
+    from pathlib import Path
+
+    if rows < n_shards:
+        with pytest.raises(ValueError, match="non-empty shards"):
+            tj.write_shard_files(rows, iter(()), n_shards, Path("."))
+        return
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({name: rng.normal(0, 10, rows) for name in FEATURE_COLUMNS})
+    frame.insert(3, LABEL_COLUMN, rng.integers(0, 2, rows))  # a label column anywhere in the split's own order
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        tj.channel_batches(None, frame, [LABEL_COLUMN, *FEATURE_COLUMNS], batch_rows) as (n, batches),
+    ):
+        paths = tj.write_shard_files(n, batches, n_shards, Path(directory))
+        assert [p.name for p in paths] == [f"part-{i:05d}.csv" for i in range(n_shards)]
+        shards = _shard_rows(paths)
+        assert [len(s) for s in shards] == [len(range(i, rows, n_shards)) for i in range(n_shards)]
+        assert all(len(s) for s in shards)
+        expected = frame[[LABEL_COLUMN, *FEATURE_COLUMNS]].to_numpy(dtype=np.float32)
+        np.testing.assert_array_equal(_interleaved(shards, rows), expected)  # exact: shortest float32 text round-trips
+        with open(paths[0]) as f:
+            first = f.readline().split(",")
+        assert len(first) == 1 + len(FEATURE_COLUMNS) and first[0] in ("0", "1")  # no header line, the label first
+
+
+def test_a_channel_streams_a_stored_split_to_encrypted_shards_and_replaces_an_earlier_attempt(aws, data):
+    """From the split's stored parquet (what fraud_model hands over) as from the frame: the same
+    objects, each encrypted (uploaded multipart when large), and a channel prefix that an earlier
+    attempt with more shards left behind holds exactly the new shards."""
+    from fraud_assets.lib.aws.storage import put_table
+
+    s3 = boto3.client("s3")
+    train = data[0]
+    stored = str(put_table(s3, BUCKET, "tj/stored/train.parquet", train))
+    assert tj.write_channel(s3, train, BUCKET, "tj/stream/train", 5) == f"s3://{BUCKET}/tj/stream/train/"
+    uri = tj.write_channel(s3, stored, BUCKET, "tj/stream/train", 3)
+    assert uri == f"s3://{BUCKET}/tj/stream/train/"
+    listed = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="tj/stream/train/")["Contents"])
+    assert listed == [f"tj/stream/train/part-{i:05d}.csv" for i in range(3)]
+    bodies = []
+    for key in listed:
+        head = s3.head_object(Bucket=BUCKET, Key=key)
+        assert head["ServerSideEncryption"] == "AES256" and head["ContentType"] == tj.CSV_CONTENT_TYPE
+        bodies.append(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    shards = [np.loadtxt(body.decode().splitlines(), delimiter=",", dtype=np.float32, ndmin=2) for body in bodies]
+    expected = train[[LABEL_COLUMN, *FEATURE_COLUMNS]].to_numpy(dtype=np.float32)
+    np.testing.assert_array_equal(_interleaved(shards, len(train)), expected)
+    # The frame gives the very same bytes.
+    tj.write_channel(s3, train, BUCKET, "tj/frame/train", 3)
+    assert [s3.get_object(Bucket=BUCKET, Key=k.replace("stream", "frame"))["Body"].read() for k in listed] == bodies
+    # Larger than boto3's multipart threshold: uploaded in parts, still encrypted.
+    big = pd.concat([train] * 4, ignore_index=True)
+    tj.write_channel(s3, big, BUCKET, "tj/big/train", 1)
+    head = s3.head_object(Bucket=BUCKET, Key="tj/big/train/part-00000.csv")
+    assert head["ContentLength"] > 8 * 1024 * 1024 and "-" in head["ETag"] and head["ServerSideEncryption"] == "AES256"
+    with pytest.raises(ValueError, match="lacks columns"):
+        tj.write_channel(s3, stored, BUCKET, "tj/bad/train", 1, [*FEATURE_COLUMNS, "nope"])
 
 
 def test_a_job_trains_uploads_reports_metrics_and_logs(aws, data):

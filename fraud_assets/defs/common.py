@@ -15,15 +15,12 @@ from dagster import (
     Backoff,
     DailyPartitionsDefinition,
     Failure,
-    HookContext,
     Jitter,
     PreviewWarning,
     RetryPolicy,
-    success_hook,
 )
 
 from fraud_assets.lib.config import DEFAULT_FIRST_DAY, FIRST_DAY_VARIABLE
-from fraud_assets.lib.memory import release_freed_memory
 
 OWNERS = ["team:fraud-ml"]
 TRAINING = "training"
@@ -94,11 +91,3 @@ def selected_checks(context, results: Iterable[AssetCheckResult]) -> Iterator[As
             )
         if key in wanted:
             yield result
-
-
-@success_hook(name="release_freed_memory")
-def release_freed_memory_hook(context: HookContext) -> None:
-    # After each step: a job's steps share one process (the in-process executor), and without
-    # this what a step freed (its inputs, the IO manager's parquet buffers) stays in RSS while the
-    # next step maps its own data-sized arrays anew.
-    release_freed_memory()

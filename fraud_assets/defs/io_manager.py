@@ -39,6 +39,7 @@ from fraud_assets.lib.aws.storage import (
     put_table,
     validate_key_part,
 )
+from fraud_assets.lib.memory import release_freed_memory
 
 
 class ExecutionsIOManager(ConfigurableIOManager):
@@ -71,6 +72,10 @@ class ExecutionsIOManager(ConfigurableIOManager):
         context.add_output_metadata({keys.OUTPUT_URI: MetadataValue.path(str(summary_uri)), **metadata})
 
     def load_input(self, context: InputContext) -> StageResult:
+        # Before this step holds anything: what the earlier steps of the run freed (much of it in
+        # reference cycles with Dagster's step objects) is collected and handed back to the system,
+        # so this step's arrays do not come on top of it (the in-process executor: one process).
+        release_freed_memory(collect_cycles=True)
         uri, source_run_id = self._recorded_uri(context)
         # The loaded-input event names what was read, so the run's log shows the lineage by URI.
         context.add_input_metadata({"uri": MetadataValue.path(uri), "source_run_id": source_run_id})

@@ -30,7 +30,7 @@ from dagster import (
 )
 from dagster_aws.s3 import S3Resource
 
-from fraud_assets.defs.common import INFERENCE, daily_partitions, release_freed_memory_hook
+from fraud_assets.defs.common import INFERENCE, daily_partitions
 from fraud_assets.defs.resources import FraudPlatform
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.storage import object_exists
@@ -58,7 +58,8 @@ inference_job = define_asset_job(
     # One process per run: the steps form a chain over one day's data, and a process per step
     # would pay the code location's import once per step for nothing.
     executor_def=in_process_executor,
-    hooks={release_freed_memory_hook},
+    # No hooks: Dagster captures every step's outputs for a job with any hook (the frames then live
+    # until the step's context goes). Freed memory is handed back when the next step loads an input.
 )
 
 

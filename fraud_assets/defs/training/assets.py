@@ -40,7 +40,7 @@ from fraud_assets.defs.training.rollback import history_table
 from fraud_assets.lib import metadata_keys as keys
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.cloudwatch import model_dimensions, publish_metrics
-from fraud_assets.lib.aws.storage import S3Uri, StageResult
+from fraud_assets.lib.aws.storage import S3Uri, StageResult, get_table_columns
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN, RAW_DATA_KEY
 from fraud_assets.lib.features.training_history import empty_history, join_history, transaction_history, with_history
 from fraud_assets.lib.training import endpoint as endpoint_lib
@@ -65,7 +65,14 @@ from fraud_assets.lib.training.extraction import (
 from fraud_assets.lib.training.features import EngineeredFeatures, engineered_feature_names
 from fraud_assets.lib.training.gates import gate_records, split_gates
 from fraud_assets.lib.training.hyperparameters import HyperparameterSet, read_hyperparameters
-from fraud_assets.lib.training.model import ModelFacts, load_model_package, model_version, package_model, train_model
+from fraud_assets.lib.training.model import (
+    ModelFacts,
+    load_model_package,
+    model_version,
+    package_model,
+    reference_features,
+    train_model,
+)
 from fraud_assets.lib.training.registry import deployment_refusal, find_model, register_model
 from fraud_assets.lib.training.splits import SPLITS, split_summary
 from fraud_assets.lib.training.training_job import train_with_job
@@ -340,12 +347,12 @@ def fraud_model(
 ) -> StageResult:
     hyperparameters = HyperparameterSet.from_summary(model_hyperparameters.summary)
     features = EngineeredFeatures.from_summary(engineered_features.summary)
-    train, validation = engineered_features.tables["train"], engineered_features.tables["validation"]
     started = time.perf_counter()
     trained, training = _train(
-        context, training_engine, train, validation, hyperparameters.values, features.feature_names, aws, s3, platform
+        context, training_engine, engineered_features, hyperparameters.values, features.feature_names, aws, s3, platform
     )
     seconds = time.perf_counter() - started
+    train, validation = _fitted_frames(training_engine, engineered_features, trained, features.feature_names, s3)
     calibration, thresholds = release_policy(trained.predict(validation), validation[LABEL_COLUMN].to_numpy(), risk_thresholds.policy())
     facts = ModelFacts.of(
         trained,
@@ -353,6 +360,7 @@ def fraud_model(
         hyperparameters=hyperparameters.values,
         experiment_id=hyperparameters.experiment_id,
         train=train,
+        train_rows=int(engineered_features.stored["train"]["rows"]),
         validation=validation,
         feature_stats=features.feature_stats,
         training_seconds=seconds,
@@ -364,11 +372,14 @@ def fraud_model(
     return StageResult(summary=facts.to_summary(), files={"model.tar.gz": package_model(trained.booster, facts.package_metadata())})
 
 
-def _train(context, engine: TrainingEngine, train, validation, hyperparameters: dict, feature_names: list[str], aws, s3, platform):
-    """(TrainedModel, where it trained): in the Dagster process, or as a SageMaker training job whose
-    name derives from the run (the root run's, so a re-executed step finds its job)."""
+def _train(context, engine: TrainingEngine, splits: StageResult, hyperparameters: dict, feature_names: list[str], aws, s3, platform):
+    """(TrainedModel, where it trained): in the Dagster process (both splits loaded whole), or as a
+    SageMaker training job whose name derives from the run (the root run's, so a re-executed step
+    finds its job), its channels streamed from the splits' stored parquet: nothing loaded here."""
     if engine.engine == "in-process":
-        return train_model(train, validation, hyperparameters, feature_names=feature_names), {"engine": "in-process"}
+        return train_model(splits.tables["train"], splits.tables["validation"], hyperparameters, feature_names=feature_names), {
+            "engine": "in-process"
+        }
     sagemaker = aws.client("sagemaker")
     run_id = context.run.root_run_id or context.run_id
     return train_with_job(
@@ -376,8 +387,8 @@ def _train(context, engine: TrainingEngine, train, validation, hyperparameters: 
         logs=aws.client("logs"),
         s3=s3_client(s3),
         run_id=run_id,
-        train=train,
-        validation=validation,
+        train=splits.uris["train"],
+        validation=splits.uris["validation"],
         feature_names=feature_names,
         hyperparameters=hyperparameters,
         role_arn=platform.sagemaker_role_arn,
@@ -387,6 +398,19 @@ def _train(context, engine: TrainingEngine, train, validation, hyperparameters: 
         output_path=f"s3://{platform.models_bucket}/training-jobs",
         settings=engine.settings(),
         on_log_line=lambda stream, line: context.log.info(f"[{stream}] {line}"),
+    )
+
+
+def _fitted_frames(engine: TrainingEngine, splits: StageResult, trained, feature_names: list[str], s3):
+    """(train, validation) as calibration, thresholds and the drift reference read them. In-process
+    training loaded both whole already; after a job only what they need is read from the stored
+    parquet: validation's label and model columns, the train split's reference feature columns."""
+    if engine.engine == "in-process":
+        return splits.tables["train"], splits.tables["validation"]
+    client = s3_client(s3)
+    return (
+        get_table_columns(client, splits.uris["train"], reference_features(trained.booster)),
+        get_table_columns(client, splits.uris["validation"], [LABEL_COLUMN, *feature_names]),
     )
 
 

@@ -2,7 +2,7 @@
 
 from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job, in_process_executor
 
-from fraud_assets.defs.common import TRAINING, release_freed_memory_hook
+from fraud_assets.defs.common import TRAINING
 
 training_job = define_asset_job(
     "training_job",
@@ -11,7 +11,8 @@ training_job = define_asset_job(
     # One process per run: the graph is a chain (xgboost already uses every core), so a process per
     # step would only add the code location's import time to each step.
     executor_def=in_process_executor,
-    hooks={release_freed_memory_hook},
+    # No hooks: Dagster captures every step's outputs for a job with any hook (the frames then live
+    # until the step's context goes). Freed memory is handed back when the next step loads an input.
 )
 weekly_training_schedule = ScheduleDefinition(
     name="weekly_training_schedule",

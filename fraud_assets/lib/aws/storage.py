@@ -4,13 +4,14 @@ back from a bucket is only ever parsed, never executed."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -78,6 +79,22 @@ def put_bytes(
     write, If-None-Match: *); an existing object makes S3 answer PreconditionFailed."""
     conditions = {"IfNoneMatch": "*"} if if_absent else {}
     s3.put_object(Bucket=validate_bucket(bucket), Key=key, Body=body, ContentType=content_type, ServerSideEncryption=SSE, **conditions)
+    return S3Uri(bucket, key)
+
+
+def upload_file(s3, bucket: str, key: str, path: str | Path, content_type: str = "application/octet-stream") -> S3Uri:
+    """A local file uploaded as it is read (boto3's managed transfer: multipart above 8 MiB, a few
+    parts at a time), never whole in memory; encrypted at rest like every put_bytes, on every
+    part's upload (CreateMultipartUpload carries ServerSideEncryption)."""
+    from boto3.s3.transfer import TransferConfig
+
+    s3.upload_file(
+        str(path),
+        validate_bucket(bucket),
+        key,
+        ExtraArgs={"ContentType": content_type, "ServerSideEncryption": SSE},
+        Config=TransferConfig(multipart_chunksize=16 * 1024 * 1024, max_concurrency=4),
+    )
     return S3Uri(bucket, key)
 
 
@@ -167,6 +184,33 @@ def get_table(s3, uri: S3Uri | str) -> pd.DataFrame:
         _stream_into(s3, uri, f)
         f.seek(0)
         return parquet_to_table(f)
+
+
+@contextlib.contextmanager
+def parquet_batches(
+    s3, uri: S3Uri | str, columns: Sequence[str], batch_rows: int = 16_384
+) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:
+    """(row count, record batches of `columns`) of a stored parquet table, streamed into a local
+    temporary file first: only one batch of rows is decoded at a time. The file is gone when the
+    context ends. A column the table lacks raises ValueError naming it."""
+    with tempfile.TemporaryFile() as f:
+        _stream_into(s3, uri, f)
+        f.seek(0)
+        # buffer_size: each column chunk read through a buffer (unbuffered, arrow reads a whole chunk at once).
+        source = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
+        missing = [c for c in columns if c not in source.schema_arrow.names]
+        if missing:
+            raise ValueError(f"{uri} lacks columns {missing}")
+        yield source.metadata.num_rows, source.iter_batches(batch_size=batch_rows, columns=list(columns))
+
+
+def get_table_columns(s3, uri: S3Uri | str, columns: Sequence[str]) -> pd.DataFrame:
+    """Only `columns` of a stored parquet table, as a frame (the other columns are never decoded)."""
+    with tempfile.TemporaryFile() as f:
+        _stream_into(s3, uri, f)
+        f.seek(0)
+        table = pq.read_table(f, columns=list(columns), pre_buffer=False)
+        return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 class LazyTables(Mapping):

@@ -197,6 +197,12 @@ def feature_importance(booster: xgb.Booster, top: int = 10) -> list[tuple[str, f
 
 
 REFERENCE_SAMPLE = 5_000
+REFERENCE_FEATURES = 5  # the top features by gain whose training values drift monitoring compares
+
+
+def reference_features(booster: xgb.Booster) -> list[str]:
+    """The columns of the training split that the model's drift reference samples."""
+    return [name for name, _ in feature_importance(booster)[:REFERENCE_FEATURES]]
 
 
 def drift_reference(trained: TrainedModel, validation: pd.DataFrame, train: pd.DataFrame, top_features: Sequence[str]) -> dict:
@@ -261,7 +267,10 @@ class ModelFacts:
         calibration: dict,
         thresholds: dict,
         training: dict[str, Any] | None = None,
+        train_rows: int | None = None,
     ) -> ModelFacts:
+        """`train`: the training split, or only its `reference_features` columns (every row) with
+        `train_rows` its row count, which is what a job-trained model's facts read back."""
         importance = feature_importance(trained.booster)
         return cls(
             model_version=model_version,
@@ -271,13 +280,13 @@ class ModelFacts:
             best_iteration=trained.best_iteration,
             eval_metric=trained.eval_metric,
             validation_score=trained.best_validation_score,
-            train_rows=len(train),
+            train_rows=len(train) if train_rows is None else int(train_rows),
             feature_stats=feature_stats,
             training_seconds=training_seconds,
             calibration=calibration,
             thresholds=thresholds,
             top_features=importance,
-            reference=drift_reference(trained, validation, train, [n for n, _ in importance[:5]]),
+            reference=drift_reference(trained, validation, train, [n for n, _ in importance[:REFERENCE_FEATURES]]),
             training=training or {"engine": "in-process"},
         )
 

@@ -12,8 +12,8 @@ How a Dagster step uses it (fraud_model):
     settings = TrainingSettings(instance_count=2, use_spot=True, max_wait_seconds=7200,
                                 checkpoint_s3_uri=f"s3://{models_bucket}/checkpoints/{name}")
     name = job_name(context.run_id)   # the same run (a retried step) finds the same job
-    channels = {split: write_channel(s3, frame, workflow_bucket, f"{prefix}/{split}", shards, feature_names)
-                for split, frame in (("train", train), ("validation", validation))}
+    channels = {split: write_channel(s3, split_uri, workflow_bucket, f"{prefix}/{split}", shards, feature_names)
+                for split, split_uri in (("train", train_uri), ("validation", validation_uri))}
     request = build_request(name=name, role_arn=..., channels=channels, hyperparameters=hps,
                             output_path=f"s3://{models_bucket}/training-jobs", settings=settings, region=region)
     start_or_find(sagemaker, request)
@@ -32,16 +32,18 @@ botocore's retry mode's to handle (the clients come from lib/aws/clients with `s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import io
 import re
+import tempfile
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
-from fraud_assets.lib.aws.storage import SSE, InvalidKeyError, validate_bucket, validate_key_part
+from fraud_assets.lib.aws.storage import InvalidKeyError, parquet_batches, upload_file, validate_bucket, validate_key_part
 from fraud_assets.lib.config import FEATURE_COLUMNS, LABEL_COLUMN
 
 if TYPE_CHECKING:
@@ -395,48 +397,88 @@ def load_job_booster(s3: Any, job: Mapping[str, Any], feature_names: Sequence[st
 # Channel data
 
 
-def split_to_channel_objects(frame: pd.DataFrame, n_shards: int, feature_names: Sequence[str] = FEATURE_COLUMNS) -> list[bytes]:
-    """The frame as `n_shards` CSV objects in the built-in algorithm's format: no header, the label
-    first, then the features in model order. Rows are dealt out in turn (row i to shard i mod n),
-    so every shard is a sample of the whole split, whatever order it is in. Values are written as
-    float32 in their shortest exact form (arrow's CSV writer, 3x numpy.savetxt's speed): training
-    reads float32, as in-process training does, so nothing the model sees is lost."""
-    if n_shards < 1:
-        raise ValueError(f"n_shards must be >= 1, not {n_shards}")
-    if len(frame) < n_shards:
-        raise ValueError(f"{len(frame)} rows cannot make {n_shards} non-empty shards")
-    missing = [c for c in [LABEL_COLUMN, *feature_names] if c not in frame.columns]
+# A split as a channel's source: the stored parquet's s3:// URI (streamed, a batch of rows at a
+# time: what fraud_model hands over) or a frame already in memory (tests, benchmarks).
+ChannelSource = Union[pd.DataFrame, str]
+CHANNEL_BATCH_ROWS = 16_384  # measured at 2M rows x 31 columns: ~150 MB at its peak, most of it the column readers
+
+
+@contextlib.contextmanager
+def channel_batches(
+    s3: Any, source: ChannelSource, columns: Sequence[str], batch_rows: int = CHANNEL_BATCH_ROWS
+) -> Iterator[tuple[int, Iterator[Any]]]:
+    """(row count, arrow record batches of `columns` in order) of a split, whichever its source."""
+    if isinstance(source, str):
+        with parquet_batches(s3, source, columns, batch_rows) as found:
+            yield found
+        return
+    missing = [c for c in columns if c not in source.columns]
     if missing:
         raise ValueError(f"channel frame lacks columns {missing}")
     import pyarrow as pa
+
+    table = pa.Table.from_pandas(source[list(columns)], preserve_index=False)
+    yield table.num_rows, iter(table.to_batches(max_chunksize=batch_rows))
+
+
+def write_shard_files(rows: int, batches: Iterable[Any], n_shards: int, directory: Path) -> list[Path]:
+    """The batches as `n_shards` CSV files in the built-in algorithm's format: no header, the label
+    (the first column of the batches) first, then the features in model order. Rows are dealt out
+    in turn (row i to shard i mod n), so every shard is a sample of the whole split, whatever order
+    it is in. Values are written as float32 in their shortest exact form (arrow's CSV writer):
+    training reads float32, as in-process training does, so nothing the model sees is lost. One
+    batch at a time: memory holds a batch, never a shard."""
+    if n_shards < 1:
+        raise ValueError(f"n_shards must be >= 1, not {n_shards}")
+    if rows < n_shards:
+        raise ValueError(f"{rows} rows cannot make {n_shards} non-empty shards")
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    columns = [LABEL_COLUMN, *feature_names]
-    values = frame[columns].to_numpy(dtype=np.float32)
-    shards = []
-    for shard in range(n_shards):
-        part = values[shard::n_shards]
-        table = pa.table({name: part[:, i] for i, name in enumerate(columns)})
-        sink = io.BytesIO()
-        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
-        shards.append(sink.getvalue())
-    return shards
+    paths = [directory / f"part-{index:05d}.csv" for index in range(n_shards)]
+    writers: list[Any] = []
+    offset = 0
+    try:
+        for batch in batches:
+            floats = pa.RecordBatch.from_arrays(
+                [pc.cast(column, pa.float32(), safe=False) for column in batch.columns], names=batch.schema.names
+            )
+            if not writers:
+                options = pacsv.WriteOptions(include_header=False)
+                writers = [pacsv.CSVWriter(str(path), floats.schema, write_options=options) for path in paths]
+            for shard, writer in enumerate(writers):
+                first = (shard - offset) % n_shards  # this batch's first row that is the shard's
+                part = floats if n_shards == 1 else floats.take(pa.array(np.arange(first, floats.num_rows, n_shards)))
+                if part.num_rows:
+                    writer.write_batch(part)
+            offset += batch.num_rows
+    finally:
+        for writer in writers:
+            writer.close()
+    if offset != rows:
+        raise ValueError(f"the split promised {rows} rows and delivered {offset}")
+    return paths
 
 
 def write_channel(
-    s3: Any, frame: pd.DataFrame, bucket: str, prefix: str, n_shards: int, feature_names: Sequence[str] = FEATURE_COLUMNS
+    s3: Any, source: ChannelSource, bucket: str, prefix: str, n_shards: int, feature_names: Sequence[str] = FEATURE_COLUMNS
 ) -> str:
-    """Write the shards to `s3://bucket/prefix/part-NNNNN.csv` (SSE on each put) and return the
-    channel's prefix URI. Objects already there from an earlier attempt are replaced or deleted,
-    so the channel holds exactly these shards."""
+    """Write the split's shards to `s3://bucket/prefix/part-NNNNN.csv` (SSE on each upload) and
+    return the channel's prefix URI. Streamed: a stored split is read a batch of rows at a time,
+    each shard goes to a local temporary file and is uploaded from it (multipart), so neither the
+    split nor a shard is ever whole in memory. Objects already there from an earlier attempt are
+    replaced or deleted, so the channel holds exactly these shards."""
     validate_bucket(bucket)
     parts = [validate_key_part(p, "channel prefix part") for p in prefix.strip("/").split("/")]
     prefix = "/".join(parts)
     keys = []
-    for index, body in enumerate(split_to_channel_objects(frame, n_shards, feature_names)):
-        key = f"{prefix}/part-{index:05d}.csv"
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=CSV_CONTENT_TYPE, ServerSideEncryption=SSE)
-        keys.append(key)
+    with tempfile.TemporaryDirectory(prefix="fraud-channel-") as directory:
+        with channel_batches(s3, source, [LABEL_COLUMN, *feature_names]) as (rows, batches):
+            paths = write_shard_files(rows, batches, n_shards, Path(directory))
+        for path in paths:
+            keys.append(str(upload_file(s3, bucket, f"{prefix}/{path.name}", path, CSV_CONTENT_TYPE).key))
+            path.unlink()  # the disk holds one shard less as each is uploaded
     stale = [
         obj["Key"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
@@ -473,8 +515,8 @@ def train_with_job(
     logs: Any,
     s3: Any,
     run_id: str,
-    train: pd.DataFrame,
-    validation: pd.DataFrame,
+    train: ChannelSource,
+    validation: ChannelSource,
     feature_names: Sequence[str],
     hyperparameters: Mapping[str, Any],
     role_arn: str,
@@ -486,16 +528,17 @@ def train_with_job(
     on_log_line: Callable[[str, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Train as a SageMaker training job: the splits written as the built-in algorithm's channels
-    (label-first CSV, one object per host at least), the job started (or found), followed to its
+    """Train as a SageMaker training job: the splits (their stored parquet's URIs, or frames)
+    written as the built-in algorithm's channels (label-first CSV, one object per host at least,
+    streamed), the job started (or found), followed to its
     end with its log lines, and its booster loaded back. Returns (TrainedModel, what the model
     records of the job: name, ARN, hosts, instance type, training and billable seconds, metrics).
     Interrupted (the Dagster run terminated), the job is stopped: no instance is left billing."""
     name, job = find_or_name_job(sagemaker, run_id)
     if job is None:
         channels = {
-            channel: write_channel(s3, frame, channel_bucket, f"{channel_prefix}/{channel}", settings.instance_count, feature_names)
-            for channel, frame in (("train", train), ("validation", validation))
+            channel: write_channel(s3, source, channel_bucket, f"{channel_prefix}/{channel}", settings.instance_count, feature_names)
+            for channel, source in (("train", train), ("validation", validation))
         }
         request = build_request(
             name=name,
