@@ -133,7 +133,10 @@ class DailyScoresConfig(Config):
     "the `reasons` table.",
     # The endpoint it reads is the training graph's deployed_endpoint, the customer history the
     # aggregates written up to the day before: lineage shows both links.
-    deps=["deployed_endpoint", AssetDep("feature_aggregates", partition_mapping=TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))],
+    deps=[
+        "deployed_endpoint",
+        AssetDep("feature_aggregates", partition_mapping=TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
+    ],
     check_specs=checks.daily_score_check_specs,
 )
 def daily_scores(
