@@ -325,7 +325,7 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
 
     from fraud_assets.defs import engines
     from fraud_assets.defs.io_manager import ExecutionsIOManager
-    from fraud_assets.defs.resources import FraudPlatform, QualityGates
+    from fraud_assets.defs.resources import FeatureEngineering, FraudPlatform, QualityGates
     from fraud_assets.defs.training.assets import data_extraction, prepared_splits
     from fraud_assets.lib.aws.storage import get_bytes, parquet_to_table, write_parquet
     from fraud_assets.lib.seeding.seed import seed_platform
@@ -351,6 +351,7 @@ def test_training_prepared_splits_asset_on_the_glue_engine(aws, spark, monkeypat
             "io_manager": ExecutionsIOManager(s3=s3_resource, bucket=NAMES.workflow_bucket),
             "data_prep_engine": DataPrepEngine(engine="glue"),
             "quality_gates": QualityGates(split_ratio_tolerance=0.1),  # 840 rows: the shares wander
+            "feature_engineering": FeatureEngineering(),
         },
         run_config={"ops": {"data_extraction": {"config": {"recent_window_days": 1}}}},
     )

@@ -21,6 +21,8 @@ INFERENCE_ASSETS = [
     "daily_report",
     "labelled_scores",
     "model_performance",
+    "feature_aggregates",
+    "terminal_risk_aggregates",
 ]
 
 
