@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_analyst
 	$(BIN)/python -m benchmarks.bench_launched
 	$(BIN)/python -m benchmarks.bench_extraction --json .fraud_assets/bench_extraction.json
+	$(BIN)/python -m benchmarks.bench_history --json .fraud_assets/bench_history.json
 
 # Heavy (tens of minutes, several GB): training at 284,807 and 2,848,070 rows on pandas and Spark,
 # the daily graph at 10K, 100K and 1M transactions; wall, CPU and peak RSS per step.
