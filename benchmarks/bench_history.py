@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from fraud_assets.lib.aws.dynamodb_batches import MAX_GET_KEYS, MAX_WRITE_REQUESTS
 from fraud_assets.lib.config import LABEL_COLUMN
 from fraud_assets.lib.features import aggregates, history, serving, store
 from fraud_assets.lib.inference.investigator import investigator_measures
@@ -162,10 +163,8 @@ def item_bytes(item: dict) -> int:
 
 def raw_get(dynamodb, table: str, keys: list[str]) -> list[dict]:
     items = []
-    for start in range(0, len(keys), store.MAX_GET_BATCH):
-        request = {
-            table: {"Keys": [{store.ENTITY_KEY: {"S": k}} for k in keys[start : start + store.MAX_GET_BATCH]], "ConsistentRead": True}
-        }
+    for start in range(0, len(keys), MAX_GET_KEYS):
+        request = {table: {"Keys": [{store.ENTITY_KEY: {"S": k}} for k in keys[start : start + MAX_GET_KEYS]], "ConsistentRead": True}}
         while request:
             response = dynamodb.batch_get_item(RequestItems=request)
             items += response["Responses"].get(table, [])
@@ -192,8 +191,8 @@ def raw_updates(dynamodb, table: str, labelled: pd.DataFrame, date: str, workers
 
 
 def raw_put(dynamodb, table: str, items: list[dict]) -> None:
-    for start in range(0, len(items), store.MAX_WRITE_BATCH):
-        request = {table: [{"PutRequest": {"Item": item}} for item in items[start : start + store.MAX_WRITE_BATCH]]}
+    for start in range(0, len(items), MAX_WRITE_REQUESTS):
+        request = {table: [{"PutRequest": {"Item": item}} for item in items[start : start + MAX_WRITE_REQUESTS]]}
         while request:
             request = dynamodb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
 

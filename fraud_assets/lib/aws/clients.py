@@ -7,7 +7,7 @@ role), so the same code runs against the local stack and an AWS account.
 
 Retries are botocore's, one policy per call: `standard` mode by default (exponential backoff with
 jitter on throttling, 5xx and connection errors, up to `max_attempts` attempts in all). What
-botocore does not retry (a batch's UnprocessedItems) is the caller's to loop over.
+botocore does not retry (a batch's UnprocessedItems and UnprocessedKeys) lib/aws/dynamodb_batches.py sends again.
 
 Every client carries `USER_AGENT_EXTRA` in its User-Agent: CloudTrail shows which calls the
 platform made, and the least-privilege test tells them from the tests' own calls.

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fraud_assets.lib.aws.dynamodb_batches import MAX_WRITE_REQUESTS, BatchIncomplete, batch_get, batch_write
 from fraud_assets.lib.features.history import HISTORY_DAYS, MICROS_PER_DAY
 
 ENTITY_KEY = "entityId"
@@ -41,8 +41,6 @@ TERMINAL_PREFIX = "terminal#"
 DAY_ATTRIBUTE_PREFIX = "day#"
 # The longest window is 30 days back from a transaction of day D: days D-30..D-1 are read.
 RETENTION_DAYS = HISTORY_DAYS + 1
-MAX_GET_BATCH = 100
-MAX_WRITE_BATCH = 25
 _DAY_ATTRIBUTE = re.compile(r"day#(\d{4}-\d{2}-\d{2})")
 
 
@@ -218,56 +216,18 @@ def _number_list(table: str, key: str, item: dict[str, Any], attribute: str, kin
         raise AggregateItemError(table, key, attribute, f"expected a list of numbers, got {value!r}") from err
 
 
-def _read_items(
-    dynamodb,
-    table: str,
-    keys: Sequence[str],
-    *,
-    max_attempts: int = 10,
-    base_delay: float = 0.05,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[dict[str, dict[str, Any]], int]:
-    """Items by entityId (absent keys are simply missing), consistent reads, UnprocessedKeys
-    retried with backoff (botocore retries throttling and 5xx itself)."""
-    found: dict[str, dict[str, Any]] = {}
-    calls = 0
-    for start in range(0, len(keys), MAX_GET_BATCH):
-        request = {table: {"Keys": [{ENTITY_KEY: {"S": k}} for k in keys[start : start + MAX_GET_BATCH]], "ConsistentRead": True}}
-        for attempt in range(1, max_attempts + 1):
-            response = dynamodb.batch_get_item(RequestItems=request)
-            calls += 1
-            for item in response.get("Responses", {}).get(table, []):
-                found[item[ENTITY_KEY]["S"]] = item
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            sleep(min(base_delay * 2**attempt, 2.0))
-        else:
-            raise RuntimeError(f"{table}: keys still unread after {max_attempts} BatchGetItem calls")
-    return found, calls
+def _read_items(dynamodb, table: str, keys: Sequence[str], **retry: Any) -> tuple[dict[str, dict[str, Any]], int]:
+    """Items by entityId (absent keys are simply missing), consistent reads."""
+    items, calls = batch_get(dynamodb, table, [{ENTITY_KEY: {"S": k}} for k in keys], ConsistentRead=True, **retry)
+    return {item[ENTITY_KEY]["S"]: item for item in items}, calls
 
 
-def _write_items(
-    dynamodb,
-    table: str,
-    items: Sequence[dict[str, Any]],
-    *,
-    max_attempts: int = 10,
-    base_delay: float = 0.05,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
+def _write_items(dynamodb, table: str, items: Sequence[dict[str, Any]], **retry: Any) -> int:
     calls = 0
-    for start in range(0, len(items), MAX_WRITE_BATCH):
-        requests = [{"PutRequest": {"Item": item}} for item in items[start : start + MAX_WRITE_BATCH]]
-        for attempt in range(1, max_attempts + 1):
-            response = dynamodb.batch_write_item(RequestItems={table: requests})
-            calls += 1
-            requests = response.get("UnprocessedItems", {}).get(table, [])
-            if not requests:
-                break
-            sleep(min(base_delay * 2**attempt, 2.0))
-        else:
-            raise RuntimeError(
-                f"{table}: {len(requests)} items still unwritten after {max_attempts} BatchWriteItem calls; re-run: writes are idempotent"
-            )
+    for start in range(0, len(items), MAX_WRITE_REQUESTS):
+        requests = [{"PutRequest": {"Item": item}} for item in items[start : start + MAX_WRITE_REQUESTS]]
+        try:
+            calls += batch_write(dynamodb, table, requests, **retry)
+        except BatchIncomplete as err:
+            raise BatchIncomplete(table, err.remaining, f"items {err.reason}; re-run: writes are idempotent") from err
     return calls

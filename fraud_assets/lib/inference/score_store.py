@@ -23,16 +23,14 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 from boto3.dynamodb.types import TypeSerializer
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from fraud_assets.lib.aws.dynamodb_batches import MAX_GET_KEYS, MAX_WRITE_REQUESTS, BatchIncomplete, batch_get, batch_write
 from fraud_assets.lib.config import TRANSACTION_ID
 from fraud_assets.lib.inference.daily import format_timestamps, utc_microseconds
-from fraud_assets.lib.inference.scoring import backoff_delay
 
 PARTITION_KEY = TRANSACTION_ID
 SORT_KEY = "timestamp"
-MAX_BATCH_SIZE = 25  # BatchWriteItem's limit per request
+MAX_BATCH_SIZE = MAX_WRITE_REQUESTS
 ITEM_CHUNK_ROWS = 10_000  # scored rows turned into items at a time
 SCORED_COLUMNS: tuple[str, ...] = (
     TRANSACTION_ID,
@@ -163,38 +161,15 @@ def write_scores(
     def write_chunk(first: int, requests: list[dict[str, Any]]) -> tuple[int, int]:
         if abort.is_set():
             return 0, 0  # another chunk failed for good: leave the rest for the re-run
-        size, retries = len(requests), 0
-        for attempt in range(1, max_attempts + 1):
-            try:
-                response = dynamodb_client.batch_write_item(RequestItems={table: requests})
-            except (ClientError, BotoConnectionError, HTTPClientError) as err:
-                # Throttling, 5xx and dropped connections were retried by the client's retry mode
-                # (lib/aws/clients.py) already; what is left is not worth another round of ours.
-                raise fail(
-                    _ChunkFailed(
-                        f"{table}: items {first}-{first + size - 1} rejected: {err}",
-                        written=size - len(requests),
-                        remaining=len(requests),
-                    )
-                ) from err
-            # What botocore does not retry: items DynamoDB accepted the request for but did not write.
-            unprocessed = response.get("UnprocessedItems", {}).get(table, [])
-            problem = f"{len(unprocessed)} unprocessed"
-            if not unprocessed:
-                return size, retries
-            if attempt == max_attempts or abort.is_set():
-                raise fail(
-                    _ChunkFailed(
-                        f"{table}: {len(unprocessed)} of items {first}-{first + size - 1} still unwritten after "
-                        f"{attempt} attempts ({problem})",
-                        written=size - len(unprocessed),
-                        remaining=len(unprocessed),
-                    )
-                )
-            retries += 1
-            sleep(backoff_delay(attempt, base_delay))
-            requests = unprocessed
-        raise AssertionError("unreachable")
+        size = len(requests)
+        try:
+            calls = batch_write(
+                dynamodb_client, table, requests, max_attempts=max_attempts, base_delay=base_delay, sleep=sleep, give_up=abort.is_set
+            )
+        except BatchIncomplete as err:
+            message = f"{table}: {err.remaining} of items {first}-{first + size - 1} {err.reason}"
+            raise fail(_ChunkFailed(message, written=size - err.remaining, remaining=err.remaining)) from err
+        return size, calls - 1
 
     def chunks() -> Iterator[tuple[int, list[dict[str, Any]]]]:
         source = iter(items)
@@ -256,9 +231,6 @@ def count_items_for_date(dynamodb_client, table: str, gsi: str, batch_date: str)
     return total
 
 
-MAX_GET_BATCH = 100  # BatchGetItem's limit per request
-
-
 @dataclasses.dataclass(frozen=True)
 class StoredCheck:
     expected: int
@@ -290,23 +262,7 @@ def verify_stored(
     serializer = TypeSerializer()
 
     def read_chunk(chunk: list[dict]) -> list[dict]:
-        found: list[dict] = []
-        request = {
-            table: {
-                "Keys": chunk,
-                "ConsistentRead": True,
-                "ProjectionExpression": "#pk, #sk, fraudScore, modelVersion",
-                "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#sk": SORT_KEY},
-            }
-        }
-        for attempt in range(1, max_attempts + 1):
-            response = dynamodb_client.batch_get_item(RequestItems=request)
-            found += response.get("Responses", {}).get(table, [])
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                return found
-            sleep(backoff_delay(attempt, base_delay))
-        raise StoreError(f"{table}: keys still unread after {max_attempts} BatchGetItem calls")
+        return _read_keys(dynamodb_client, table, chunk, "fraudScore, modelVersion", max_attempts, base_delay, sleep)
 
     found, missing, mismatched = 0, [], []
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="verify") as pool:
@@ -314,7 +270,7 @@ def verify_stored(
         while window_items := list(itertools.islice(source, window)):
             expected = {(i[PARTITION_KEY], i[SORT_KEY]): i for i in window_items}
             keys = [{PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": sk}} for pk, sk in expected]
-            chunks = [keys[i : i + MAX_GET_BATCH] for i in range(0, len(keys), MAX_GET_BATCH)]
+            chunks = [keys[i : i + MAX_GET_KEYS] for i in range(0, len(keys), MAX_GET_KEYS)]
             seen = set()
             for chunk in pool.map(read_chunk, chunks):
                 for item in chunk:
@@ -346,30 +302,36 @@ def stored_batch_dates(
     `other_than` (BatchGetItem by key, consistent reads, 100 keys a call): the keys a day must not
     write, because their items belong to another day."""
     _check_date(other_than)
-    owners: dict[tuple[str, str], str] = {}
     unique = list(dict.fromkeys(keys))
-    for start in range(0, len(unique), MAX_GET_BATCH):
-        request = {
-            table: {
-                "Keys": [{PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": sk}} for pk, sk in unique[start : start + MAX_GET_BATCH]],
-                "ConsistentRead": True,
-                "ProjectionExpression": "#pk, #sk, batchDate",
-                "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#sk": SORT_KEY},
-            }
-        }
-        for attempt in range(1, max_attempts + 1):
-            response = dynamodb_client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(table, []):
-                date = item.get("batchDate", {}).get("S")
-                if date != other_than:
-                    owners[(item[PARTITION_KEY]["S"], item[SORT_KEY]["S"])] = str(date)
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            sleep(backoff_delay(attempt, base_delay))
-        else:
-            raise StoreError(f"{table}: keys still unread after {max_attempts} BatchGetItem calls")
+    keys_json = [{PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": sk}} for pk, sk in unique]
+    items = _read_keys(dynamodb_client, table, keys_json, "batchDate", max_attempts, base_delay, sleep)
+    owners: dict[tuple[str, str], str] = {}
+    for item in items:
+        date = item.get("batchDate", {}).get("S")
+        if date != other_than:
+            owners[(item[PARTITION_KEY]["S"], item[SORT_KEY]["S"])] = str(date)
     return owners
+
+
+def _read_keys(
+    dynamodb_client, table: str, keys: list[dict], attributes: str, max_attempts: int, base_delay: float, sleep: Callable[[float], None]
+) -> list[dict]:
+    """The items of `keys` with their key and `attributes`, consistent reads."""
+    try:
+        items, _ = batch_get(
+            dynamodb_client,
+            table,
+            keys,
+            max_attempts=max_attempts,
+            base_delay=base_delay,
+            sleep=sleep,
+            ConsistentRead=True,
+            ProjectionExpression=f"#pk, #sk, {attributes}",
+            ExpressionAttributeNames={"#pk": PARTITION_KEY, "#sk": SORT_KEY},
+        )
+    except BatchIncomplete as err:
+        raise StoreError(str(err)) from err
+    return items
 
 
 class _ChunkFailed(Exception):

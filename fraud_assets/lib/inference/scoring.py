@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import random
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -27,6 +26,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from fraud_assets.lib import metadata_keys as keys
+from fraud_assets.lib.aws.dynamodb_batches import backoff_delay
 from fraud_assets.lib.config import HIGH_RISK_THRESHOLD, MEDIUM_RISK_THRESHOLD, TRANSACTION_ID
 from fraud_assets.lib.inference import reasons as reasons_lib
 from fraud_assets.lib.inference.summaries import ScoreSummary, TransactionCounts
@@ -59,7 +59,6 @@ _RETRYABLE_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
-MAX_BACKOFF_SECONDS = 20.0
 
 
 class EndpointError(RuntimeError):
@@ -360,13 +359,6 @@ def _describe(err: BaseException) -> tuple[str, int | None, str]:
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return error.get("Code", "Unknown"), status, error.get("Message", str(err))
     return type(err).__name__, None, str(err)
-
-
-def backoff_delay(attempt: int, base_delay: float, cap: float = MAX_BACKOFF_SECONDS) -> float:
-    """Exponential backoff with jitter after failed attempt `attempt` (1-based): half fixed, half
-    random, so parallel workers throttled together do not come back together."""
-    delay = min(cap, base_delay * 2 ** (attempt - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
 
 
 def score_one_at_a_time(runtime, endpoint_name: str, features: np.ndarray) -> np.ndarray:
