@@ -9,9 +9,12 @@ import subprocess
 import sys
 import types
 
+import dagster as dg
+import pytest
 from dagster import in_process_executor
 
 from fraud_assets.definitions import defs, location_defs
+from fraud_assets.defs.resources import TrainingEngine, resources
 from fraud_assets.lib.config import FIRST_DAY_VARIABLE
 
 
@@ -96,3 +99,26 @@ def test_the_first_day_does_not_slide_with_the_clock(monkeypatch):
         monkeypatch.setattr(common, "dt", types.SimpleNamespace(**{**vars(dt), "datetime": Clock}))
         firsts.add(common.first_partition_day({}))
     assert len(firsts) == 1, firsts
+
+
+def test_bounded_settings_bound_to_variables_load_and_are_checked_when_the_run_resolves_them(monkeypatch):
+    # Bound to a variable, a bounded int is a placeholder reading 0 until the run resolves it: the
+    # location must load, the run must see the variable's value, and a value out of bounds fails there.
+    monkeypatch.setenv("FRAUD_TRAINING_INSTANCE_COUNT", "3")
+    monkeypatch.setenv("FRAUD_TRAINING_MAX_RUNTIME_SECONDS", "900")
+
+    @dg.asset
+    def hosts(training_engine: TrainingEngine) -> tuple[int, int]:
+        return training_engine.instance_count, training_engine.max_runtime_seconds
+
+    def run():
+        bound = resources().resources["training_engine"]
+        return dg.materialize([hosts], resources={"training_engine": bound}).output_for_node("hosts")
+
+    assert run() == (3, 900)
+    monkeypatch.setenv("FRAUD_TRAINING_INSTANCE_COUNT", "101")
+    with pytest.raises(dg.DagsterResourceFunctionError) as refused:
+        run()
+    assert "instance_count must be 1..100, not 101" in str(refused.value.__cause__)
+    with pytest.raises(ValueError, match="max_runtime_seconds must be at least 1, not 0"):
+        TrainingEngine(max_runtime_seconds=0)

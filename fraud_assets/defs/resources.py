@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Literal, Optional
+from typing import Annotated, Callable, Literal, Optional
 
 import dagster as dg
 from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from dagster_aws.utils import ResourceWithBoto3Configuration
-from pydantic import Field, field_validator
+from pydantic import Field, WrapValidator
 
 from fraud_assets.lib.aws.clients import ClientSettings, make_client
 from fraud_assets.lib.config import PlatformNames
@@ -100,6 +100,28 @@ class RiskThresholds(ConfigurableResource):
         )
 
 
+def checked_once_resolved(check: Callable[[int], int]) -> WrapValidator:
+    """An int field's check that waits for its value: bound to an environment variable (dg.EnvVar.int)
+    the field holds a placeholder, an int subclass reading 0, until the run resolves it to a plain int,
+    which is checked then. Field(ge=...) would refuse the placeholder when the code location loads."""
+
+    def validate(value, handler):
+        placeholder = isinstance(value, int) and type(value) not in (int, bool)
+        return handler(value) if placeholder else check(handler(value))
+
+    return WrapValidator(validate)
+
+
+def int_range(name: str, minimum: int, maximum: int | None = None) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"{minimum}..{maximum}" if maximum is not None else f"at least {minimum}"
+            raise ValueError(f"{name} must be {bounds}, not {value}")
+        return value
+
+    return check
+
+
 class TrainingEngine(ConfigurableResource):
     """Where fraud_model trains (FRAUD_TRAINING_<FIELD>): as a SageMaker training job (the default;
     the built-in XGBoost algorithm's contract, one or more hosts, optionally managed spot), or
@@ -107,8 +129,12 @@ class TrainingEngine(ConfigurableResource):
 
     engine: Literal["sagemaker", "in-process"] = Field(default="sagemaker", description="sagemaker or in-process.")
     instance_type: str = Field(default="ml.m5.xlarge", description="Training instance type (the original design's).")
-    instance_count: int = Field(default=1, ge=1, le=100, description="Hosts; > 1 shards the channels (ShardedByS3Key).")
-    max_runtime_seconds: int = Field(default=3600, ge=1, description="MaxRuntimeInSeconds: the job is stopped beyond it.")
+    instance_count: Annotated[int, checked_once_resolved(int_range("instance_count", 1, 100))] = Field(
+        default=1, description="Hosts (1..100); > 1 shards the channels (ShardedByS3Key)."
+    )
+    max_runtime_seconds: Annotated[int, checked_once_resolved(int_range("max_runtime_seconds", 1))] = Field(
+        default=3600, description="MaxRuntimeInSeconds: the job is stopped beyond it."
+    )
     use_spot: bool = Field(default=False, description="Managed spot training (up to ~70% cheaper; may be interrupted).")
     max_wait_seconds: Optional[int] = Field(default=None, description="Spot: runtime plus waiting for capacity (>= max runtime).")
     checkpoint_s3_uri: Optional[str] = Field(default=None, description="Spot: where checkpoints go, so an interrupted job resumes.")
@@ -178,17 +204,12 @@ class AlertBudget(ConfigurableResource):
     model_performance measures precision and card precision at k; with cap_at_budget
     (FRAUD_ALERT_CAP_AT_BUDGET=1) fraud_alerts sends only the day's k highest-ranked alerts."""
 
-    budget: int = Field(default=DEFAULT_ALERT_BUDGET, description="Alerts the investigators examine a day (k, at least 1).")
+    budget: Annotated[int, checked_once_resolved(validate_budget)] = Field(
+        default=DEFAULT_ALERT_BUDGET, description="Alerts the investigators examine a day (k, at least 1)."
+    )
     cap_at_budget: bool = Field(
         default=False, description="Send at most `budget` alerts a day, highest first, and count the rest as held back."
     )
-
-    @field_validator("budget", mode="before")
-    @classmethod
-    def _at_least_one(cls, value: int) -> int:
-        # Not Field(ge=1): bound to FRAUD_ALERT_BUDGET the value is a placeholder (an int subclass
-        # reading 0) until the run resolves it, and the run's resolved plain int is checked here.
-        return validate_budget(value) if type(value) is int else value  # a str from config is left to pydantic
 
 
 def _from_env(resource_cls: type[ConfigurableResource], prefix: str, **fixed) -> ConfigurableResource:
