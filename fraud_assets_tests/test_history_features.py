@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.lib.config import LABEL_COLUMN
+from fraud_assets.lib.experimentation import feature_sets
 from fraud_assets.lib.features.history import (
     CUSTOMER_FEATURES,
     HISTORY_DAYS,
@@ -25,6 +26,7 @@ from fraud_assets.lib.features.history import (
     terminal_day_counts,
     timestamp_micros,
 )
+from fraud_assets.lib.seeding.world import world_history
 
 BASE = pd.Timestamp("2026-01-05T00:00:00Z")
 HOUR = pd.Timedelta(hours=1)
@@ -355,3 +357,21 @@ def test_empty_frames_and_bad_delay():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="label_delay_days"):
             history_features(empty, bad)
+
+
+def test_the_experiments_history_feature_set_uses_the_label_delay_it_is_given():
+    # tuning_experiment passes the FeatureEngineering resource's label delay: the history set a
+    # trial trains on must be the features training computes with that delay.
+    frame = world_history("2026-01-01", days=12, transactions_per_day=300, seed=3)
+    cut = 9 * 300
+    got = {}
+    for delay in (0, 3):
+        train, validation, names = feature_sets.build("history", frame.iloc[:cut], frame.iloc[cut:], label_delay_days=delay)
+        want = history_features(frame, delay)
+        assert set(HISTORY_FEATURES) <= set(names)
+        for part, rows in ((train, slice(0, cut)), (validation, slice(cut, None))):
+            np.testing.assert_array_equal(
+                part[list(HISTORY_FEATURES)].to_numpy(), want[list(HISTORY_FEATURES)].iloc[rows].to_numpy(dtype=np.float32)
+            )
+        got[delay] = validation["terminal_tx_count_7d"].to_numpy()
+    assert not np.array_equal(got[0], got[3])  # the delay moves the terminals' window

@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, Config, Failure, MetadataValue, Table
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from fraud_assets.defs.resources import AwsClients, FraudPlatform, RiskThresholds
+from fraud_assets.defs.resources import AwsClients, FeatureEngineering, FraudPlatform, RiskThresholds
 from fraud_assets.lib.aws.clients import s3_client
 from fraud_assets.lib.aws.storage import StageResult
 from fraud_assets.lib.experimentation.algorithms import ALGORITHMS, SERVABLE
@@ -140,6 +140,7 @@ def tuning_experiment(
     aws: AwsClients,
     platform: FraudPlatform,
     risk_thresholds: RiskThresholds,
+    feature_engineering: FeatureEngineering,
 ) -> StageResult:
     production = read_hyperparameters(aws.client("ssm")) if config.base_on_production and "xgboost" in config.algorithms else None
     base = base_hyperparameters(config.algorithms, production.values if production else None, config.base_hyperparameters)
@@ -154,6 +155,7 @@ def tuning_experiment(
             n_trials=config.n_trials,
             algorithms=config.algorithms,
             feature_sets=config.feature_sets,
+            label_delay_days=feature_engineering.label_delay_days,
             validation_spec=ValidationSpec(
                 config.validation, block_days=config.block_days, n_folds=config.n_folds, delay_blocks=config.delay_blocks
             ),

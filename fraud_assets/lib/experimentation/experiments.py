@@ -384,6 +384,7 @@ def run_experiment(
     n_trials: int,
     algorithms: Sequence[str] = (XGBOOST,),
     feature_sets: Sequence[str] = (fsets.RAW,),
+    label_delay_days: int = 1,
     validation_spec: ValidationSpec | None = None,
     search_space: Mapping[str, Any] | None = None,
     metric: str = "pr_auc",
@@ -396,7 +397,7 @@ def run_experiment(
 ) -> ExperimentResult:
     """Run the search and return its result; writes nothing (see record_experiment).
 
-    `n_trials` per (algorithm, feature set). `search_space` and `base_hyperparameters` are flat
+    `n_trials` per (algorithm, feature set); `label_delay_days` is the history feature set's label delay. `search_space` and `base_hyperparameters` are flat
     (one algorithm) or keyed by algorithm; a flat base with several algorithms is xgboost's (the
     production hyperparameters are xgboost's). `timeout_seconds` bounds the whole experiment."""
     import optuna
@@ -435,7 +436,7 @@ def run_experiment(
     try:
         for feature_set in sets:
             # Built once per feature set and fold, shared by every algorithm and trial.
-            prepared = [fsets.build(feature_set, data.iloc[f.train], data.iloc[f.validation]) for f in folds]
+            prepared = [fsets.build(feature_set, data.iloc[f.train], data.iloc[f.validation], label_delay_days) for f in folds]
             for name, learner in learners.items():
                 remaining = None if deadline is None else deadline - time.perf_counter()
                 if remaining is not None and remaining <= 0:

@@ -10,7 +10,8 @@
 Statistics (amount mean and spread) are fitted on each fold's train part only, as training fits
 them on the train split: the validation part must not leak into them. History features are point
 in time: a row's come from earlier rows of the fold (train and validation parts alike) and from
-labels at least HISTORY_LABEL_DELAY_DAYS old, as serving would have them.
+labels at least `label_delay_days` old (the FeatureEngineering resource's, as training and serving
+use it), as serving would have them.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ from fraud_assets.lib.training.features import add_features, engineered_feature_
 
 RAW, ENGINEERED, HISTORY = "raw", "engineered", "history"
 FEATURE_SETS = (RAW, ENGINEERED, HISTORY)
-# Labels a day's terminal features may use are at least this many days old beyond the day before
-# (history.py's L): one day, the simulated world's default delay (main_job's label_delay_days).
-HISTORY_LABEL_DELAY_DAYS = 1
 
 
 class FeatureSetError(ValueError):
@@ -57,13 +55,15 @@ def check_feature_sets(names: Sequence[str], data: pd.DataFrame) -> list[str]:
     return names
 
 
-def build(feature_set: str, train: pd.DataFrame, validation: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def build(
+    feature_set: str, train: pd.DataFrame, validation: pd.DataFrame, label_delay_days: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """(train, validation) as float32 feature columns plus Class, and the feature names."""
     if feature_set == RAW:
         names = list(FEATURE_COLUMNS)
     else:
         if feature_set == HISTORY:
-            train, validation = _with_history(train, validation)
+            train, validation = _with_history(train, validation, label_delay_days)
         elif feature_set != ENGINEERED:
             raise FeatureSetError(f"unknown feature set {feature_set!r}")
         stats = fit_feature_stats(train)
@@ -72,11 +72,11 @@ def build(feature_set: str, train: pd.DataFrame, validation: pd.DataFrame) -> tu
     return _compact(train, names), _compact(validation, names), names
 
 
-def _with_history(train: pd.DataFrame, validation: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _with_history(train: pd.DataFrame, validation: pd.DataFrame, label_delay_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both parts with their history features, computed over the two together: a validation row's
     past includes the train part's rows before it."""
     both = pd.concat([train, validation], ignore_index=True)
-    both = pd.concat([both, history_features(both, HISTORY_LABEL_DELAY_DAYS)], axis=1)
+    both = pd.concat([both, history_features(both, label_delay_days)], axis=1)
     return both.iloc[: len(train)], both.iloc[len(train) :]
 
 
