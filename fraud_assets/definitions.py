@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from fraud_assets.defs.common import DOMAINS, OWNERS
+from fraud_assets.lib.memory import freeze_long_lived
 
 _DEFS_PACKAGE = "fraud_assets.defs"
 
@@ -33,7 +34,9 @@ def defs() -> dg.Definitions:
     with warnings.catch_warnings():
         # map_asset_specs is a preview API in Dagster 1.13: its warning would repeat at every load.
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return loaded.map_asset_specs(func=project_rules)
+        built = loaded.map_asset_specs(func=project_rules)
+    freeze_long_lived()
+    return built
 
 
 def asset_domains() -> dict[dg.AssetKey, str]:

@@ -29,11 +29,22 @@ def _trimmer() -> Callable[[], object]:
 _trim = _trimmer()
 
 
+def freeze_long_lived() -> None:
+    """Collect, then move every object alive now out of the collector's sight (gc.freeze): called
+    when the code location has loaded, so what it built (modules, definitions, Dagster's own
+    structures; ~300,000 objects) lives as long as the process and is not scanned again by the
+    collection before every step's input. A full collection took 0.12 s in a run worker and 0.4 s
+    in the test process; after the freeze it takes ~20 ms. Frozen objects are never collected: only
+    what lives for the process belongs here, so this runs at load, not during a run."""
+    gc.collect()
+    gc.freeze()
+
+
 def release_freed_memory(collect_cycles: bool = False) -> None:
-    """`collect_cycles`: run the cyclic garbage collector first (tens of ms: between steps, not
-    between chunks). What a finished step leaves behind can sit in reference cycles with Dagster's
-    step objects (its context, frames), freed only when the collector runs: trimming before it
-    hands none of that back."""
+    """`collect_cycles`: run the cyclic garbage collector first (tens of ms once the code location
+    is frozen, see freeze_long_lived: between steps, not between chunks). What a finished step
+    leaves behind can sit in reference cycles with Dagster's step objects (its context, frames),
+    freed only when the collector runs: trimming before it hands none of that back."""
     if collect_cycles:
         gc.collect()
     import pyarrow as pa
