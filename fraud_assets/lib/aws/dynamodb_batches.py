@@ -85,8 +85,9 @@ def batch_write(
     when `give_up()` turns true between attempts."""
     if not 1 <= len(requests) <= MAX_WRITE_REQUESTS:
         raise ValueError(f"a BatchWriteItem holds 1..{MAX_WRITE_REQUESTS} requests, not {len(requests)}")
-    pending = list(requests)
-    for attempt in range(1, max_attempts + 1):
+    pending, attempt = list(requests), 0
+    while True:
+        attempt += 1
         try:
             response = dynamodb.batch_write_item(RequestItems={table: pending})
         except (ClientError, BotoConnectionError, HTTPClientError) as err:
@@ -94,7 +95,6 @@ def batch_write(
         pending = response.get("UnprocessedItems", {}).get(table, [])
         if not pending:
             return attempt
-        if attempt == max_attempts or give_up():
+        if attempt >= max_attempts or give_up():
             raise BatchIncomplete(table, len(pending), f"still unwritten after {attempt} attempts (unprocessed)")
         sleep(backoff_delay(attempt, base_delay))
-    raise AssertionError("unreachable")

@@ -397,9 +397,10 @@ def run_experiment(
 ) -> ExperimentResult:
     """Run the search and return its result; writes nothing (see record_experiment).
 
-    `n_trials` per (algorithm, feature set); `label_delay_days` is the history feature set's label delay. `search_space` and `base_hyperparameters` are flat
-    (one algorithm) or keyed by algorithm; a flat base with several algorithms is xgboost's (the
-    production hyperparameters are xgboost's). `timeout_seconds` bounds the whole experiment."""
+    `n_trials` per (algorithm, feature set); `label_delay_days` is the history feature set's label
+    delay. `search_space` and `base_hyperparameters` are flat (one algorithm) or keyed by
+    algorithm; a flat base with several algorithms is xgboost's (the production hyperparameters
+    are xgboost's). `timeout_seconds` bounds the whole experiment."""
     import optuna
 
     # --- everything that can be refused, before the first trial -------------------------------

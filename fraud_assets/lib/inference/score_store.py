@@ -30,7 +30,6 @@ from fraud_assets.lib.inference.daily import format_timestamps, utc_microseconds
 
 PARTITION_KEY = TRANSACTION_ID
 SORT_KEY = "timestamp"
-MAX_BATCH_SIZE = MAX_WRITE_REQUESTS
 ITEM_CHUNK_ROWS = 10_000  # scored rows turned into items at a time
 SCORED_COLUMNS: tuple[str, ...] = (
     TRANSACTION_ID,
@@ -120,7 +119,7 @@ def write_scores(
     table: str,
     items: Iterable[dict[str, Any]] | ScoreItems,
     *,
-    batch_size: int = MAX_BATCH_SIZE,
+    batch_size: int = MAX_WRITE_REQUESTS,
     max_workers: int = 4,
     max_attempts: int = 10,
     base_delay: float = 0.05,
@@ -136,8 +135,8 @@ def write_scores(
     request holding one key twice, and two items with one key in a day's scores would mean a bug
     upstream.
     """
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(f"batch_size must be 1..{MAX_BATCH_SIZE}, not {batch_size}")
+    if not 1 <= batch_size <= MAX_WRITE_REQUESTS:
+        raise ValueError(f"batch_size must be 1..{MAX_WRITE_REQUESTS}, not {batch_size}")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, not {max_attempts}")
     if not isinstance(items, ScoreItems):
